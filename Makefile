@@ -1,0 +1,87 @@
+# echod: `make run` builds and serves port 7; `make test` runs every test.
+# Variants build into their own directory: build/ (default), build/asan/
+# (ASan+UBSan), build/clang/ (the clang warning check).
+
+BUILD	?= build
+CC	?= cc
+ARGS	?=
+
+WARN	 = -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
+	   -Wmissing-prototypes -Wvla -Wpointer-arith
+HARDEN	 = -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
+CFLAGS	?= -O2 -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(HARDEN) $(CFLAGS) \
+	     $(EXTRA_CFLAGS) -Isrc -I$(BUILD)/gen
+LDFLAGS	+= -pie -Wl,-z,relro,-z,now $(EXTRA_LDFLAGS)
+LIBS	 = -lseccomp -lcap
+
+# Modules shared by echod, the unit tests and the fuzzers.
+CORE	 = units addr policy cli log counters loop listen tcp udp worker \
+	   supervisor
+CORE_OBJ = $(CORE:%=$(BUILD)/obj/%.o) $(BUILD)/obj/default_policy.o
+UNIT_TESTS = test_units test_addr test_policy test_cli
+SAN	 = -fsanitize=address,undefined -fno-sanitize-recover=all \
+	   -fno-omit-frame-pointer -U_FORTIFY_SOURCE
+
+.PHONY: all deps run test unit sanitize clang check-format format clean
+
+all: $(BUILD)/echod $(BUILD)/echo-client $(UNIT_TESTS:%=$(BUILD)/%)
+
+deps:
+	@bash .ci/deps
+
+run: deps all
+	./$(BUILD)/echod $(ARGS)
+
+$(BUILD)/obj $(BUILD)/gen:
+	mkdir -p $@
+
+# The built-in policy is policy/echod.conf itself, as a C string.
+$(BUILD)/gen/default_policy.c: policy/echod.conf | $(BUILD)/gen
+	{ echo '/* generated from policy/echod.conf */'; \
+	  echo 'extern const char policy_default_text[];'; \
+	  echo 'const char policy_default_text[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; \
+	  echo ';'; } > $@
+
+$(BUILD)/obj/default_policy.o: $(BUILD)/gen/default_policy.c | $(BUILD)/obj
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+
+$(BUILD)/obj/%.o: src/%.c src/*.h | $(BUILD)/obj
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/%.o: tests/unit/%.c src/*.h | $(BUILD)/obj
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+
+$(BUILD)/echod: $(BUILD)/obj/echod.o $(CORE_OBJ)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/echo-client: $(BUILD)/obj/echo-client.o $(BUILD)/obj/units.o
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ -lm
+
+$(BUILD)/test_%: $(BUILD)/obj/test_%.o $(CORE_OBJ)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+
+sanitize:
+	$(MAKE) BUILD=build/asan CC=clang EXTRA_CFLAGS='$(SAN)' \
+		EXTRA_LDFLAGS='$(SAN)' all
+
+clang:
+	$(MAKE) BUILD=build/clang CC=clang all
+
+unit: all
+	@for t in $(UNIT_TESTS); do ./$(BUILD)/$$t || exit 1; done
+
+# The whole suite: both compilers warning-free, unit tests plain and under
+# ASan+UBSan, then the integration tests on real sockets.
+test: deps all clang sanitize
+	/usr/bin/python3 tests/run.py
+
+check-format:
+	clang-format --dry-run --Werror src/*.c src/*.h tests/unit/*.c
+
+format:
+	clang-format -i src/*.c src/*.h tests/unit/*.c
+
+clean:
+	rm -rf build

@@ -1,0 +1,74 @@
+/* addr: IP addresses, CIDR prefixes, endpoints and port sets; pure parsers. */
+#ifndef ECHOD_ADDR_H
+#define ECHOD_ADDR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* An address without port. IPv4-mapped IPv6 is always stored as IPv4. */
+struct ipaddr {
+	uint8_t family; /* AF_INET (bytes[0..3]) or AF_INET6 */
+	uint8_t bytes[16];
+};
+
+struct cidr {
+	struct ipaddr addr; /* host bits are zero */
+	uint8_t prefix;
+};
+
+/* A listen address as written: port 0 with has_port false means "use -p". */
+struct endpoint {
+	struct sockaddr_storage ss;
+	socklen_t len;
+	bool has_port;
+};
+
+/* One bit per port, 8 KiB: membership is one load on the hot path. */
+struct portset {
+	uint64_t bits[65536 / 64];
+};
+
+#define ADDR_STRLEN 64 /* "[v6%scope]:65535" fits */
+
+/* Numeric IPv4 or IPv6 address; IPv4-mapped IPv6 becomes IPv4. */
+int parse_ipaddr(const char *s, struct ipaddr *out);
+
+/* "ADDR/LEN" or bare "ADDR" (a host); host bits set after LEN is an error. */
+int parse_cidr(const char *s, struct cidr *out);
+
+/* "ADDR", "ADDR:PORT", "[V6]", "[V6]:PORT"; a bare V6 takes no port. */
+int parse_endpoint(const char *s, struct endpoint *out);
+
+/* "N" or "LO-HI", each 0..65535 and LO <= HI. */
+int parse_port_range(const char *s, uint16_t *lo, uint16_t *hi);
+
+/* Address and port of a sockaddr, IPv4-mapped folded to IPv4. */
+void ipaddr_from_sockaddr(const struct sockaddr *sa, struct ipaddr *out,
+			  uint16_t *port);
+
+/* The first `bits` bits of `a`, the rest zeroed. */
+void ipaddr_prefix(const struct ipaddr *a, unsigned bits, struct ipaddr *out);
+
+bool ipaddr_equal(const struct ipaddr *a, const struct ipaddr *b);
+bool cidr_contains(const struct cidr *c, const struct ipaddr *a);
+
+/* Set, clear and test ports in a set. */
+void portset_add(struct portset *ps, uint16_t lo, uint16_t hi);
+static inline bool
+portset_has(const struct portset *ps, uint16_t port)
+{
+	return (ps->bits[port / 64] >> (port % 64)) & 1;
+}
+
+/* "1.2.3.4", "2001:db8::1". */
+void format_ipaddr(const struct ipaddr *a, char *buf, size_t len);
+/* "1.2.3.4:7", "[2001:db8::1]:7". */
+void format_sockaddr(const struct sockaddr *sa, char *buf, size_t len);
+
+/* Set the port of an endpoint's sockaddr. */
+void endpoint_set_port(struct endpoint *ep, uint16_t port);
+uint16_t endpoint_port(const struct endpoint *ep);
+
+#endif

@@ -1,0 +1,151 @@
+/* cli: flags are checked as strictly as the policy file. */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define DEFAULT_PORT 7
+
+const char cli_usage[] =
+    "usage: echod [-c FILE] [-t] [-l ADDR[:PORT]]... [-p PORT] [-u USER]\n"
+    "             [-w WORKERS] [-v] [-V] [-h]\n"
+    "  -c FILE     policy file (default: built-in, same as policy/echod.conf)\n"
+    "  -t          check the policy and flags, print ok, exit\n"
+    "  -l ADDR     listen address, repeatable, replaces 'listen':\n"
+    "              127.0.0.1, 127.0.0.1:7007, [::1]:7007\n"
+    "  -p PORT     port for every listen address without one (default 7)\n"
+    "  -u USER     user to run as after binding\n"
+    "  -w WORKERS  worker processes: auto (one per CPU) or 1-256\n"
+    "  -v          more logging (repeat for debug)\n"
+    "  -V          print the version and exit\n"
+    "  -h          print this help and exit\n"
+    "signals: TERM/INT stop, USR1 logs every counter\n"
+    "exit: 0 ok, 64 usage, 71 cannot bind or harden, 78 bad policy\n";
+
+static int
+fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static int
+take_value(char flag, const char *value, struct options *out, char *err,
+	   size_t errlen)
+{
+	uint64_t v;
+
+	switch (flag) {
+	case 'c':
+		out->config = value;
+		return 0;
+	case 'l':
+		if (out->nlisten == POLICY_MAX_LISTEN)
+			return fail(err, errlen,
+				    "-l: at most %d listen addresses",
+				    POLICY_MAX_LISTEN);
+		if (parse_endpoint(value, &out->listen[out->nlisten]) != 0)
+			return fail(err, errlen,
+				    "-l: '%s' is not ADDR, ADDR:PORT or "
+				    "[V6]:PORT with a numeric address",
+				    value);
+		out->nlisten++;
+		return 0;
+	case 'p':
+		if (parse_uint(value, 65535, &v) != 0 || v == 0)
+			return fail(err, errlen,
+				    "-p: '%s' is not a port (1-65535)", value);
+		out->port = (uint16_t)v;
+		out->port_set = true;
+		return 0;
+	case 'u':
+		if (!policy_valid_user(value))
+			return fail(err, errlen,
+				    "-u: '%s' is not a valid user name", value);
+		out->user = value;
+		return 0;
+	case 'w':
+		out->workers_set = true;
+		if (strcmp(value, "auto") == 0) {
+			out->workers = 0;
+			return 0;
+		}
+		if (parse_uint(value, 256, &v) != 0 || v == 0)
+			return fail(err, errlen,
+				    "-w: '%s' is not auto or 1-256", value);
+		out->workers = (unsigned)v;
+		return 0;
+	}
+	return fail(err, errlen, "unknown option -%c", flag);
+}
+
+int
+cli_parse(int argc, char *const argv[], struct options *o, char *err,
+	  size_t errlen)
+{
+	int i;
+
+	memset(o, 0, sizeof(*o));
+	o->port = DEFAULT_PORT;
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "--") == 0) {
+			i++;
+			break;
+		}
+		if (a[0] != '-' || a[1] == '\0')
+			break;
+		for (const char *f = a + 1; *f; f++) {
+			if (strchr("tvVh", *f) != NULL) {
+				if (*f == 't')
+					o->check_only = true;
+				else if (*f == 'v')
+					o->verbose++;
+				else if (*f == 'V')
+					o->version = true;
+				else
+					o->help = true;
+				continue;
+			}
+			if (strchr("clpuw", *f) == NULL)
+				return fail(err, errlen, "unknown option -%c",
+					    *f);
+			/* A value flag takes the rest of the word or the next. */
+			const char *value = f[1] ? f + 1 : argv[++i];
+			if (value == NULL || i >= argc)
+				return fail(err, errlen,
+					    "option -%c needs a value", *f);
+			if (take_value(*f, value, o, err, errlen) != 0)
+				return -1;
+			break;
+		}
+	}
+	if (i < argc)
+		return fail(err, errlen, "unexpected argument '%s'", argv[i]);
+	return 0;
+}
+
+void
+cli_apply(const struct options *o, struct policy *p)
+{
+	if (o->nlisten > 0) {
+		memcpy(p->listen, o->listen, sizeof(o->listen));
+		p->nlisten = o->nlisten;
+	}
+	for (size_t i = 0; i < p->nlisten; i++)
+		if (!p->listen[i].has_port)
+			endpoint_set_port(&p->listen[i],
+					  o->port_set ? o->port : DEFAULT_PORT);
+	if (o->user != NULL)
+		snprintf(p->user, sizeof(p->user), "%s", o->user);
+	if (o->workers_set)
+		p->workers = o->workers;
+	for (int v = 0; v < o->verbose && p->log_level < LOG_DEBUG; v++)
+		p->log_level++;
+}

@@ -1,0 +1,54 @@
+/* counters: every decision echod makes is counted; one slot per process. */
+#ifndef ECHOD_COUNTERS_H
+#define ECHOD_COUNTERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Every counter, in the order SIGUSR1 prints them. */
+#define COUNTER_LIST(X)                                                        \
+	X(tcp_accepted)                                                        \
+	X(tcp_active)                                                          \
+	X(tcp_closed)                                                          \
+	X(tcp_refused_max)                                                     \
+	X(tcp_idle_timeouts)                                                   \
+	X(tcp_accept_errors)                                                   \
+	X(tcp_bytes_in)                                                        \
+	X(tcp_bytes_out)                                                       \
+	X(udp_received)                                                        \
+	X(udp_echoed)                                                          \
+	X(udp_bytes_in)                                                        \
+	X(udp_bytes_out)                                                       \
+	X(udp_drop_oversize)                                                   \
+	X(udp_send_errors)                                                     \
+	X(worker_restarts)                                                     \
+	X(log_suppressed)
+
+struct counters {
+#define COUNTER_FIELD(name) uint64_t name;
+	COUNTER_LIST(COUNTER_FIELD)
+#undef COUNTER_FIELD
+};
+
+/* This process's slot (NULL before counters_init). The only global. */
+extern struct counters *counters;
+
+/* Single writer per slot, readers elsewhere: relaxed atomics, no lock. */
+#define COUNT(name, n)                                                         \
+	__atomic_store_n(&counters->name, counters->name + (uint64_t)(n),      \
+			 __ATOMIC_RELAXED)
+
+/* Map `nslots` zeroed slots shared with future children; select slot 0. */
+int counters_init(unsigned nslots);
+/* Point `counters` at slot i (a worker does this after fork). */
+void counters_select(unsigned slot);
+/* Zero slot i's gauges (tcp_active) after its worker died. */
+void counters_reset_gauges(unsigned slot);
+/* tcp_active over every slot: the connections open in all workers. */
+uint64_t counters_total_active(void);
+/* Sum of every slot. */
+void counters_sum(struct counters *out);
+/* "name=value ..." for every counter, for one log line. */
+void counters_format(const struct counters *c, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,236 @@
+/* listen: socket(), setsockopt(), bind(), listen(); nothing after this
+ * needs the right to bind, so the bootstrap can drop it. */
+#include "listen.h"
+
+#include <errno.h>
+#include <linux/filter.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define TCP_BACKLOG 1024
+#define GOLDEN	    0x9e3779b1u /* odd multiplier: spreads prefixes evenly */
+
+static int
+fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static int
+set_int(int fd, int level, int opt, int value)
+{
+	return setsockopt(fd, level, opt, &value, sizeof(value));
+}
+
+/* Append one instruction to a classic BPF program under construction. */
+static void
+emit(struct sock_filter *prog, size_t *n, uint16_t code, uint32_t k)
+{
+	prog[(*n)++] = (struct sock_filter)BPF_STMT(code, k);
+}
+
+/*
+ * A reuseport program: hash the source address's first `bits` bits (the
+ * rate-limit prefix) and return hash % nworkers, the index of the socket
+ * in the group. Addresses are read relative to the network header.
+ */
+static size_t
+build_steering(struct sock_filter *prog, int family, unsigned bits,
+	       unsigned nworkers)
+{
+	unsigned words = family == AF_INET ? 1 : 4;
+	uint32_t src_off = family == AF_INET ? 12 : 8;
+	size_t n = 0;
+
+	emit(prog, &n, BPF_LD | BPF_IMM, 0);
+	emit(prog, &n, BPF_ST, 0);
+	for (unsigned w = 0; w < words && bits > w * 32; w++) {
+		unsigned keep = bits - w * 32 >= 32 ? 32 : bits - w * 32;
+		uint32_t mask = keep == 32 ? 0xffffffffu : ~(0xffffffffu >> keep);
+
+		emit(prog, &n, BPF_LD | BPF_W | BPF_ABS,
+		     (uint32_t)SKF_NET_OFF + src_off + 4 * w);
+		emit(prog, &n, BPF_ALU | BPF_AND | BPF_K, mask);
+		emit(prog, &n, BPF_MISC | BPF_TAX, 0);
+		emit(prog, &n, BPF_LD | BPF_MEM, 0);
+		emit(prog, &n, BPF_ALU | BPF_MUL | BPF_K, GOLDEN);
+		emit(prog, &n, BPF_ALU | BPF_XOR | BPF_X, 0);
+		emit(prog, &n, BPF_ST, 0);
+	}
+	emit(prog, &n, BPF_LD | BPF_MEM, 0);
+	emit(prog, &n, BPF_ALU | BPF_MUL | BPF_K, GOLDEN);
+	emit(prog, &n, BPF_MISC | BPF_TAX, 0);
+	emit(prog, &n, BPF_ALU | BPF_RSH | BPF_K, 16);
+	emit(prog, &n, BPF_ALU | BPF_XOR | BPF_X, 0);
+	emit(prog, &n, BPF_ALU | BPF_MOD | BPF_K, nworkers);
+	emit(prog, &n, BPF_RET | BPF_A, 0);
+	return n;
+}
+
+static int
+attach_steering(int fd, int family, unsigned bits, unsigned nworkers)
+{
+	struct sock_filter prog[64];
+	struct sock_fprog fprog;
+
+	fprog.len = (unsigned short)build_steering(prog, family, bits, nworkers);
+	fprog.filter = prog;
+	return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &fprog,
+			  sizeof(fprog));
+}
+
+static const char *
+bind_advice(int err)
+{
+	switch (err) {
+	case EADDRINUSE:
+		return "the port is in use: stop the other service or choose "
+		       "another port with -p or listen";
+	case EACCES:
+		return "ports below 1024 need root, the file capability "
+		       "(setcap cap_net_bind_service=ep echod, or make setcap) "
+		       "or systemd socket activation";
+	case EADDRNOTAVAIL:
+		return "the address is not configured on this host";
+	case EAFNOSUPPORT:
+		return "this host has no support for the address family";
+	default:
+		return "check the listen addresses";
+	}
+}
+
+static int
+open_one(const struct endpoint *ep, int type, bool reuseport, char *err,
+	 size_t errlen, const char *name)
+{
+	int fd, family = ep->ss.ss_family, e;
+
+	fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	if (set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1) != 0)
+		goto fail;
+	if (reuseport && set_int(fd, SOL_SOCKET, SO_REUSEPORT, 1) != 0)
+		goto fail;
+	/* Separate v4 and v6 sockets: every check sees the real family. */
+	if (family == AF_INET6 && set_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1))
+		goto fail;
+	if (type == SOCK_DGRAM) {
+		/* Learn each datagram's destination to reply from it. */
+		if (family == AF_INET &&
+		    set_int(fd, IPPROTO_IP, IP_PKTINFO, 1) != 0)
+			goto fail;
+		if (family == AF_INET6 &&
+		    set_int(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1) != 0)
+			goto fail;
+	} else if (set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1) != 0) {
+		goto fail;
+	}
+	if (bind(fd, (const struct sockaddr *)&ep->ss, ep->len) != 0) {
+		e = errno;
+		close(fd);
+		return fail(err, errlen, "cannot bind %s: %s: %s", name,
+			    strerror(e), bind_advice(e));
+	}
+	if (type == SOCK_STREAM && listen(fd, TCP_BACKLOG) != 0)
+		goto fail;
+	return fd;
+fail:
+	e = errno;
+	if (fd >= 0)
+		close(fd);
+	return fail(err, errlen, "cannot set up %s: %s", name, strerror(e));
+}
+
+int
+listen_bind(const struct policy *p, unsigned nworkers, unsigned v4_prefix,
+	    unsigned v6_prefix, struct listen_set *out, char *err,
+	    size_t errlen)
+{
+	static const int types[] = {SOCK_STREAM, SOCK_DGRAM};
+	size_t max = p->nlisten * 2 * nworkers;
+
+	out->n = 0;
+	out->l = calloc(max, sizeof(*out->l));
+	if (out->l == NULL)
+		return fail(err, errlen, "out of memory");
+	for (size_t a = 0; a < p->nlisten; a++) {
+		const struct endpoint *ep = &p->listen[a];
+		for (size_t t = 0; t < 2; t++) {
+			int type = types[t];
+			char name[ADDR_STRLEN + 8], where[ADDR_STRLEN];
+
+			if ((type == SOCK_STREAM && !p->tcp) ||
+			    (type == SOCK_DGRAM && !p->udp))
+				continue;
+			format_sockaddr((const struct sockaddr *)&ep->ss, where,
+					sizeof(where));
+			snprintf(name, sizeof(name), "%s %s",
+				 type == SOCK_STREAM ? "tcp" : "udp", where);
+			for (unsigned w = 0; w < nworkers; w++) {
+				struct listener *l = &out->l[out->n];
+				int fd = open_one(ep, type, nworkers > 1, err,
+						  errlen, name);
+				if (fd < 0) {
+					listen_close(out);
+					return -1;
+				}
+				*l = (struct listener){fd, type,
+						       ep->ss.ss_family, w, ""};
+				snprintf(l->name, sizeof(l->name), "%s", name);
+				out->n++;
+				if (w == 0 && nworkers > 1 &&
+				    attach_steering(fd, ep->ss.ss_family,
+						    ep->ss.ss_family == AF_INET
+							? v4_prefix
+							: v6_prefix,
+						    nworkers) != 0) {
+					int e = errno;
+					listen_close(out);
+					return fail(err, errlen,
+						    "cannot attach the "
+						    "per-source steering "
+						    "program to %s: %s",
+						    name, strerror(e));
+				}
+			}
+		}
+	}
+	return 0;
+}
+
+void
+listen_keep_only(struct listen_set *s, unsigned worker)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->l[i].worker == worker ||
+		    s->l[i].worker == LISTENER_SHARED)
+			s->l[kept++] = s->l[i];
+		else
+			close(s->l[i].fd);
+	}
+	s->n = kept;
+}
+
+void
+listen_close(struct listen_set *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		close(s->l[i].fd);
+	free(s->l);
+	s->l = NULL;
+	s->n = 0;
+}

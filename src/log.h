@@ -1,0 +1,29 @@
+/* log: one event per line on stderr, logfmt, with a global line budget. */
+#ifndef ECHOD_LOG_H
+#define ECHOD_LOG_H
+
+#include "policy.h"
+
+/* Set the minimum level and the process name field (e.g. "worker"). */
+void log_init(enum log_level level, const char *role, int index);
+
+/* True if an event at this level would be written (before rate limiting). */
+int log_enabled(enum log_level level);
+
+/*
+ * Write "ts=... level=... event=EVENT role=... FIELDS\n" in one write(2).
+ * FIELDS is a printf format of key=value pairs; values that could hold
+ * spaces must be quoted by the caller. Lines beyond the budget (LOG_RATE
+ * per second) are counted and reported in a later log_suppressed event.
+ */
+void log_event(enum log_level level, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Same, exempt from the budget: for start, stop and operator requests. */
+void log_always(enum log_level level, const char *event, const char *fmt,
+		...) __attribute__((format(printf, 3, 4)));
+
+#define LOG_RATE  50 /* lines per second once the burst is spent */
+#define LOG_BURST 200
+
+#endif

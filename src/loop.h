@@ -1,0 +1,33 @@
+/* loop: a level-triggered epoll loop with one periodic tick, as in ae.c. */
+#ifndef ECHOD_LOOP_H
+#define ECHOD_LOOP_H
+
+#include <stdint.h>
+
+struct loop;
+
+/* Called with the epoll events that fired on fd. */
+typedef void (*loop_fn)(struct loop *l, int fd, uint32_t events, void *arg);
+typedef void (*tick_fn)(struct loop *l, uint64_t now_ms, void *arg);
+
+/* A loop for fds below maxfd. NULL on failure (errno set). */
+struct loop *loop_new(int maxfd);
+void loop_free(struct loop *l);
+
+/* Watch fd for events (EPOLLIN, EPOLLOUT, ...); 0 or -1 with errno. */
+int loop_add(struct loop *l, int fd, uint32_t events, loop_fn fn, void *arg);
+int loop_set_events(struct loop *l, int fd, uint32_t events);
+/* Forget fd (before closing it); pending events for it are dropped. */
+void loop_del(struct loop *l, int fd);
+
+/* Call tick every period_ms (and once at start) while running. */
+void loop_set_tick(struct loop *l, unsigned period_ms, tick_fn fn, void *arg);
+
+/* Dispatch until loop_stop; returns 0, or -1 if epoll_wait failed. */
+int loop_run(struct loop *l);
+void loop_stop(struct loop *l);
+
+/* CLOCK_MONOTONIC in milliseconds. */
+uint64_t now_ms(void);
+
+#endif

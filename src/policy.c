@@ -1,0 +1,428 @@
+/* policy: a line-oriented grammar, one table of directives, no surprises. */
+#include "policy.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_ARGS	 (POLICY_MAX_CIDRS + 1)
+#define POLICY_MAX_FILE	 (1024 * 1024)
+#define SEEN_TEXT_MAX	 160
+
+struct directive;
+typedef int (*apply_fn)(const struct directive *d, struct policy *p,
+			char **argv, int argc, char *msg, size_t msglen);
+
+struct directive {
+	const char *name;
+	apply_fn apply;
+	size_t offset;	/* field in struct policy, for the generic setters */
+	uint64_t min, max;
+	bool list;	/* may repeat: later lines add to the list */
+};
+
+static int
+fail(char *msg, size_t msglen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, msglen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static int
+want_args(const struct directive *d, int argc, int min, int max, char *msg,
+	  size_t msglen)
+{
+	if (argc < min)
+		return fail(msg, msglen, "'%s' needs a value", d->name);
+	if (argc > max)
+		return fail(msg, msglen, "'%s' takes %d value%s, got %d",
+			    d->name, max, max == 1 ? "" : "s", argc);
+	return 0;
+}
+
+static int
+set_uint(const struct directive *d, struct policy *p, char **argv, int argc,
+	 char *msg, size_t msglen)
+{
+	uint64_t v;
+
+	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
+		return -1;
+	if (parse_uint(argv[0], UINT32_MAX, &v) != 0 || v < d->min ||
+	    v > d->max)
+		return fail(msg, msglen,
+			    "'%s': '%s' is not a whole number from %llu to "
+			    "%llu",
+			    d->name, argv[0], (unsigned long long)d->min,
+			    (unsigned long long)d->max);
+	*(unsigned *)((char *)p + d->offset) = (unsigned)v;
+	return 0;
+}
+
+static int
+set_duration(const struct directive *d, struct policy *p, char **argv,
+	     int argc, char *msg, size_t msglen)
+{
+	uint64_t v;
+
+	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
+		return -1;
+	if (parse_duration(argv[0], &v) != 0)
+		return fail(msg, msglen,
+			    "'%s': '%s' is not a duration (e.g. 500ms, 30s, "
+			    "5m, 1h)",
+			    d->name, argv[0]);
+	if (v < d->min || v > d->max)
+		return fail(msg, msglen, "'%s': %s is out of range (%llums to "
+			    "%llums)", d->name, argv[0],
+			    (unsigned long long)d->min,
+			    (unsigned long long)d->max);
+	*(uint64_t *)((char *)p + d->offset) = v;
+	return 0;
+}
+
+static int
+set_size(const struct directive *d, struct policy *p, char **argv, int argc,
+	 char *msg, size_t msglen)
+{
+	uint64_t v;
+
+	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
+		return -1;
+	if (parse_size(argv[0], &v) != 0)
+		return fail(msg, msglen,
+			    "'%s': '%s' is not a size (e.g. 512, 64k, 1m)",
+			    d->name, argv[0]);
+	if (v < d->min || v > d->max)
+		return fail(msg, msglen,
+			    "'%s': %s is out of range (%llu to %llu bytes)",
+			    d->name, argv[0], (unsigned long long)d->min,
+			    (unsigned long long)d->max);
+	*(uint64_t *)((char *)p + d->offset) = v;
+	return 0;
+}
+
+static int
+set_listen(const struct directive *d, struct policy *p, char **argv, int argc,
+	   char *msg, size_t msglen)
+{
+	if (want_args(d, argc, 1, POLICY_MAX_LISTEN, msg, msglen) != 0)
+		return -1;
+	for (int i = 0; i < argc; i++) {
+		if (p->nlisten == POLICY_MAX_LISTEN)
+			return fail(msg, msglen,
+				    "'%s': more than %d addresses", d->name,
+				    POLICY_MAX_LISTEN);
+		if (parse_endpoint(argv[i], &p->listen[p->nlisten]) != 0)
+			return fail(msg, msglen,
+				    "'%s': '%s' is not ADDR, ADDR:PORT or "
+				    "[V6]:PORT with a numeric address",
+				    d->name, argv[i]);
+		p->nlisten++;
+	}
+	return 0;
+}
+
+static int
+set_protocols(const struct directive *d, struct policy *p, char **argv,
+	      int argc, char *msg, size_t msglen)
+{
+	if (want_args(d, argc, 1, 2, msg, msglen) != 0)
+		return -1;
+	p->tcp = p->udp = false;
+	for (int i = 0; i < argc; i++) {
+		bool *which;
+		if (strcmp(argv[i], "tcp") == 0)
+			which = &p->tcp;
+		else if (strcmp(argv[i], "udp") == 0)
+			which = &p->udp;
+		else
+			return fail(msg, msglen,
+				    "'%s': '%s' is neither tcp nor udp",
+				    d->name, argv[i]);
+		if (*which)
+			return fail(msg, msglen, "'%s': '%s' named twice",
+				    d->name, argv[i]);
+		*which = true;
+	}
+	return 0;
+}
+
+static int
+set_workers(const struct directive *d, struct policy *p, char **argv, int argc,
+	    char *msg, size_t msglen)
+{
+	if (argc == 1 && strcmp(argv[0], "auto") == 0) {
+		p->workers = 0;
+		return 0;
+	}
+	if (set_uint(d, p, argv, argc, msg, msglen) != 0)
+		return fail(msg, msglen, "'%s': expected auto or 1 to %llu",
+			    d->name, (unsigned long long)d->max);
+	return 0;
+}
+
+/* POSIX portable user names: no shell or path metacharacters get through. */
+bool
+policy_valid_user(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n >= POLICY_NAME_MAX || s[0] == '-')
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-' &&
+		    *s != '.')
+			return false;
+	return true;
+}
+
+static int
+set_user(const struct directive *d, struct policy *p, char **argv, int argc,
+	 char *msg, size_t msglen)
+{
+	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
+		return -1;
+	if (!policy_valid_user(argv[0]))
+		return fail(msg, msglen, "'%s': '%s' is not a valid user name",
+			    d->name, argv[0]);
+	snprintf(p->user, sizeof(p->user), "%s", argv[0]);
+	return 0;
+}
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+const char *
+log_level_name(enum log_level l)
+{
+	return level_names[l];
+}
+
+static int
+set_log_level(const struct directive *d, struct policy *p, char **argv,
+	      int argc, char *msg, size_t msglen)
+{
+	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
+		return -1;
+	for (size_t i = 0; i < sizeof(level_names) / sizeof(*level_names);
+	     i++) {
+		if (strcmp(argv[0], level_names[i]) == 0) {
+			p->log_level = (enum log_level)i;
+			return 0;
+		}
+	}
+	return fail(msg, msglen,
+		    "'%s': '%s' is not one of error, warn, info, debug",
+		    d->name, argv[0]);
+}
+
+#define FIELD(f) offsetof(struct policy, f)
+
+static const struct directive directives[] = {
+    {"listen", set_listen, 0, 0, 0, true},
+    {"protocols", set_protocols, 0, 0, 0, false},
+    {"workers", set_workers, FIELD(workers), 1, 256, false},
+    {"user", set_user, 0, 0, 0, false},
+    {"tcp-max-connections", set_uint, FIELD(tcp_max_connections), 1, 100000,
+     false},
+    {"tcp-idle-timeout", set_duration, FIELD(tcp_idle_timeout_ms), 100,
+     24 * 3600 * 1000, false},
+    {"tcp-buffer", set_size, FIELD(tcp_buffer), 512, 16 * 1024 * 1024, false},
+    {"udp-max-datagram", set_size, FIELD(udp_max_datagram), 0, 65535, false},
+    {"log-level", set_log_level, 0, 0, 0, false},
+};
+
+#define NDIRECTIVES (sizeof(directives) / sizeof(directives[0]))
+
+/* What a scalar directive was first set to, to tell repeats from conflicts. */
+struct seen {
+	unsigned line;
+	char text[SEEN_TEXT_MAX];
+};
+
+static void
+join_args(char **argv, int argc, char *out, size_t len)
+{
+	size_t used = 0;
+
+	out[0] = '\0';
+	for (int i = 0; i < argc && used < len; i++)
+		used += (size_t)snprintf(out + used, len - used, "%s%s",
+					 i ? " " : "", argv[i]);
+}
+
+static const struct directive *
+find_directive(const char *name)
+{
+	for (size_t i = 0; i < NDIRECTIVES; i++)
+		if (strcmp(directives[i].name, name) == 0)
+			return &directives[i];
+	return NULL;
+}
+
+/* Clear a list the first time this file names it, so files replace lists. */
+static void
+reset_list(const struct directive *d, struct policy *p)
+{
+	if (d->apply == set_listen)
+		p->nlisten = 0;
+}
+
+/* Split a line in place into whitespace-separated words; # starts a comment.
+ */
+static int
+split_words(char *line, char **argv, int max)
+{
+	int argc = 0;
+	char *s = line;
+
+	for (;;) {
+		while (*s == ' ' || *s == '\t' || *s == '\r')
+			s++;
+		if (*s == '\0' || *s == '#')
+			return argc;
+		if (argc == max)
+			return -1;
+		argv[argc++] = s;
+		while (*s && *s != ' ' && *s != '\t' && *s != '\r' &&
+		       *s != '#')
+			s++;
+		if (*s == '#') {
+			*s = '\0';
+			return argc;
+		}
+		if (*s)
+			*s++ = '\0';
+	}
+}
+
+static int
+parse_line(char *line, unsigned lineno, struct policy *p, struct seen *seen,
+	   struct policy_error *err)
+{
+	char *argv[MAX_ARGS];
+	char text[SEEN_TEXT_MAX];
+	const struct directive *d;
+	struct seen *s;
+	int argc;
+
+	for (char *c = line; *c; c++)
+		if (iscntrl((unsigned char)*c) && *c != '\t' && *c != '\r')
+			return fail(err->msg, sizeof(err->msg),
+				    "control character 0x%02x in line",
+				    (unsigned char)*c);
+	argc = split_words(line, argv, MAX_ARGS);
+	if (argc < 0)
+		return fail(err->msg, sizeof(err->msg),
+			    "too many words on one line (at most %d)",
+			    MAX_ARGS);
+	if (argc == 0)
+		return 0;
+	d = find_directive(argv[0]);
+	if (d == NULL)
+		return fail(err->msg, sizeof(err->msg),
+			    "unknown keyword '%.64s'", argv[0]);
+	s = &seen[d - directives];
+	join_args(argv + 1, argc - 1, text, sizeof(text));
+	if (s->line != 0 && !d->list) {
+		if (strcmp(s->text, text) != 0)
+			return fail(err->msg, sizeof(err->msg),
+				    "'%s' conflicts with line %u ('%s %s')",
+				    d->name, s->line, d->name, s->text);
+		return 0;
+	}
+	if (s->line == 0) {
+		reset_list(d, p);
+		s->line = lineno;
+		snprintf(s->text, sizeof(s->text), "%s", text);
+	}
+	return d->apply(d, p, argv + 1, argc - 1, err->msg, sizeof(err->msg));
+}
+
+int
+policy_parse(const char *buf, size_t len, struct policy *p,
+	     struct policy_error *err)
+{
+	struct seen seen[NDIRECTIVES];
+	char line[POLICY_MAX_LINE + 1];
+	unsigned lineno = 0;
+	size_t pos = 0;
+
+	memset(seen, 0, sizeof(seen));
+	memset(err, 0, sizeof(*err));
+	while (pos < len) {
+		const char *nl = memchr(buf + pos, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - (buf + pos)) : len - pos;
+
+		lineno++;
+		err->line = lineno;
+		if (n > POLICY_MAX_LINE)
+			return fail(err->msg, sizeof(err->msg),
+				    "line longer than %d bytes",
+				    POLICY_MAX_LINE);
+		if (memchr(buf + pos, '\0', n) != NULL)
+			return fail(err->msg, sizeof(err->msg),
+				    "NUL byte in line");
+		memcpy(line, buf + pos, n);
+		line[n] = '\0';
+		if (parse_line(line, lineno, p, seen, err) != 0)
+			return -1;
+		pos += n + 1;
+	}
+	err->line = 0;
+	return 0;
+}
+
+void
+policy_defaults(struct policy *p)
+{
+	struct policy_error err;
+
+	memset(p, 0, sizeof(*p));
+	/* The text is checked at build time by the test suite; it cannot fail. */
+	if (policy_parse(policy_default_text, strlen(policy_default_text), p,
+			 &err) != 0) {
+		fprintf(stderr, "echod: built-in policy:%u: %s\n", err.line,
+			err.msg);
+		_exit(70);
+	}
+}
+
+int
+policy_load_file(const char *path, struct policy *p, struct policy_error *err)
+{
+	static char buf[POLICY_MAX_FILE];
+	struct stat st;
+	ssize_t n;
+	size_t len = 0;
+	int fd;
+
+	memset(err, 0, sizeof(*err));
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return fail(err->msg, sizeof(err->msg), "cannot open: %s",
+			    strerror(errno));
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return fail(err->msg, sizeof(err->msg), "not a regular file");
+	}
+	while ((n = read(fd, buf + len, sizeof(buf) - len)) > 0)
+		len += (size_t)n;
+	close(fd);
+	if (n < 0)
+		return fail(err->msg, sizeof(err->msg), "cannot read: %s",
+			    strerror(errno));
+	if (len == sizeof(buf))
+		return fail(err->msg, sizeof(err->msg),
+			    "larger than %d bytes", POLICY_MAX_FILE);
+	return policy_parse(buf, len, p, err);
+}

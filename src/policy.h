@@ -1,0 +1,61 @@
+/* policy: the policy file's grammar and the settings it produces. */
+#ifndef ECHOD_POLICY_H
+#define ECHOD_POLICY_H
+
+#include "addr.h"
+#include "units.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define POLICY_MAX_LISTEN 16
+#define POLICY_MAX_CIDRS  256
+#define POLICY_MAX_LINE	  1024
+#define POLICY_NAME_MAX	  64
+#define POLICY_PATH_MAX	  256
+
+enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+struct policy {
+	struct endpoint listen[POLICY_MAX_LISTEN];
+	size_t nlisten;
+	bool tcp, udp;
+	unsigned workers; /* 0 means one per online CPU */
+	char user[POLICY_NAME_MAX];
+	unsigned tcp_max_connections;
+	uint64_t tcp_idle_timeout_ms;
+	uint64_t tcp_buffer;
+	uint64_t udp_max_datagram;
+	enum log_level log_level;
+};
+
+struct policy_error {
+	unsigned line; /* 0: not tied to a line */
+	char msg[192];
+};
+
+/*
+ * Apply the directives in buf[0..len) on top of *p (which holds the values
+ * in force so far, e.g. the built-in defaults). Lists named in buf replace
+ * the lists in *p. Pure: no I/O, no allocation. 0, or -1 with *err set.
+ */
+int policy_parse(const char *buf, size_t len, struct policy *p,
+		 struct policy_error *err);
+
+/* Fill *p from the built-in default policy (the text of policy/echod.conf). */
+void policy_defaults(struct policy *p);
+
+/* The built-in default policy text, NUL-terminated. */
+extern const char policy_default_text[];
+
+/* Read and parse a file on top of *p; errors carry the line number. */
+int policy_load_file(const char *path, struct policy *p,
+		     struct policy_error *err);
+
+/* A portable user name: letters, digits, '.', '_', '-', not leading '-'. */
+bool policy_valid_user(const char *name);
+
+const char *log_level_name(enum log_level l);
+
+#endif

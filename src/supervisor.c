@@ -1,0 +1,270 @@
+/* supervisor: forks, reaps and signals; it never touches a peer's bytes. */
+#include "supervisor.h"
+#include "counters.h"
+#include "log.h"
+#include "loop.h"
+#include "worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define TICK_MS		 50
+#define BACKOFF_FIRST_MS 100
+#define BACKOFF_MAX_MS	 5000
+#define STABLE_MS	 10000 /* a worker this old resets the backoff */
+#define STOP_GRACE_MS	 800   /* then SIGKILL: SIGTERM must end us in 1 s */
+
+struct child {
+	pid_t pid; /* 0: not running */
+	uint64_t started, restart_at;
+	unsigned backoff_ms;
+};
+
+struct supervisor {
+	const struct policy *policy;
+	struct listen_set *sockets;
+	worker_setup_fn setup;
+	struct child *children;
+	unsigned n;
+	bool stopping;
+	uint64_t stop_deadline;
+	int exit_status;
+	struct loop *loop;
+};
+
+static void
+log_counters(const char *event)
+{
+	struct counters sum;
+	char line[1536];
+
+	counters_sum(&sum);
+	counters_format(&sum, line, sizeof(line));
+	log_always(LOG_INFO, event, "%s", line);
+}
+
+static void
+start_worker(struct supervisor *sv, unsigned i)
+{
+	struct child *c = &sv->children[i];
+	pid_t parent = getpid();
+	pid_t pid = fork();
+
+	if (pid < 0) {
+		log_event(LOG_ERROR, "worker_fork_failed", "worker=%u error=\"%s\"",
+			  i, strerror(errno));
+		c->restart_at = now_ms() + BACKOFF_MAX_MS;
+		return;
+	}
+	if (pid == 0) {
+		/* A worker must not outlive its supervisor. */
+		if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 ||
+		    getppid() != parent)
+			_exit(0);
+		loop_free(sv->loop);
+		counters_select(i + 1);
+		log_init(sv->policy->log_level, "worker", (int)i);
+		listen_keep_only(sv->sockets, i);
+		if (sv->setup != NULL)
+			sv->setup(i);
+		_exit(worker_run(sv->policy, sv->sockets, i));
+	}
+	c->pid = pid;
+	c->started = now_ms();
+	c->restart_at = 0;
+	log_event(LOG_INFO, "worker_started", "worker=%u pid=%d", i, pid);
+}
+
+static void
+describe_death(int status, char *why, size_t len)
+{
+	if (WIFEXITED(status)) {
+		snprintf(why, len, "exit_status=%d", WEXITSTATUS(status));
+	} else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS) {
+		snprintf(why, len,
+			 "signal=SIGSYS cause=\"sandbox violation: a system "
+			 "call outside the seccomp allowlist\"");
+	} else if (WIFSIGNALED(status)) {
+		snprintf(why, len, "signal=%s", sigabbrev_np(WTERMSIG(status))
+							? sigabbrev_np(WTERMSIG(status))
+							: "unknown");
+	} else {
+		snprintf(why, len, "status=%d", status);
+	}
+}
+
+static void
+reap(struct supervisor *sv)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (unsigned i = 0; i < sv->n; i++) {
+			struct child *c = &sv->children[i];
+			char why[160];
+			uint64_t now = now_ms();
+
+			if (c->pid != pid)
+				continue;
+			c->pid = 0;
+			counters_reset_gauges(i + 1);
+			if (sv->stopping)
+				break;
+			describe_death(status, why, sizeof(why));
+			if (WIFEXITED(status) && WEXITSTATUS(status) >= 64 &&
+			    WEXITSTATUS(status) <= 78) {
+				/* A worker that cannot start will never start. */
+				log_always(LOG_ERROR, "worker_failed",
+					   "worker=%u pid=%d %s action=stop", i,
+					   pid, why);
+				sv->exit_status = WEXITSTATUS(status);
+				sv->stopping = true;
+				sv->stop_deadline = now + STOP_GRACE_MS;
+				for (unsigned j = 0; j < sv->n; j++)
+					if (sv->children[j].pid > 0)
+						kill(sv->children[j].pid,
+						     SIGTERM);
+				break;
+			}
+			if (now - c->started >= STABLE_MS)
+				c->backoff_ms = BACKOFF_FIRST_MS;
+			else if (c->backoff_ms < BACKOFF_MAX_MS)
+				c->backoff_ms = c->backoff_ms
+						    ? c->backoff_ms * 2
+						    : BACKOFF_FIRST_MS;
+			c->restart_at = now + c->backoff_ms;
+			COUNT(worker_restarts, 1);
+			log_always(LOG_WARN, "worker_died",
+				   "worker=%u pid=%d %s restart_in_ms=%u", i,
+				   pid, why, c->backoff_ms);
+			break;
+		}
+	}
+}
+
+static void
+begin_stop(struct supervisor *sv)
+{
+	if (sv->stopping)
+		return;
+	sv->stopping = true;
+	sv->stop_deadline = now_ms() + STOP_GRACE_MS;
+	for (unsigned i = 0; i < sv->n; i++)
+		if (sv->children[i].pid > 0)
+			kill(sv->children[i].pid, SIGTERM);
+}
+
+static unsigned
+running(const struct supervisor *sv)
+{
+	unsigned r = 0;
+
+	for (unsigned i = 0; i < sv->n; i++)
+		r += sv->children[i].pid > 0;
+	return r;
+}
+
+static void
+signal_event(struct loop *l, int fd, uint32_t events, void *arg)
+{
+	struct supervisor *sv = arg;
+	struct signalfd_siginfo si;
+
+	(void)events;
+	while (read(fd, &si, sizeof(si)) == sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGTERM:
+		case SIGINT:
+			log_always(LOG_INFO, "stopping", "signal=%s",
+				   si.ssi_signo == SIGTERM ? "TERM" : "INT");
+			begin_stop(sv);
+			break;
+		case SIGUSR1:
+			log_counters("counters");
+			break;
+		case SIGCHLD:
+			reap(sv);
+			break;
+		}
+	}
+	if (sv->stopping && running(sv) == 0)
+		loop_stop(l);
+}
+
+static void
+tick(struct loop *l, uint64_t now, void *arg)
+{
+	struct supervisor *sv = arg;
+
+	if (sv->stopping) {
+		if (running(sv) == 0) {
+			loop_stop(l);
+			return;
+		}
+		if (now >= sv->stop_deadline)
+			for (unsigned i = 0; i < sv->n; i++)
+				if (sv->children[i].pid > 0)
+					kill(sv->children[i].pid, SIGKILL);
+		return;
+	}
+	for (unsigned i = 0; i < sv->n; i++) {
+		struct child *c = &sv->children[i];
+		if (c->pid == 0 && c->restart_at != 0 && now >= c->restart_at)
+			start_worker(sv, i);
+	}
+}
+
+int
+supervisor_run(const struct policy *p, struct listen_set *s,
+	       unsigned nworkers, worker_setup_fn setup)
+{
+	struct supervisor sv = {.policy = p, .sockets = s, .setup = setup,
+				.n = nworkers};
+	struct rlimit rl;
+	sigset_t mask;
+	int sigfd;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGCHLD);
+	/* Blocked before the first fork: workers inherit the mask. */
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0 ||
+	    (sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0 ||
+	    getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		log_always(LOG_ERROR, "supervisor_failed", "step=signalfd");
+		return 71;
+	}
+	sv.children = calloc(nworkers, sizeof(*sv.children));
+	sv.loop = loop_new((int)rl.rlim_cur);
+	if (sv.children == NULL || sv.loop == NULL ||
+	    loop_add(sv.loop, sigfd, EPOLLIN, signal_event, &sv) != 0) {
+		log_always(LOG_ERROR, "supervisor_failed", "step=epoll");
+		return 71;
+	}
+	for (unsigned i = 0; i < nworkers && !sv.stopping; i++)
+		start_worker(&sv, i);
+	log_always(LOG_INFO, "ready", "workers=%u pid=%d", nworkers, getpid());
+	loop_set_tick(sv.loop, TICK_MS, tick, &sv);
+	loop_run(sv.loop);
+	reap(&sv);
+	listen_close(s);
+	log_counters("final_counters");
+	log_always(LOG_INFO, "stopped", "exit_status=%d", sv.exit_status);
+	loop_free(sv.loop);
+	close(sigfd);
+	free(sv.children);
+	return sv.exit_status;
+}

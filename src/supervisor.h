@@ -1,0 +1,20 @@
+/* supervisor: forks the workers, restarts the ones that die, stops them. */
+#ifndef ECHOD_SUPERVISOR_H
+#define ECHOD_SUPERVISOR_H
+
+#include "listen.h"
+#include "policy.h"
+
+/* Called in each new worker after fork, before it serves; exits on error. */
+typedef void (*worker_setup_fn)(unsigned index);
+
+/*
+ * Run nworkers workers over the sockets in s until SIGTERM or SIGINT, then
+ * stop them and return 0. SIGUSR1 logs the sum of every counter. A worker
+ * that exits with a configuration or hardening status (64-78) ends the
+ * service with that status; any other death is logged and restarted.
+ */
+int supervisor_run(const struct policy *p, struct listen_set *s,
+		   unsigned nworkers, worker_setup_fn setup);
+
+#endif

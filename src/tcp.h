@@ -1,0 +1,21 @@
+/* tcp: stream echo with backpressure; at most tcp-buffer held per peer. */
+#ifndef ECHOD_TCP_H
+#define ECHOD_TCP_H
+
+#include "listen.h"
+#include "loop.h"
+#include "policy.h"
+
+struct tcp_server;
+
+/* Serve every SOCK_STREAM listener of s on loop l. NULL on failure. */
+struct tcp_server *tcp_server_new(struct loop *l, const struct policy *p,
+				  const struct listen_set *s);
+
+/* Periodic work: close idle connections, resume paused accepts. */
+void tcp_server_tick(struct tcp_server *srv, uint64_t now);
+
+/* Close every connection and free the server (listeners stay open). */
+void tcp_server_free(struct tcp_server *srv);
+
+#endif

@@ -1,0 +1,91 @@
+/* worker: owns its sockets, its connections and nothing else. */
+#include "worker.h"
+#include "counters.h"
+#include "log.h"
+#include "loop.h"
+#include "tcp.h"
+#include "udp.h"
+
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#define TICK_MS 100
+
+struct worker {
+	struct loop *loop;
+	struct tcp_server *tcp;
+	struct udp_server *udp;
+	int sigfd;
+};
+
+static void
+signal_event(struct loop *l, int fd, uint32_t events, void *arg)
+{
+	struct signalfd_siginfo si;
+
+	(void)events;
+	(void)arg;
+	while (read(fd, &si, sizeof(si)) == sizeof(si))
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+			loop_stop(l);
+}
+
+static void
+tick(struct loop *l, uint64_t now, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)l;
+	if (w->tcp != NULL)
+		tcp_server_tick(w->tcp, now);
+}
+
+int
+worker_run(const struct policy *p, struct listen_set *s, unsigned index)
+{
+	struct worker w = {0};
+	struct rlimit rl;
+	sigset_t mask;
+	int status = 0;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	w.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (w.sigfd < 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		log_always(LOG_ERROR, "worker_failed", "step=signalfd");
+		return 71;
+	}
+	w.loop = loop_new((int)rl.rlim_cur);
+	if (w.loop == NULL ||
+	    loop_add(w.loop, w.sigfd, EPOLLIN, signal_event, &w) != 0) {
+		log_always(LOG_ERROR, "worker_failed", "step=epoll");
+		return 71;
+	}
+	if (p->tcp && (w.tcp = tcp_server_new(w.loop, p, s)) == NULL) {
+		log_always(LOG_ERROR, "worker_failed", "step=tcp");
+		return 71;
+	}
+	if (p->udp && (w.udp = udp_server_new(w.loop, p, s)) == NULL) {
+		log_always(LOG_ERROR, "worker_failed", "step=udp");
+		return 71;
+	}
+	loop_set_tick(w.loop, TICK_MS, tick, &w);
+	log_event(LOG_DEBUG, "worker_ready", "index=%u pid=%d sockets=%zu",
+		  index, getpid(), s->n);
+	if (loop_run(w.loop) != 0) {
+		log_always(LOG_ERROR, "worker_failed", "step=epoll_wait");
+		status = 70;
+	}
+	if (w.tcp != NULL)
+		tcp_server_free(w.tcp);
+	if (w.udp != NULL)
+		udp_server_free(w.udp);
+	loop_free(w.loop);
+	close(w.sigfd);
+	listen_close(s);
+	return status;
+}

@@ -1,0 +1,11 @@
+/* worker: one process, one epoll loop, the TCP and UDP echo. */
+#ifndef ECHOD_WORKER_H
+#define ECHOD_WORKER_H
+
+#include "listen.h"
+#include "policy.h"
+
+/* Serve this worker's sockets until SIGTERM/SIGINT; returns an exit code. */
+int worker_run(const struct policy *p, struct listen_set *s, unsigned index);
+
+#endif
