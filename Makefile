@@ -17,7 +17,7 @@ LIBS	 = -lseccomp -lcap
 
 # Modules shared by echod, the unit tests and the fuzzers.
 CORE	 = units addr policy cli log counters loop listen tcp udp worker \
-	   supervisor
+	   supervisor sandbox privdrop sockact
 CORE_OBJ = $(CORE:%=$(BUILD)/obj/%.o) $(BUILD)/obj/default_policy.o
 UNIT_TESTS = test_units test_addr test_policy test_cli
 SAN	 = -fsanitize=address,undefined -fno-sanitize-recover=all \
@@ -46,6 +46,13 @@ $(BUILD)/gen/default_policy.c: policy/echod.conf | $(BUILD)/gen
 
 $(BUILD)/obj/default_policy.o: $(BUILD)/gen/default_policy.c | $(BUILD)/obj
 	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+
+# The seccomp allowlists are policy/ text files compiled into the binary.
+$(BUILD)/gen/seccomp_%.inc: policy/seccomp-%.list src/gen-seccomp.awk | $(BUILD)/gen
+	awk -f src/gen-seccomp.awk $< > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/sandbox.o: $(BUILD)/gen/seccomp_worker.inc \
+	$(BUILD)/gen/seccomp_supervisor.inc
 
 $(BUILD)/obj/%.o: src/%.c src/*.h | $(BUILD)/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<

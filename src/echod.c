@@ -1,17 +1,32 @@
-/* echod: parse, bind, harden, serve. The order is the security argument. */
+/*
+ * echod: parse, bind, give everything up, serve. The order below is the
+ * security argument (SECURITY.md lists each step and why):
+ *   1. policy and flags; resolve the user and the empty chroot directory
+ *   2. the listening sockets: bound here, or passed by systemd
+ *   3. what the workers will need from the system, while it is visible
+ *   4. chroot, drop the bounding set, change user, prove root is gone
+ *   5. drop every capability, no_new_privs, not dumpable, rlimits
+ *   6. seccomp (supervisor list), fork workers, each stacks the worker list
+ * Nothing reads a byte from the network before step 6 completes.
+ */
 #include "cli.h"
 #include "counters.h"
 #include "listen.h"
 #include "log.h"
 #include "policy.h"
+#include "privdrop.h"
+#include "sandbox.h"
+#include "sockact.h"
 #include "supervisor.h"
 
 #include <errno.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifndef ECHOD_VERSION
@@ -24,12 +39,24 @@
 
 #define FD_RESERVE 64 /* listeners, epoll, signalfd, stdio */
 
+static struct policy policy;
+
 /* fatal(): say what failed, in one log line, and exit with its status. */
 static void
 die(int status, const char *event, const char *msg)
 {
 	log_always(LOG_ERROR, event, "msg=\"%s\"", msg);
 	exit(status);
+}
+
+/* A hardening step that could not be applied: refuse to serve. */
+static void
+refuse(const char *step, const char *why)
+{
+	log_always(LOG_ERROR, "hardening_failed",
+		   "step=%s msg=\"%s\" action=\"refusing to serve\"", step,
+		   why);
+	exit(EXIT_OSERR);
 }
 
 static unsigned
@@ -44,11 +71,17 @@ worker_count(const struct policy *p)
 }
 
 /* Every worker may hold every connection: each needs that many fds. */
+static rlim_t
+fd_limit_needed(const struct policy *p, unsigned nworkers)
+{
+	return (rlim_t)p->tcp_max_connections + FD_RESERVE +
+	       (rlim_t)p->nlisten * 2 * nworkers;
+}
+
 static void
-raise_fd_limit(const struct policy *p)
+raise_fd_limit(rlim_t need)
 {
 	struct rlimit rl;
-	rlim_t need = (rlim_t)p->tcp_max_connections + FD_RESERVE;
 	char msg[200];
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
@@ -57,7 +90,7 @@ raise_fd_limit(const struct policy *p)
 		snprintf(msg, sizeof(msg),
 			 "tcp-max-connections %u needs %llu open files but the "
 			 "hard limit is %llu: lower it or raise LimitNOFILE",
-			 p->tcp_max_connections, (unsigned long long)need,
+			 policy.tcp_max_connections, (unsigned long long)need,
 			 (unsigned long long)rl.rlim_max);
 		die(EXIT_OSERR, "fd_limit", msg);
 	}
@@ -85,14 +118,58 @@ load_policy(const struct options *o, struct policy *p)
 	cli_apply(o, p);
 }
 
+/* RLIMIT_FSIZE 0 would stop a log that goes to a regular file. */
+static bool
+stderr_is_file(void)
+{
+	struct stat st;
+
+	return fstat(STDERR_FILENO, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Step 2: sockets from systemd if it passed any, else bind them here. */
+static void
+get_sockets(struct listen_set *s, unsigned nworkers)
+{
+	char err[256];
+	int r = sockact_take(s, err, sizeof(err));
+
+	if (r < 0)
+		die(EXIT_OSERR, "socket_activation", err);
+	if (r > 0) {
+		log_always(LOG_INFO, "socket_activation", "sockets=%zu", s->n);
+		return;
+	}
+	if (listen_bind(&policy, nworkers, 24, 56, s, err, sizeof(err)) != 0)
+		die(EXIT_OSERR, "bind_failed", err);
+}
+
+/* Called in each worker just before it serves: its own, stricter limits. */
+static void
+harden_worker(unsigned index)
+{
+	char err[256];
+
+	(void)index;
+	if (forbid_new_processes(err, sizeof(err)) != 0)
+		refuse("worker_nproc", err);
+	if (sandbox_enter(SANDBOX_WORKER, policy.sandbox_log, err,
+			  sizeof(err)) != 0)
+		refuse("worker_seccomp", err);
+}
+
 int
 main(int argc, char **argv)
 {
 	struct options opts;
-	struct policy policy;
 	struct listen_set sockets;
-	char err[256];
+	char err[256], user[POLICY_NAME_MAX] = "";
+	char skipped[128] = "";
 	unsigned nworkers;
+	uid_t uid = 0;
+	gid_t gid = 0;
+	bool as_root, keep_fsize = false, bounding = true;
+	rlim_t nofile;
 
 	if (cli_parse(argc, argv, &opts, err, sizeof(err)) != 0) {
 		fprintf(stderr, "echod: %s\n%s", err, cli_usage);
@@ -106,6 +183,7 @@ main(int argc, char **argv)
 		puts("echod " ECHOD_VERSION);
 		return 0;
 	}
+	/* Step 1: the policy, the user and the chroot, all checked. */
 	load_policy(&opts, &policy);
 	if (opts.check_only) {
 		puts("ok");
@@ -115,16 +193,91 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	log_init(policy.log_level, "main", -1);
 	nworkers = worker_count(&policy);
-	raise_fd_limit(&policy);
+	as_root = geteuid() == 0;
+	if (as_root) {
+		if (resolve_user(policy.user, user, sizeof(user), &uid, &gid,
+				 err, sizeof(err)) != 0)
+			refuse("user", err);
+		if (prepare_chroot(policy.chroot_dir, err, sizeof(err)) != 0)
+			refuse("chroot", err);
+	} else {
+		uid = getuid();
+		snprintf(skipped, sizeof(skipped), "chroot,user");
+	}
+	if (stderr_is_file()) {
+		if (!policy.allow_big_stderr)
+			refuse("rlimit_fsize",
+			       "stderr is a regular file and RLIMIT_FSIZE 0 "
+			       "would stop the log: log to a pipe or the "
+			       "journal, or set 'allow-downgrade fsize-limit'");
+		keep_fsize = true;
+		snprintf(skipped + strlen(skipped),
+			 sizeof(skipped) - strlen(skipped), "%sfsize_limit",
+			 skipped[0] ? "," : "");
+	}
+
+	/* Step 2: the only step that needs privilege. */
+	nofile = fd_limit_needed(&policy, nworkers);
+	raise_fd_limit(nofile);
+	get_sockets(&sockets, nworkers);
+
+	/* Step 3: shared counters, mapped before the workers fork. */
 	if (counters_init(nworkers + 1) != 0)
 		die(EXIT_OSERR, "counters", strerror(errno));
-	if (listen_bind(&policy, nworkers, 24, 56, &sockets, err,
-			sizeof(err)) != 0)
-		die(EXIT_OSERR, "bind_failed", err);
+
+	/* Step 4: out of the filesystem, out of root. */
+	if (as_root || have_capability(CAP_SETPCAP)) {
+		if (drop_bounding_set(err, sizeof(err)) != 0)
+			refuse("bounding_set", err);
+	} else {
+		bounding = false;
+		snprintf(skipped + strlen(skipped),
+			 sizeof(skipped) - strlen(skipped), "%sbounding_set",
+			 skipped[0] ? "," : "");
+	}
+	if (as_root) {
+		if (enter_chroot(policy.chroot_dir, err, sizeof(err)) != 0)
+			refuse("chroot", err);
+		if (change_user(uid, gid, err, sizeof(err)) != 0)
+			refuse("user", err);
+	}
+
+	/* Step 5: nothing left to lose. */
+	if (drop_capabilities(bounding, err, sizeof(err)) != 0)
+		refuse("capabilities", err);
+	if (set_no_new_privs(err, sizeof(err)) != 0)
+		refuse("no_new_privs", err);
+	if (set_not_dumpable(err, sizeof(err)) != 0)
+		refuse("dumpable", err);
+	if (limit_resources((unsigned long)nofile, keep_fsize, err,
+			    sizeof(err)) != 0)
+		refuse("rlimits", err);
+	if (skipped[0] != '\0')
+		log_always(LOG_WARN, "hardening_skipped",
+			   "steps=%s reason=\"%s\"", skipped,
+			   as_root ? "allowed by allow-downgrade"
+				   : "not running as root: no chroot, no user "
+				     "change, bounding set kept without "
+				     "CAP_SETPCAP");
+	if (policy.sandbox_log)
+		log_always(LOG_WARN, "sandbox_log_only",
+			   "msg=\"WARNING: sandbox-violation log: syscalls "
+			   "outside the allowlist are only logged, not "
+			   "stopped. For debugging only; never in "
+			   "production.\"");
+
+	/* Step 6: the supervisor's filter, then the workers. */
+	if (sandbox_enter(SANDBOX_SUPERVISOR, policy.sandbox_log, err,
+			  sizeof(err)) != 0)
+		refuse("seccomp", err);
+	log_always(LOG_INFO, "sandboxed",
+		   "user=%s uid=%u chroot=%s seccomp=%s", as_root ? user : "-",
+		   (unsigned)uid, as_root ? policy.chroot_dir : "-",
+		   policy.sandbox_log ? "log" : "kill");
 	for (size_t i = 0; i < sockets.n; i++)
 		if (sockets.l[i].worker == 0 ||
 		    sockets.l[i].worker == LISTENER_SHARED)
 			log_always(LOG_INFO, "listening", "proto=%.3s addr=%s",
 				   sockets.l[i].name, sockets.l[i].name + 4);
-	return supervisor_run(&policy, &sockets, nworkers, NULL);
+	return supervisor_run(&policy, &sockets, nworkers, harden_worker);
 }

@@ -61,6 +61,35 @@ take_budget(void)
 	return 1;
 }
 
+/*
+ * UTC calendar fields from epoch seconds (Howard Hinnant's civil_from_days).
+ * Not gmtime_r: glibc's reads /etc/localtime on first use, a file access
+ * the sandbox forbids.
+ */
+static void
+utc_fields(time_t t, int f[6])
+{
+	long long days = t / 86400, secs = t % 86400;
+	long long era, doe, yoe, doy, mp;
+
+	if (secs < 0) {
+		secs += 86400;
+		days--;
+	}
+	days += 719468;
+	era = (days >= 0 ? days : days - 146096) / 146097;
+	doe = days - era * 146097;
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	f[2] = (int)(doy - (153 * mp + 2) / 5 + 1);
+	f[1] = (int)(mp < 10 ? mp + 3 : mp - 9);
+	f[0] = (int)(yoe + era * 400 + (f[1] <= 2));
+	f[3] = (int)(secs / 3600);
+	f[4] = (int)(secs / 60 % 60);
+	f[5] = (int)(secs % 60);
+}
+
 static void
 write_line(enum log_level level, const char *event, const char *fmt,
 	   va_list ap)
@@ -68,17 +97,17 @@ write_line(enum log_level level, const char *event, const char *fmt,
 	static const char *const names[] = {"error", "warn", "info", "debug"};
 	char line[2048];
 	struct timespec ts;
-	struct tm tm;
+	int tm[6];
 	size_t n;
 	int r;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
+	utc_fields(ts.tv_sec, tm);
 	r = snprintf(line, sizeof(line),
 		     "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s "
 		     "event=%s %s",
-		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-		     tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, names[level],
+		     tm[0], tm[1], tm[2], tm[3], tm[4], tm[5],
+		     ts.tv_nsec / 1000000, names[level],
 		     event, role_field);
 	n = (size_t)r;
 	if (fmt[0] != '\0' && n + 1 < sizeof(line)) {

@@ -225,6 +225,55 @@ set_log_level(const struct directive *d, struct policy *p, char **argv,
 		    d->name, argv[0]);
 }
 
+static int
+set_chroot(const struct directive *d, struct policy *p, char **argv, int argc,
+	   char *msg, size_t msglen)
+{
+	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
+		return -1;
+	if (argv[0][0] != '/' || strlen(argv[0]) >= sizeof(p->chroot_dir) ||
+	    strstr(argv[0], "/../") != NULL || strcmp(argv[0], "/") == 0)
+		return fail(msg, msglen,
+			    "'%s': '%s' is not an absolute directory other "
+			    "than /",
+			    d->name, argv[0]);
+	snprintf(p->chroot_dir, sizeof(p->chroot_dir), "%s", argv[0]);
+	return 0;
+}
+
+static int
+set_sandbox_violation(const struct directive *d, struct policy *p,
+		      char **argv, int argc, char *msg, size_t msglen)
+{
+	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
+		return -1;
+	if (strcmp(argv[0], "kill") == 0)
+		p->sandbox_log = false;
+	else if (strcmp(argv[0], "log") == 0)
+		p->sandbox_log = true;
+	else
+		return fail(msg, msglen, "'%s': '%s' is neither kill nor log",
+			    d->name, argv[0]);
+	return 0;
+}
+
+static int
+set_allow_downgrade(const struct directive *d, struct policy *p, char **argv,
+		    int argc, char *msg, size_t msglen)
+{
+	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
+		return -1;
+	if (strcmp(argv[0], "none") == 0)
+		p->allow_big_stderr = false;
+	else if (strcmp(argv[0], "fsize-limit") == 0)
+		p->allow_big_stderr = true;
+	else
+		return fail(msg, msglen,
+			    "'%s': '%s' is neither none nor fsize-limit",
+			    d->name, argv[0]);
+	return 0;
+}
+
 #define FIELD(f) offsetof(struct policy, f)
 
 static const struct directive directives[] = {
@@ -239,6 +288,9 @@ static const struct directive directives[] = {
     {"tcp-buffer", set_size, FIELD(tcp_buffer), 512, 16 * 1024 * 1024, false},
     {"udp-max-datagram", set_size, FIELD(udp_max_datagram), 0, 65535, false},
     {"log-level", set_log_level, 0, 0, 0, false},
+    {"chroot", set_chroot, 0, 0, 0, false},
+    {"sandbox-violation", set_sandbox_violation, 0, 0, 0, false},
+    {"allow-downgrade", set_allow_downgrade, 0, 0, 0, false},
 };
 
 #define NDIRECTIVES (sizeof(directives) / sizeof(directives[0]))

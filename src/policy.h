@@ -28,6 +28,9 @@ struct policy {
 	uint64_t tcp_buffer;
 	uint64_t udp_max_datagram;
 	enum log_level log_level;
+	char chroot_dir[POLICY_PATH_MAX];
+	bool sandbox_log;      /* sandbox-violation log: SECCOMP_RET_LOG */
+	bool allow_big_stderr; /* allow-downgrade fsize-limit */
 };
 
 struct policy_error {

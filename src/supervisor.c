@@ -40,6 +40,7 @@ struct supervisor {
 	uint64_t stop_deadline;
 	int exit_status;
 	struct loop *loop;
+	int sigfd;
 };
 
 static void
@@ -71,13 +72,13 @@ start_worker(struct supervisor *sv, unsigned i)
 		if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 ||
 		    getppid() != parent)
 			_exit(0);
+		/* The worker keeps its sockets and stderr, nothing else. */
 		loop_free(sv->loop);
+		close(sv->sigfd);
 		counters_select(i + 1);
 		log_init(sv->policy->log_level, "worker", (int)i);
 		listen_keep_only(sv->sockets, i);
-		if (sv->setup != NULL)
-			sv->setup(i);
-		_exit(worker_run(sv->policy, sv->sockets, i));
+		_exit(worker_run(sv->policy, sv->sockets, i, sv->setup));
 	}
 	c->pid = pid;
 	c->started = now_ms();
@@ -233,7 +234,6 @@ supervisor_run(const struct policy *p, struct listen_set *s,
 				.n = nworkers};
 	struct rlimit rl;
 	sigset_t mask;
-	int sigfd;
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
@@ -242,7 +242,7 @@ supervisor_run(const struct policy *p, struct listen_set *s,
 	sigaddset(&mask, SIGCHLD);
 	/* Blocked before the first fork: workers inherit the mask. */
 	if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0 ||
-	    (sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0 ||
+	    (sv.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0 ||
 	    getrlimit(RLIMIT_NOFILE, &rl) != 0) {
 		log_always(LOG_ERROR, "supervisor_failed", "step=signalfd");
 		return 71;
@@ -250,7 +250,7 @@ supervisor_run(const struct policy *p, struct listen_set *s,
 	sv.children = calloc(nworkers, sizeof(*sv.children));
 	sv.loop = loop_new((int)rl.rlim_cur);
 	if (sv.children == NULL || sv.loop == NULL ||
-	    loop_add(sv.loop, sigfd, EPOLLIN, signal_event, &sv) != 0) {
+	    loop_add(sv.loop, sv.sigfd, EPOLLIN, signal_event, &sv) != 0) {
 		log_always(LOG_ERROR, "supervisor_failed", "step=epoll");
 		return 71;
 	}
@@ -264,7 +264,7 @@ supervisor_run(const struct policy *p, struct listen_set *s,
 	log_counters("final_counters");
 	log_always(LOG_INFO, "stopped", "exit_status=%d", sv.exit_status);
 	loop_free(sv.loop);
-	close(sigfd);
+	close(sv.sigfd);
 	free(sv.children);
 	return sv.exit_status;
 }

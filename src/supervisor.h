@@ -5,7 +5,8 @@
 #include "listen.h"
 #include "policy.h"
 
-/* Called in each new worker after fork, before it serves; exits on error. */
+/* Called in each new worker after its setup, before it serves; it exits
+ * with status 71 if the worker cannot be hardened. */
 typedef void (*worker_setup_fn)(unsigned index);
 
 /*

@@ -44,7 +44,8 @@ tick(struct loop *l, uint64_t now, void *arg)
 }
 
 int
-worker_run(const struct policy *p, struct listen_set *s, unsigned index)
+worker_run(const struct policy *p, struct listen_set *s, unsigned index,
+	   void (*harden)(unsigned index))
 {
 	struct worker w = {0};
 	struct rlimit rl;
@@ -74,6 +75,8 @@ worker_run(const struct policy *p, struct listen_set *s, unsigned index)
 		return 71;
 	}
 	loop_set_tick(w.loop, TICK_MS, tick, &w);
+	if (harden != NULL)
+		harden(index);
 	log_event(LOG_DEBUG, "worker_ready", "index=%u pid=%d sockets=%zu",
 		  index, getpid(), s->n);
 	if (loop_run(w.loop) != 0) {

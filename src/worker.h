@@ -5,7 +5,9 @@
 #include "listen.h"
 #include "policy.h"
 
-/* Serve this worker's sockets until SIGTERM/SIGINT; returns an exit code. */
-int worker_run(const struct policy *p, struct listen_set *s, unsigned index);
+/* Serve this worker's sockets until SIGTERM/SIGINT; returns an exit code.
+ * harden(index), if not NULL, runs after setup and before the first read. */
+int worker_run(const struct policy *p, struct listen_set *s, unsigned index,
+	       void (*harden)(unsigned index));
 
 #endif

@@ -1,0 +1,34 @@
+/* sandbox: the seccomp allowlists of policy/seccomp-*.list, compiled in. */
+#ifndef ECHOD_SANDBOX_H
+#define ECHOD_SANDBOX_H
+
+#include <seccomp.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+enum sandbox_role { SANDBOX_SUPERVISOR, SANDBOX_WORKER };
+
+/* One line of an allowlist: a syscall and the argument tests it must pass. */
+struct sandbox_rule {
+	const char *syscall;
+	unsigned ncmp;
+	struct scmp_arg_cmp cmp[3];
+};
+
+/* The rules a role's list file adds (the supervisor's filter also holds
+ * the worker's). Returns how many; *rules points at static storage. */
+size_t sandbox_rules(enum sandbox_role role, const struct sandbox_rule **rules);
+
+/*
+ * Build the filter for a role: native architecture only, default action
+ * kill the process, or log it when log_only (the `sandbox-violation log`
+ * debugging setting). NULL with a reason in err.
+ */
+scmp_filter_ctx sandbox_build(enum sandbox_role role, bool log_only,
+			      char *err, size_t errlen);
+
+/* Build and load the filter for a role; 0, or -1 with a reason in err. */
+int sandbox_enter(enum sandbox_role role, bool log_only, char *err,
+		  size_t errlen);
+
+#endif

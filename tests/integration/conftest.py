@@ -1,0 +1,393 @@
+"""Fixtures for echod's integration tests: free ports, a running echod, logs.
+
+Every echod started here listens on loopback (127.0.0.1 and ::1 unless a
+test asks otherwise) on a high port, is synchronised by reading its log
+(event=ready, event=counters), never by sleeping, and is killed by pid at
+teardown whatever the test did.
+"""
+
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bin(env, default):
+    p = Path(os.environ.get(env, default))
+    return p if p.is_absolute() else ROOT / p
+
+
+ECHOD_BIN = _bin("ECHOD_BIN", "build/echod")
+CLIENT_BIN = _bin("ECHO_CLIENT_BIN", "build/echo-client")
+POLICY_FILE = ROOT / "policy" / "echod.conf"
+COUNTERS_H = ROOT / "src" / "counters.h"
+
+READY_TIMEOUT = 10.0
+STOP_TIMEOUT = 1.5
+
+EXIT_USAGE = 64
+EXIT_OSERR = 71
+EXIT_CONFIG = 78
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "asan: core tests also run against the ASan+UBSan build "
+        "(tests/run.py runs them with ECHOD_BIN=build/asan/echod)",
+    )
+
+
+def counter_names():
+    """Every counter name in src/counters.h, in order."""
+    text = COUNTERS_H.read_text()
+    names = re.findall(r"^\s*X\((\w+)\)", text, re.M)
+    assert names, "no X(name) entries found in src/counters.h"
+    return names
+
+
+# ---------------------------------------------------------------- ports
+
+_handed_out = set()
+
+
+def _port_free(port):
+    """True if `port` can be bound for TCP and UDP on the wildcard and
+    loopback addresses of both families (the wildcard covers 127/8)."""
+    checks = [
+        (socket.AF_INET, "0.0.0.0"),
+        (socket.AF_INET6, "::"),
+    ]
+    for family, addr in checks:
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            s = socket.socket(family, kind)
+            try:
+                if family == socket.AF_INET6:
+                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                s.bind((addr, port))
+            except OSError:
+                return False
+            finally:
+                s.close()
+    return True
+
+
+def free_port():
+    """A port in 20000-60000 free for TCP and UDP on 127.0.0.1 and ::1,
+    never handed out twice in one run (no TIME_WAIT leftovers)."""
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    for _ in range(500):
+        port = rng.randint(20000, 60000)
+        if port in _handed_out:
+            continue
+        if _port_free(port):
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no free port found in 500 tries")
+
+
+# ---------------------------------------------------------------- /proc
+
+
+def children_of(pid):
+    """Pids of the live processes whose parent is `pid`."""
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # comm may contain spaces or parentheses: split after the last ')'.
+        fields = stat.rsplit(")", 1)[1].split()
+        state, ppid = fields[0], int(fields[1])
+        if ppid == pid and state != "Z":
+            kids.append(int(entry))
+    return sorted(kids)
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def wait_until(pred, timeout, interval=0.02, what="condition"):
+    """Poll `pred` until it returns a true value (returned) or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------- logs
+
+
+def parse_logfmt(line):
+    """key=value pairs of one logfmt line ("quoted values" allowed)."""
+    out = {}
+    for m in re.finditer(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)', line):
+        v = m.group(2)
+        if v.startswith('"') and v.endswith('"') and len(v) >= 2:
+            v = v[1:-1]
+        out[m.group(1)] = v
+    return out
+
+
+def is_event(line, event):
+    return re.search(r"(^|\s)event=" + re.escape(event) + r"(\s|$)", line) is not None
+
+
+class Echod:
+    """One running echod: its port, process and collected stderr."""
+
+    def __init__(self, argv, port, policy_path):
+        self.argv = argv
+        self.port = port
+        self.policy_path = policy_path
+        self._lines = []
+        self._cond = threading.Condition()
+        self._eof = False
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=str(ROOT),
+        )
+        self.pid = self.proc.pid
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            with self._cond:
+                self._lines.append(line)
+                self._cond.notify_all()
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    def log_lines(self):
+        with self._cond:
+            return list(self._lines)
+
+    def log_text(self):
+        return "\n".join(self.log_lines())
+
+    def wait_for_line(self, pred, timeout, start=0, what="log line"):
+        """The first line at index >= start matching pred; raises on timeout
+        or when echod's stderr closes first."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self._lines[start:]:
+                    if pred(line):
+                        return line
+                start = max(start, len(self._lines))
+                if self._eof:
+                    raise AssertionError(
+                        f"echod exited (status {self.proc.poll()}) before "
+                        f"{what}; log:\n" + "\n".join(self._lines)
+                    )
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        f"timed out after {timeout}s waiting for {what}; "
+                        "log:\n" + "\n".join(self._lines)
+                    )
+                self._cond.wait(left)
+
+    def wait_event(self, event, timeout=5.0, start=0):
+        return self.wait_for_line(
+            lambda l: is_event(l, event), timeout, start, f"event={event}"
+        )
+
+    def wait_ready(self, timeout=READY_TIMEOUT):
+        return self.wait_event("ready", timeout)
+
+    def workers(self):
+        return children_of(self.pid)
+
+    def counters(self, timeout=5.0):
+        """SIGUSR1, then the counters of the new event=counters line."""
+        with self._cond:
+            start = len(self._lines)
+        os.kill(self.pid, signal.SIGUSR1)
+        line = self.wait_event("counters", timeout, start)
+        fields = parse_logfmt(line)
+        return {k: int(v) for k, v in fields.items() if v.isdigit() and k != "pid"}
+
+    def counters_when(self, pred, timeout=3.0):
+        """Counters once pred(counters) holds (a worker counts a reply just
+        after sending it); returns the last ones seen if it never does, so
+        the caller's assertion shows the values."""
+        deadline = time.monotonic() + timeout
+        while True:
+            c = self.counters()
+            if pred(c) or time.monotonic() >= deadline:
+                return c
+            time.sleep(0.02)
+
+    def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
+        """Send sig, wait; the exit status. Asserts it ended within timeout."""
+        t0 = time.monotonic()
+        os.kill(self.pid, sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"echod did not exit within {timeout}s of signal {sig!r}"
+            )
+        elapsed = time.monotonic() - t0
+        self._reader.join(2.0)
+        assert elapsed < timeout, f"echod took {elapsed:.2f}s to stop"
+        return rc
+
+    def kill_all(self):
+        """Teardown: SIGKILL the workers and the supervisor by pid."""
+        if self.proc.poll() is None:
+            kids = children_of(self.pid)
+            for pid in [self.pid] + kids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+            for pid in kids:
+                # Reaped by init; just make sure they are gone.
+                try:
+                    wait_until(lambda: not os.path.exists(f"/proc/{pid}/stat")
+                               or _is_zombie(pid), 2.0, what=f"pid {pid} gone")
+                except AssertionError:
+                    pass
+        self._reader.join(2.0)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+def _is_zombie(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.fixture
+def echod(tmp_path):
+    """Factory: start(args=[], policy_text=None, workers=1,
+    listen=("127.0.0.1", "[::1]"), port=None, wait=True) -> Echod."""
+    started = []
+
+    def start(args=(), policy_text=None, workers=1,
+              listen=("127.0.0.1", "[::1]"), port=None, wait=True):
+        port = port or free_port()
+        argv = [str(ECHOD_BIN)]
+        policy_path = None
+        if policy_text is not None:
+            policy_path = tmp_path / f"policy-{len(started)}.conf"
+            data = policy_text.encode() if isinstance(policy_text, str) else policy_text
+            policy_path.write_bytes(data)
+            argv += ["-c", str(policy_path)]
+        for addr in listen:
+            argv += ["-l", addr]
+        argv += ["-p", str(port)]
+        if workers is not None:
+            argv += ["-w", str(workers)]
+        argv += list(args)
+        d = Echod(argv, port, policy_path)
+        started.append(d)
+        if wait:
+            d.wait_ready()
+        return d
+
+    yield start
+    for d in started:
+        d.kill_all()
+
+
+def run_echod(args, timeout=10.0):
+    """Run echod to completion (flags, -t, policy errors)."""
+    return subprocess.run(
+        [str(ECHOD_BIN)] + [str(a) for a in args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+        cwd=str(ROOT),
+    )
+
+
+# ---------------------------------------------------------------- sockets
+
+
+def tcp_connect(host, port, timeout=5.0):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect((host, port))
+    return s
+
+
+def recv_exact(s, n, timeout=10.0):
+    """Read exactly n bytes (fewer only at EOF), within timeout overall."""
+    deadline = time.monotonic() + timeout
+    chunks = []
+    got = 0
+    while got < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"timed out reading: {got} of {n} bytes")
+        s.settimeout(left)
+        b = s.recv(min(n - got, 1 << 20))
+        if not b:
+            break
+        chunks.append(b)
+        got += len(b)
+    return b"".join(chunks)
+
+
+def recv_to_eof(s, limit, timeout=10.0):
+    """Everything until EOF (at most limit+1 bytes), within timeout."""
+    data = recv_exact(s, limit + 1, timeout)
+    return data
+
+
+def tcp_echo(host, port, payload, timeout=10.0):
+    """Send payload, half-close, read to EOF: what came back."""
+    with tcp_connect(host, port, timeout) as s:
+        if payload:
+            s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        return recv_to_eof(s, len(payload), timeout)
+
+
+def udp_echo(host, port, payload, timeout=2.0):
+    """One datagram there and back: (data, source address)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(payload, (host, port))
+        data, addr = s.recvfrom(65536)
+        return data, addr[:2]

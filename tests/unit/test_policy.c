@@ -1,0 +1,919 @@
+/* Unit tests for src/policy.c: the policy grammar and the built-in defaults. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "policy.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Parse `len` bytes of `buf` on top of the built-in defaults. */
+static int
+parse_len(const char *buf, size_t len, struct policy *p,
+	  struct policy_error *err)
+{
+	policy_defaults(p);
+	memset(err, 0x5a, sizeof(*err));
+	return policy_parse(buf, len, p, err);
+}
+
+/* A NUL-terminated text that must parse; returns the policy. */
+static void
+parse_ok(const char *text, struct policy *p)
+{
+	struct policy_error err;
+
+	if (parse_len(text, strlen(text), p, &err) != 0)
+		fail_msg("policy rejected at line %u: %s\n--- text:\n%s",
+			 err.line, err.msg, text);
+	assert_int_equal(err.line, 0);
+}
+
+/* A text that must fail at `line` with a message containing `needle`. */
+static void
+parse_fails(const char *buf, size_t len, unsigned line, const char *needle)
+{
+	struct policy p;
+	struct policy_error err;
+
+	if (parse_len(buf, len, &p, &err) != -1)
+		fail_msg("policy accepted:\n%.*s", (int)len, buf);
+	if (err.line != line)
+		fail_msg("error at line %u, want %u (%s)", err.line, line,
+			 err.msg);
+	assert_non_null(memchr(err.msg, '\0', sizeof(err.msg)));
+	if (strstr(err.msg, needle) == NULL)
+		fail_msg("message '%s' lacks '%s'", err.msg, needle);
+}
+
+static void
+text_fails(const char *text, unsigned line, const char *needle)
+{
+	parse_fails(text, strlen(text), line, needle);
+}
+
+static void
+assert_ep4(const struct endpoint *ep, const char *addr, uint16_t port,
+	   bool has_port)
+{
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&ep->ss;
+	struct in_addr want;
+
+	assert_int_equal(inet_pton(AF_INET, addr, &want), 1);
+	assert_int_equal(ep->ss.ss_family, AF_INET);
+	assert_int_equal(ep->len, sizeof(struct sockaddr_in));
+	assert_memory_equal(&sin->sin_addr, &want, 4);
+	assert_int_equal(ntohs(sin->sin_port), port);
+	assert_int_equal(ep->has_port, has_port);
+}
+
+static void
+assert_ep6(const struct endpoint *ep, const char *addr, uint16_t port,
+	   bool has_port)
+{
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ep->ss;
+	struct in6_addr want;
+
+	assert_int_equal(inet_pton(AF_INET6, addr, &want), 1);
+	assert_int_equal(ep->ss.ss_family, AF_INET6);
+	assert_int_equal(ep->len, sizeof(struct sockaddr_in6));
+	assert_memory_equal(&sin6->sin6_addr, &want, 16);
+	assert_int_equal(ntohs(sin6->sin6_port), port);
+	assert_int_equal(ep->has_port, has_port);
+}
+
+/* The documented defaults of policy/echod.conf. */
+static void
+assert_defaults(const struct policy *p)
+{
+	assert_int_equal(p->nlisten, 2);
+	assert_ep4(&p->listen[0], "0.0.0.0", 0, false);
+	assert_ep6(&p->listen[1], "::", 0, false);
+	assert_true(p->tcp);
+	assert_true(p->udp);
+	assert_int_equal(p->workers, 0);
+	assert_string_equal(p->user, "");
+	assert_int_equal(p->tcp_max_connections, 1024);
+	assert_int_equal(p->tcp_idle_timeout_ms, 30000);
+	assert_int_equal(p->tcp_buffer, 16384);
+	assert_int_equal(p->udp_max_datagram, 65507);
+	assert_int_equal(p->log_level, LOG_INFO);
+}
+
+/* ---- defaults ---- */
+
+static void
+test_defaults(void **state)
+{
+	struct policy p;
+
+	(void)state;
+	memset(&p, 0xa5, sizeof(p));
+	policy_defaults(&p);
+	assert_defaults(&p);
+}
+
+static void
+test_default_text(void **state)
+{
+	struct policy p, q;
+	struct policy_error err;
+
+	(void)state;
+	assert_non_null(strstr(policy_default_text, "\nlisten 0.0.0.0 ::\n"));
+	assert_non_null(strstr(policy_default_text, "\nworkers auto\n"));
+	memset(&q, 0, sizeof(q));
+	assert_int_equal(policy_parse(policy_default_text,
+				      strlen(policy_default_text), &q, &err),
+			 0);
+	assert_int_equal(err.line, 0);
+	policy_defaults(&p);
+	assert_memory_equal(&p, &q, sizeof(p));
+	/* Re-applying the defaults on top of themselves changes nothing. */
+	assert_int_equal(policy_parse(policy_default_text,
+				      strlen(policy_default_text), &q, &err),
+			 0);
+	assert_memory_equal(&p, &q, sizeof(p));
+}
+
+/* When built from /work/main, the file on disk is the embedded text. */
+static void
+test_default_file_matches(void **state)
+{
+	struct policy p, q;
+	struct policy_error err;
+
+	(void)state;
+	if (access("policy/echod.conf", R_OK) != 0)
+		skip();
+	policy_defaults(&p);
+	memset(&q, 0, sizeof(q));
+	assert_int_equal(policy_load_file("policy/echod.conf", &q, &err), 0);
+	assert_memory_equal(&p, &q, sizeof(p));
+}
+
+/* ---- every keyword ---- */
+
+static void
+test_every_keyword(void **state)
+{
+	struct policy p;
+
+	(void)state;
+	parse_ok("listen 127.0.0.1:7007 [::1]:8\n"
+		 "protocols udp\n"
+		 "workers 4\n"
+		 "user echod\n"
+		 "tcp-max-connections 100000\n"
+		 "tcp-idle-timeout 5m\n"
+		 "tcp-buffer 64k\n"
+		 "udp-max-datagram 512\n"
+		 "log-level debug\n",
+		 &p);
+	assert_int_equal(p.nlisten, 2);
+	assert_ep4(&p.listen[0], "127.0.0.1", 7007, true);
+	assert_ep6(&p.listen[1], "::1", 8, true);
+	assert_false(p.tcp);
+	assert_true(p.udp);
+	assert_int_equal(p.workers, 4);
+	assert_string_equal(p.user, "echod");
+	assert_int_equal(p.tcp_max_connections, 100000);
+	assert_int_equal(p.tcp_idle_timeout_ms, 300000);
+	assert_int_equal(p.tcp_buffer, 65536);
+	assert_int_equal(p.udp_max_datagram, 512);
+	assert_int_equal(p.log_level, LOG_DEBUG);
+}
+
+static void
+test_keyword_ranges(void **state)
+{
+	struct policy p;
+
+	(void)state;
+	parse_ok("tcp-max-connections 1\n", &p);
+	assert_int_equal(p.tcp_max_connections, 1);
+	parse_ok("tcp-idle-timeout 100ms\n", &p);
+	assert_int_equal(p.tcp_idle_timeout_ms, 100);
+	parse_ok("tcp-idle-timeout 24h\n", &p);
+	assert_int_equal(p.tcp_idle_timeout_ms, 86400000);
+	parse_ok("tcp-idle-timeout 1440m\n", &p);
+	assert_int_equal(p.tcp_idle_timeout_ms, 86400000);
+	parse_ok("tcp-buffer 512\n", &p);
+	assert_int_equal(p.tcp_buffer, 512);
+	parse_ok("tcp-buffer 16m\n", &p);
+	assert_int_equal(p.tcp_buffer, 16777216);
+	parse_ok("udp-max-datagram 0\n", &p);
+	assert_int_equal(p.udp_max_datagram, 0);
+	parse_ok("udp-max-datagram 65535\n", &p);
+	assert_int_equal(p.udp_max_datagram, 65535);
+	parse_ok("udp-max-datagram 63k\n", &p);
+	assert_int_equal(p.udp_max_datagram, 64512);
+	parse_ok("log-level error\n", &p);
+	assert_int_equal(p.log_level, LOG_ERROR);
+	parse_ok("log-level warn\n", &p);
+	assert_int_equal(p.log_level, LOG_WARN);
+	parse_ok("log-level info\n", &p);
+	assert_int_equal(p.log_level, LOG_INFO);
+	parse_ok("log-level debug\n", &p);
+	assert_int_equal(p.log_level, LOG_DEBUG);
+}
+
+/* A file that does not name a keyword leaves its default in place. */
+static void
+test_unnamed_keep_defaults(void **state)
+{
+	struct policy p;
+
+	(void)state;
+	parse_ok("workers 2\n", &p);
+	assert_int_equal(p.workers, 2);
+	p.workers = 0;
+	assert_defaults(&p);
+}
+
+/* ---- lists ---- */
+
+static void
+test_listen_replaces_and_adds(void **state)
+{
+	struct policy p;
+
+	(void)state;
+	parse_ok("listen 127.0.0.1:7007\n", &p);
+	assert_int_equal(p.nlisten, 1);
+	assert_ep4(&p.listen[0], "127.0.0.1", 7007, true);
+
+	parse_ok("listen 127.0.0.1\n"
+		 "workers 1\n"
+		 "listen [::1]:8 10.0.0.1:9\n"
+		 "listen ::ffff:192.0.2.1\n",
+		 &p);
+	assert_int_equal(p.nlisten, 4);
+	assert_ep4(&p.listen[0], "127.0.0.1", 0, false);
+	assert_ep6(&p.listen[1], "::1", 8, true);
+	assert_ep4(&p.listen[2], "10.0.0.1", 9, true);
+	assert_ep4(&p.listen[3], "192.0.2.1", 0, false);
+
+	/* Repeating the same address is not a conflict for a list. */
+	parse_ok("listen 127.0.0.1:1\nlisten 127.0.0.1:1\n", &p);
+	assert_int_equal(p.nlisten, 2);
+}
+
+/* A second file applied on top replaces the first file's list too. */
+static void
+test_listen_replaced_per_parse(void **state)
+{
+	struct policy p;
+	struct policy_error err;
+	const char *a = "listen 1.1.1.1:1 2.2.2.2:2\n";
+	const char *b = "listen 3.3.3.3:3\n";
+
+	(void)state;
+	policy_defaults(&p);
+	assert_int_equal(policy_parse(a, strlen(a), &p, &err), 0);
+	assert_int_equal(p.nlisten, 2);
+	assert_int_equal(policy_parse(b, strlen(b), &p, &err), 0);
+	assert_int_equal(p.nlisten, 1);
+	assert_ep4(&p.listen[0], "3.3.3.3", 3, true);
+}
+
+static void
+test_listen_limit(void **state)
+{
+	char text[1024];
+	struct policy p;
+	size_t n = 0;
+
+	(void)state;
+	/* 16 on one line: fine. */
+	n = (size_t)snprintf(text, sizeof(text), "listen");
+	for (int i = 1; i <= 16; i++)
+		n += (size_t)snprintf(text + n, sizeof(text) - n,
+				      " 10.0.0.%d:7", i);
+	snprintf(text + n, sizeof(text) - n, "\n");
+	parse_ok(text, &p);
+	assert_int_equal(p.nlisten, 16);
+	assert_ep4(&p.listen[15], "10.0.0.16", 7, true);
+
+	/* 17 on one line. */
+	snprintf(text + n, sizeof(text) - n, " 10.0.0.17:7\n");
+	text_fails(text, 1, "'listen'");
+
+	/* 16 then one more on a later line. */
+	snprintf(text + n, sizeof(text) - n, "\n# more\nlisten ::1\n");
+	text_fails(text, 3, "'listen'");
+}
+
+/* ---- repeats ---- */
+
+static void
+test_identical_repeat(void **state)
+{
+	struct policy p;
+
+	(void)state;
+	parse_ok("workers 4\nworkers 4\n", &p);
+	assert_int_equal(p.workers, 4);
+	/* Spacing and comments do not make it different. */
+	parse_ok("protocols tcp udp\nprotocols\ttcp   udp  # again\n", &p);
+	assert_true(p.tcp && p.udp);
+	parse_ok("tcp-idle-timeout 5s\ntcp-idle-timeout 5s\r\n", &p);
+	assert_int_equal(p.tcp_idle_timeout_ms, 5000);
+	parse_ok("user echod\n\nuser echod\nuser echod\n", &p);
+	assert_string_equal(p.user, "echod");
+}
+
+static void
+test_conflicting_repeat(void **state)
+{
+	struct policy p;
+	struct policy_error err;
+	const char *t = "workers 4\n# comment\n\nworkers 5\n";
+
+	(void)state;
+	assert_int_equal(parse_len(t, strlen(t), &p, &err), -1);
+	assert_int_equal(err.line, 4);
+	assert_string_equal(err.msg,
+			    "'workers' conflicts with line 1 ('workers 4')");
+
+	t = "log-level warn\nuser a\nlog-level debug\n";
+	assert_int_equal(parse_len(t, strlen(t), &p, &err), -1);
+	assert_int_equal(err.line, 3);
+	assert_string_equal(
+	    err.msg, "'log-level' conflicts with line 1 ('log-level warn')");
+
+	/* The same value written differently still conflicts. */
+	text_fails("tcp-idle-timeout 30s\ntcp-idle-timeout 30000ms\n", 2,
+		   "line 1");
+	text_fails("protocols tcp udp\nprotocols udp tcp\n", 2,
+		   "'protocols'");
+	text_fails("user a\nuser b\n", 2, "conflicts with line 1");
+	/* The built-in value does not count as an earlier line. */
+	parse_ok("workers 7\n", &p);
+	assert_int_equal(p.workers, 7);
+}
+
+/* ---- syntax errors ---- */
+
+static void
+test_unknown_keyword(void **state)
+{
+	struct policy p;
+	struct policy_error err;
+	const char *t = "# a comment\n\nfrobnicate 1\n";
+
+	(void)state;
+	assert_int_equal(parse_len(t, strlen(t), &p, &err), -1);
+	assert_int_equal(err.line, 3);
+	assert_string_equal(err.msg, "unknown keyword 'frobnicate'");
+
+	text_fails("workers 2\nWorkers 2\n", 2, "'Workers'");
+	text_fails("tcp_buffer 16k\n", 1, "'tcp_buffer'");
+	text_fails("  listen-addr ::1\n", 1, "unknown keyword");
+	/* A keyword is a whole word. */
+	text_fails("workers2\n", 1, "'workers2'");
+}
+
+static void
+bad_value(const char *line_text, const char *keyword)
+{
+	char text[2048];
+	char quoted[64];
+
+	/* The bad line comes third, after a comment and a valid line. */
+	snprintf(text, sizeof(text), "# test\nlog-level info\n%s\n",
+		 line_text);
+	snprintf(quoted, sizeof(quoted), "'%s'", keyword);
+	text_fails(text, 3, quoted);
+}
+
+static void
+test_bad_values(void **state)
+{
+	char name[80];
+
+	(void)state;
+	bad_value("listen", "listen");
+	bad_value("listen localhost", "listen");
+	bad_value("listen 1.2.3.4:70000", "listen");
+	bad_value("listen 1.2.3.4:", "listen");
+	bad_value("listen [::1", "listen");
+	bad_value("listen 127.0.0.1 nonsense", "listen");
+
+	bad_value("protocols", "protocols");
+	bad_value("protocols sctp", "protocols");
+	bad_value("protocols TCP", "protocols");
+	bad_value("protocols tcp udp tcp", "protocols");
+
+	bad_value("workers", "workers");
+	bad_value("workers 0", "workers");
+	bad_value("workers 257", "workers");
+	bad_value("workers -1", "workers");
+	bad_value("workers two", "workers");
+	bad_value("workers 4 5", "workers");
+	bad_value("workers AUTO", "workers");
+	bad_value("workers auto 4", "workers");
+	bad_value("workers 99999999999999999999", "workers");
+
+	bad_value("user", "user");
+	bad_value("user -root", "user");
+	bad_value("user a/b", "user");
+	bad_value("user a:b", "user");
+	bad_value("user $(id)", "user");
+	bad_value("user a b", "user");
+	memset(name, 'a', 64);
+	memcpy(name, "user ", 5);
+	name[5 + 64] = '\0';
+	memset(name + 5, 'u', 64);
+	bad_value(name, "user");
+
+	bad_value("tcp-max-connections", "tcp-max-connections");
+	bad_value("tcp-max-connections 0", "tcp-max-connections");
+	bad_value("tcp-max-connections 100001", "tcp-max-connections");
+	bad_value("tcp-max-connections 1k", "tcp-max-connections");
+	bad_value("tcp-max-connections -5", "tcp-max-connections");
+	bad_value("tcp-max-connections 4294967296", "tcp-max-connections");
+	bad_value("tcp-max-connections 1 2", "tcp-max-connections");
+
+	bad_value("tcp-idle-timeout", "tcp-idle-timeout");
+	bad_value("tcp-idle-timeout 30", "tcp-idle-timeout");
+	bad_value("tcp-idle-timeout 99ms", "tcp-idle-timeout");
+	bad_value("tcp-idle-timeout 0s", "tcp-idle-timeout");
+	bad_value("tcp-idle-timeout 25h", "tcp-idle-timeout");
+	bad_value("tcp-idle-timeout 1441m", "tcp-idle-timeout");
+	bad_value("tcp-idle-timeout 86400001ms", "tcp-idle-timeout");
+	bad_value("tcp-idle-timeout 1.5s", "tcp-idle-timeout");
+	bad_value("tcp-idle-timeout 30S", "tcp-idle-timeout");
+	bad_value("tcp-idle-timeout 30s 1m", "tcp-idle-timeout");
+
+	bad_value("tcp-buffer", "tcp-buffer");
+	bad_value("tcp-buffer 0", "tcp-buffer");
+	bad_value("tcp-buffer 511", "tcp-buffer");
+	bad_value("tcp-buffer 16385k", "tcp-buffer");
+	bad_value("tcp-buffer 17m", "tcp-buffer");
+	bad_value("tcp-buffer 1g", "tcp-buffer");
+	bad_value("tcp-buffer 64K", "tcp-buffer");
+	bad_value("tcp-buffer 1.5k", "tcp-buffer");
+	bad_value("tcp-buffer 16k 16k", "tcp-buffer");
+
+	bad_value("udp-max-datagram", "udp-max-datagram");
+	bad_value("udp-max-datagram 65536", "udp-max-datagram");
+	bad_value("udp-max-datagram 64k", "udp-max-datagram");
+	bad_value("udp-max-datagram 1m", "udp-max-datagram");
+	bad_value("udp-max-datagram -1", "udp-max-datagram");
+	bad_value("udp-max-datagram 1x", "udp-max-datagram");
+
+	bad_value("log-level", "log-level");
+	bad_value("log-level verbose", "log-level");
+	bad_value("log-level INFO", "log-level");
+	bad_value("log-level warning", "log-level");
+	bad_value("log-level info debug", "log-level");
+}
+
+static void
+test_bad_value_messages(void **state)
+{
+	struct policy p;
+	struct policy_error err;
+	const char *t;
+
+	(void)state;
+	t = "workers 0\n";
+	assert_int_equal(parse_len(t, strlen(t), &p, &err), -1);
+	assert_int_equal(err.line, 1);
+	assert_string_equal(err.msg, "'workers': expected auto or 1 to 256");
+
+	t = "tcp-idle-timeout 99ms\n";
+	assert_int_equal(parse_len(t, strlen(t), &p, &err), -1);
+	assert_string_equal(
+	    err.msg, "'tcp-idle-timeout': 99ms is out of range (100ms to "
+		     "86400000ms)");
+
+	t = "tcp-buffer 511\n";
+	assert_int_equal(parse_len(t, strlen(t), &p, &err), -1);
+	assert_string_equal(err.msg, "'tcp-buffer': 511 is out of range (512 "
+				     "to 16777216 bytes)");
+
+	t = "listen\n";
+	assert_int_equal(parse_len(t, strlen(t), &p, &err), -1);
+	assert_string_equal(err.msg, "'listen' needs a value");
+
+	t = "user a b\n";
+	assert_int_equal(parse_len(t, strlen(t), &p, &err), -1);
+	assert_string_equal(err.msg, "'user' takes 1 value, got 2");
+
+	t = "protocols tcp tcp\n";
+	assert_int_equal(parse_len(t, strlen(t), &p, &err), -1);
+	assert_string_equal(err.msg, "'protocols': 'tcp' named twice");
+}
+
+/* ---- lexical ---- */
+
+static void
+test_comments(void **state)
+{
+	struct policy p;
+
+	(void)state;
+	parse_ok("# only a comment\n"
+		 "   # indented comment\n"
+		 "workers 3 # three workers\n"
+		 "user echod# no space before the comment\n"
+		 "log-level warn\t#\ttab\n"
+		 "tcp-buffer 1k #\n"
+		 "#listen 1.2.3.4\n",
+		 &p);
+	assert_int_equal(p.workers, 3);
+	assert_string_equal(p.user, "echod");
+	assert_int_equal(p.log_level, LOG_WARN);
+	assert_int_equal(p.tcp_buffer, 1024);
+	/* The commented-out listen did not replace the defaults. */
+	assert_int_equal(p.nlisten, 2);
+	/* '#' ends the list of values too. */
+	parse_ok("listen 127.0.0.1:1 #127.0.0.2:2\n", &p);
+	assert_int_equal(p.nlisten, 1);
+}
+
+static void
+test_whitespace(void **state)
+{
+	struct policy p;
+
+	(void)state;
+	parse_ok("\t  workers\t\t5   \n", &p);
+	assert_int_equal(p.workers, 5);
+	parse_ok("listen\t127.0.0.1:1\t  [::1]:2\t\n", &p);
+	assert_int_equal(p.nlisten, 2);
+	assert_ep6(&p.listen[1], "::1", 2, true);
+}
+
+static void
+test_crlf(void **state)
+{
+	struct policy p;
+
+	(void)state;
+	parse_ok("# comment\r\n"
+		 "\r\n"
+		 "workers 6\r\n"
+		 "user echod\r\n"
+		 "listen 127.0.0.1:9 ::1\r\n"
+		 "log-level error\r\n",
+		 &p);
+	assert_int_equal(p.workers, 6);
+	assert_string_equal(p.user, "echod");
+	assert_int_equal(p.nlisten, 2);
+	assert_ep4(&p.listen[0], "127.0.0.1", 9, true);
+	assert_ep6(&p.listen[1], "::1", 0, false);
+	assert_int_equal(p.log_level, LOG_ERROR);
+	/* Line numbers still count CRLF lines. */
+	text_fails("# a\r\n\r\nbogus\r\n", 3, "'bogus'");
+}
+
+static void
+test_no_final_newline(void **state)
+{
+	struct policy p;
+
+	(void)state;
+	parse_ok("workers 8", &p);
+	assert_int_equal(p.workers, 8);
+	parse_ok("workers 8\nuser x", &p);
+	assert_string_equal(p.user, "x");
+	text_fails("workers 8\nbogus", 2, "'bogus'");
+}
+
+/* Only len bytes are read; what follows in memory is ignored. */
+static void
+test_len_is_honoured(void **state)
+{
+	struct policy p;
+	struct policy_error err;
+	const char *t = "workers 4\nbogus\n";
+
+	(void)state;
+	assert_int_equal(parse_len(t, 10, &p, &err), 0);
+	assert_int_equal(p.workers, 4);
+	assert_int_equal(parse_len(t, 9, &p, &err), 0);
+	assert_int_equal(p.workers, 4);
+	assert_int_equal(parse_len(t, 8, &p, &err), -1);
+	assert_int_equal(err.line, 1);
+	assert_int_equal(parse_len(t, 0, &p, &err), 0);
+}
+
+static void
+test_empty(void **state)
+{
+	struct policy p, d;
+	struct policy_error err;
+
+	(void)state;
+	policy_defaults(&d);
+	assert_int_equal(parse_len("", 0, &p, &err), 0);
+	assert_int_equal(err.line, 0);
+	assert_memory_equal(&p, &d, sizeof(p));
+	assert_int_equal(parse_len(NULL, 0, &p, &err), 0);
+	assert_memory_equal(&p, &d, sizeof(p));
+	parse_ok("\n\n\n", &p);
+	assert_memory_equal(&p, &d, sizeof(p));
+	parse_ok("# nothing\n   \n\t\n\r\n", &p);
+	assert_memory_equal(&p, &d, sizeof(p));
+}
+
+static void
+test_nul_byte(void **state)
+{
+	static const char t1[] = "workers 4\nuser a\0b\nlog-level info\n";
+	static const char t2[] = "\0";
+	static const char t3[] = "# ok\n#\0 in a comment\n";
+
+	(void)state;
+	parse_fails(t1, sizeof(t1) - 1, 2, "NUL");
+	parse_fails(t2, 1, 1, "NUL");
+	parse_fails(t3, sizeof(t3) - 1, 2, "NUL");
+}
+
+static void
+test_long_line(void **state)
+{
+	static char t[3000];
+	struct policy p;
+
+	(void)state;
+	/* 1024 bytes of content is the limit. */
+	t[0] = '#';
+	memset(t + 1, 'x', 1023);
+	strcpy(t + 1024, "\nworkers 2\n");
+	parse_ok(t, &p);
+	assert_int_equal(p.workers, 2);
+
+	/* A directive padded to exactly 1024 bytes. */
+	memset(t, ' ', 1024);
+	memcpy(t, "workers 9", 9);
+	strcpy(t + 1024, "\n");
+	parse_ok(t, &p);
+	assert_int_equal(p.workers, 9);
+
+	/* 1025 bytes on line 2. */
+	strcpy(t, "workers 2\n#");
+	memset(t + 11, 'x', 1024);
+	strcpy(t + 11 + 1024, "\n");
+	text_fails(t, 2, "longer than 1024");
+
+	/* Same, without a final newline. */
+	t[11 + 1024] = '\0';
+	text_fails(t, 2, "longer than 1024");
+
+	/* A long line is an error even in a comment far past the limit. */
+	memset(t, '#', 2999);
+	t[2999] = '\0';
+	text_fails(t, 1, "longer than 1024");
+}
+
+static void
+test_control_chars(void **state)
+{
+	struct policy p;
+
+	(void)state;
+	text_fails("workers 4\x01\n", 1, "control character 0x01");
+	text_fails("workers 4\nuser a\x1b[31m\n", 2, "control character 0x1b");
+	text_fails("# comment with DEL \x7f\n", 1, "control character 0x7f");
+	text_fails("workers\v4\n", 1, "control character 0x0b");
+	text_fails("workers\f4\n", 1, "control character 0x0c");
+	text_fails("# a\n# b\n\x04\n", 3, "control character");
+	/* Tab and CR are whitespace, not control characters. */
+	parse_ok("workers\t4\r\n", &p);
+	assert_int_equal(p.workers, 4);
+	/* Bytes >= 0x80 (UTF-8) are fine in comments. */
+	parse_ok("# caf\xc3\xa9\nworkers 4\n", &p);
+	assert_int_equal(p.workers, 4);
+}
+
+static void
+test_too_many_words(void **state)
+{
+	static char t[1100];
+	size_t n;
+
+	(void)state;
+	n = (size_t)snprintf(t, sizeof(t), "listen");
+	for (int i = 0; i < 300; i++)
+		n += (size_t)snprintf(t + n, sizeof(t) - n, " x");
+	snprintf(t + n, sizeof(t) - n, "\n");
+	text_fails(t, 1, "too many words");
+}
+
+/* ---- protocols, workers, user ---- */
+
+static void
+test_protocols(void **state)
+{
+	struct policy p;
+
+	(void)state;
+	parse_ok("protocols tcp\n", &p);
+	assert_true(p.tcp);
+	assert_false(p.udp);
+	parse_ok("protocols udp\n", &p);
+	assert_false(p.tcp);
+	assert_true(p.udp);
+	parse_ok("protocols udp tcp\n", &p);
+	assert_true(p.tcp);
+	assert_true(p.udp);
+	text_fails("protocols tcp tcp\n", 1, "'protocols'");
+	text_fails("protocols udp udp\n", 1, "named twice");
+	text_fails("\nprotocols\n", 2, "'protocols'");
+}
+
+static void
+test_workers(void **state)
+{
+	struct policy p;
+
+	(void)state;
+	parse_ok("workers auto\n", &p);
+	assert_int_equal(p.workers, 0);
+	parse_ok("workers 1\n", &p);
+	assert_int_equal(p.workers, 1);
+	parse_ok("workers 256\n", &p);
+	assert_int_equal(p.workers, 256);
+	text_fails("workers 0\n", 1, "'workers'");
+	text_fails("workers 257\n", 1, "'workers'");
+}
+
+static void
+test_valid_user(void **state)
+{
+	char name[POLICY_NAME_MAX + 1];
+
+	(void)state;
+	assert_true(policy_valid_user("echod"));
+	assert_true(policy_valid_user("nobody"));
+	assert_true(policy_valid_user("a"));
+	assert_true(policy_valid_user("A1"));
+	assert_true(policy_valid_user("_echod"));
+	assert_true(policy_valid_user("echo-d"));
+	assert_true(policy_valid_user("echo.d"));
+	assert_true(policy_valid_user("echo_d"));
+	assert_true(policy_valid_user("0"));
+	assert_true(policy_valid_user("user-"));
+
+	assert_false(policy_valid_user(""));
+	assert_false(policy_valid_user("-echod"));
+	assert_false(policy_valid_user("-"));
+	assert_false(policy_valid_user("echo d"));
+	assert_false(policy_valid_user("echo/d"));
+	assert_false(policy_valid_user("../etc"));
+	assert_false(policy_valid_user("a:b"));
+	assert_false(policy_valid_user("a;b"));
+	assert_false(policy_valid_user("a$b"));
+	assert_false(policy_valid_user("a*"));
+	assert_false(policy_valid_user("a\tb"));
+	assert_false(policy_valid_user("a\nb"));
+	assert_false(policy_valid_user("caf\xc3\xa9"));
+	assert_false(policy_valid_user("a@b"));
+
+	/* At most POLICY_NAME_MAX - 1 characters. */
+	memset(name, 'u', POLICY_NAME_MAX - 1);
+	name[POLICY_NAME_MAX - 1] = '\0';
+	assert_true(policy_valid_user(name));
+	name[POLICY_NAME_MAX - 1] = 'u';
+	name[POLICY_NAME_MAX] = '\0';
+	assert_false(policy_valid_user(name));
+}
+
+static void
+test_user_longest(void **state)
+{
+	char t[128];
+	struct policy p;
+
+	(void)state;
+	memcpy(t, "user ", 5);
+	memset(t + 5, 'u', POLICY_NAME_MAX - 1);
+	strcpy(t + 5 + POLICY_NAME_MAX - 1, "\n");
+	parse_ok(t, &p);
+	assert_int_equal(strlen(p.user), POLICY_NAME_MAX - 1);
+	assert_int_equal(memcmp(p.user, t + 5, POLICY_NAME_MAX - 1), 0);
+}
+
+static void
+test_log_level_name(void **state)
+{
+	(void)state;
+	assert_string_equal(log_level_name(LOG_ERROR), "error");
+	assert_string_equal(log_level_name(LOG_WARN), "warn");
+	assert_string_equal(log_level_name(LOG_INFO), "info");
+	assert_string_equal(log_level_name(LOG_DEBUG), "debug");
+}
+
+/* ---- policy_load_file ---- */
+
+static void
+write_file(const char *path, const char *buf, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+
+	assert_non_null(f);
+	assert_int_equal(fwrite(buf, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
+}
+
+static void
+test_load_file(void **state)
+{
+	char path[] = "/tmp/echod-test-policy-XXXXXX";
+	struct policy p;
+	struct policy_error err;
+	const char *t;
+	char *big;
+	int fd;
+
+	(void)state;
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+
+	t = "workers 3\nlisten 127.0.0.1:7\n";
+	write_file(path, t, strlen(t));
+	policy_defaults(&p);
+	assert_int_equal(policy_load_file(path, &p, &err), 0);
+	assert_int_equal(p.workers, 3);
+	assert_int_equal(p.nlisten, 1);
+	assert_int_equal(err.line, 0);
+
+	t = "workers 3\n\nbogus\n";
+	write_file(path, t, strlen(t));
+	policy_defaults(&p);
+	assert_int_equal(policy_load_file(path, &p, &err), -1);
+	assert_int_equal(err.line, 3);
+	assert_string_equal(err.msg, "unknown keyword 'bogus'");
+
+	/* 1 MiB or more is refused. */
+	big = malloc(1024 * 1024);
+	assert_non_null(big);
+	memset(big, '\n', 1024 * 1024);
+	write_file(path, big, 1024 * 1024);
+	free(big);
+	policy_defaults(&p);
+	assert_int_equal(policy_load_file(path, &p, &err), -1);
+	assert_int_equal(err.line, 0);
+	assert_non_null(strstr(err.msg, "larger than"));
+
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(policy_load_file(path, &p, &err), -1);
+	assert_int_equal(err.line, 0);
+	assert_string_equal(err.msg,
+			    "cannot open: No such file or directory");
+
+	assert_int_equal(policy_load_file("/", &p, &err), -1);
+	assert_int_equal(err.line, 0);
+	assert_string_equal(err.msg, "not a regular file");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_default_text),
+	    cmocka_unit_test(test_default_file_matches),
+	    cmocka_unit_test(test_every_keyword),
+	    cmocka_unit_test(test_keyword_ranges),
+	    cmocka_unit_test(test_unnamed_keep_defaults),
+	    cmocka_unit_test(test_listen_replaces_and_adds),
+	    cmocka_unit_test(test_listen_replaced_per_parse),
+	    cmocka_unit_test(test_listen_limit),
+	    cmocka_unit_test(test_identical_repeat),
+	    cmocka_unit_test(test_conflicting_repeat),
+	    cmocka_unit_test(test_unknown_keyword),
+	    cmocka_unit_test(test_bad_values),
+	    cmocka_unit_test(test_bad_value_messages),
+	    cmocka_unit_test(test_comments),
+	    cmocka_unit_test(test_whitespace),
+	    cmocka_unit_test(test_crlf),
+	    cmocka_unit_test(test_no_final_newline),
+	    cmocka_unit_test(test_len_is_honoured),
+	    cmocka_unit_test(test_empty),
+	    cmocka_unit_test(test_nul_byte),
+	    cmocka_unit_test(test_long_line),
+	    cmocka_unit_test(test_control_chars),
+	    cmocka_unit_test(test_too_many_words),
+	    cmocka_unit_test(test_protocols),
+	    cmocka_unit_test(test_workers),
+	    cmocka_unit_test(test_valid_user),
+	    cmocka_unit_test(test_user_longest),
+	    cmocka_unit_test(test_log_level_name),
+	    cmocka_unit_test(test_load_file),
+	};
+
+	return cmocka_run_group_tests_name("policy", tests, NULL, NULL);
+}
