@@ -17,7 +17,7 @@ LIBS	 = -lseccomp -lcap
 
 # Modules shared by echod, the unit tests and the fuzzers.
 CORE	 = units addr policy cli log counters loop listen tcp udp worker \
-	   supervisor sandbox privdrop sockact
+	   supervisor sandbox privdrop sockact siphash ratelimit acl guard facts
 CORE_OBJ = $(CORE:%=$(BUILD)/obj/%.o) $(BUILD)/obj/default_policy.o
 UNIT_TESTS = test_units test_addr test_policy test_cli
 SAN	 = -fsanitize=address,undefined -fno-sanitize-recover=all \

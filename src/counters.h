@@ -21,6 +21,23 @@
 	X(udp_bytes_out)                                                       \
 	X(udp_drop_oversize)                                                   \
 	X(udp_send_errors)                                                     \
+	X(udp_drop_port)                                                       \
+	X(udp_drop_bad_source)                                                 \
+	X(udp_drop_bad_dest)                                                   \
+	X(udp_drop_deny)                                                       \
+	X(udp_drop_table)                                                      \
+	X(udp_drop_loop)                                                       \
+	X(udp_drop_rate)                                                       \
+	X(udp_drop_global_rate)                                                \
+	X(udp_would_drop)                                                      \
+	X(tcp_refused_deny)                                                    \
+	X(tcp_refused_per_source)                                              \
+	X(tcp_refused_rate)                                                    \
+	X(tcp_refused_table)                                                   \
+	X(tcp_would_refuse)                                                    \
+	X(tcp_throttled)                                                       \
+	X(tcp_lifetime_closes)                                                 \
+	X(tcp_max_bytes_closes)                                                \
 	X(worker_restarts)                                                     \
 	X(log_suppressed)
 

@@ -11,6 +11,7 @@
  */
 #include "cli.h"
 #include "counters.h"
+#include "facts.h"
 #include "listen.h"
 #include "log.h"
 #include "policy.h"
@@ -40,6 +41,7 @@
 #define FD_RESERVE 64 /* listeners, epoll, signalfd, stdio */
 
 static struct policy policy;
+static struct facts facts;
 
 /* fatal(): say what failed, in one log line, and exit with its status. */
 static void
@@ -140,7 +142,8 @@ get_sockets(struct listen_set *s, unsigned nworkers)
 		log_always(LOG_INFO, "socket_activation", "sockets=%zu", s->n);
 		return;
 	}
-	if (listen_bind(&policy, nworkers, 24, 56, s, err, sizeof(err)) != 0)
+	if (listen_bind(&policy, nworkers, policy.rate_prefix_v4,
+			policy.rate_prefix_v6, s, err, sizeof(err)) != 0)
 		die(EXIT_OSERR, "bind_failed", err);
 }
 
@@ -221,7 +224,9 @@ main(int argc, char **argv)
 	raise_fd_limit(nofile);
 	get_sockets(&sockets, nworkers);
 
-	/* Step 3: shared counters, mapped before the workers fork. */
+	/* Step 3: what the guards need, and counters shared with workers. */
+	if (facts_gather(&facts, err, sizeof(err)) != 0)
+		die(EXIT_OSERR, "facts", err);
 	if (counters_init(nworkers + 1) != 0)
 		die(EXIT_OSERR, "counters", strerror(errno));
 
@@ -279,5 +284,6 @@ main(int argc, char **argv)
 		    sockets.l[i].worker == LISTENER_SHARED)
 			log_always(LOG_INFO, "listening", "proto=%.3s addr=%s",
 				   sockets.l[i].name, sockets.l[i].name + 4);
-	return supervisor_run(&policy, &sockets, nworkers, harden_worker);
+	return supervisor_run(&policy, &facts, &sockets, nworkers,
+			      harden_worker);
 }

@@ -274,6 +274,164 @@ set_allow_downgrade(const struct directive *d, struct policy *p, char **argv,
 	return 0;
 }
 
+static int
+set_cidrs(const struct directive *d, struct policy *p, char **argv, int argc,
+	  char *msg, size_t msglen)
+{
+	bool allow = strcmp(d->name, "allow") == 0;
+	struct cidr net;
+
+	if (want_args(d, argc, 1, POLICY_MAX_CIDRS, msg, msglen) != 0)
+		return -1;
+	for (int i = 0; i < argc; i++) {
+		if (parse_cidr(argv[i], &net) != 0)
+			return fail(msg, msglen,
+				    "'%s': '%s' is not ADDR or ADDR/LEN with "
+				    "zero host bits",
+				    d->name, argv[i]);
+		if (acl_add(&p->acl, &net, allow) != 0)
+			return fail(msg, msglen,
+				    "'%s': '%s' is already listed with the "
+				    "other verdict, or more than %d prefixes",
+				    d->name, argv[i], ACL_MAX);
+	}
+	acl_finish(&p->acl);
+	return 0;
+}
+
+static int
+set_ports(const struct directive *d, struct policy *p, char **argv, int argc,
+	  char *msg, size_t msglen)
+{
+	uint16_t lo, hi;
+
+	if (want_args(d, argc, 1, MAX_ARGS, msg, msglen) != 0)
+		return -1;
+	if (argc == 1 && strcmp(argv[0], "none") == 0)
+		return 0;
+	for (int i = 0; i < argc; i++) {
+		if (parse_port_range(argv[i], &lo, &hi) != 0)
+			return fail(msg, msglen,
+				    "'%s': '%s' is not PORT or LO-HI (0-65535)",
+				    d->name, argv[i]);
+		portset_add(&p->udp_deny_ports, lo, hi);
+	}
+	return 0;
+}
+
+static int
+set_on_off(const struct directive *d, const char *word, bool *out,
+	   const char *on, const char *off, char *msg, size_t msglen)
+{
+	if (strcmp(word, on) == 0)
+		*out = true;
+	else if (strcmp(word, off) == 0)
+		*out = false;
+	else
+		return fail(msg, msglen, "'%s': '%s' is neither %s nor %s",
+			    d->name, word, on, off);
+	return 0;
+}
+
+static int
+set_enforce(const struct directive *d, struct policy *p, char **argv,
+	    int argc, char *msg, size_t msglen)
+{
+	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
+		return -1;
+	return set_on_off(d, argv[0], &p->enforce, "on", "log-only", msg,
+			  msglen);
+}
+
+/* "udp-loop-guard on [repeats N] [window DURATION] [hold DURATION]" */
+static int
+set_loop_guard(const struct directive *d, struct policy *p, char **argv,
+	       int argc, char *msg, size_t msglen)
+{
+	uint64_t v;
+
+	if (want_args(d, argc, 1, 7, msg, msglen) != 0)
+		return -1;
+	if (set_on_off(d, argv[0], &p->loop_guard, "on", "off", msg,
+		       msglen) != 0)
+		return -1;
+	for (int i = 1; i < argc; i += 2) {
+		const char *key = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+		if (val == NULL)
+			return fail(msg, msglen, "'%s': '%s' needs a value",
+				    d->name, key);
+		if (strcmp(key, "repeats") == 0 &&
+		    parse_uint(val, 1000, &v) == 0 && v >= 2)
+			p->loop_repeats = (unsigned)v;
+		else if (strcmp(key, "window") == 0 &&
+			 parse_duration(val, &v) == 0 && v > 0)
+			p->loop_window_ms = v;
+		else if (strcmp(key, "hold") == 0 &&
+			 parse_duration(val, &v) == 0 && v > 0)
+			p->loop_hold_ms = v;
+		else
+			return fail(msg, msglen,
+				    "'%s': bad '%s %s' (repeats 2-1000, window "
+				    "and hold are durations)",
+				    d->name, key, val);
+	}
+	return 0;
+}
+
+/* "RATE [burst N]" or "SIZE/UNIT [burst SIZE]" or "unlimited". */
+static int
+set_bucket(const struct directive *d, struct policy *p, char **argv,
+	   int argc, char *msg, size_t msglen)
+{
+	struct bucket_cfg *b = (struct bucket_cfg *)((char *)p + d->offset);
+	bool bytes = d->min == 1;
+	struct rate r;
+	uint64_t burst;
+
+	if (want_args(d, argc, 1, 3, msg, msglen) != 0)
+		return -1;
+	if (argc == 1 && strcmp(argv[0], "unlimited") == 0) {
+		*b = (struct bucket_cfg){0, 1000, 0};
+		return 0;
+	}
+	if ((bytes ? parse_byte_rate(argv[0], &r) : parse_rate(argv[0], &r)) !=
+		0 ||
+	    r.count == 0)
+		return fail(msg, msglen,
+			    bytes ? "'%s': '%s' is not SIZE/UNIT (e.g. 1m/s) "
+				    "or unlimited"
+				  : "'%s': '%s' is not COUNT/UNIT (e.g. 100/s) "
+				    "or unlimited",
+			    d->name, argv[0]);
+	burst = r.count;
+	if (argc == 2 || (argc == 3 && strcmp(argv[1], "burst") != 0))
+		return fail(msg, msglen, "'%s': expected 'burst N' after the "
+					 "rate",
+			    d->name);
+	if (argc == 3 && ((bytes ? parse_size(argv[2], &burst)
+				 : parse_uint(argv[2], UINT32_MAX, &burst)) !=
+			      0 ||
+			  burst == 0))
+		return fail(msg, msglen, "'%s': burst '%s' is not a %s above 0",
+			    d->name, argv[2], bytes ? "size" : "count");
+	*b = (struct bucket_cfg){r.count, r.period_ms, burst};
+	return 0;
+}
+
+/* A duration or size that may be "off" (stored as 0). */
+static int
+set_optional(const struct directive *d, struct policy *p, char **argv,
+	     int argc, char *msg, size_t msglen)
+{
+	if (argc == 1 && strcmp(argv[0], "off") == 0) {
+		*(uint64_t *)((char *)p + d->offset) = 0;
+		return 0;
+	}
+	if (d->min == 1)
+		return set_size(d, p, argv, argc, msg, msglen);
+	return set_duration(d, p, argv, argc, msg, msglen);
+}
+
 #define FIELD(f) offsetof(struct policy, f)
 
 static const struct directive directives[] = {
@@ -291,6 +449,27 @@ static const struct directive directives[] = {
     {"chroot", set_chroot, 0, 0, 0, false},
     {"sandbox-violation", set_sandbox_violation, 0, 0, 0, false},
     {"allow-downgrade", set_allow_downgrade, 0, 0, 0, false},
+    {"enforce", set_enforce, 0, 0, 0, false},
+    {"allow", set_cidrs, 0, 0, 0, true},
+    {"deny", set_cidrs, 0, 0, 0, true},
+    {"udp-deny-source-ports", set_ports, 0, 0, 0, true},
+    {"rate-prefix-v4", set_uint, FIELD(rate_prefix_v4), 8, 32, false},
+    {"rate-prefix-v6", set_uint, FIELD(rate_prefix_v6), 16, 128, false},
+    {"rate-table-size", set_uint, FIELD(rate_table_size), 64, 16777216,
+     false},
+    {"udp-loop-guard", set_loop_guard, 0, 0, 0, false},
+    /* min 1 marks byte rates for set_bucket, sizes for set_optional */
+    {"udp-rate", set_bucket, FIELD(udp_rate), 0, 0, false},
+    {"udp-byte-rate", set_bucket, FIELD(udp_byte_rate), 1, 0, false},
+    {"udp-global-rate", set_bucket, FIELD(udp_global_rate), 0, 0, false},
+    {"tcp-max-connections-per-source", set_uint, FIELD(tcp_max_per_source),
+     1, 100000, false},
+    {"tcp-connect-rate", set_bucket, FIELD(tcp_connect_rate), 0, 0, false},
+    {"tcp-byte-rate", set_bucket, FIELD(tcp_byte_rate), 1, 0, false},
+    {"tcp-max-lifetime", set_optional, FIELD(tcp_max_lifetime_ms), 1000,
+     UINT64_C(30) * 24 * 3600 * 1000, false},
+    {"tcp-max-bytes", set_optional, FIELD(tcp_max_bytes), 1,
+     UINT64_C(1) << 40, false},
 };
 
 #define NDIRECTIVES (sizeof(directives) / sizeof(directives[0]))
@@ -321,12 +500,19 @@ find_directive(const char *name)
 	return NULL;
 }
 
-/* Clear a list the first time this file names it, so files replace lists. */
+/* Clear a list the first time this file names it, so files replace lists.
+ * allow and deny share one list: it is cleared once, by whichever is first. */
 static void
-reset_list(const struct directive *d, struct policy *p)
+reset_list(const struct directive *d, struct policy *p, const struct seen *seen)
 {
 	if (d->apply == set_listen)
 		p->nlisten = 0;
+	else if (d->apply == set_ports)
+		memset(&p->udp_deny_ports, 0, sizeof(p->udp_deny_ports));
+	else if (d->apply == set_cidrs &&
+		 seen[find_directive("allow") - directives].line == 0 &&
+		 seen[find_directive("deny") - directives].line == 0)
+		memset(&p->acl, 0, sizeof(p->acl));
 }
 
 /* Split a line in place into whitespace-separated words; # starts a comment.
@@ -393,7 +579,7 @@ parse_line(char *line, unsigned lineno, struct policy *p, struct seen *seen,
 		return 0;
 	}
 	if (s->line == 0) {
-		reset_list(d, p);
+		reset_list(d, p, seen);
 		s->line = lineno;
 		snprintf(s->text, sizeof(s->text), "%s", text);
 	}

@@ -2,7 +2,9 @@
 #ifndef ECHOD_POLICY_H
 #define ECHOD_POLICY_H
 
+#include "acl.h"
 #include "addr.h"
+#include "ratelimit.h"
 #include "units.h"
 
 #include <stdbool.h>
@@ -31,6 +33,21 @@ struct policy {
 	char chroot_dir[POLICY_PATH_MAX];
 	bool sandbox_log;      /* sandbox-violation log: SECCOMP_RET_LOG */
 	bool allow_big_stderr; /* allow-downgrade fsize-limit */
+
+	/* Abuse controls (SECURITY.md says why each default). */
+	bool enforce; /* false: log-only, count and log but echo anyway */
+	struct acl acl;	       /* allow / deny */
+	struct portset udp_deny_ports;
+	unsigned rate_prefix_v4, rate_prefix_v6;
+	unsigned rate_table_size;
+	bool loop_guard;
+	unsigned loop_repeats;
+	uint64_t loop_window_ms, loop_hold_ms;
+	struct bucket_cfg udp_rate, udp_byte_rate, udp_global_rate;
+	unsigned tcp_max_per_source;
+	struct bucket_cfg tcp_connect_rate, tcp_byte_rate;
+	uint64_t tcp_max_lifetime_ms; /* 0: off */
+	uint64_t tcp_max_bytes;	      /* 0: off */
 };
 
 struct policy_error {

@@ -32,6 +32,7 @@ struct child {
 
 struct supervisor {
 	const struct policy *policy;
+	const struct facts *facts;
 	struct listen_set *sockets;
 	worker_setup_fn setup;
 	struct child *children;
@@ -78,7 +79,8 @@ start_worker(struct supervisor *sv, unsigned i)
 		counters_select(i + 1);
 		log_init(sv->policy->log_level, "worker", (int)i);
 		listen_keep_only(sv->sockets, i);
-		_exit(worker_run(sv->policy, sv->sockets, i, sv->setup));
+		_exit(worker_run(sv->policy, sv->facts, sv->n, sv->sockets, i,
+				 sv->setup));
 	}
 	c->pid = pid;
 	c->started = now_ms();
@@ -227,11 +229,11 @@ tick(struct loop *l, uint64_t now, void *arg)
 }
 
 int
-supervisor_run(const struct policy *p, struct listen_set *s,
-	       unsigned nworkers, worker_setup_fn setup)
+supervisor_run(const struct policy *p, const struct facts *f,
+	       struct listen_set *s, unsigned nworkers, worker_setup_fn setup)
 {
-	struct supervisor sv = {.policy = p, .sockets = s, .setup = setup,
-				.n = nworkers};
+	struct supervisor sv = {.policy = p, .facts = f, .sockets = s,
+				.setup = setup, .n = nworkers};
 	struct rlimit rl;
 	sigset_t mask;
 

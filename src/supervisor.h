@@ -2,6 +2,7 @@
 #ifndef ECHOD_SUPERVISOR_H
 #define ECHOD_SUPERVISOR_H
 
+#include "facts.h"
 #include "listen.h"
 #include "policy.h"
 
@@ -15,7 +16,8 @@ typedef void (*worker_setup_fn)(unsigned index);
  * that exits with a configuration or hardening status (64-78) ends the
  * service with that status; any other death is logged and restarted.
  */
-int supervisor_run(const struct policy *p, struct listen_set *s,
-		   unsigned nworkers, worker_setup_fn setup);
+int supervisor_run(const struct policy *p, const struct facts *f,
+		   struct listen_set *s, unsigned nworkers,
+		   worker_setup_fn setup);
 
 #endif

@@ -2,7 +2,9 @@
  * that stops reading stops being read: the kernel's windows push back. */
 #include "tcp.h"
 #include "counters.h"
+#include "guard.h"
 #include "log.h"
+#include "ratelimit.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -14,12 +16,15 @@
 
 #define ACCEPTS_PER_EVENT 64 /* fairness between listeners and peers */
 #define READS_PER_EVENT	  8
+#define SWEEP_MS	  1000 /* lifetime checks: once a second is enough */
 
 struct conn {
 	int fd;
 	bool eof;	   /* the peer sent FIN: echo what is left, close */
-	uint64_t last_active;
-	uint64_t bytes;
+	bool throttled;	   /* over the source's byte rate: not reading */
+	uint64_t last_active, started;
+	uint64_t bytes, bytes_in;
+	struct rate_entry *source; /* pinned while the connection lives */
 	char *pending;	   /* echo bytes the peer has not taken yet */
 	size_t pending_off, pending_len;
 	struct conn *prev, *next; /* idle list, least recently active first */
@@ -34,6 +39,9 @@ struct tcp_server {
 	struct conn *oldest, *newest;
 	int paused[64]; /* listeners paused after EMFILE */
 	size_t npaused;
+	struct rate_table *sources;
+	size_t nthrottled;
+	uint64_t last_sweep;
 };
 
 static void conn_event(struct loop *l, int fd, uint32_t events, void *arg);
@@ -85,6 +93,10 @@ conn_close(struct conn *c, const char *why)
 	loop_del(srv->loop, c->fd);
 	close(c->fd);
 	idle_unlink(srv, c);
+	if (c->source != NULL)
+		c->source->pinned--;
+	if (c->throttled)
+		srv->nthrottled--;
 	free(c->pending);
 	free(c);
 	COUNT(tcp_active, -1);
@@ -131,12 +143,46 @@ hold_tail(struct conn *c, const char *data, size_t len)
 }
 
 /* Echo one read's worth; false when the connection must close. */
+/* How much may be read now: the buffer, the source's byte rate, the
+ * connection's byte budget. 0 means pause (or stop, at the budget). */
+static size_t
+read_allowance(struct conn *c, uint64_t now)
+{
+	const struct policy *p = c->srv->policy;
+	uint64_t cap = p->tcp_buffer, level;
+
+	if (p->tcp_max_bytes > 0 && p->tcp_max_bytes - c->bytes_in < cap)
+		cap = p->tcp_max_bytes - c->bytes_in;
+	if (p->enforce && p->tcp_byte_rate.rate > 0 && c->source != NULL) {
+		level = bucket_level(&c->source->bytes, &p->tcp_byte_rate, now);
+		if (level < cap)
+			cap = level;
+	}
+	return (size_t)cap;
+}
+
 static bool
 echo_once(struct conn *c, bool *drained, const char **why)
 {
-	size_t cap = c->srv->policy->tcp_buffer;
+	const struct policy *p = c->srv->policy;
+	uint64_t now = now_ms();
+	size_t cap = read_allowance(c, now);
 	ssize_t n, w = 0;
 
+	if (cap == 0) {
+		*drained = true;
+		if (p->tcp_max_bytes > 0 && c->bytes_in >= p->tcp_max_bytes) {
+			/* Budget spent: echo what is held, then close. */
+			COUNT(tcp_max_bytes_closes, 1);
+			c->eof = true;
+		} else if (!c->throttled) {
+			/* Backpressure: the kernel's window slows the peer. */
+			c->throttled = true;
+			c->srv->nthrottled++;
+			COUNT(tcp_throttled, 1);
+		}
+		return true;
+	}
 	n = recv(c->fd, c->srv->scratch, cap, 0);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EINTR) {
@@ -152,6 +198,10 @@ echo_once(struct conn *c, bool *drained, const char **why)
 		return true;
 	}
 	COUNT(tcp_bytes_in, n);
+	c->bytes_in += (uint64_t)n;
+	if (c->source != NULL && p->tcp_byte_rate.rate > 0)
+		bucket_take(&c->source->bytes, &p->tcp_byte_rate, now,
+			    (uint64_t)n);
 	touch(c);
 	while (w < n) {
 		ssize_t k = send(c->fd, c->srv->scratch + w, (size_t)(n - w),
@@ -199,11 +249,13 @@ conn_event(struct loop *l, int fd, uint32_t events, void *arg)
 				conn_close(c, why);
 				return;
 			}
-			if (c->pending_len > 0 || drained)
+			if (c->pending_len > 0 || drained || c->throttled)
 				break;
 		}
 	}
-	if (c->pending_len > 0) {
+	if (c->throttled && c->pending_len == 0 && !c->eof) {
+		loop_set_events(l, c->fd, 0);
+	} else if (c->pending_len > 0) {
 		/* Backpressure: stop reading until the peer takes its echo. */
 		loop_set_events(l, c->fd, EPOLLOUT);
 	} else if (c->eof) {
@@ -220,6 +272,63 @@ pause_listener(struct tcp_server *srv, int fd)
 		srv->paused[srv->npaused++] = fd;
 		loop_set_events(srv->loop, fd, 0);
 	}
+}
+
+/*
+ * The per-source checks on a new connection: deny list, the source's open
+ * connections and its connect rate. The handshake is done, so the source
+ * is real. In log-only mode a refusal is logged and counted, not applied.
+ */
+static bool
+admit(struct tcp_server *srv, const struct sockaddr *sa, const char *peer,
+      struct rate_entry **out)
+{
+	const struct policy *p = srv->policy;
+	struct ipaddr src, key;
+	struct rate_entry *e = NULL;
+	const char *why = NULL;
+	bool created, evicted;
+	uint64_t now = now_ms();
+
+	ipaddr_from_sockaddr(sa, &src, NULL);
+	ipaddr_prefix(&src,
+		      src.family == AF_INET ? p->rate_prefix_v4
+					    : p->rate_prefix_v6,
+		      &key);
+	if (!acl_allows(&p->acl, &src)) {
+		why = "deny";
+	} else if ((e = rate_table_get(srv->sources, &key, now, &created,
+				       &evicted)) == NULL) {
+		why = "table";
+	} else {
+		if (created) {
+			bucket_init(&e->packets, &p->tcp_connect_rate, now);
+			bucket_init(&e->bytes, &p->tcp_byte_rate, now);
+		}
+		if (e->pinned >= p->tcp_max_per_source)
+			why = "per_source";
+		else if (!bucket_take(&e->packets, &p->tcp_connect_rate, now,
+				      1))
+			why = "rate";
+	}
+	*out = e;
+	if (why == NULL)
+		return true;
+	log_event(LOG_INFO, p->enforce ? "tcp_refused" : "tcp_would_refuse",
+		  "peer=%s reason=%s", peer, why);
+	if (!p->enforce) {
+		COUNT(tcp_would_refuse, 1);
+		return true;
+	}
+	if (strcmp(why, "deny") == 0)
+		COUNT(tcp_refused_deny, 1);
+	else if (strcmp(why, "table") == 0)
+		COUNT(tcp_refused_table, 1);
+	else if (strcmp(why, "per_source") == 0)
+		COUNT(tcp_refused_per_source, 1);
+	else
+		COUNT(tcp_refused_rate, 1);
+	return false;
 }
 
 static void
@@ -258,6 +367,11 @@ accept_event(struct loop *l, int lfd, uint32_t events, void *arg)
 			close(fd);
 			continue;
 		}
+		struct rate_entry *source = NULL;
+		if (!admit(srv, (struct sockaddr *)&ss, peer, &source)) {
+			close(fd);
+			continue;
+		}
 		c = calloc(1, sizeof(*c));
 		if (c == NULL || loop_add(l, fd, EPOLLIN, conn_event, c) != 0) {
 			COUNT(tcp_accept_errors, 1);
@@ -267,8 +381,11 @@ accept_event(struct loop *l, int lfd, uint32_t events, void *arg)
 		}
 		c->fd = fd;
 		c->srv = srv;
+		c->source = source;
+		if (source != NULL)
+			source->pinned++;
 		memcpy(c->peer, peer, sizeof(peer));
-		c->last_active = now_ms();
+		c->last_active = c->started = now_ms();
 		idle_append(srv, c);
 		COUNT(tcp_accepted, 1);
 		COUNT(tcp_active, 1);
@@ -276,15 +393,42 @@ accept_event(struct loop *l, int lfd, uint32_t events, void *arg)
 	}
 }
 
+/* Resume throttled connections and end those past their lifetime. */
+static void
+sweep(struct tcp_server *srv, uint64_t now, bool lifetimes)
+{
+	uint64_t life = srv->policy->tcp_max_lifetime_ms;
+	struct conn *c = srv->oldest, *next;
+
+	for (; c != NULL; c = next) {
+		next = c->next;
+		if (lifetimes && life > 0 && now - c->started >= life) {
+			COUNT(tcp_lifetime_closes, 1);
+			conn_close(c, "max_lifetime");
+			continue;
+		}
+		if (c->throttled) {
+			c->throttled = false;
+			srv->nthrottled--;
+			loop_set_events(srv->loop, c->fd, EPOLLIN);
+		}
+	}
+}
+
 void
 tcp_server_tick(struct tcp_server *srv, uint64_t now)
 {
 	uint64_t idle = srv->policy->tcp_idle_timeout_ms;
+	bool lifetimes = now - srv->last_sweep >= SWEEP_MS;
 
 	while (srv->oldest != NULL && now - srv->oldest->last_active >= idle) {
 		COUNT(tcp_idle_timeouts, 1);
 		conn_close(srv->oldest, "idle_timeout");
 	}
+	if (lifetimes)
+		srv->last_sweep = now;
+	if (srv->nthrottled > 0 || lifetimes)
+		sweep(srv, now, lifetimes);
 	for (size_t i = 0; i < srv->npaused; i++)
 		loop_set_events(srv->loop, srv->paused[i], EPOLLIN);
 	srv->npaused = 0;
@@ -292,7 +436,7 @@ tcp_server_tick(struct tcp_server *srv, uint64_t now)
 
 struct tcp_server *
 tcp_server_new(struct loop *l, const struct policy *p,
-	       const struct listen_set *s)
+	       const struct listen_set *s, const struct facts *f)
 {
 	struct tcp_server *srv = calloc(1, sizeof(*srv));
 
@@ -300,9 +444,11 @@ tcp_server_new(struct loop *l, const struct policy *p,
 		return NULL;
 	srv->loop = l;
 	srv->policy = p;
+	srv->last_sweep = now_ms();
 	srv->scratch = malloc(p->tcp_buffer);
-	if (srv->scratch == NULL) {
-		free(srv);
+	srv->sources = rate_table_new(p->rate_table_size, f->secret);
+	if (srv->scratch == NULL || srv->sources == NULL) {
+		tcp_server_free(srv);
 		return NULL;
 	}
 	for (size_t i = 0; i < s->n; i++) {
@@ -325,6 +471,7 @@ tcp_server_free(struct tcp_server *srv)
 {
 	while (srv->oldest != NULL)
 		conn_close(srv->oldest, "shutdown");
+	rate_table_free(srv->sources);
 	free(srv->scratch);
 	free(srv);
 }

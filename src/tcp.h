@@ -2,17 +2,21 @@
 #ifndef ECHOD_TCP_H
 #define ECHOD_TCP_H
 
+#include "facts.h"
 #include "listen.h"
 #include "loop.h"
 #include "policy.h"
 
 struct tcp_server;
 
-/* Serve every SOCK_STREAM listener of s on loop l. NULL on failure. */
+/* Serve every SOCK_STREAM listener of s on loop l, with the policy's
+ * per-source limits (their table keyed with f's secret). NULL on failure. */
 struct tcp_server *tcp_server_new(struct loop *l, const struct policy *p,
-				  const struct listen_set *s);
+				  const struct listen_set *s,
+				  const struct facts *f);
 
-/* Periodic work: close idle connections, resume paused accepts. */
+/* Periodic work: close idle and expired connections, resume throttled
+ * connections and paused accepts. */
 void tcp_server_tick(struct tcp_server *srv, uint64_t now);
 
 /* Close every connection and free the server (listeners stay open). */

@@ -1,6 +1,7 @@
 /* udp: recvmmsg a batch, decide each datagram, sendmmsg the echoes. */
 #include "udp.h"
 #include "counters.h"
+#include "guard.h"
 #include "log.h"
 
 #include <errno.h>
@@ -11,14 +12,28 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
-#define BATCH 32
+#define BATCH		32
+#define DROP_LOG_LINES	5     /* per reason per window, then a summary */
+#define DROP_LOG_WINDOW 10000 /* ms */
 #define CMSG_SPACE_MAX                                                         \
 	(CMSG_SPACE(sizeof(struct in6_pktinfo)) > CMSG_SPACE(sizeof(struct in_pktinfo)) \
 	     ? CMSG_SPACE(sizeof(struct in6_pktinfo))                         \
 	     : CMSG_SPACE(sizeof(struct in_pktinfo)))
 
+/* Where a datagram was sent: the reply leaves from there. */
+struct destination {
+	struct ipaddr addr;
+	struct in_pktinfo v4;
+	struct in6_pktinfo v6;
+	bool v6_control; /* which of the two the kernel gave, and we give */
+};
+
 struct udp_server {
 	const struct policy *policy;
+	struct udp_guard *guard;
+	uint64_t window_start;
+	unsigned logged[GUARD_NREASONS];
+	uint64_t suppressed[GUARD_NREASONS];
 	size_t bufsize;	    /* udp-max-datagram, at least 1 to see truncation */
 	char *payload;	    /* BATCH * bufsize */
 	struct mmsghdr in[BATCH], out[BATCH];
@@ -47,49 +62,118 @@ arm_receive(struct udp_server *srv)
 	}
 }
 
-/*
- * Copy the destination of the received datagram into the reply's control
- * data, so the echo leaves from the address the peer sent to. False if the
- * kernel gave no destination (then we cannot answer correctly).
- */
+/* The datagram's destination address, from IP_PKTINFO / IPV6_PKTINFO.
+ * False if the kernel gave none (then we cannot answer correctly). */
 static bool
-reply_from_destination(struct msghdr *in, struct msghdr *out, void *ctl,
-		       size_t ctllen)
+read_destination(struct msghdr *in, struct destination *d)
 {
-	struct cmsghdr *c, *o;
+	struct cmsghdr *c;
 
 	for (c = CMSG_FIRSTHDR(in); c != NULL; c = CMSG_NXTHDR(in, c)) {
-		out->msg_control = ctl;
-		out->msg_controllen = ctllen;
-		o = CMSG_FIRSTHDR(out);
-		memset(ctl, 0, ctllen);
 		if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
-			struct in_pktinfo pi;
-			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
-			/* Source = the address it was sent to; route freely. */
-			pi.ipi_spec_dst = pi.ipi_addr;
-			pi.ipi_ifindex = 0;
-			o->cmsg_level = IPPROTO_IP;
-			o->cmsg_type = IP_PKTINFO;
-			o->cmsg_len = CMSG_LEN(sizeof(pi));
-			memcpy(CMSG_DATA(o), &pi, sizeof(pi));
-			out->msg_controllen = CMSG_SPACE(sizeof(pi));
+			struct sockaddr_in sin = {.sin_family = AF_INET};
+			memcpy(&d->v4, CMSG_DATA(c), sizeof(d->v4));
+			d->v6_control = false;
+			sin.sin_addr = d->v4.ipi_addr;
+			ipaddr_from_sockaddr((struct sockaddr *)&sin, &d->addr,
+					     NULL);
 			return true;
 		}
 		if (c->cmsg_level == IPPROTO_IPV6 &&
 		    c->cmsg_type == IPV6_PKTINFO) {
-			struct in6_pktinfo pi;
-			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
-			/* Keep the interface: link-local sources need it. */
-			o->cmsg_level = IPPROTO_IPV6;
-			o->cmsg_type = IPV6_PKTINFO;
-			o->cmsg_len = CMSG_LEN(sizeof(pi));
-			memcpy(CMSG_DATA(o), &pi, sizeof(pi));
-			out->msg_controllen = CMSG_SPACE(sizeof(pi));
+			struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6};
+			memcpy(&d->v6, CMSG_DATA(c), sizeof(d->v6));
+			sin6.sin6_addr = d->v6.ipi6_addr;
+			ipaddr_from_sockaddr((struct sockaddr *)&sin6, &d->addr,
+					     NULL);
+			d->v6_control = true;
 			return true;
 		}
 	}
 	return false;
+}
+
+/* Control data that makes the echo leave from the address it was sent to. */
+static void
+reply_from(const struct destination *d, struct msghdr *out, void *ctl,
+	   size_t ctllen)
+{
+	struct cmsghdr *o;
+
+	memset(ctl, 0, ctllen);
+	out->msg_control = ctl;
+	out->msg_controllen = ctllen;
+	o = CMSG_FIRSTHDR(out);
+	if (!d->v6_control) {
+		struct in_pktinfo pi = {0};
+		/* Source = the address it was sent to; route freely. */
+		pi.ipi_spec_dst = d->v4.ipi_addr;
+		o->cmsg_level = IPPROTO_IP;
+		o->cmsg_type = IP_PKTINFO;
+		o->cmsg_len = CMSG_LEN(sizeof(pi));
+		memcpy(CMSG_DATA(o), &pi, sizeof(pi));
+		out->msg_controllen = CMSG_SPACE(sizeof(pi));
+	} else {
+		/* Keep the interface: link-local sources need it. */
+		o->cmsg_level = IPPROTO_IPV6;
+		o->cmsg_type = IPV6_PKTINFO;
+		o->cmsg_len = CMSG_LEN(sizeof(d->v6));
+		memcpy(CMSG_DATA(o), &d->v6, sizeof(d->v6));
+		out->msg_controllen = CMSG_SPACE(sizeof(d->v6));
+	}
+}
+
+static void
+count_drop(enum guard_reason r)
+{
+	switch (r) {
+#define COUNT_REASON(name)                                                     \
+	case GUARD_##name:                                                     \
+		COUNT(udp_drop_##name, 1);                                     \
+		break;
+		GUARD_DROP_REASONS(COUNT_REASON)
+#undef COUNT_REASON
+	default:
+		break;
+	}
+}
+
+/* The first few drops of each reason are logged, the rest summarised. */
+static void
+log_drop(struct udp_server *srv, enum guard_reason r,
+	 const struct sockaddr *peer, const struct ipaddr *dst)
+{
+	char from[ADDR_STRLEN], to[ADDR_STRLEN];
+
+	if (!log_enabled(LOG_INFO))
+		return;
+	if (srv->logged[r] >= DROP_LOG_LINES) {
+		srv->suppressed[r]++;
+		return;
+	}
+	srv->logged[r]++;
+	format_sockaddr(peer, from, sizeof(from));
+	format_ipaddr(dst, to, sizeof(to));
+	log_event(LOG_INFO, srv->policy->enforce ? "udp_drop" : "udp_would_drop",
+		  "reason=%s peer=%s dst=%s", guard_reason_name(r), from, to);
+}
+
+void
+udp_server_tick(struct udp_server *srv, uint64_t now)
+{
+	if (now - srv->window_start < DROP_LOG_WINDOW)
+		return;
+	srv->window_start = now;
+	for (int r = 0; r < GUARD_NREASONS; r++) {
+		if (srv->suppressed[r] > 0)
+			log_event(LOG_INFO, "udp_drop_summary",
+				  "reason=%s suppressed=%llu window_ms=%d",
+				  guard_reason_name((enum guard_reason)r),
+				  (unsigned long long)srv->suppressed[r],
+				  DROP_LOG_WINDOW);
+		srv->suppressed[r] = 0;
+		srv->logged[r] = 0;
+	}
 }
 
 /* Send the batch; a failure drops that datagram only (UDP may lose). */
@@ -125,6 +209,10 @@ static void
 datagram_event(struct loop *l, int fd, uint32_t events, void *arg)
 {
 	struct udp_server *srv = arg;
+	struct destination dest;
+	struct datagram dg;
+	enum guard_reason verdict;
+	uint64_t now = now_ms();
 	int n, nout = 0;
 
 	(void)l;
@@ -146,12 +234,27 @@ datagram_event(struct loop *l, int fd, uint32_t events, void *arg)
 			COUNT(udp_drop_oversize, 1);
 			continue;
 		}
-		*out = (struct msghdr){0};
-		if (!reply_from_destination(in, out, srv->out_ctl[nout].buf,
-					    sizeof(srv->out_ctl[nout].buf))) {
+		if (!read_destination(in, &dest)) {
 			COUNT(udp_send_errors, 1);
 			continue;
 		}
+		dg.payload = in->msg_iov->iov_base;
+		dg.len = len;
+		ipaddr_from_sockaddr(in->msg_name, &dg.src, &dg.sport);
+		dg.dst = dest.addr;
+		verdict = udp_guard_check(srv->guard, &dg, now);
+		if (verdict != GUARD_ok) {
+			log_drop(srv, verdict, in->msg_name, &dest.addr);
+			if (srv->policy->enforce) {
+				count_drop(verdict);
+				continue;
+			}
+			COUNT(udp_would_drop, 1);
+		}
+		*out = (struct msghdr){0};
+		reply_from(&dest, out, srv->out_ctl[nout].buf,
+			   sizeof(srv->out_ctl[nout].buf));
+		/* The echo is the request's payload: never larger. */
 		srv->out_iov[nout] = (struct iovec){in->msg_iov->iov_base, len};
 		out->msg_name = in->msg_name;
 		out->msg_namelen = in->msg_namelen;
@@ -165,17 +268,24 @@ datagram_event(struct loop *l, int fd, uint32_t events, void *arg)
 
 struct udp_server *
 udp_server_new(struct loop *l, const struct policy *p,
-	       const struct listen_set *s)
+	       const struct listen_set *s, const struct facts *f,
+	       unsigned nworkers)
 {
 	struct udp_server *srv = calloc(1, sizeof(*srv));
 
 	if (srv == NULL)
 		return NULL;
 	srv->policy = p;
+	srv->window_start = now_ms();
+	srv->guard = udp_guard_new(p, f, nworkers);
+	if (srv->guard == NULL) {
+		free(srv);
+		return NULL;
+	}
 	srv->bufsize = p->udp_max_datagram > 0 ? p->udp_max_datagram : 1;
 	srv->payload = malloc(BATCH * srv->bufsize);
 	if (srv->payload == NULL) {
-		free(srv);
+		udp_server_free(srv);
 		return NULL;
 	}
 	for (size_t i = 0; i < s->n; i++) {
@@ -195,6 +305,7 @@ udp_server_new(struct loop *l, const struct policy *p,
 void
 udp_server_free(struct udp_server *srv)
 {
+	udp_guard_free(srv->guard);
 	free(srv->payload);
 	free(srv);
 }

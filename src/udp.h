@@ -2,15 +2,22 @@
 #ifndef ECHOD_UDP_H
 #define ECHOD_UDP_H
 
+#include "facts.h"
 #include "listen.h"
 #include "loop.h"
 #include "policy.h"
 
 struct udp_server;
 
-/* Serve every SOCK_DGRAM listener of s on loop l. NULL on failure. */
+/* Serve every SOCK_DGRAM listener of s on loop l, guarded by the policy's
+ * abuse controls (this worker's share of the global rate: 1/nworkers).
+ * NULL on failure. */
 struct udp_server *udp_server_new(struct loop *l, const struct policy *p,
-				  const struct listen_set *s);
+				  const struct listen_set *s,
+				  const struct facts *f, unsigned nworkers);
+
+/* Periodic work: summarise the drops whose log lines were suppressed. */
+void udp_server_tick(struct udp_server *srv, uint64_t now);
 void udp_server_free(struct udp_server *srv);
 
 #endif

@@ -41,10 +41,13 @@ tick(struct loop *l, uint64_t now, void *arg)
 	(void)l;
 	if (w->tcp != NULL)
 		tcp_server_tick(w->tcp, now);
+	if (w->udp != NULL)
+		udp_server_tick(w->udp, now);
 }
 
 int
-worker_run(const struct policy *p, struct listen_set *s, unsigned index,
+worker_run(const struct policy *p, const struct facts *f, unsigned nworkers,
+	   struct listen_set *s, unsigned index,
 	   void (*harden)(unsigned index))
 {
 	struct worker w = {0};
@@ -66,11 +69,11 @@ worker_run(const struct policy *p, struct listen_set *s, unsigned index,
 		log_always(LOG_ERROR, "worker_failed", "step=epoll");
 		return 71;
 	}
-	if (p->tcp && (w.tcp = tcp_server_new(w.loop, p, s)) == NULL) {
+	if (p->tcp && (w.tcp = tcp_server_new(w.loop, p, s, f)) == NULL) {
 		log_always(LOG_ERROR, "worker_failed", "step=tcp");
 		return 71;
 	}
-	if (p->udp && (w.udp = udp_server_new(w.loop, p, s)) == NULL) {
+	if (p->udp && (w.udp = udp_server_new(w.loop, p, s, f, nworkers)) == NULL) {
 		log_always(LOG_ERROR, "worker_failed", "step=udp");
 		return 71;
 	}

@@ -204,8 +204,12 @@ class Echod:
                         return line
                 start = max(start, len(self._lines))
                 if self._eof:
+                    try:
+                        status = self.proc.wait(2)
+                    except subprocess.TimeoutExpired:
+                        status = "running, stderr closed"
                     raise AssertionError(
-                        f"echod exited (status {self.proc.poll()}) before "
+                        f"echod exited (status {status}) before "
                         f"{what}; log:\n" + "\n".join(self._lines)
                     )
                 left = deadline - time.monotonic()
@@ -383,10 +387,37 @@ def tcp_echo(host, port, payload, timeout=10.0):
         return recv_to_eof(s, len(payload), timeout)
 
 
+# Source ports that echod's default policy never answers (known services a
+# reflection could loop through); some lie in the ephemeral range.
+_DENIED_UDP_SOURCE_PORTS = {1194, 1434, 1900, 3283, 3478, 3702, 5060, 5353,
+                            5683, 6881, 10001, 11211, 17185, 26000, 30120,
+                            32414, 33848, 37810} | set(range(27015, 27031))
+
+
+def udp_socket(family=socket.AF_INET, host=None):
+    """A UDP socket bound to an ephemeral port that no default policy
+    rule refuses, so that a test never depends on the kernel's choice."""
+    if host is None:
+        host = "::" if family == socket.AF_INET6 else "0.0.0.0"
+    rejected = []
+    try:
+        for _ in range(50):
+            s = socket.socket(family, socket.SOCK_DGRAM)
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+            if port >= 1024 and port not in _DENIED_UDP_SOURCE_PORTS:
+                return s
+            rejected.append(s)  # keep it bound so it is not chosen again
+        raise RuntimeError("no acceptable UDP source port in 50 tries")
+    finally:
+        for r in rejected:
+            r.close()
+
+
 def udp_echo(host, port, payload, timeout=2.0):
     """One datagram there and back: (data, source address)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
+    with udp_socket(family) as s:
         s.settimeout(timeout)
         s.sendto(payload, (host, port))
         data, addr = s.recvfrom(65536)

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from conftest import udp_echo
+from conftest import udp_echo, udp_socket
 
 
 @pytest.mark.asan
@@ -31,8 +31,7 @@ def test_reply_comes_from_destination_address(echod):
     """Bound to 0.0.0.0, a datagram sent to 127.0.0.2 is answered from
     127.0.0.2 (IP_PKTINFO), not from the route's preferred 127.0.0.1."""
     d = echod(listen=["0.0.0.0"])
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
+    with udp_socket(socket.AF_INET, "127.0.0.1") as s:
         s.settimeout(2)
         s.sendto(b"who answers?", ("127.0.0.2", d.port))
         data, addr = s.recvfrom(65536)
@@ -43,7 +42,7 @@ def test_reply_comes_from_destination_address(echod):
 def test_connected_client_to_secondary_loopback(echod):
     """A connected UDP socket only accepts replies from where it sent."""
     d = echod(listen=["0.0.0.0"])
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    with udp_socket() as s:
         s.settimeout(2)
         s.connect(("127.0.0.2", d.port))
         s.send(b"connected")
@@ -53,7 +52,7 @@ def test_connected_client_to_secondary_loopback(echod):
 @pytest.mark.asan
 def test_oversize_dropped_whole(echod):
     d = echod(policy_text="udp-max-datagram 512\n")
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    with udp_socket() as s:
         s.settimeout(0.5)
         big = os.urandom(513)
         s.sendto(big, ("127.0.0.1", d.port))
@@ -98,7 +97,7 @@ def test_udp_burst_from_many_sockets(echod):
     socks = []
     try:
         for i in range(64):
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s = udp_socket()
             s.settimeout(2)
             socks.append(s)
         for i, s in enumerate(socks):

@@ -37,7 +37,7 @@ ip_bad(const char *s)
 
 static void
 cidr_ok(const char *s, int family, const uint8_t *bytes, size_t n,
-	unsigned prefix)
+        unsigned prefix)
 {
 	struct cidr c;
 	uint8_t want[16] = {0};
@@ -147,9 +147,9 @@ range_bad(const char *s)
 }
 
 static const uint8_t v6_loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0,
-					0, 0, 0, 0, 0, 0, 0, 1};
+                                        0, 0, 0, 0, 0, 0, 0, 1};
 static const uint8_t v6_doc1[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0,
-				    0,	  0,	0,    0,    0, 0, 0, 1};
+                                    0,    0,    0,    0,    0, 0, 0, 1};
 
 /* ---- parse_ipaddr ---- */
 
@@ -159,8 +159,8 @@ test_ipaddr_v4(void **state)
 	(void)state;
 	ip_ok("1.2.3.4", AF_INET, (const uint8_t[]){1, 2, 3, 4}, 4);
 	ip_ok("0.0.0.0", AF_INET, (const uint8_t[]){0, 0, 0, 0}, 4);
-	ip_ok("255.255.255.255", AF_INET,
-	      (const uint8_t[]){255, 255, 255, 255}, 4);
+	ip_ok("255.255.255.255", AF_INET, (const uint8_t[]){255, 255, 255, 255},
+	      4);
 	ip_ok("127.0.0.1", AF_INET, (const uint8_t[]){127, 0, 0, 1}, 4);
 	ip_ok("198.18.0.1", AF_INET, (const uint8_t[]){198, 18, 0, 1}, 4);
 }
@@ -174,23 +174,23 @@ test_ipaddr_v6(void **state)
 	ip_ok("2001:db8::1", AF_INET6, v6_doc1, 16);
 	ip_ok("2001:DB8:0:0:0:0:0:1", AF_INET6, v6_doc1, 16);
 	ip_ok("fe80::aa:bbcc", AF_INET6,
-	      (const uint8_t[16]){0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-				  0, 0xaa, 0xbb, 0xcc},
+	      (const uint8_t[16]){0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	                          0xaa, 0xbb, 0xcc},
 	      16);
 	ip_ok("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", AF_INET6,
 	      (const uint8_t[16]){0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-				  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-				  0xff, 0xff},
+	                          0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	                          0xff, 0xff},
 	      16);
 	/* IPv4-compatible (not mapped) stays IPv6. */
-	ip_ok("::1.2.3.4", AF_INET6,
-	      (const uint8_t[16]){0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3,
-				  4},
-	      16);
+	ip_ok(
+	    "::1.2.3.4", AF_INET6,
+	    (const uint8_t[16]){0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4},
+	    16);
 	/* ffff in another position is not the mapped prefix. */
 	ip_ok("::ffff:0:1.2.3.4", AF_INET6,
 	      (const uint8_t[16]){0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1,
-				  2, 3, 4},
+	                          2, 3, 4},
 	      16);
 }
 
@@ -201,8 +201,8 @@ test_ipaddr_v4_mapped_folds(void **state)
 	ip_ok("::ffff:1.2.3.4", AF_INET, (const uint8_t[]){1, 2, 3, 4}, 4);
 	ip_ok("::FFFF:1.2.3.4", AF_INET, (const uint8_t[]){1, 2, 3, 4}, 4);
 	ip_ok("::ffff:102:304", AF_INET, (const uint8_t[]){1, 2, 3, 4}, 4);
-	ip_ok("0:0:0:0:0:ffff:7f00:1", AF_INET,
-	      (const uint8_t[]){127, 0, 0, 1}, 4);
+	ip_ok("0:0:0:0:0:ffff:7f00:1", AF_INET, (const uint8_t[]){127, 0, 0, 1},
+	      4);
 	ip_ok("::ffff:0.0.0.0", AF_INET, (const uint8_t[]){0, 0, 0, 0}, 4);
 	assert_true(ipaddr_equal(&(struct ipaddr){0}, &(struct ipaddr){0}));
 	{
@@ -254,15 +254,14 @@ test_cidr_v4(void **state)
 {
 	(void)state;
 	cidr_ok("10.0.0.0/8", AF_INET, (const uint8_t[]){10, 0, 0, 0}, 4, 8);
-	cidr_ok("192.168.1.0/24", AF_INET, (const uint8_t[]){192, 168, 1, 0},
-		4, 24);
+	cidr_ok("192.168.1.0/24", AF_INET, (const uint8_t[]){192, 168, 1, 0}, 4,
+	        24);
 	cidr_ok("198.18.0.0/15", AF_INET, (const uint8_t[]){198, 18, 0, 0}, 4,
-		15);
+	        15);
 	cidr_ok("1.2.3.4/32", AF_INET, (const uint8_t[]){1, 2, 3, 4}, 4, 32);
 	cidr_ok("1.2.3.4", AF_INET, (const uint8_t[]){1, 2, 3, 4}, 4, 32);
 	cidr_ok("0.0.0.0/0", AF_INET, (const uint8_t[]){0, 0, 0, 0}, 4, 0);
-	cidr_ok("128.0.0.0/1", AF_INET, (const uint8_t[]){128, 0, 0, 0}, 4,
-		1);
+	cidr_ok("128.0.0.0/1", AF_INET, (const uint8_t[]){128, 0, 0, 0}, 4, 1);
 	cidr_ok("1.2.3.4/31", AF_INET, (const uint8_t[]){1, 2, 3, 4}, 4, 31);
 }
 
@@ -271,7 +270,7 @@ test_cidr_v6(void **state)
 {
 	(void)state;
 	cidr_ok("2001:db8::/32", AF_INET6,
-		(const uint8_t[]){0x20, 0x01, 0x0d, 0xb8}, 4, 32);
+	        (const uint8_t[]){0x20, 0x01, 0x0d, 0xb8}, 4, 32);
 	cidr_ok("2001:db8::1/128", AF_INET6, v6_doc1, 16, 128);
 	cidr_ok("2001:db8::1", AF_INET6, v6_doc1, 16, 128);
 	cidr_ok("::/0", AF_INET6, (const uint8_t[16]){0}, 16, 0);
@@ -285,15 +284,15 @@ test_cidr_v4_mapped(void **state)
 {
 	(void)state;
 	cidr_ok("::ffff:198.18.0.0/111", AF_INET,
-		(const uint8_t[]){198, 18, 0, 0}, 4, 15);
-	cidr_ok("::ffff:1.2.3.4/128", AF_INET, (const uint8_t[]){1, 2, 3, 4},
-		4, 32);
+	        (const uint8_t[]){198, 18, 0, 0}, 4, 15);
+	cidr_ok("::ffff:1.2.3.4/128", AF_INET, (const uint8_t[]){1, 2, 3, 4}, 4,
+	        32);
 	cidr_ok("::ffff:1.2.3.4", AF_INET, (const uint8_t[]){1, 2, 3, 4}, 4,
-		32);
-	cidr_ok("::ffff:0.0.0.0/96", AF_INET, (const uint8_t[]){0, 0, 0, 0},
-		4, 0);
-	cidr_ok("::ffff:10.0.0.0/104", AF_INET,
-		(const uint8_t[]){10, 0, 0, 0}, 4, 8);
+	        32);
+	cidr_ok("::ffff:0.0.0.0/96", AF_INET, (const uint8_t[]){0, 0, 0, 0}, 4,
+	        0);
+	cidr_ok("::ffff:10.0.0.0/104", AF_INET, (const uint8_t[]){10, 0, 0, 0},
+	        4, 8);
 	/* Shorter than the mapped prefix itself: not an IPv4 prefix. */
 	cidr_bad("::ffff:0.0.0.0/95");
 	cidr_bad("::ffff:0.0.0.0/0");
@@ -419,13 +418,13 @@ test_ipaddr_prefix(void **state)
 	ipaddr_prefix(&a, 32, &out);
 	assert_int_equal(out.family, AF_INET);
 	assert_memory_equal(out.bytes,
-			    ((const uint8_t[16]){255, 255, 255, 255}), 16);
+	                    ((const uint8_t[16]){255, 255, 255, 255}), 16);
 	ipaddr_prefix(&a, 24, &out);
-	assert_memory_equal(out.bytes,
-			    ((const uint8_t[16]){255, 255, 255, 0}), 16);
+	assert_memory_equal(out.bytes, ((const uint8_t[16]){255, 255, 255, 0}),
+	                    16);
 	ipaddr_prefix(&a, 15, &out);
 	assert_memory_equal(out.bytes, ((const uint8_t[16]){255, 254, 0, 0}),
-			    16);
+	                    16);
 	ipaddr_prefix(&a, 1, &out);
 	assert_memory_equal(out.bytes, ((const uint8_t[16]){128}), 16);
 	ipaddr_prefix(&a, 0, &out);
@@ -434,23 +433,23 @@ test_ipaddr_prefix(void **state)
 	/* Longer than the family: the whole address. */
 	ipaddr_prefix(&a, 200, &out);
 	assert_memory_equal(out.bytes,
-			    ((const uint8_t[16]){255, 255, 255, 255}), 16);
+	                    ((const uint8_t[16]){255, 255, 255, 255}), 16);
 
 	ipaddr_prefix(&b, 128, &out);
 	assert_int_equal(out.family, AF_INET6);
 	assert_memory_equal(out.bytes, b.bytes, 16);
 	ipaddr_prefix(&b, 65, &out);
 	assert_memory_equal(out.bytes,
-			    ((const uint8_t[16]){0xff, 0xff, 0xff, 0xff, 0xff,
-						 0xff, 0xff, 0xff, 0x80}),
-			    16);
+	                    ((const uint8_t[16]){0xff, 0xff, 0xff, 0xff, 0xff,
+	                                         0xff, 0xff, 0xff, 0x80}),
+	                    16);
 	ipaddr_prefix(&b, 127, &out);
-	assert_memory_equal(out.bytes,
-			    ((const uint8_t[16]){0xff, 0xff, 0xff, 0xff, 0xff,
-						 0xff, 0xff, 0xff, 0xff, 0xff,
-						 0xff, 0xff, 0xff, 0xff, 0xff,
-						 0xfe}),
-			    16);
+	assert_memory_equal(
+	    out.bytes,
+	    ((const uint8_t[16]){0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	                         0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	                         0xfe}),
+	    16);
 	ipaddr_prefix(&b, 0, &out);
 	assert_int_equal(out.family, AF_INET6);
 	assert_memory_equal(out.bytes, ((const uint8_t[16]){0}), 16);
@@ -459,7 +458,7 @@ test_ipaddr_prefix(void **state)
 	b = ip("2001:db8:1234::1");
 	ipaddr_prefix(&b, 32, &b);
 	assert_memory_equal(b.bytes,
-			    ((const uint8_t[16]){0x20, 0x01, 0x0d, 0xb8}), 16);
+	                    ((const uint8_t[16]){0x20, 0x01, 0x0d, 0xb8}), 16);
 }
 
 /* ---- parse_endpoint ---- */
@@ -491,7 +490,7 @@ test_endpoint_v6(void **state)
 	/* A bare IPv6 address takes no port: this is ::1:7007, port unset. */
 	ep6_ok("::1:7007",
 	       (const uint8_t[16]){0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
-				   0x70, 0x07},
+	                           0x70, 0x07},
 	       0, false);
 }
 
@@ -680,7 +679,7 @@ test_format_sockaddr(void **state)
 	/* An IPv4-mapped peer on a v6 socket prints as IPv4. */
 	memcpy(&sin6.sin6_addr,
 	       (const uint8_t[16]){0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 1,
-				   2, 3, 4},
+	                           2, 3, 4},
 	       16);
 	sin6.sin6_port = htons(7007);
 	format_sockaddr((const struct sockaddr *)&sin6, buf, sizeof(buf));
@@ -697,7 +696,7 @@ test_format_sockaddr(void **state)
 	sin6.sin6_port = htons(65535);
 	format_sockaddr((const struct sockaddr *)&sin6, buf, sizeof(buf));
 	assert_string_equal(buf,
-			    "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535");
+	                    "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535");
 }
 
 static void
@@ -714,7 +713,7 @@ test_ipaddr_from_sockaddr(void **state)
 	sin6.sin6_port = htons(4242);
 	memcpy(&sin6.sin6_addr,
 	       (const uint8_t[16]){0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 9,
-				   8, 7, 6},
+	                           8, 7, 6},
 	       16);
 	ipaddr_from_sockaddr((const struct sockaddr *)&sin6, &a, &port);
 	assert_int_equal(a.family, AF_INET);

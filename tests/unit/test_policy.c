@@ -17,7 +17,7 @@
 /* Parse `len` bytes of `buf` on top of the built-in defaults. */
 static int
 parse_len(const char *buf, size_t len, struct policy *p,
-	  struct policy_error *err)
+          struct policy_error *err)
 {
 	policy_defaults(p);
 	memset(err, 0x5a, sizeof(*err));
@@ -32,7 +32,7 @@ parse_ok(const char *text, struct policy *p)
 
 	if (parse_len(text, strlen(text), p, &err) != 0)
 		fail_msg("policy rejected at line %u: %s\n--- text:\n%s",
-			 err.line, err.msg, text);
+		         err.line, err.msg, text);
 	assert_int_equal(err.line, 0);
 }
 
@@ -47,7 +47,7 @@ parse_fails(const char *buf, size_t len, unsigned line, const char *needle)
 		fail_msg("policy accepted:\n%.*s", (int)len, buf);
 	if (err.line != line)
 		fail_msg("error at line %u, want %u (%s)", err.line, line,
-			 err.msg);
+		         err.msg);
 	assert_non_null(memchr(err.msg, '\0', sizeof(err.msg)));
 	if (strstr(err.msg, needle) == NULL)
 		fail_msg("message '%s' lacks '%s'", err.msg, needle);
@@ -61,7 +61,7 @@ text_fails(const char *text, unsigned line, const char *needle)
 
 static void
 assert_ep4(const struct endpoint *ep, const char *addr, uint16_t port,
-	   bool has_port)
+           bool has_port)
 {
 	const struct sockaddr_in *sin = (const struct sockaddr_in *)&ep->ss;
 	struct in_addr want;
@@ -76,7 +76,7 @@ assert_ep4(const struct endpoint *ep, const char *addr, uint16_t port,
 
 static void
 assert_ep6(const struct endpoint *ep, const char *addr, uint16_t port,
-	   bool has_port)
+           bool has_port)
 {
 	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ep->ss;
 	struct in6_addr want;
@@ -105,6 +105,9 @@ assert_defaults(const struct policy *p)
 	assert_int_equal(p->tcp_buffer, 16384);
 	assert_int_equal(p->udp_max_datagram, 65507);
 	assert_int_equal(p->log_level, LOG_INFO);
+	assert_string_equal(p->chroot_dir, "/var/empty/echod");
+	assert_false(p->sandbox_log);
+	assert_false(p->allow_big_stderr);
 }
 
 /* ---- defaults ---- */
@@ -131,15 +134,15 @@ test_default_text(void **state)
 	assert_non_null(strstr(policy_default_text, "\nworkers auto\n"));
 	memset(&q, 0, sizeof(q));
 	assert_int_equal(policy_parse(policy_default_text,
-				      strlen(policy_default_text), &q, &err),
-			 0);
+	                              strlen(policy_default_text), &q, &err),
+	                 0);
 	assert_int_equal(err.line, 0);
 	policy_defaults(&p);
 	assert_memory_equal(&p, &q, sizeof(p));
 	/* Re-applying the defaults on top of themselves changes nothing. */
 	assert_int_equal(policy_parse(policy_default_text,
-				      strlen(policy_default_text), &q, &err),
-			 0);
+	                              strlen(policy_default_text), &q, &err),
+	                 0);
 	assert_memory_equal(&p, &q, sizeof(p));
 }
 
@@ -168,15 +171,18 @@ test_every_keyword(void **state)
 
 	(void)state;
 	parse_ok("listen 127.0.0.1:7007 [::1]:8\n"
-		 "protocols udp\n"
-		 "workers 4\n"
-		 "user echod\n"
-		 "tcp-max-connections 100000\n"
-		 "tcp-idle-timeout 5m\n"
-		 "tcp-buffer 64k\n"
-		 "udp-max-datagram 512\n"
-		 "log-level debug\n",
-		 &p);
+	         "protocols udp\n"
+	         "workers 4\n"
+	         "user echod\n"
+	         "tcp-max-connections 100000\n"
+	         "tcp-idle-timeout 5m\n"
+	         "tcp-buffer 64k\n"
+	         "udp-max-datagram 512\n"
+	         "log-level debug\n"
+	         "chroot /srv/echod-root\n"
+	         "sandbox-violation log\n"
+	         "allow-downgrade fsize-limit\n",
+	         &p);
 	assert_int_equal(p.nlisten, 2);
 	assert_ep4(&p.listen[0], "127.0.0.1", 7007, true);
 	assert_ep6(&p.listen[1], "::1", 8, true);
@@ -189,6 +195,9 @@ test_every_keyword(void **state)
 	assert_int_equal(p.tcp_buffer, 65536);
 	assert_int_equal(p.udp_max_datagram, 512);
 	assert_int_equal(p.log_level, LOG_DEBUG);
+	assert_string_equal(p.chroot_dir, "/srv/echod-root");
+	assert_true(p.sandbox_log);
+	assert_true(p.allow_big_stderr);
 }
 
 static void
@@ -223,6 +232,58 @@ test_keyword_ranges(void **state)
 	assert_int_equal(p.log_level, LOG_INFO);
 	parse_ok("log-level debug\n", &p);
 	assert_int_equal(p.log_level, LOG_DEBUG);
+	parse_ok("sandbox-violation log\n", &p);
+	assert_true(p.sandbox_log);
+	parse_ok("sandbox-violation kill\n", &p);
+	assert_false(p.sandbox_log);
+	parse_ok("allow-downgrade fsize-limit\n", &p);
+	assert_true(p.allow_big_stderr);
+	parse_ok("allow-downgrade none\n", &p);
+	assert_false(p.allow_big_stderr);
+	parse_ok("chroot /var/empty/other/\n", &p);
+	assert_string_equal(p.chroot_dir, "/var/empty/other/");
+}
+
+/* chroot: absolute, not /, no "..", at most POLICY_PATH_MAX - 1 bytes. */
+static void
+test_chroot(void **state)
+{
+	char t[POLICY_PATH_MAX + 32];
+	struct policy p;
+
+	(void)state;
+	parse_ok("chroot /a\n", &p);
+	assert_string_equal(p.chroot_dir, "/a");
+	parse_ok("chroot /var/empty/..echod\n", &p);
+	assert_string_equal(p.chroot_dir, "/var/empty/..echod");
+
+	memcpy(t, "chroot /", 8);
+	memset(t + 8, 'd', POLICY_PATH_MAX - 2);
+	strcpy(t + 8 + POLICY_PATH_MAX - 2, "\n");
+	parse_ok(t, &p);
+	assert_int_equal(strlen(p.chroot_dir), POLICY_PATH_MAX - 1);
+	strcpy(t + 8 + POLICY_PATH_MAX - 2, "d\n");
+	text_fails(t, 1, "'chroot'");
+
+	text_fails("chroot /\n", 1, "'chroot'");
+	text_fails("chroot var/empty\n", 1, "'chroot'");
+	text_fails("chroot ./x\n", 1, "'chroot'");
+	text_fails("chroot /var/../etc\n", 1, "'chroot'");
+	text_fails("chroot\n", 1, "'chroot'");
+	text_fails("chroot /a /b\n", 1, "'chroot'");
+}
+
+/*
+ * Paths that name / (or climb out of the directory) in ways other than
+ * "/" and "/../" must be refused too.
+ */
+static void
+test_chroot_dotdot_at_end(void **state)
+{
+	(void)state;
+	text_fails("chroot /..\n", 1, "'chroot'");
+	text_fails("chroot /var/empty/..\n", 1, "'chroot'");
+	text_fails("chroot //\n", 1, "'chroot'");
 }
 
 /* A file that does not name a keyword leaves its default in place. */
@@ -251,10 +312,10 @@ test_listen_replaces_and_adds(void **state)
 	assert_ep4(&p.listen[0], "127.0.0.1", 7007, true);
 
 	parse_ok("listen 127.0.0.1\n"
-		 "workers 1\n"
-		 "listen [::1]:8 10.0.0.1:9\n"
-		 "listen ::ffff:192.0.2.1\n",
-		 &p);
+	         "workers 1\n"
+	         "listen [::1]:8 10.0.0.1:9\n"
+	         "listen ::ffff:192.0.2.1\n",
+	         &p);
 	assert_int_equal(p.nlisten, 4);
 	assert_ep4(&p.listen[0], "127.0.0.1", 0, false);
 	assert_ep6(&p.listen[1], "::1", 8, true);
@@ -296,7 +357,7 @@ test_listen_limit(void **state)
 	n = (size_t)snprintf(text, sizeof(text), "listen");
 	for (int i = 1; i <= 16; i++)
 		n += (size_t)snprintf(text + n, sizeof(text) - n,
-				      " 10.0.0.%d:7", i);
+		                      " 10.0.0.%d:7", i);
 	snprintf(text + n, sizeof(text) - n, "\n");
 	parse_ok(text, &p);
 	assert_int_equal(p.nlisten, 16);
@@ -341,7 +402,7 @@ test_conflicting_repeat(void **state)
 	assert_int_equal(parse_len(t, strlen(t), &p, &err), -1);
 	assert_int_equal(err.line, 4);
 	assert_string_equal(err.msg,
-			    "'workers' conflicts with line 1 ('workers 4')");
+	                    "'workers' conflicts with line 1 ('workers 4')");
 
 	t = "log-level warn\nuser a\nlog-level debug\n";
 	assert_int_equal(parse_len(t, strlen(t), &p, &err), -1);
@@ -351,9 +412,8 @@ test_conflicting_repeat(void **state)
 
 	/* The same value written differently still conflicts. */
 	text_fails("tcp-idle-timeout 30s\ntcp-idle-timeout 30000ms\n", 2,
-		   "line 1");
-	text_fails("protocols tcp udp\nprotocols udp tcp\n", 2,
-		   "'protocols'");
+	           "line 1");
+	text_fails("protocols tcp udp\nprotocols udp tcp\n", 2, "'protocols'");
 	text_fails("user a\nuser b\n", 2, "conflicts with line 1");
 	/* The built-in value does not count as an earlier line. */
 	parse_ok("workers 7\n", &p);
@@ -388,8 +448,7 @@ bad_value(const char *line_text, const char *keyword)
 	char quoted[64];
 
 	/* The bad line comes third, after a comment and a valid line. */
-	snprintf(text, sizeof(text), "# test\nlog-level info\n%s\n",
-		 line_text);
+	snprintf(text, sizeof(text), "# test\nlog-level info\n%s\n", line_text);
 	snprintf(quoted, sizeof(quoted), "'%s'", keyword);
 	text_fails(text, 3, quoted);
 }
@@ -475,6 +534,22 @@ test_bad_values(void **state)
 	bad_value("log-level INFO", "log-level");
 	bad_value("log-level warning", "log-level");
 	bad_value("log-level info debug", "log-level");
+
+	bad_value("chroot", "chroot");
+	bad_value("chroot /", "chroot");
+	bad_value("chroot relative/dir", "chroot");
+	bad_value("chroot /a/../b", "chroot");
+	bad_value("chroot /a /b", "chroot");
+
+	bad_value("sandbox-violation", "sandbox-violation");
+	bad_value("sandbox-violation trap", "sandbox-violation");
+	bad_value("sandbox-violation KILL", "sandbox-violation");
+	bad_value("sandbox-violation kill log", "sandbox-violation");
+
+	bad_value("allow-downgrade", "allow-downgrade");
+	bad_value("allow-downgrade all", "allow-downgrade");
+	bad_value("allow-downgrade fsize", "allow-downgrade");
+	bad_value("allow-downgrade none fsize-limit", "allow-downgrade");
 }
 
 static void
@@ -494,12 +569,12 @@ test_bad_value_messages(void **state)
 	assert_int_equal(parse_len(t, strlen(t), &p, &err), -1);
 	assert_string_equal(
 	    err.msg, "'tcp-idle-timeout': 99ms is out of range (100ms to "
-		     "86400000ms)");
+	             "86400000ms)");
 
 	t = "tcp-buffer 511\n";
 	assert_int_equal(parse_len(t, strlen(t), &p, &err), -1);
 	assert_string_equal(err.msg, "'tcp-buffer': 511 is out of range (512 "
-				     "to 16777216 bytes)");
+	                             "to 16777216 bytes)");
 
 	t = "listen\n";
 	assert_int_equal(parse_len(t, strlen(t), &p, &err), -1);
@@ -523,13 +598,13 @@ test_comments(void **state)
 
 	(void)state;
 	parse_ok("# only a comment\n"
-		 "   # indented comment\n"
-		 "workers 3 # three workers\n"
-		 "user echod# no space before the comment\n"
-		 "log-level warn\t#\ttab\n"
-		 "tcp-buffer 1k #\n"
-		 "#listen 1.2.3.4\n",
-		 &p);
+	         "   # indented comment\n"
+	         "workers 3 # three workers\n"
+	         "user echod# no space before the comment\n"
+	         "log-level warn\t#\ttab\n"
+	         "tcp-buffer 1k #\n"
+	         "#listen 1.2.3.4\n",
+	         &p);
 	assert_int_equal(p.workers, 3);
 	assert_string_equal(p.user, "echod");
 	assert_int_equal(p.log_level, LOG_WARN);
@@ -561,12 +636,12 @@ test_crlf(void **state)
 
 	(void)state;
 	parse_ok("# comment\r\n"
-		 "\r\n"
-		 "workers 6\r\n"
-		 "user echod\r\n"
-		 "listen 127.0.0.1:9 ::1\r\n"
-		 "log-level error\r\n",
-		 &p);
+	         "\r\n"
+	         "workers 6\r\n"
+	         "user echod\r\n"
+	         "listen 127.0.0.1:9 ::1\r\n"
+	         "log-level error\r\n",
+	         &p);
 	assert_int_equal(p.workers, 6);
 	assert_string_equal(p.user, "echod");
 	assert_int_equal(p.nlisten, 2);
@@ -871,8 +946,7 @@ test_load_file(void **state)
 	assert_int_equal(unlink(path), 0);
 	assert_int_equal(policy_load_file(path, &p, &err), -1);
 	assert_int_equal(err.line, 0);
-	assert_string_equal(err.msg,
-			    "cannot open: No such file or directory");
+	assert_string_equal(err.msg, "cannot open: No such file or directory");
 
 	assert_int_equal(policy_load_file("/", &p, &err), -1);
 	assert_int_equal(err.line, 0);
@@ -888,6 +962,8 @@ main(void)
 	    cmocka_unit_test(test_default_file_matches),
 	    cmocka_unit_test(test_every_keyword),
 	    cmocka_unit_test(test_keyword_ranges),
+	    cmocka_unit_test(test_chroot),
+	    cmocka_unit_test(test_chroot_dotdot_at_end),
 	    cmocka_unit_test(test_unnamed_keep_defaults),
 	    cmocka_unit_test(test_listen_replaces_and_adds),
 	    cmocka_unit_test(test_listen_replaced_per_parse),

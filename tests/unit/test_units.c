@@ -29,7 +29,7 @@ uint_bad(const char *s, uint64_t max)
 
 	if (parse_uint(s, max, &v) != -1)
 		fail_msg("parse_uint(\"%s\", %llu) accepted, gave %llu", s,
-			 (unsigned long long)max, (unsigned long long)v);
+		         (unsigned long long)max, (unsigned long long)v);
 	/* A rejected input leaves the output untouched. */
 	assert_true(v == SENTINEL);
 }
@@ -138,10 +138,9 @@ test_uint_valid(void **state)
 	assert_true(uint_ok("65535", 65535) == 65535);
 	assert_true(uint_ok("4294967295", UINT32_MAX) == UINT32_MAX);
 	assert_true(uint_ok("1234567890", UINT64_MAX) == 1234567890);
-	assert_true(uint_ok("18446744073709551615", UINT64_MAX) ==
-		    UINT64_MAX);
+	assert_true(uint_ok("18446744073709551615", UINT64_MAX) == UINT64_MAX);
 	assert_true(uint_ok("18446744073709551614", UINT64_MAX) ==
-		    UINT64_MAX - 1);
+	            UINT64_MAX - 1);
 }
 
 static void
@@ -214,8 +213,7 @@ test_duration_edges(void **state)
 	duration_bad("281474976710657ms");
 	assert_true(duration_ok("281474976710s") == UINT64_C(281474976710000));
 	duration_bad("281474976711s");
-	assert_true(duration_ok("78187493h") ==
-		    UINT64_C(78187493) * 3600000);
+	assert_true(duration_ok("78187493h") == UINT64_C(78187493) * 3600000);
 	duration_bad("78187494h");
 }
 
@@ -224,7 +222,7 @@ test_duration_rejects(void **state)
 {
 	(void)state;
 	duration_bad("");
-	duration_bad("1");	/* the unit is mandatory */
+	duration_bad("1"); /* the unit is mandatory */
 	duration_bad("30");
 	duration_bad("0");
 	duration_bad("s");
@@ -433,7 +431,7 @@ static void
 test_format_duration_roundtrip(void **state)
 {
 	static const uint64_t vals[] = {
-	    1,	    100,     999,      1000,	  1500,	    30000,   60000,
+	    1,     100,    999,     1000,    1500,    30000,   60000,
 	    90000, 300000, 3600000, 5400000, 7200000, 86400000};
 	char buf[32];
 

@@ -1,0 +1,268 @@
+/*
+ * ratelimit: token buckets and the fixed-size per-source table.
+ *
+ * Buckets count millitokens. A configuration mints R = rate * 1000
+ * millitokens every period_ms milliseconds; with g = gcd(R, period_ms)
+ * that is exactly R / g millitokens per period_ms / g milliseconds (a
+ * "quantum"). Refills are done in whole quanta and the reference time only
+ * moves by the quanta spent, so the remainder of an interval is kept for the
+ * next call: a source that knocks every millisecond on a 1-per-hour bucket
+ * still gets its token after an hour, instead of losing the fraction each
+ * time. Arithmetic is 128-bit where a product could exceed 64 bits.
+ *
+ * Conventions not spelled out in the header:
+ *  - burst == 0 with rate > 0 means burst = rate (one period's worth);
+ *  - period_ms == 0 is taken as 1 ms, so that nothing divides by zero;
+ *  - burst is saturated at UINT64_MAX / 1000 tokens so that burst * 1000
+ *    millitokens fits in 64 bits;
+ *  - with rate == 0 (unlimited) every take succeeds and the level reads as
+ *    UINT64_MAX; the bucket itself is not touched.
+ *
+ * The table is set-associative: SipHash of the key under a per-process
+ * secret picks a set of RATE_WAYS slots, so a sender who does not know the
+ * secret cannot aim many sources at one set to evict a victim. All slots
+ * are allocated once by rate_table_new; nothing allocates afterwards.
+ */
+#include "ratelimit.h"
+
+#include "addr.h"
+#include "siphash.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MILLI	  1000
+#define RATE_WAYS 8
+
+typedef unsigned __int128 u128;
+
+struct rate_table {
+	uint8_t secret[SIPHASH_KEY_LEN];
+	size_t nsets;
+	struct rate_entry slots[]; /* nsets * RATE_WAYS, in the same calloc */
+};
+
+/* Capacity in millitokens; see the conventions above. */
+static uint64_t
+bucket_cap(const struct bucket_cfg *cfg)
+{
+	uint64_t burst = cfg->burst != 0 ? cfg->burst : cfg->rate;
+
+	if (burst > UINT64_MAX / MILLI)
+		burst = UINT64_MAX / MILLI;
+	return burst * MILLI;
+}
+
+static uint64_t
+gcd64(uint64_t a, uint64_t b)
+{
+	while (b != 0) {
+		uint64_t t = a % b;
+
+		a = b;
+		b = t;
+	}
+	return a;
+}
+
+/*
+ * Add what the time since last_ms has minted, in whole quanta, never above
+ * the capacity. Only called with rate > 0.
+ */
+static void
+bucket_refill(struct bucket *b, const struct bucket_cfg *cfg, uint64_t now)
+{
+	uint64_t cap = bucket_cap(cfg);
+	uint64_t period = cfg->period_ms != 0 ? cfg->period_ms : 1;
+	u128 mint = (u128)cfg->rate * MILLI;
+	uint64_t g, quantum_ms, elapsed, k, need;
+	u128 quantum_mt, k_full;
+
+	if (now < b->last_ms) {
+		/* Clock went backwards: refill nothing, restart from here. */
+		b->last_ms = now;
+		return;
+	}
+	if (b->millitokens >= cap) {
+		/* Full already: idle time must not be banked. */
+		b->millitokens = cap;
+		b->last_ms = now;
+		return;
+	}
+
+	/* gcd(mint, period) == gcd(period, mint % period); stays 64-bit. */
+	g = gcd64(period, (uint64_t)(mint % period));
+	quantum_ms = period / g;
+	quantum_mt = mint / g;
+
+	elapsed = now - b->last_ms;
+	k = elapsed / quantum_ms;
+	need = cap - b->millitokens;
+	k_full = ((u128)need + quantum_mt - 1) / quantum_mt;
+	if ((u128)k >= k_full) {
+		b->millitokens = cap;
+		b->last_ms = now;
+		return;
+	}
+	/* k < k_full, so k * quantum_mt < need: no overflow, no cap. */
+	b->millitokens += (uint64_t)((u128)k * quantum_mt);
+	b->last_ms += k * quantum_ms;
+}
+
+void
+bucket_init(struct bucket *b, const struct bucket_cfg *cfg, uint64_t now)
+{
+	b->millitokens = bucket_cap(cfg);
+	b->last_ms = now;
+}
+
+bool
+bucket_take(struct bucket *b, const struct bucket_cfg *cfg, uint64_t now,
+	    uint64_t n)
+{
+	if (cfg->rate == 0)
+		return true;
+	bucket_refill(b, cfg, now);
+	/* Compare in tokens so that n * 1000 cannot overflow. */
+	if (n > b->millitokens / MILLI)
+		return false;
+	b->millitokens -= n * MILLI;
+	return true;
+}
+
+uint64_t
+bucket_level(struct bucket *b, const struct bucket_cfg *cfg, uint64_t now)
+{
+	if (cfg->rate == 0)
+		return UINT64_MAX;
+	bucket_refill(b, cfg, now);
+	return b->millitokens / MILLI;
+}
+
+struct rate_table *
+rate_table_new(size_t entries, const uint8_t secret[SIPHASH_KEY_LEN])
+{
+	struct rate_table *t;
+	size_t nsets, nslots;
+
+	nsets = entries / RATE_WAYS + (entries % RATE_WAYS != 0);
+	if (nsets == 0)
+		nsets = 1;
+	if (nsets > (SIZE_MAX - sizeof(*t)) / RATE_WAYS /
+			sizeof(struct rate_entry))
+		return NULL;
+	nslots = nsets * RATE_WAYS;
+
+	t = calloc(1, sizeof(*t) + nslots * sizeof(struct rate_entry));
+	if (t == NULL)
+		return NULL;
+	memcpy(t->secret, secret, sizeof(t->secret));
+	t->nsets = nsets;
+	return t;
+}
+
+void
+rate_table_free(struct rate_table *t)
+{
+	if (t == NULL)
+		return;
+	/* The secret and source addresses should not outlive the table. */
+	explicit_bzero(t, rate_table_bytes(t));
+	free(t);
+}
+
+/* The first slot of the set that key hashes to. */
+static struct rate_entry *
+rate_set(struct rate_table *t, const struct ipaddr *key)
+{
+	uint8_t buf[1 + sizeof(key->bytes)];
+	uint64_t h;
+
+	/* The family is hashed too: v4 and v6 keys of equal bytes differ. */
+	buf[0] = key->family;
+	memcpy(buf + 1, key->bytes, sizeof(key->bytes));
+	h = siphash24(t->secret, buf, sizeof(buf));
+	return &t->slots[(size_t)(h % t->nsets) * RATE_WAYS];
+}
+
+static struct rate_entry *
+set_lookup(struct rate_entry *set, const struct ipaddr *key)
+{
+	size_t i;
+
+	for (i = 0; i < RATE_WAYS; i++)
+		if (set[i].used && ipaddr_equal(&set[i].key, key))
+			return &set[i];
+	return NULL;
+}
+
+/*
+ * A slot for a new key: the first free one, else the least recently seen
+ * one that no open connection pins (*evicted set). NULL if all are pinned.
+ */
+static struct rate_entry *
+set_victim(struct rate_entry *set, bool *evicted)
+{
+	struct rate_entry *victim = NULL;
+	size_t i;
+
+	for (i = 0; i < RATE_WAYS; i++)
+		if (!set[i].used)
+			return &set[i];
+	for (i = 0; i < RATE_WAYS; i++) {
+		if (set[i].pinned != 0)
+			continue;
+		if (victim == NULL || set[i].last_seen < victim->last_seen)
+			victim = &set[i];
+	}
+	if (victim != NULL)
+		*evicted = true;
+	return victim;
+}
+
+struct rate_entry *
+rate_table_get(struct rate_table *t, const struct ipaddr *key, uint64_t now,
+	       bool *created, bool *evicted)
+{
+	struct rate_entry *set = rate_set(t, key), *e;
+	bool cr = false, ev = false;
+
+	e = set_lookup(set, key);
+	if (e == NULL) {
+		e = set_victim(set, &ev);
+		if (e != NULL) {
+			memset(e, 0, sizeof(*e));
+			e->key = *key;
+			e->used = true;
+			cr = true;
+		}
+	}
+	if (e != NULL)
+		e->last_seen = now;
+	if (created != NULL)
+		*created = cr;
+	if (evicted != NULL)
+		*evicted = ev;
+	return e;
+}
+
+struct rate_entry *
+rate_table_find(struct rate_table *t, const struct ipaddr *key)
+{
+	return set_lookup(rate_set(t, key), key);
+}
+
+size_t
+rate_table_slots(const struct rate_table *t)
+{
+	return t->nsets * RATE_WAYS;
+}
+
+size_t
+rate_table_bytes(const struct rate_table *t)
+{
+	return sizeof(*t) + t->nsets * RATE_WAYS * sizeof(struct rate_entry);
+}

@@ -1,0 +1,82 @@
+/* ratelimit: token buckets and the fixed-size per-source table. */
+#ifndef ECHOD_RATELIMIT_H
+#define ECHOD_RATELIMIT_H
+
+#include "addr.h"
+#include "siphash.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* `rate` tokens every `period_ms`, holding at most `burst` tokens. A rate
+ * of 0 means unlimited (every take succeeds). */
+struct bucket_cfg {
+	uint64_t rate;
+	uint64_t period_ms;
+	uint64_t burst;
+};
+
+/* Tokens are kept in millitokens (x1000) so slow rates refill exactly. */
+struct bucket {
+	uint64_t millitokens;
+	uint64_t last_ms;
+};
+
+/* Start full (burst tokens) at time now. */
+void bucket_init(struct bucket *b, const struct bucket_cfg *cfg, uint64_t now);
+
+/* Refill for the time since the last call, then take n tokens if there are
+ * that many: true if taken. A clock that goes backwards refills nothing
+ * (and restarts the reference); a long gap refills to burst, never more. */
+bool bucket_take(struct bucket *b, const struct bucket_cfg *cfg, uint64_t now,
+		 uint64_t n);
+
+/* Tokens available now (after refill), for tests and the fuzzer. */
+uint64_t bucket_level(struct bucket *b, const struct bucket_cfg *cfg,
+		      uint64_t now);
+
+/* Per-source state. Which fields are used depends on the table's owner
+ * (UDP guard or TCP); all start zero. */
+struct rate_entry {
+	struct ipaddr key;	/* the source prefix */
+	bool used;
+	uint64_t last_seen;	/* ms; the least recent in a set is evicted */
+	struct bucket packets;	/* UDP datagrams or TCP connects */
+	struct bucket bytes;	/* UDP bytes */
+	uint64_t loop_hash;	/* UDP loop guard: last payload's hash */
+	uint32_t loop_repeats;	/* same payload seen this many times in a row */
+	uint64_t loop_first_ms; /* when the run of repeats started */
+	uint64_t suppressed_until; /* ms; loop guard hold */
+	uint32_t pinned;	/* open TCP connections: never evict */
+	uint32_t logged;	/* drop lines logged for this source */
+};
+
+struct rate_table;
+
+/* A table of `entries` slots (rounded up to a multiple of the set size),
+ * allocated once, here; keys hashed with SipHash under `secret`. */
+struct rate_table *rate_table_new(size_t entries,
+				  const uint8_t secret[SIPHASH_KEY_LEN]);
+void rate_table_free(struct rate_table *t);
+
+/*
+ * The entry for key, created if missing (zeroed, key set, *created true).
+ * A missing key takes a free slot of its set or evicts the least recently
+ * seen unpinned entry (*evicted true). NULL if every slot of the set is
+ * pinned: the caller refuses the source ("table pressure"). Updates
+ * last_seen to now.
+ */
+struct rate_entry *rate_table_get(struct rate_table *t,
+				  const struct ipaddr *key, uint64_t now,
+				  bool *created, bool *evicted);
+
+/* The entry for key if present (last_seen untouched), else NULL. */
+struct rate_entry *rate_table_find(struct rate_table *t,
+				   const struct ipaddr *key);
+
+/* Slots in the table, and bytes it holds (constant after creation). */
+size_t rate_table_slots(const struct rate_table *t);
+size_t rate_table_bytes(const struct rate_table *t);
+
+#endif

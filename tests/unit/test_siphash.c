@@ -1,0 +1,112 @@
+/* Unit tests for src/siphash.c: reference vectors of SipHash-2-4. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "siphash.h"
+
+#include <string.h>
+
+/*
+ * The reference setup (paper, appendix A, and vectors.h of the reference
+ * implementation): key 00 01 .. 0f, message 00 01 .. (len - 1).
+ */
+static void
+ref_key(uint8_t key[SIPHASH_KEY_LEN])
+{
+	for (size_t i = 0; i < SIPHASH_KEY_LEN; i++)
+		key[i] = (uint8_t)i;
+}
+
+static uint64_t
+ref_hash(size_t len)
+{
+	uint8_t key[SIPHASH_KEY_LEN], msg[64];
+
+	assert_true(len <= sizeof(msg));
+	ref_key(key);
+	for (size_t i = 0; i < len; i++)
+		msg[i] = (uint8_t)i;
+	return siphash24(key, msg, len);
+}
+
+/* The worked example of the paper: a 15-byte message. */
+static void
+test_paper_vector(void **state)
+{
+	(void)state;
+	assert_true(ref_hash(15) == UINT64_C(0xa129ca6149be45e5));
+}
+
+static void
+test_empty_message(void **state)
+{
+	uint8_t key[SIPHASH_KEY_LEN];
+
+	(void)state;
+	assert_true(ref_hash(0) == UINT64_C(0x726fdb47dd0e0e31));
+	/* No bytes are read from an empty message, so NULL is fine. */
+	ref_key(key);
+	assert_true(siphash24(key, NULL, 0) == UINT64_C(0x726fdb47dd0e0e31));
+}
+
+/* Entries of vectors_sip64[]: around the 8-byte word boundaries, and the
+ * longest one (63 bytes: seven words and a 7-byte tail). */
+static void
+test_reference_table(void **state)
+{
+	(void)state;
+	assert_true(ref_hash(1) == UINT64_C(0x74f839c593dc67fd));
+	assert_true(ref_hash(7) == UINT64_C(0xab0200f58b01d137));
+	assert_true(ref_hash(8) == UINT64_C(0x93f5f5799a932462));
+	assert_true(ref_hash(16) == UINT64_C(0x3f2acc7f57c29bdb));
+	assert_true(ref_hash(63) == UINT64_C(0x958a324ceb064572));
+}
+
+/* Loads are byte-wise: a message at an odd address hashes the same. */
+static void
+test_unaligned(void **state)
+{
+	uint8_t key[SIPHASH_KEY_LEN], buf[1 + 63];
+
+	(void)state;
+	ref_key(key);
+	for (size_t i = 0; i < 63; i++)
+		buf[1 + i] = (uint8_t)i;
+	assert_true(siphash24(key, buf + 1, 15) == UINT64_C(0xa129ca6149be45e5));
+	assert_true(siphash24(key, buf + 1, 63) == UINT64_C(0x958a324ceb064572));
+}
+
+/* The key matters: flipping one key bit changes the hash. */
+static void
+test_key_dependence(void **state)
+{
+	uint8_t key[SIPHASH_KEY_LEN], msg[15];
+
+	(void)state;
+	ref_key(key);
+	for (size_t i = 0; i < sizeof(msg); i++)
+		msg[i] = (uint8_t)i;
+	for (size_t bit = 0; bit < 8 * SIPHASH_KEY_LEN; bit++) {
+		key[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+		assert_true(siphash24(key, msg, sizeof(msg)) !=
+			    UINT64_C(0xa129ca6149be45e5));
+		key[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_paper_vector),
+	    cmocka_unit_test(test_empty_message),
+	    cmocka_unit_test(test_reference_table),
+	    cmocka_unit_test(test_unaligned),
+	    cmocka_unit_test(test_key_dependence),
+	};
+
+	return cmocka_run_group_tests_name("siphash", tests, NULL, NULL);
+}
