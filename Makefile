@@ -19,7 +19,8 @@ LIBS	 = -lseccomp -lcap
 CORE	 = units addr policy cli log counters loop listen tcp udp worker \
 	   supervisor sandbox privdrop sockact siphash ratelimit acl guard facts
 CORE_OBJ = $(CORE:%=$(BUILD)/obj/%.o) $(BUILD)/obj/default_policy.o
-UNIT_TESTS = test_units test_addr test_policy test_cli
+UNIT_TESTS = test_units test_addr test_policy test_cli test_sandbox \
+	     test_siphash test_ratelimit test_acl test_guard
 SAN	 = -fsanitize=address,undefined -fno-sanitize-recover=all \
 	   -fno-omit-frame-pointer -U_FORTIFY_SOURCE
 
@@ -92,3 +93,7 @@ format:
 
 clean:
 	rm -rf build
+
+# Fuzzing: harnesses, corpora and their targets (make fuzz, fuzz-run,
+# fuzz-coverage, fuzz-replay) live in fuzz/.
+-include fuzz/fuzz.mk

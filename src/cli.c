@@ -23,7 +23,7 @@ const char cli_usage[] =
     "signals: TERM/INT stop, USR1 logs every counter\n"
     "exit: 0 ok, 64 usage, 71 cannot bind or harden, 78 bad policy\n";
 
-static int
+static int __attribute__((format(printf, 3, 4)))
 fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;

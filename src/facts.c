@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/random.h>
 
-static int
+static int __attribute__((format(printf, 3, 4)))
 fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;

@@ -137,13 +137,17 @@ looping(struct udp_guard *g, struct rate_entry *e, const struct datagram *d,
 	uint64_t now)
 {
 	const struct policy *p = g->policy;
-	uint8_t head[2] = {(uint8_t)(d->sport >> 8), (uint8_t)d->sport};
+	uint8_t head[2 + sizeof(d->src)];
 	uint64_t h;
 
 	if (!p->loop_guard)
 		return false;
 	if (now < e->suppressed_until)
 		return true;
+	/* A loop is one host and port sending one payload again and again. */
+	head[0] = (uint8_t)(d->sport >> 8);
+	head[1] = (uint8_t)d->sport;
+	memcpy(head + 2, &d->src, sizeof(d->src));
 	h = siphash24(g->facts->secret, d->payload, d->len) ^
 	    siphash24(g->facts->secret, head, sizeof(head));
 	if (e->loop_repeats > 0 && h == e->loop_hash &&

@@ -16,7 +16,7 @@
 #define TCP_BACKLOG 1024
 #define GOLDEN	    0x9e3779b1u /* odd multiplier: spreads prefixes evenly */
 
-static int
+static int __attribute__((format(printf, 3, 4)))
 fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;

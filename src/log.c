@@ -90,7 +90,7 @@ utc_fields(time_t t, int f[6])
 	f[5] = (int)(secs % 60);
 }
 
-static void
+static void __attribute__((format(printf, 3, 0)))
 write_line(enum log_level level, const char *event, const char *fmt,
 	   va_list ap)
 {

@@ -26,7 +26,7 @@ struct directive {
 	bool list;	/* may repeat: later lines add to the list */
 };
 
-static int
+static int __attribute__((format(printf, 3, 4)))
 fail(char *msg, size_t msglen, const char *fmt, ...)
 {
 	va_list ap;
@@ -225,14 +225,38 @@ set_log_level(const struct directive *d, struct policy *p, char **argv,
 		    d->name, argv[0]);
 }
 
+/* "/a/b": absolute, no empty, "." or ".." component, not "/" itself. */
+static bool
+plain_absolute_dir(const char *path)
+{
+	const char *c = path;
+
+	if (*c != '/')
+		return false;
+	while (*c == '/') {
+		const char *end = strchr(c + 1, '/');
+		size_t n = end ? (size_t)(end - c - 1) : strlen(c + 1);
+
+		if (n == 0 && end == NULL && c != path)
+			return true; /* one trailing slash */
+		if (n == 0 || (n == 1 && c[1] == '.') ||
+		    (n == 2 && c[1] == '.' && c[2] == '.'))
+			return false;
+		if (end == NULL)
+			return true;
+		c = end;
+	}
+	return false;
+}
+
 static int
 set_chroot(const struct directive *d, struct policy *p, char **argv, int argc,
 	   char *msg, size_t msglen)
 {
 	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
 		return -1;
-	if (argv[0][0] != '/' || strlen(argv[0]) >= sizeof(p->chroot_dir) ||
-	    strstr(argv[0], "/../") != NULL || strcmp(argv[0], "/") == 0)
+	if (!plain_absolute_dir(argv[0]) ||
+	    strlen(argv[0]) >= sizeof(p->chroot_dir))
 		return fail(msg, msglen,
 			    "'%s': '%s' is not an absolute directory other "
 			    "than /",

@@ -2,13 +2,20 @@
  * ratelimit: token buckets and the fixed-size per-source table.
  *
  * Buckets count millitokens. A configuration mints R = rate * 1000
- * millitokens every period_ms milliseconds; with g = gcd(R, period_ms)
- * that is exactly R / g millitokens per period_ms / g milliseconds (a
- * "quantum"). Refills are done in whole quanta and the reference time only
- * moves by the quanta spent, so the remainder of an interval is kept for the
- * next call: a source that knocks every millisecond on a 1-per-hour bucket
- * still gets its token after an hour, instead of losing the fraction each
- * time. Arithmetic is 128-bit where a product could exceed 64 bits.
+ * millitokens every P = period_ms milliseconds. The reference time last_ms
+ * only moves forward by whole refill steps, and the part of the elapsed time
+ * that has not made a whole step yet is kept for the next call: a source
+ * that knocks every millisecond on a 1-per-hour bucket still gets its token
+ * after an hour, instead of losing the fraction on every call.
+ *
+ * The step is the exact quantum P / g ms, which mints exactly R / g
+ * millitokens (g = gcd(R, P)), unless that spans more than one token, as it
+ * does for odd rates like 3 per 7 ms; then it is ceil(P / rate) ms, which
+ * mints at least one token and drops less than one millitoken per step (an
+ * error under 0.1%). For counts per s, min, h or d of at most 1000 the step
+ * is always the exact quantum. Products that may pass 64 bits are computed
+ * in 128 bits, and elapsed time is compared against the time needed to fill
+ * the bucket before anything is multiplied, so no elapsed time overflows.
  *
  * Conventions not spelled out in the header:
  *  - burst == 0 with rate > 0 means burst = rate (one period's worth);
@@ -34,7 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MILLI	  1000
+#define MILLI     1000
 #define RATE_WAYS 8
 
 typedef unsigned __int128 u128;
@@ -68,8 +75,23 @@ gcd64(uint64_t a, uint64_t b)
 	return a;
 }
 
+/* The refill step in ms; see the top of the file. Needs rate > 0. */
+static uint64_t
+bucket_step(uint64_t period, u128 mint)
+{
+	/* gcd(mint, period) == gcd(period, mint % period): stays 64-bit. */
+	uint64_t g = gcd64(period, (uint64_t)(mint % period));
+	/* ceil(P / rate): the time one whole token takes. */
+	u128 token_ms = ((u128)period * MILLI + mint - 1) / mint;
+
+	if (period / g <= token_ms)
+		return period / g;
+	/* token_ms < period / g here, so it fits in 64 bits. */
+	return (uint64_t)token_ms;
+}
+
 /*
- * Add what the time since last_ms has minted, in whole quanta, never above
+ * Add what the time since last_ms has minted, in whole steps, never above
  * the capacity. Only called with rate > 0.
  */
 static void
@@ -77,9 +99,8 @@ bucket_refill(struct bucket *b, const struct bucket_cfg *cfg, uint64_t now)
 {
 	uint64_t cap = bucket_cap(cfg);
 	uint64_t period = cfg->period_ms != 0 ? cfg->period_ms : 1;
-	u128 mint = (u128)cfg->rate * MILLI;
-	uint64_t g, quantum_ms, elapsed, k, need;
-	u128 quantum_mt, k_full;
+	u128 mint = (u128)cfg->rate * MILLI, fill_ms;
+	uint64_t step, span, need;
 
 	if (now < b->last_ms) {
 		/* Clock went backwards: refill nothing, restart from here. */
@@ -93,23 +114,22 @@ bucket_refill(struct bucket *b, const struct bucket_cfg *cfg, uint64_t now)
 		return;
 	}
 
-	/* gcd(mint, period) == gcd(period, mint % period); stays 64-bit. */
-	g = gcd64(period, (uint64_t)(mint % period));
-	quantum_ms = period / g;
-	quantum_mt = mint / g;
-
-	elapsed = now - b->last_ms;
-	k = elapsed / quantum_ms;
+	step = bucket_step(period, mint);
+	span = (now - b->last_ms) / step * step;
 	need = cap - b->millitokens;
-	k_full = ((u128)need + quantum_mt - 1) / quantum_mt;
-	if ((u128)k >= k_full) {
+
+	/* floor(span * mint / period) >= need iff span >= fill_ms. */
+	fill_ms = (u128)need * period / mint;
+	if ((u128)need * period % mint != 0)
+		fill_ms++;
+	if ((u128)span >= fill_ms) {
 		b->millitokens = cap;
 		b->last_ms = now;
 		return;
 	}
-	/* k < k_full, so k * quantum_mt < need: no overflow, no cap. */
-	b->millitokens += (uint64_t)((u128)k * quantum_mt);
-	b->last_ms += k * quantum_ms;
+	/* span < fill_ms, so span * mint < need * period < 2^128. */
+	b->millitokens += (uint64_t)((u128)span * mint / period);
+	b->last_ms += span;
 }
 
 void
@@ -121,7 +141,7 @@ bucket_init(struct bucket *b, const struct bucket_cfg *cfg, uint64_t now)
 
 bool
 bucket_take(struct bucket *b, const struct bucket_cfg *cfg, uint64_t now,
-	    uint64_t n)
+            uint64_t n)
 {
 	if (cfg->rate == 0)
 		return true;
@@ -151,8 +171,8 @@ rate_table_new(size_t entries, const uint8_t secret[SIPHASH_KEY_LEN])
 	nsets = entries / RATE_WAYS + (entries % RATE_WAYS != 0);
 	if (nsets == 0)
 		nsets = 1;
-	if (nsets > (SIZE_MAX - sizeof(*t)) / RATE_WAYS /
-			sizeof(struct rate_entry))
+	if (nsets >
+	    (SIZE_MAX - sizeof(*t)) / RATE_WAYS / sizeof(struct rate_entry))
 		return NULL;
 	nslots = nsets * RATE_WAYS;
 
@@ -225,7 +245,7 @@ set_victim(struct rate_entry *set, bool *evicted)
 
 struct rate_entry *
 rate_table_get(struct rate_table *t, const struct ipaddr *key, uint64_t now,
-	       bool *created, bool *evicted)
+               bool *created, bool *evicted)
 {
 	struct rate_entry *set = rate_set(t, key), *e;
 	bool cr = false, ev = false;

@@ -22,7 +22,7 @@ static const struct sandbox_rule supervisor_rules[] = {
 
 #define LEN(a) (sizeof(a) / sizeof((a)[0]))
 
-static int
+static int __attribute__((format(printf, 3, 4)))
 fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;

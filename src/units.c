@@ -15,11 +15,13 @@ parse_uint(const char *s, uint64_t max, uint64_t *out)
 	if (*s == '\0')
 		return -1;
 	for (; *s != '\0'; s++) {
+		uint64_t digit = (uint64_t)(*s - '0');
 		if (*s < '0' || *s > '9')
 			return -1;
-		v = v * 10 + (uint64_t)(*s - '0');
-		if (v > max)
+		/* Checked before multiplying: v * 10 must not wrap. */
+		if (v > (max - digit) / 10 || digit > max)
 			return -1;
+		v = v * 10 + digit;
 	}
 	*out = v;
 	return 0;

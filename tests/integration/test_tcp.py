@@ -148,6 +148,7 @@ def _push_until_stalled(socks, cap, block, quiet=0.5, limit=30.0):
     none of them can take a byte for `quiet` seconds (the peer stopped
     reading). Bounded by `limit` seconds. Returns the bytes sent."""
     sel = selectors.DefaultSelector()
+    view = memoryview(block)
     sent = {s: 0 for s in socks}
     for s in socks:
         sel.register(s, selectors.EVENT_WRITE)
@@ -161,7 +162,7 @@ def _push_until_stalled(socks, cap, block, quiet=0.5, limit=30.0):
                 s = key.fileobj
                 try:
                     while sent[s] < cap:
-                        sent[s] += s.send(block[: cap - sent[s]])
+                        sent[s] += s.send(view[: cap - sent[s]])
                 except BlockingIOError:
                     pass
                 if sent[s] >= cap:
@@ -205,11 +206,47 @@ def test_slow_readers_bounded_memory(echod):
         assert rss < bound_kib, (
             f"workers' RSS {rss} KiB (baseline {baseline} KiB) after "
             f"{total} bytes sent by {nconn} non-reading peers")
-        # Backpressure, not reading everything: echod took well under
-        # what the peers tried to push (250 MiB).
-        assert c["tcp_bytes_in"] < nconn * cap // 2, c["tcp_bytes_in"]
         # A fresh client is still served (over ::1, the same worker: a
         # per-source byte budget spent by 127.0.0.1 must not decide this).
+        fresh = os.urandom(50_000)
+        assert tcp_echo("::1", d.port, fresh) == fresh
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _tcp_wmem_max():
+    with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+        return int(f.read().split()[2])
+
+
+def test_backpressure_stops_reading(echod):
+    """Peers that never read can push only what the kernel buffers hold
+    (on loopback, up to tcp_wmem's maximum send buffer plus the receive
+    buffers: ~4-5 MiB here) before echod stops reading them. Without
+    backpressure echod would read all of it and hold the unsent echo."""
+    d = echod()
+    nconn = 8
+    cap = max(16 << 20, 4 * _tcp_wmem_max())
+    block = os.urandom(cap)
+    socks = []
+    try:
+        for _ in range(nconn):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
+            s.settimeout(5)
+            s.connect((HOST, d.port))
+            s.setblocking(False)
+            socks.append(s)
+        total = _push_until_stalled(socks, cap, block)
+        c = d.counters()
+        rss = sum(rss_kib(p) for p in d.workers())
+        assert c["tcp_bytes_in"] < nconn * cap // 2, (
+            f"echod read {c['tcp_bytes_in']} of the {total} bytes sent by "
+            f"{nconn} peers that never read (workers' RSS {rss} KiB)")
+        assert rss < 64 * 1024, f"workers' RSS {rss} KiB"
+        # A fresh client is still served.
         fresh = os.urandom(50_000)
         assert tcp_echo("::1", d.port, fresh) == fresh
     finally:

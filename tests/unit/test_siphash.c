@@ -75,8 +75,10 @@ test_unaligned(void **state)
 	ref_key(key);
 	for (size_t i = 0; i < 63; i++)
 		buf[1 + i] = (uint8_t)i;
-	assert_true(siphash24(key, buf + 1, 15) == UINT64_C(0xa129ca6149be45e5));
-	assert_true(siphash24(key, buf + 1, 63) == UINT64_C(0x958a324ceb064572));
+	assert_true(siphash24(key, buf + 1, 15) ==
+	            UINT64_C(0xa129ca6149be45e5));
+	assert_true(siphash24(key, buf + 1, 63) ==
+	            UINT64_C(0x958a324ceb064572));
 }
 
 /* The key matters: flipping one key bit changes the hash. */
@@ -92,7 +94,7 @@ test_key_dependence(void **state)
 	for (size_t bit = 0; bit < 8 * SIPHASH_KEY_LEN; bit++) {
 		key[bit / 8] ^= (uint8_t)(1u << (bit % 8));
 		assert_true(siphash24(key, msg, sizeof(msg)) !=
-			    UINT64_C(0xa129ca6149be45e5));
+		            UINT64_C(0xa129ca6149be45e5));
 		key[bit / 8] ^= (uint8_t)(1u << (bit % 8));
 	}
 }

@@ -1,0 +1,289 @@
+/* sandbox: the text allowlists, the compiled rules and the loaded filter
+ * agree; a sandboxed child that steps outside dies of SIGSYS. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "privdrop.h"
+#include "sandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_NAMES 128
+
+struct names {
+	char name[MAX_NAMES][32];
+	unsigned ncmp[MAX_NAMES];
+	size_t n;
+};
+
+/* Read a policy/seccomp-*.list the way a reviewer does: first word of
+ * each non-comment line, and how many constraints follow it. */
+static void
+read_list(const char *path, struct names *out)
+{
+	char line[512];
+	FILE *f = fopen(path, "r");
+
+	assert_non_null(f);
+	out->n = 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char *cut = strstr(line, "--"), *tok, *save;
+		unsigned words = 0;
+
+		if (cut)
+			*cut = '\0';
+		if ((cut = strchr(line, '#')) != NULL)
+			*cut = '\0';
+		for (tok = strtok_r(line, " \t\n", &save); tok != NULL;
+		     tok = strtok_r(NULL, " \t\n", &save)) {
+			if (words++ == 0) {
+				assert_true(out->n < MAX_NAMES);
+				snprintf(out->name[out->n], 32, "%s", tok);
+			}
+		}
+		if (words > 0)
+			out->ncmp[out->n++] = words - 1;
+	}
+	fclose(f);
+}
+
+static void
+assert_rules_match_text(enum sandbox_role role, const char *path)
+{
+	const struct sandbox_rule *r;
+	size_t n = sandbox_rules(role, &r);
+	struct names text;
+
+	read_list(path, &text);
+	assert_int_equal(n, text.n);
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(r[i].syscall, text.name[i]);
+		assert_int_equal(r[i].ncmp, text.ncmp[i]);
+	}
+}
+
+static void
+test_compiled_rules_are_the_text(void **state)
+{
+	(void)state;
+	assert_rules_match_text(SANDBOX_WORKER, "policy/seccomp-worker.list");
+	assert_rules_match_text(SANDBOX_SUPERVISOR,
+				"policy/seccomp-supervisor.list");
+}
+
+/* The syscall numbers a built filter allows, from libseccomp's own PFC. */
+static size_t
+filter_syscalls(enum sandbox_role role, int *nrs, size_t max)
+{
+	char err[256], buf[1 << 16];
+	scmp_filter_ctx ctx = sandbox_build(role, false, err, sizeof(err));
+	FILE *f = tmpfile();
+	size_t n = 0, len;
+	char *p;
+
+	assert_non_null(ctx);
+	assert_non_null(f);
+	assert_int_equal(seccomp_export_pfc(ctx, fileno(f)), 0);
+	seccomp_release(ctx);
+	rewind(f);
+	len = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[len] = '\0';
+	fclose(f);
+	assert_non_null(strstr(buf, "action KILL_PROCESS;"));
+	for (p = buf; (p = strstr(p, "if ($syscall == ")) != NULL; p++) {
+		int nr = atoi(p + strlen("if ($syscall == "));
+		bool seen = false;
+		for (size_t i = 0; i < n; i++)
+			seen |= nrs[i] == nr;
+		if (!seen) {
+			assert_true(n < max);
+			nrs[n++] = nr;
+		}
+	}
+	return n;
+}
+
+static void
+assert_filter_is_lists(enum sandbox_role role)
+{
+	struct names worker, extra;
+	int nrs[2 * MAX_NAMES];
+	size_t n = filter_syscalls(role, nrs, 2 * MAX_NAMES), expected = 0;
+	int want[2 * MAX_NAMES];
+
+	read_list("policy/seccomp-worker.list", &worker);
+	read_list("policy/seccomp-supervisor.list", &extra);
+	for (size_t i = 0; i < worker.n + extra.n; i++) {
+		const char *name = i < worker.n ? worker.name[i]
+						: extra.name[i - worker.n];
+		int nr = seccomp_syscall_resolve_name(name);
+		bool dup = false;
+
+		if (i >= worker.n && role == SANDBOX_WORKER)
+			break;
+		assert_true(nr >= 0);
+		for (size_t j = 0; j < expected; j++)
+			dup |= want[j] == nr;
+		if (!dup)
+			want[expected++] = nr;
+	}
+	assert_int_equal(n, expected);
+	for (size_t j = 0; j < expected; j++) {
+		bool found = false;
+		for (size_t i = 0; i < n; i++)
+			found |= nrs[i] == want[j];
+		assert_true(found);
+	}
+}
+
+static void
+test_loaded_filter_is_the_text(void **state)
+{
+	(void)state;
+	assert_filter_is_lists(SANDBOX_WORKER);
+	assert_filter_is_lists(SANDBOX_SUPERVISOR);
+}
+
+enum probe {
+	PROBE_ALLOWED,
+	PROBE_EXECVE,
+	PROBE_OPENAT,
+	PROBE_SOCKET,
+	PROBE_PTRACE,
+	PROBE_MMAP_EXEC,
+	PROBE_FORK,
+};
+
+/* In a child: enter the worker sandbox as echod does, then make one call. */
+static int
+run_probe(enum probe what, bool log_only)
+{
+	char err[256];
+	int status, fds[2];
+	pid_t pid;
+
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char *argv[] = {"/bin/true", NULL};
+		struct timespec ts;
+		void *m;
+
+		close(fds[0]);
+		if (set_no_new_privs(err, sizeof(err)) != 0 ||
+		    sandbox_enter(SANDBOX_WORKER, log_only, err, sizeof(err)))
+			_exit(100);
+		switch (what) {
+		case PROBE_ALLOWED:
+			/* What a worker does: time, memory, a write, close. */
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			m = malloc(1 << 20);
+			memset(m, 1, 1 << 20);
+			free(m);
+			if (write(fds[1], "ok", 2) != 2)
+				_exit(101);
+			close(fds[1]);
+			break;
+		case PROBE_EXECVE:
+			syscall(SYS_execve, argv[0], argv, NULL);
+			break;
+		case PROBE_OPENAT:
+			syscall(SYS_openat, AT_FDCWD, "/etc/passwd", O_RDONLY);
+			break;
+		case PROBE_SOCKET:
+			syscall(SYS_socket, AF_INET, SOCK_DGRAM, 0);
+			break;
+		case PROBE_PTRACE:
+			syscall(SYS_ptrace, PTRACE_TRACEME, 0, 0, 0);
+			break;
+		case PROBE_MMAP_EXEC:
+			syscall(SYS_mmap, NULL, 4096, PROT_READ | PROT_EXEC,
+				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			break;
+		case PROBE_FORK:
+			syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+			break;
+		}
+		syscall(SYS_exit_group, 0);
+	}
+	close(fds[1]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (what == PROBE_ALLOWED) {
+		char buf[4] = "";
+		assert_int_equal(read(fds[0], buf, sizeof(buf)), 2);
+		assert_memory_equal(buf, "ok", 2);
+	}
+	close(fds[0]);
+	return status;
+}
+
+static void
+assert_killed_by_sigsys(int status)
+{
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGSYS);
+}
+
+static void
+test_allowed_calls_live(void **state)
+{
+	int status = run_probe(PROBE_ALLOWED, false);
+
+	(void)state;
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void
+test_forbidden_calls_die(void **state)
+{
+	static const enum probe forbidden[] = {
+	    PROBE_EXECVE, PROBE_OPENAT, PROBE_SOCKET,
+	    PROBE_PTRACE, PROBE_MMAP_EXEC, PROBE_FORK,
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(forbidden) / sizeof(*forbidden); i++)
+		assert_killed_by_sigsys(run_probe(forbidden[i], false));
+}
+
+/* sandbox-violation log: the same call goes through (and is logged). */
+static void
+test_log_mode_does_not_kill(void **state)
+{
+	int status = run_probe(PROBE_OPENAT, true);
+
+	(void)state;
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_compiled_rules_are_the_text),
+	    cmocka_unit_test(test_loaded_filter_is_the_text),
+	    cmocka_unit_test(test_allowed_calls_live),
+	    cmocka_unit_test(test_forbidden_calls_die),
+	    cmocka_unit_test(test_log_mode_does_not_kill),
+	};
+
+	return cmocka_run_group_tests_name("sandbox", tests, NULL, NULL);
+}
