@@ -24,7 +24,7 @@ UNIT_TESTS = test_units test_addr test_policy test_cli test_sandbox \
 SAN	 = -fsanitize=address,undefined -fno-sanitize-recover=all \
 	   -fno-omit-frame-pointer -U_FORTIFY_SOURCE
 
-.PHONY: all deps run test unit sanitize clang check-format format clean
+.PHONY: all deps run test unit sanitize clang check-format format clean setcap
 
 all: $(BUILD)/echod $(BUILD)/echo-client $(UNIT_TESTS:%=$(BUILD)/%)
 
@@ -97,3 +97,9 @@ clean:
 # Fuzzing: harnesses, corpora and their targets (make fuzz, fuzz-run,
 # fuzz-coverage, fuzz-replay) live in fuzz/.
 -include fuzz/fuzz.mk
+
+# Serve port 7 as an ordinary user: the binary carries the right to bind
+# (and CAP_SETPCAP, so it can also empty its bounding set before serving).
+setcap: $(BUILD)/echod
+	setcap cap_net_bind_service,cap_setpcap=ep $(BUILD)/echod
+	getcap $(BUILD)/echod

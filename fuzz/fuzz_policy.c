@@ -1,0 +1,155 @@
+/*
+ * fuzz_policy: a whole policy file, applied over the built-in defaults.
+ *
+ * Invariants: on error, err.line is 1..lines+1 and err.msg is a non-empty
+ * NUL-terminated string; on success every value lies in the range the
+ * directives table in src/policy.c documents, and the lists are sane.
+ */
+#include "acl.h"
+#include "addr.h"
+#include "policy.h"
+
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define CHECK(c)                                                               \
+	do {                                                                   \
+		if (!(c)) {                                                    \
+			fprintf(stderr, "%s:%d: invariant failed: %s\n",       \
+				__FILE__, __LINE__, #c);                       \
+			abort();                                               \
+		}                                                              \
+	} while (0)
+
+static void
+check_bucket(const struct bucket_cfg *b, bool bytes)
+{
+	if (b->rate == 0) {
+		/* "unlimited" */
+		CHECK(b->period_ms == 1000 && b->burst == 0);
+		return;
+	}
+	CHECK(b->period_ms == 1000 || b->period_ms == 60000 ||
+	      b->period_ms == 3600000);
+	CHECK(b->rate <= (UINT64_C(1) << 48));
+	CHECK(b->burst >= 1);
+	if (!bytes)
+		CHECK(b->burst <= UINT32_MAX);
+	else
+		CHECK(b->burst <= (UINT64_C(1) << 48));
+}
+
+static void
+check_cidr(const struct cidr *c)
+{
+	struct ipaddr m;
+
+	CHECK(c->addr.family == AF_INET || c->addr.family == AF_INET6);
+	CHECK(c->prefix <= (c->addr.family == AF_INET ? 32 : 128));
+	ipaddr_prefix(&c->addr, c->prefix, &m);
+	CHECK(ipaddr_equal(&m, &c->addr));
+}
+
+static void
+check_policy(const struct policy *p)
+{
+	CHECK(p->nlisten <= POLICY_MAX_LISTEN);
+	for (size_t i = 0; i < p->nlisten; i++) {
+		const struct endpoint *e = &p->listen[i];
+		if (e->ss.ss_family == AF_INET)
+			CHECK(e->len == sizeof(struct sockaddr_in));
+		else
+			CHECK(e->ss.ss_family == AF_INET6 &&
+			      e->len == sizeof(struct sockaddr_in6));
+		if (!e->has_port)
+			CHECK(endpoint_port(e) == 0);
+	}
+	CHECK(p->tcp || p->udp);
+	CHECK(p->workers <= 256);
+	CHECK(memchr(p->user, '\0', sizeof(p->user)) != NULL);
+	CHECK(p->user[0] == '\0' || policy_valid_user(p->user));
+	CHECK(p->tcp_max_connections >= 1 && p->tcp_max_connections <= 100000);
+	CHECK(p->tcp_idle_timeout_ms >= 100 &&
+	      p->tcp_idle_timeout_ms <= 24 * 3600 * 1000);
+	CHECK(p->tcp_buffer >= 512 && p->tcp_buffer <= 16 * 1024 * 1024);
+	CHECK(p->udp_max_datagram <= 65535);
+	CHECK(p->log_level <= LOG_DEBUG);
+	CHECK(log_level_name(p->log_level) != NULL);
+	CHECK(memchr(p->chroot_dir, '\0', sizeof(p->chroot_dir)) != NULL);
+	CHECK(p->chroot_dir[0] == '/' && strcmp(p->chroot_dir, "/") != 0 &&
+	      strstr(p->chroot_dir, "/../") == NULL);
+	CHECK(p->acl.n <= ACL_MAX);
+	for (size_t i = 0; i < p->acl.n; i++) {
+		check_cidr(&p->acl.rules[i].net);
+		/* acl_finish: longest prefix first. */
+		if (i > 0)
+			CHECK(p->acl.rules[i - 1].net.prefix >=
+			      p->acl.rules[i].net.prefix);
+		/* Never one prefix with both verdicts. */
+		for (size_t j = 0; j < i; j++)
+			CHECK(!(p->acl.rules[j].net.prefix ==
+					p->acl.rules[i].net.prefix &&
+				ipaddr_equal(&p->acl.rules[j].net.addr,
+					     &p->acl.rules[i].net.addr) &&
+				p->acl.rules[j].allow !=
+				    p->acl.rules[i].allow));
+	}
+	CHECK(p->rate_prefix_v4 >= 8 && p->rate_prefix_v4 <= 32);
+	CHECK(p->rate_prefix_v6 >= 16 && p->rate_prefix_v6 <= 128);
+	CHECK(p->rate_table_size >= 64 && p->rate_table_size <= 16777216);
+	CHECK(p->loop_repeats >= 2 && p->loop_repeats <= 1000);
+	CHECK(p->loop_window_ms > 0 && p->loop_window_ms <= (UINT64_C(1) << 48));
+	CHECK(p->loop_hold_ms > 0 && p->loop_hold_ms <= (UINT64_C(1) << 48));
+	check_bucket(&p->udp_rate, false);
+	check_bucket(&p->udp_byte_rate, true);
+	check_bucket(&p->udp_global_rate, false);
+	CHECK(p->tcp_max_per_source >= 1 && p->tcp_max_per_source <= 100000);
+	check_bucket(&p->tcp_connect_rate, false);
+	check_bucket(&p->tcp_byte_rate, true);
+	CHECK(p->tcp_max_lifetime_ms == 0 ||
+	      (p->tcp_max_lifetime_ms >= 1000 &&
+	       p->tcp_max_lifetime_ms <= UINT64_C(30) * 24 * 3600 * 1000));
+	CHECK(p->tcp_max_bytes <= (UINT64_C(1) << 40));
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static struct policy defaults, p, again;
+	static bool primed;
+	struct policy_error err;
+	unsigned lines = 1;
+	int rc;
+
+	if (!primed) {
+		policy_defaults(&defaults);
+		check_policy(&defaults);
+		primed = true;
+	}
+	for (size_t i = 0; i < size; i++)
+		lines += data[i] == '\n';
+
+	memcpy(&p, &defaults, sizeof(p));
+	memset(&err, 0xa5, sizeof(err)); /* policy_parse must set it all */
+	rc = policy_parse((const char *)data, size, &p, &err);
+	CHECK(rc == 0 || rc == -1);
+	if (rc != 0) {
+		CHECK(err.line >= 1 && err.line <= lines);
+		CHECK(memchr(err.msg, '\0', sizeof(err.msg)) != NULL);
+		CHECK(err.msg[0] != '\0');
+		return 0;
+	}
+	CHECK(err.line == 0);
+	check_policy(&p);
+
+	/* Deterministic: the same text over the same start gives the same. */
+	memcpy(&again, &defaults, sizeof(again));
+	CHECK(policy_parse((const char *)data, size, &again, &err) == 0);
+	CHECK(memcmp(&again, &p, sizeof(p)) == 0);
+	return 0;
+}
