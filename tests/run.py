@@ -157,6 +157,10 @@ def main():
     if asan_echod.exists():
         asan_env = dict(env)
         asan_env["ECHOD_BIN"] = "build/asan/echod"
+        # LeakSanitizer's exit-time scan needs ptrace and threads, which
+        # echod's seccomp allowlist (rightly) kills with SIGSYS; the unit
+        # tests under ASan keep leak checking. Errors still abort.
+        asan_env.setdefault("ASAN_OPTIONS", "detect_leaks=0")
         run_pytest("asan-marked tests, ECHOD_BIN=build/asan/echod",
                    ["-m", "asan"], asan_env, "build/pytest-asan.xml", tally)
     else:
