@@ -307,7 +307,24 @@ def echod(tmp_path):
 
     def start(args=(), policy_text=None, workers=1,
               listen=("127.0.0.1", "[::1]"), port=None, wait=True):
-        port = port or free_port()
+        # A port picked here may be taken by someone else before echod
+        # binds it (exit 71, "in use"): then try another, at most 3 times.
+        attempts = 1 if port is not None or not wait else 3
+        for attempt in range(attempts):
+            d = _launch(args, policy_text, workers, listen,
+                        port or free_port())
+            if not wait:
+                return d
+            try:
+                d.wait_ready()
+                return d
+            except AssertionError:
+                lost_race = (d.proc.poll() == EXIT_OSERR
+                             and "in use" in d.log_text())
+                if not lost_race or attempt == attempts - 1:
+                    raise
+
+    def _launch(args, policy_text, workers, listen, port):
         argv = [str(ECHOD_BIN)]
         policy_path = None
         if policy_text is not None:
@@ -323,8 +340,6 @@ def echod(tmp_path):
         argv += list(args)
         d = Echod(argv, port, policy_path)
         started.append(d)
-        if wait:
-            d.wait_ready()
         return d
 
     yield start

@@ -78,7 +78,8 @@ def test_check_builtin_policy():
 
 def test_builtin_policy_is_the_shipped_file():
     """The binary embeds policy/echod.conf verbatim (the build generates it)."""
-    assert POLICY_FILE.read_bytes() in ECHOD_BIN.read_bytes()
+    embedded = POLICY_FILE.read_bytes() in ECHOD_BIN.read_bytes()
+    assert embedded, f"{ECHOD_BIN} does not contain {POLICY_FILE} verbatim"
 
 
 def test_default_and_shipped_policy_both_serve(echod):
@@ -260,3 +261,51 @@ def test_sigusr1_logs_every_counter_once(echod):
     assert all(v == 0 for k, v in c.items() if k in names)
     # The final counters on stop.
     assert sum(is_event(l, "final_counters") for l in lines) == 1
+
+
+# ---------------------------------------------------------------- listen
+
+
+def _tcp_refused(host, port):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(3)
+        try:
+            s.connect((host, port))
+        except ConnectionRefusedError:
+            return True
+    return False
+
+
+def test_policy_listen_replaces_builtin_list(echod):
+    """A file's `listen` replaces the built-in 0.0.0.0 and ::."""
+    d = echod(policy_text="listen 127.0.0.1\n", listen=())
+    assert tcp_echo("127.0.0.1", d.port, b"listed") == b"listed"
+    assert _tcp_refused("::1", d.port)
+
+
+def test_flag_ports_and_explicit_ports(echod):
+    """-p applies only to addresses without their own port."""
+    other = free_port()
+    d = echod(listen=(f"127.0.0.1:{other}", "[::1]"))
+    assert tcp_echo("127.0.0.1", other, b"own port") == b"own port"
+    assert tcp_echo("::1", d.port, b"-p port") == b"-p port"
+    assert _tcp_refused("127.0.0.1", d.port)
+    assert _tcp_refused("::1", other)
+
+
+def test_protocols_tcp_only(echod):
+    d = echod(policy_text="protocols tcp\n")
+    assert tcp_echo("127.0.0.1", d.port, b"tcp") == b"tcp"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        s.connect(("127.0.0.1", d.port))
+        s.send(b"udp?")
+        with pytest.raises(ConnectionRefusedError):
+            s.recv(100)
+
+
+def test_protocols_udp_only(echod):
+    d = echod(policy_text="protocols udp\n")
+    assert udp_echo("127.0.0.1", d.port, b"udp")[0] == b"udp"
+    assert _tcp_refused("127.0.0.1", d.port)

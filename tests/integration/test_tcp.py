@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import (recv_exact, recv_to_eof, rss_kib,
-                      tcp_connect, tcp_echo, wait_until)
+                      tcp_connect, tcp_echo)
 
 HOST = "127.0.0.1"
 
@@ -349,3 +349,50 @@ def test_max_connections(echod):
     finally:
         for s in keep:
             s.close()
+
+
+def test_idle_timeout_ends_peer_that_stops_reading(echod):
+    """A peer that sends but never reads its echo stalls the connection;
+    with no byte moving either way, the idle timeout closes it."""
+    d = echod(policy_text="tcp-idle-timeout 500ms\n")
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+        s.settimeout(5)
+        s.connect((HOST, d.port))
+        s.setblocking(False)
+        view = memoryview(os.urandom(1 << 20))
+        sent = 0
+        for _ in range(3):
+            sent += _fill_until_eagain(s, 1 << 20, view)
+        assert sent > 0
+        c = d.counters_when(lambda c: c["tcp_idle_timeouts"] >= 1,
+                            timeout=8.0)
+        assert c["tcp_idle_timeouts"] == 1
+        c = d.counters_when(lambda c: c["tcp_active"] == 0)
+        assert c["tcp_active"] == 0
+    finally:
+        s.close()
+
+
+@pytest.mark.asan
+def test_smallest_tcp_buffer(echod):
+    """tcp-buffer 512: a 1 MiB echo goes through in 512-byte reads with
+    partial writes held and resumed, byte for byte."""
+    d = echod(policy_text="tcp-buffer 512\n")
+    data = os.urandom(1 << 20)
+    errors = []
+    with tcp_connect(HOST, d.port, timeout=30) as s:
+        def writer():
+            try:
+                s.sendall(data)
+                s.shutdown(socket.SHUT_WR)
+            except OSError as e:
+                errors.append(e)
+
+        t = threading.Thread(target=writer, daemon=True)
+        t.start()
+        got = recv_to_eof(s, len(data), timeout=30)
+        t.join(10)
+    assert not errors
+    assert got == data

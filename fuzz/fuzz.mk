@@ -1,0 +1,160 @@
+# Fuzzing, included by the top-level Makefile (which defines BUILD, WARN,
+# and the rules for $(BUILD)/gen/default_policy.c).
+#
+#   make fuzz                      libFuzzer+ASan+UBSan harnesses (clang)
+#   make fuzz-run FUZZ_SECONDS=N   run each for N s on a copy of its corpus
+#   make fuzz-replay [CC=gcc]      corpus + kept crashes, no libFuzzer
+#   make fuzz-coverage             line coverage of the targeted parsers
+#
+# The harnesses link the real sources from src/, recompiled with the fuzz
+# flags; each one links only the modules it needs.
+
+FUZZERS = fuzz_policy fuzz_addr fuzz_units fuzz_cli fuzz_sockact \
+	  fuzz_guard fuzz_ratelimit
+
+# Modules of src/ each harness links (default_policy: $(BUILD)/gen).
+FUZZ_MODS_fuzz_policy	 = policy units addr acl default_policy
+FUZZ_MODS_fuzz_addr	 = addr units
+FUZZ_MODS_fuzz_units	 = units
+FUZZ_MODS_fuzz_cli	 = cli policy units addr acl default_policy
+FUZZ_MODS_fuzz_sockact	 = sockact units addr
+FUZZ_MODS_fuzz_guard	 = guard ratelimit siphash acl addr units policy \
+			   default_policy
+FUZZ_MODS_fuzz_ratelimit = ratelimit siphash addr units
+
+# The parser sources each harness targets, for fuzz-coverage. A name of
+# the form FILE:FUNCTION counts that function's lines only.
+FUZZ_TARGET_fuzz_policy	   = src/policy.c
+FUZZ_TARGET_fuzz_addr	   = src/addr.c
+FUZZ_TARGET_fuzz_units	   = src/units.c
+FUZZ_TARGET_fuzz_cli	   = src/cli.c
+FUZZ_TARGET_fuzz_sockact   = src/sockact.c:sockact_parse
+FUZZ_TARGET_fuzz_guard	   = src/guard.c
+FUZZ_TARGET_fuzz_ratelimit = src/ratelimit.c
+
+FUZZ_CC		?= clang
+FUZZ_SECONDS	?= 10
+FUZZ_DIR	?= build/fuzz
+FUZZ_REPLAY_DIR	?= build/fuzz-replay
+FUZZ_COV_DIR	?= build/fuzz-coverage
+LLVM_PROFDATA	?= $(shell command -v llvm-profdata-14 || \
+		     command -v llvm-profdata || echo llvm-profdata)
+LLVM_COV	?= $(shell command -v llvm-cov-14 || command -v llvm-cov || \
+		     echo llvm-cov)
+
+# No FORTIFY (it hides overflows from ASan), no -Werror surprises from
+# optimisation: warnings as the project's, code at -O1 with debug info.
+FUZZ_BASE = -std=c11 -D_GNU_SOURCE $(WARN) -U_FORTIFY_SOURCE -g -O1 \
+	    -fno-omit-frame-pointer -Isrc -I$(BUILD)/gen
+FUZZ_SAN  = -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_CFLAGS	   = $(FUZZ_BASE) -fsanitize=fuzzer-no-link $(FUZZ_SAN)
+FUZZ_LDFLAGS	   = -fsanitize=fuzzer $(FUZZ_SAN)
+FUZZ_REPLAY_CFLAGS = $(FUZZ_BASE) $(FUZZ_SAN)
+FUZZ_COV_CFLAGS	   = $(filter-out -O1,$(FUZZ_BASE)) -O0 \
+		     -fprofile-instr-generate -fcoverage-mapping
+
+FUZZ_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:symbolize=1 \
+	   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+.PHONY: fuzz fuzz-run fuzz-replay fuzz-coverage fuzz-clean
+
+fuzz: $(FUZZERS:%=$(FUZZ_DIR)/%)
+
+# One object tree per flavour: OBJDIR, COMPILER, FLAGS.
+define fuzz_objects
+$(1)/obj/%.o: src/%.c src/*.h | $(1)/obj
+	$(2) $(3) -c -o $$@ $$<
+$(1)/obj/%.o: fuzz/%.c src/*.h | $(1)/obj
+	$(2) $(3) -c -o $$@ $$<
+$(1)/obj/default_policy.o: $(BUILD)/gen/default_policy.c | $(1)/obj
+	$(2) $(3) -Wno-missing-prototypes -c -o $$@ $$<
+$(1)/obj:
+	mkdir -p $$@
+endef
+$(eval $(call fuzz_objects,$(FUZZ_DIR),$(FUZZ_CC),$(FUZZ_CFLAGS)))
+$(eval $(call fuzz_objects,$(FUZZ_REPLAY_DIR),$(CC),$(FUZZ_REPLAY_CFLAGS)))
+$(eval $(call fuzz_objects,$(FUZZ_COV_DIR),$(FUZZ_CC),$(FUZZ_COV_CFLAGS)))
+
+# Link rules: NAME, for libFuzzer, replay (sanitizers) and coverage.
+define fuzz_links
+$(FUZZ_DIR)/$(1): $(FUZZ_DIR)/obj/$(1).o \
+		  $(FUZZ_MODS_$(1):%=$(FUZZ_DIR)/obj/%.o)
+	$(FUZZ_CC) $(FUZZ_LDFLAGS) -o $$@ $$^
+$(FUZZ_REPLAY_DIR)/$(1): $(FUZZ_REPLAY_DIR)/obj/$(1).o \
+		  $(FUZZ_REPLAY_DIR)/obj/replay_main.o \
+		  $(FUZZ_MODS_$(1):%=$(FUZZ_REPLAY_DIR)/obj/%.o)
+	$(CC) $(FUZZ_SAN) -o $$@ $$^
+$(FUZZ_COV_DIR)/$(1): $(FUZZ_COV_DIR)/obj/$(1).o \
+		  $(FUZZ_COV_DIR)/obj/replay_main.o \
+		  $(FUZZ_MODS_$(1):%=$(FUZZ_COV_DIR)/obj/%.o)
+	$(FUZZ_CC) -fprofile-instr-generate -o $$@ $$^
+endef
+$(foreach f,$(FUZZERS),$(eval $(call fuzz_links,$(f))))
+
+# Each harness for FUZZ_SECONDS on a scratch copy of its corpus; new
+# reproducers land in fuzz/findings/NAME/ (gitignored). All harnesses run;
+# the target fails if any of them found something.
+fuzz-run: fuzz
+	@fail=""; for f in $(FUZZERS); do \
+	  rm -rf $(FUZZ_DIR)/work/$$f && mkdir -p $(FUZZ_DIR)/work/$$f \
+	    fuzz/findings/$$f || exit 1; \
+	  if [ -d fuzz/corpus/$$f ]; then \
+	    cp fuzz/corpus/$$f/* $(FUZZ_DIR)/work/$$f/ 2>/dev/null; fi; \
+	  dict=; [ -f fuzz/$$f.dict ] && dict=-dict=fuzz/$$f.dict; \
+	  echo "== $$f: $(FUZZ_SECONDS)s"; \
+	  $(FUZZ_ENV) ./$(FUZZ_DIR)/$$f $(FUZZ_DIR)/work/$$f $$dict \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 \
+	    -print_final_stats=1 -artifact_prefix=fuzz/findings/$$f/ \
+	    > $(FUZZ_DIR)/work/$$f.log 2>&1; rc=$$?; \
+	  grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)|^#[0-9]+.*DONE' \
+	    $(FUZZ_DIR)/work/$$f.log; \
+	  if [ $$rc -ne 0 ]; then \
+	    tail -n 40 $(FUZZ_DIR)/work/$$f.log; \
+	    echo "== $$f: FAILED (exit $$rc); see fuzz/findings/$$f/ and $(FUZZ_DIR)/work/$$f.log"; \
+	    fail="$$fail $$f"; fi; \
+	done; \
+	if [ -n "$$fail" ]; then echo "fuzz-run: findings in:$$fail"; exit 1; fi; \
+	echo "fuzz-run: no findings"
+
+# Every corpus and kept reproducer, under ASan+UBSan, with $(CC).
+fuzz-replay: $(FUZZERS:%=$(FUZZ_REPLAY_DIR)/%)
+	@fail=""; for f in $(FUZZERS); do \
+	  dirs=; for d in fuzz/corpus/$$f fuzz/crashes/$$f; do \
+	    [ -d $$d ] && dirs="$$dirs $$d"; done; \
+	  [ -n "$$dirs" ] || continue; \
+	  $(FUZZ_ENV) ./$(FUZZ_REPLAY_DIR)/$$f $$dirs || fail="$$fail $$f"; \
+	done; \
+	if [ -n "$$fail" ]; then echo "fuzz-replay: failed:$$fail"; exit 1; fi
+
+# Coverage of the targeted sources by the committed corpora.
+fuzz-coverage: $(FUZZERS:%=$(FUZZ_COV_DIR)/%)
+	@set -e; for f in $(FUZZERS); do \
+	  rm -f $(FUZZ_COV_DIR)/$$f.profraw; \
+	  LLVM_PROFILE_FILE=$(FUZZ_COV_DIR)/$$f.profraw \
+	    ./$(FUZZ_COV_DIR)/$$f fuzz/corpus/$$f; \
+	  $(LLVM_PROFDATA) merge -sparse -o $(FUZZ_COV_DIR)/$$f.profdata \
+	    $(FUZZ_COV_DIR)/$$f.profraw; \
+	done; \
+	$(foreach f,$(FUZZERS),\
+	  echo "== $(f): $(FUZZ_TARGET_$(f))"; \
+	  $(LLVM_COV) report $(FUZZ_COV_DIR)/$(f) \
+	    -instr-profile=$(FUZZ_COV_DIR)/$(f).profdata \
+	    $(if $(findstring :,$(FUZZ_TARGET_$(f))),-show-functions) \
+	    $(firstword $(subst :, ,$(FUZZ_TARGET_$(f)))) \
+	    > $(FUZZ_COV_DIR)/$(f).report; \
+	  cat $(FUZZ_COV_DIR)/$(f).report;) \
+	echo "== summary: line coverage of each harness's target"; \
+	$(foreach f,$(FUZZERS),\
+	  $(if $(findstring :,$(FUZZ_TARGET_$(f))),\
+	    awk -v n=$(f) -v t='$(FUZZ_TARGET_$(f))' \
+	      -v fn=$(word 2,$(subst :, ,$(FUZZ_TARGET_$(f)))) \
+	      '$$1 == fn { printf "%-16s %-28s lines %s/%s covered %s\n", \
+	        n, t, $$5 - $$6, $$5, $$7 }' \
+	      $(FUZZ_COV_DIR)/$(f).report;,\
+	    awk -v n=$(f) -v t='$(FUZZ_TARGET_$(f))' \
+	      '$$1 == "TOTAL" { printf "%-16s %-28s lines %s/%s covered %s\n", \
+	        n, t, $$8 - $$9, $$8, $$10 }' \
+	      $(FUZZ_COV_DIR)/$(f).report;))
+
+fuzz-clean:
+	rm -rf $(FUZZ_DIR) $(FUZZ_REPLAY_DIR) $(FUZZ_COV_DIR)

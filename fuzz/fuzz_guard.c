@@ -1,0 +1,435 @@
+/*
+ * fuzz_guard: the UDP guard (src/guard.c) over a stream of datagrams.
+ *
+ * Input: three header bytes, then records until the input runs out.
+ *   byte 0, flags: 0x01 enforce log-only, 0x02 udp-loop-guard off,
+ *     0x04 rate-table-size 64 (evictions), 0x08 a small udp-rate taken
+ *     from byte 1 and 2, 0x10 small udp-byte-rate and udp-global-rate,
+ *     0x20 allow/deny rules, 0x40 rate prefixes /32 and /128,
+ *     0x80 the guard is one of 4 workers (global rate share 1/4).
+ *   byte 1: udp-rate count 1..8 (bits 0-2), per minute if bit 3, loop
+ *     guard tuning in bits 4-5; byte 2: udp-rate burst 1..16.
+ *   record: h, src, dst, sport (2), len (2), tag, step.
+ *     h bit 0: IPv6 (the datagram arrives on a v6 socket; v4-mapped folds
+ *     to IPv4 as in udp.c); bit 1: src is one byte indexing a pool of
+ *     interesting addresses, else raw 4 or 16 bytes; bit 2: same for dst;
+ *     bit 3: dst of the other family.
+ *     len: payload length (records above udp-max-datagram are skipped, as
+ *     udp.c drops them before the guard); tag: which bytes the payload is
+ *     (payloads of equal len and tag are equal); step: clock advance in
+ *     ms, < 0xc0 as is, 0xc0..0xfe (b & 0x3f) seconds, 0xff three days.
+ *
+ * A fresh guard per input (so a reproducer needs no history); the policy
+ * is the built-in one plus the lines the flags select, parsed by
+ * policy_parse. The clock never goes backwards (it is CLOCK_MONOTONIC).
+ *
+ * Invariants, for every datagram the guard answers GUARD_ok:
+ *  - its source port is not in udp-deny-source-ports (and not below 1024,
+ *    which the built-in list denies);
+ *  - guard_bad_source and guard_bad_dest say no; the ACL allows the source
+ *    (and, independently, the rules this harness added allow it);
+ *  - the destination is not 255.255.255.255, a known directed broadcast,
+ *    224.0.0.0/4 or ff00::/8; the source is not unspecified, multicast, or
+ *    loopback towards a non-loopback destination;
+ *  - per source prefix (a model keyed like the guard, reset when the table
+ *    no longer holds the key, i.e. after an eviction): oks since the entry
+ *    appeared <= burst + rate * elapsed / period, and the same for bytes;
+ *    all oks together <= the worker's share of the global rate;
+ *  - the loop guard matches an exact model: the `repeats`-th equal payload
+ *    from one port within `window` is refused, then everything from that
+ *    prefix for `hold`; nothing else is refused as a loop;
+ *  - the echo udp.c sends is the request itself: d.len and d.payload are
+ *    what was checked, len <= udp-max-datagram (amplification <= 1).
+ * And always: rate_table_bytes(udp_guard_table(g)) never changes.
+ * enforce log-only does not change the verdict (udp.c echoes anyway and
+ * counts udp_would_drop); it is toggled only to check that.
+ */
+#include "acl.h"
+#include "addr.h"
+#include "facts.h"
+#include "guard.h"
+#include "policy.h"
+#include "ratelimit.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define CHECK(c)                                                               \
+	do {                                                                   \
+		if (!(c)) {                                                    \
+			fprintf(stderr, "%s:%d: invariant failed: %s\n",       \
+				__FILE__, __LINE__, #c);                       \
+			abort();                                               \
+		}                                                              \
+	} while (0)
+
+typedef unsigned __int128 u128;
+
+#define MAX_RECORDS 2048
+#define MODEL_SLOTS 4096 /* > MAX_RECORDS: open addressing never fills */
+#define PATTERN_LEN (65536 + 256)
+
+static const char *const pool_v4[] = {
+    "0.0.0.0",	       "0.1.2.3",	  "127.0.0.1",	   "127.1.2.3",
+    "10.0.0.1",	       "10.1.2.3",	  "10.2.3.4",	   "10.2.3.5",
+    "192.168.1.255",   "10.255.255.255",  "255.255.255.255", "224.0.0.1",
+    "239.255.255.250", "240.0.0.1",	  "198.51.100.7",  "198.51.100.8",
+    "203.0.113.9",     "192.0.2.1",	  "8.8.8.8",	   "198.51.100.255",
+};
+static const char *const pool_v6[] = {
+    "::",	   "::1",	     "ff02::1",		"ff05::2",
+    "fe80::1",	   "2001:db8::1",    "2001:db8:0:1::1", "2001:db8:1::7",
+    "2001:db8:1:2::9", "2001:db9::1", "::ffff:10.1.2.3", "::ffff:127.0.0.1",
+    "::ffff:255.255.255.255", "64:ff9b::1.2.3.4", "2a00:1450::1", "::2",
+};
+#define NPOOL4 (sizeof(pool_v4) / sizeof(*pool_v4))
+#define NPOOL6 (sizeof(pool_v6) / sizeof(*pool_v6))
+
+struct model {
+	struct ipaddr key;
+	unsigned gen;
+	uint64_t t0, oks, bytes;
+	uint64_t hold_until;
+	unsigned run;	     /* equal payloads in a row seen by looping() */
+	uint64_t run_first;  /* when the run started */
+	uint64_t run_id;     /* sport, len, tag of the run's payload */
+};
+
+static struct model models[MODEL_SLOTS];
+static unsigned gen;
+static struct ipaddr ip4[NPOOL4], ip6[NPOOL6];
+static uint8_t pattern[PATTERN_LEN];
+static struct facts facts;
+static struct policy defaults;
+
+static void
+init_once(void)
+{
+	static bool done;
+	uint32_t x = 2463534242u;
+
+	if (done)
+		return;
+	done = true;
+	for (size_t i = 0; i < NPOOL4; i++)
+		CHECK(parse_ipaddr(pool_v4[i], &ip4[i]) == 0);
+	for (size_t i = 0; i < NPOOL6; i++)
+		CHECK(parse_ipaddr(pool_v6[i], &ip6[i]) == 0);
+	for (size_t i = 0; i < PATTERN_LEN; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		pattern[i] = (uint8_t)x;
+	}
+	for (int i = 0; i < SIPHASH_KEY_LEN; i++)
+		facts.secret[i] = (uint8_t)(0x11 * i + 7);
+	CHECK(parse_ipaddr("192.168.1.255", &facts.broadcast[0]) == 0);
+	CHECK(parse_ipaddr("10.255.255.255", &facts.broadcast[1]) == 0);
+	CHECK(parse_ipaddr("198.51.100.255", &facts.broadcast[2]) == 0);
+	facts.nbroadcast = 3;
+	policy_defaults(&defaults);
+}
+
+static struct model *
+model_for(const struct ipaddr *key)
+{
+	uint32_t h = 2166136261u;
+	const uint8_t *b = key->bytes;
+
+	h = (h ^ key->family) * 16777619u;
+	for (int i = 0; i < 16; i++)
+		h = (h ^ b[i]) * 16777619u;
+	for (uint32_t i = 0;; i++) {
+		struct model *m = &models[(h + i) % MODEL_SLOTS];
+		if (m->gen != gen) {
+			memset(m, 0, sizeof(*m));
+			m->gen = gen;
+			m->key = *key;
+			return m;
+		}
+		if (ipaddr_equal(&m->key, key))
+			return m;
+	}
+}
+
+/* One address: a pool index or raw bytes, folded as udp.c folds. */
+static bool
+take_addr(const uint8_t **p, size_t *left, bool v6, bool pooled,
+	  struct ipaddr *out)
+{
+	if (pooled) {
+		if (*left < 1)
+			return false;
+		*out = v6 ? ip6[**p % NPOOL6] : ip4[**p % NPOOL4];
+		(*p)++;
+		(*left)--;
+		return true;
+	}
+	if (v6) {
+		struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6};
+		if (*left < 16)
+			return false;
+		memcpy(&sin6.sin6_addr, *p, 16);
+		ipaddr_from_sockaddr((const struct sockaddr *)&sin6, out, NULL);
+		*p += 16;
+		*left -= 16;
+	} else {
+		struct sockaddr_in sin = {.sin_family = AF_INET};
+		if (*left < 4)
+			return false;
+		memcpy(&sin.sin_addr, *p, 4);
+		ipaddr_from_sockaddr((const struct sockaddr *)&sin, out, NULL);
+		*p += 4;
+		*left -= 4;
+	}
+	return true;
+}
+
+static bool
+v4_is(const struct ipaddr *a, const char *s)
+{
+	struct ipaddr b;
+
+	return parse_ipaddr(s, &b) == 0 && ipaddr_equal(a, &b);
+}
+
+/* The harness's own reading of "never answer this", not guard.c's. */
+static void
+check_answerable(const struct datagram *d, const struct policy *p,
+		 bool acl_rules)
+{
+	const struct ipaddr *s = &d->src, *t = &d->dst;
+	static const uint8_t zero[16];
+
+	CHECK(!portset_has(&p->udp_deny_ports, d->sport));
+	CHECK(d->sport >= 1024);
+	CHECK(!guard_bad_source(s, t, &facts));
+	CHECK(!guard_bad_dest(t, &facts));
+	CHECK(acl_allows(&p->acl, s));
+
+	if (t->family == AF_INET) {
+		CHECK(!v4_is(t, "255.255.255.255"));
+		CHECK((t->bytes[0] & 0xf0) != 224);
+		for (size_t i = 0; i < facts.nbroadcast; i++)
+			CHECK(!ipaddr_equal(t, &facts.broadcast[i]));
+		CHECK(memcmp(t->bytes, zero, 4) != 0);
+	} else {
+		CHECK(t->bytes[0] != 0xff);
+		CHECK(memcmp(t->bytes, zero, 16) != 0);
+	}
+	if (s->family == AF_INET) {
+		CHECK(memcmp(s->bytes, zero, 4) != 0);
+		CHECK((s->bytes[0] & 0xf0) != 224);
+		CHECK(!v4_is(s, "255.255.255.255"));
+		if (s->bytes[0] == 127)
+			CHECK(guard_is_loopback(t));
+	} else {
+		CHECK(memcmp(s->bytes, zero, 16) != 0);
+		CHECK(s->bytes[0] != 0xff);
+	}
+	if (acl_rules) {
+		/* deny 10.0.0.0/8 2001:db8::/32, allow 10.1.0.0/16 10.2.3.4
+		 * 2001:db8:1::/48 */
+		if (s->family == AF_INET && s->bytes[0] == 10)
+			CHECK(s->bytes[1] == 1 || v4_is(s, "10.2.3.4"));
+		if (s->family == AF_INET6 && s->bytes[0] == 0x20 &&
+		    s->bytes[1] == 0x01 && s->bytes[2] == 0x0d &&
+		    s->bytes[3] == 0xb8)
+			CHECK(s->bytes[4] == 0 && s->bytes[5] == 1);
+	}
+}
+
+/* took <= burst + rate * elapsed / period, for a bucket that started full
+ * `elapsed` ms ago (burst 0 means rate, as ratelimit.c documents). */
+static void
+check_budget(const struct bucket_cfg *c, uint64_t took, uint64_t elapsed)
+{
+	uint64_t burst = c->burst ? c->burst : c->rate;
+	uint64_t period = c->period_ms ? c->period_ms : 1;
+
+	if (c->rate == 0)
+		return;
+	CHECK((u128)took * period <=
+	      (u128)burst * period + (u128)c->rate * elapsed);
+}
+
+static void
+build_policy(struct policy *p, const uint8_t *hdr, unsigned *share)
+{
+	static const char *const loop_tuning[] = {
+	    "",
+	    "udp-loop-guard on repeats 2 window 100ms hold 1s\n",
+	    "udp-loop-guard on repeats 3 window 10s hold 500ms\n",
+	    "udp-loop-guard on repeats 5 window 1s hold 60s\n",
+	};
+	char text[1024];
+	size_t n = 0;
+	struct policy_error err;
+
+#define ADD(...)                                                               \
+	n += (size_t)snprintf(text + n, sizeof(text) - n, __VA_ARGS__)
+	if (hdr[0] & 0x01)
+		ADD("enforce log-only\n");
+	if (hdr[0] & 0x02)
+		ADD("udp-loop-guard off\n");
+	else
+		ADD("%s", loop_tuning[(hdr[1] >> 4) & 3]);
+	if (hdr[0] & 0x04)
+		ADD("rate-table-size 64\n");
+	if (hdr[0] & 0x08)
+		ADD("udp-rate %u/%s burst %u\n", 1 + (hdr[1] & 7),
+		    hdr[1] & 8 ? "m" : "s", 1 + hdr[2] % 16);
+	if (hdr[0] & 0x10)
+		ADD("udp-byte-rate 2k/s burst 3k\n"
+		    "udp-global-rate 50/s burst 20\n");
+	if (hdr[0] & 0x20)
+		ADD("deny 10.0.0.0/8 2001:db8::/32\n"
+		    "allow 10.1.0.0/16 10.2.3.4 2001:db8:1::/48\n");
+	if (hdr[0] & 0x40)
+		ADD("rate-prefix-v4 32\nrate-prefix-v6 128\n");
+#undef ADD
+	CHECK(n < sizeof(text));
+	memcpy(p, &defaults, sizeof(*p));
+	if (policy_parse(text, n, p, &err) != 0) {
+		fprintf(stderr, "harness policy:%u: %s\n", err.line, err.msg);
+		abort();
+	}
+	*share = hdr[0] & 0x80 ? 4 : 1;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static struct policy p;
+	struct udp_guard *g;
+	struct rate_table *table;
+	struct bucket_cfg global;
+	const uint8_t *in;
+	size_t left, table_bytes;
+	uint64_t now = 1000000, start = now, total_oks = 0;
+	unsigned share, records = 0;
+
+	init_once();
+	if (size < 3)
+		return 0;
+	build_policy(&p, data, &share);
+	in = data + 3;
+	left = size - 3;
+
+	g = udp_guard_new(&p, &facts, share);
+	CHECK(g != NULL);
+	/* Only for rate_table_find, which reads and never writes. */
+	table = (struct rate_table *)udp_guard_table(g);
+	table_bytes = rate_table_bytes(table);
+	CHECK(rate_table_slots(table) >= p.rate_table_size);
+	global = p.udp_global_rate;
+	if (global.rate > 0) {
+		global.rate = (global.rate + share - 1) / share;
+		global.burst = (global.burst + share - 1) / share;
+	}
+	gen++;
+
+	while (left >= 1 && records++ < MAX_RECORDS) {
+		struct datagram d;
+		struct ipaddr key;
+		struct model *m;
+		enum guard_reason r;
+		uint8_t h = *in++;
+		uint16_t len;
+		uint8_t tag, step;
+		bool v6 = h & 1;
+		left--;
+
+		if (!take_addr(&in, &left, v6, h & 2, &d.src) ||
+		    !take_addr(&in, &left, (h & 8) ? !v6 : v6, h & 4, &d.dst) ||
+		    left < 6)
+			break;
+		d.sport = (uint16_t)(in[0] << 8 | in[1]);
+		len = (uint16_t)(in[2] << 8 | in[3]);
+		tag = in[4];
+		step = in[5];
+		in += 6;
+		left -= 6;
+
+		if (step < 0xc0)
+			now += step;
+		else if (step < 0xff)
+			now += (uint64_t)(step & 0x3f) * 1000;
+		else
+			now += UINT64_C(3) * 24 * 3600 * 1000;
+		/* udp.c drops oversize datagrams before asking the guard. */
+		if (len > p.udp_max_datagram)
+			continue;
+		d.payload = pattern + tag;
+		d.len = len;
+
+		ipaddr_prefix(&d.src,
+			      d.src.family == AF_INET ? p.rate_prefix_v4
+						      : p.rate_prefix_v6,
+			      &key);
+		m = model_for(&key);
+		if (rate_table_find(table, &key) == NULL) {
+			/* New or evicted: the guard starts it afresh. */
+			m->t0 = now;
+			m->oks = m->bytes = 0;
+			m->hold_until = 0;
+			m->run = 0;
+		}
+
+		r = udp_guard_check(g, &d, now);
+		CHECK(r < GUARD_NREASONS);
+		CHECK(rate_table_bytes(table) == table_bytes);
+		/* What udp.c echoes: the payload it checked, no more. */
+		CHECK(d.payload == pattern + tag && d.len == len);
+		CHECK(d.len <= p.udp_max_datagram);
+
+		/* The loop guard, modelled. */
+		bool reached = r == GUARD_loop || r == GUARD_rate ||
+			       r == GUARD_global_rate || r == GUARD_ok;
+		if (!p.loop_guard) {
+			CHECK(r != GUARD_loop);
+		} else if (reached) {
+			uint64_t id = (uint64_t)d.sport << 32 |
+				      (uint64_t)len << 8 | (len ? tag : 0);
+			if (now < m->hold_until) {
+				CHECK(r == GUARD_loop);
+			} else {
+				if (m->run > 0 && id == m->run_id &&
+				    now - m->run_first <= p.loop_window_ms) {
+					m->run++;
+				} else {
+					m->run = 1;
+					m->run_id = id;
+					m->run_first = now;
+				}
+				if (m->run >= p.loop_repeats) {
+					CHECK(r == GUARD_loop);
+					m->hold_until = now + p.loop_hold_ms;
+					m->run = 0;
+				} else {
+					CHECK(r != GUARD_loop);
+				}
+			}
+		}
+
+		if (r != GUARD_ok)
+			continue;
+		check_answerable(&d, &p, data[0] & 0x20);
+		m->oks++;
+		m->bytes += len;
+		total_oks++;
+		check_budget(&p.udp_rate, m->oks, now - m->t0);
+		check_budget(&p.udp_byte_rate, m->bytes, now - m->t0);
+		check_budget(&global, total_oks, now - start);
+	}
+	CHECK(rate_table_bytes(udp_guard_table(g)) == table_bytes);
+	udp_guard_free(g);
+	return 0;
+}
