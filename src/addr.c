@@ -8,7 +8,7 @@
 #include <string.h>
 
 static const uint8_t v4mapped_prefix[12] = {0, 0, 0, 0, 0,    0,
-					    0, 0, 0, 0, 0xff, 0xff};
+                                            0, 0, 0, 0, 0xff, 0xff};
 
 /* Fold ::ffff:a.b.c.d to a.b.c.d so lists and rate keys see one address. */
 static void
@@ -203,7 +203,7 @@ parse_port_range(const char *s, uint16_t *lo, uint16_t *hi)
 
 void
 ipaddr_from_sockaddr(const struct sockaddr *sa, struct ipaddr *out,
-		     uint16_t *port)
+                     uint16_t *port)
 {
 	memset(out, 0, sizeof(*out));
 	if (sa->sa_family == AF_INET) {

@@ -46,7 +46,7 @@ int parse_port_range(const char *s, uint16_t *lo, uint16_t *hi);
 
 /* Address and port of a sockaddr, IPv4-mapped folded to IPv4. */
 void ipaddr_from_sockaddr(const struct sockaddr *sa, struct ipaddr *out,
-			  uint16_t *port);
+                          uint16_t *port);
 
 /* The first `bits` bits of `a`, the rest zeroed. */
 void ipaddr_prefix(const struct ipaddr *a, unsigned bits, struct ipaddr *out);

@@ -36,7 +36,7 @@ fail(char *err, size_t errlen, const char *fmt, ...)
 
 static int
 take_value(char flag, const char *value, struct options *out, char *err,
-	   size_t errlen)
+           size_t errlen)
 {
 	uint64_t v;
 
@@ -47,26 +47,26 @@ take_value(char flag, const char *value, struct options *out, char *err,
 	case 'l':
 		if (out->nlisten == POLICY_MAX_LISTEN)
 			return fail(err, errlen,
-				    "-l: at most %d listen addresses",
-				    POLICY_MAX_LISTEN);
+			            "-l: at most %d listen addresses",
+			            POLICY_MAX_LISTEN);
 		if (parse_endpoint(value, &out->listen[out->nlisten]) != 0)
 			return fail(err, errlen,
-				    "-l: '%s' is not ADDR, ADDR:PORT or "
-				    "[V6]:PORT with a numeric address",
-				    value);
+			            "-l: '%s' is not ADDR, ADDR:PORT or "
+			            "[V6]:PORT with a numeric address",
+			            value);
 		out->nlisten++;
 		return 0;
 	case 'p':
 		if (parse_uint(value, 65535, &v) != 0 || v == 0)
 			return fail(err, errlen,
-				    "-p: '%s' is not a port (1-65535)", value);
+			            "-p: '%s' is not a port (1-65535)", value);
 		out->port = (uint16_t)v;
 		out->port_set = true;
 		return 0;
 	case 'u':
 		if (!policy_valid_user(value))
 			return fail(err, errlen,
-				    "-u: '%s' is not a valid user name", value);
+			            "-u: '%s' is not a valid user name", value);
 		out->user = value;
 		return 0;
 	case 'w':
@@ -77,7 +77,7 @@ take_value(char flag, const char *value, struct options *out, char *err,
 		}
 		if (parse_uint(value, 256, &v) != 0 || v == 0)
 			return fail(err, errlen,
-				    "-w: '%s' is not auto or 1-256", value);
+			            "-w: '%s' is not auto or 1-256", value);
 		out->workers = (unsigned)v;
 		return 0;
 	}
@@ -86,7 +86,7 @@ take_value(char flag, const char *value, struct options *out, char *err,
 
 int
 cli_parse(int argc, char *const argv[], struct options *o, char *err,
-	  size_t errlen)
+          size_t errlen)
 {
 	int i;
 
@@ -115,12 +115,13 @@ cli_parse(int argc, char *const argv[], struct options *o, char *err,
 			}
 			if (strchr("clpuw", *f) == NULL)
 				return fail(err, errlen, "unknown option -%c",
-					    *f);
-			/* A value flag takes the rest of the word or the next. */
+				            *f);
+			/* A value flag takes the rest of the word or the next.
+			 */
 			const char *value = f[1] ? f + 1 : argv[++i];
 			if (value == NULL || i >= argc)
 				return fail(err, errlen,
-					    "option -%c needs a value", *f);
+				            "option -%c needs a value", *f);
 			if (take_value(*f, value, o, err, errlen) != 0)
 				return -1;
 			break;
@@ -141,7 +142,7 @@ cli_apply(const struct options *o, struct policy *p)
 	for (size_t i = 0; i < p->nlisten; i++)
 		if (!p->listen[i].has_port)
 			endpoint_set_port(&p->listen[i],
-					  o->port_set ? o->port : DEFAULT_PORT);
+			                  o->port_set ? o->port : DEFAULT_PORT);
 	if (o->user != NULL)
 		snprintf(p->user, sizeof(p->user), "%s", o->user);
 	if (o->workers_set)

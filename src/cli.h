@@ -16,14 +16,14 @@ struct options {
 	const char *user; /* -u */
 	bool workers_set; /* -w */
 	unsigned workers; /* 0 = auto */
-	int verbose;	  /* -v, repeatable */
-	bool version;	  /* -V */
-	bool help;	  /* -h */
+	int verbose;      /* -v, repeatable */
+	bool version;     /* -V */
+	bool help;        /* -h */
 };
 
 /* Parse argv; pure. 0, or -1 with a one-line reason in err. */
 int cli_parse(int argc, char *const argv[], struct options *o, char *err,
-	      size_t errlen);
+              size_t errlen);
 
 /* Lay the flags over the policy: -l replaces listen, -p fills ports, ... */
 void cli_apply(const struct options *o, struct policy *p);

@@ -12,8 +12,9 @@ static unsigned nslots;
 int
 counters_init(unsigned n)
 {
-	void *m = mmap(NULL, n * sizeof(struct counters),
-		       PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	void *m =
+	    mmap(NULL, n * sizeof(struct counters), PROT_READ | PROT_WRITE,
+	         MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
 	if (m == MAP_FAILED)
 		return -1;
@@ -41,7 +42,8 @@ counters_total_active(void)
 	uint64_t total = 0;
 
 	for (unsigned i = 0; i < nslots; i++)
-		total += __atomic_load_n(&slots[i].tcp_active, __ATOMIC_RELAXED);
+		total +=
+		    __atomic_load_n(&slots[i].tcp_active, __ATOMIC_RELAXED);
 	return total;
 }
 
@@ -66,8 +68,8 @@ counters_format(const struct counters *c, char *buf, size_t len)
 #define COUNTER_PRINT(name)                                                    \
 	if (used < len)                                                        \
 		used += (size_t)snprintf(buf + used, len - used, "%s%s=%llu",  \
-					 used ? " " : "", #name,               \
-					 (unsigned long long)c->name);
+		                         used ? " " : "", #name,               \
+		                         (unsigned long long)c->name);
 	COUNTER_LIST(COUNTER_PRINT)
 #undef COUNTER_PRINT
 }

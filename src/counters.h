@@ -53,7 +53,7 @@ extern struct counters *counters;
 /* Single writer per slot, readers elsewhere: relaxed atomics, no lock. */
 #define COUNT(name, n)                                                         \
 	__atomic_store_n(&counters->name, counters->name + (uint64_t)(n),      \
-			 __ATOMIC_RELAXED)
+	                 __ATOMIC_RELAXED)
 
 /* Map `nslots` zeroed slots shared with future children; select slot 0. */
 int counters_init(unsigned nslots);

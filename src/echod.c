@@ -56,8 +56,8 @@ static void
 refuse(const char *step, const char *why)
 {
 	log_always(LOG_ERROR, "hardening_failed",
-		   "step=%s msg=\"%s\" action=\"refusing to serve\"", step,
-		   why);
+	           "step=%s msg=\"%s\" action=\"refusing to serve\"", step,
+	           why);
 	exit(EXIT_OSERR);
 }
 
@@ -90,10 +90,10 @@ raise_fd_limit(rlim_t need)
 		die(EXIT_OSERR, "fd_limit", strerror(errno));
 	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
 		snprintf(msg, sizeof(msg),
-			 "tcp-max-connections %u needs %llu open files but the "
-			 "hard limit is %llu: lower it or raise LimitNOFILE",
-			 policy.tcp_max_connections, (unsigned long long)need,
-			 (unsigned long long)rl.rlim_max);
+		         "tcp-max-connections %u needs %llu open files but the "
+		         "hard limit is %llu: lower it or raise LimitNOFILE",
+		         policy.tcp_max_connections, (unsigned long long)need,
+		         (unsigned long long)rl.rlim_max);
 		die(EXIT_OSERR, "fd_limit", msg);
 	}
 	if (rl.rlim_cur < need) {
@@ -112,7 +112,7 @@ load_policy(const struct options *o, struct policy *p)
 	if (o->config != NULL && policy_load_file(o->config, p, &err) != 0) {
 		if (err.line > 0)
 			fprintf(stderr, "%s:%u: %s\n", o->config, err.line,
-				err.msg);
+			        err.msg);
 		else
 			fprintf(stderr, "%s: %s\n", o->config, err.msg);
 		exit(EXIT_CONFIG);
@@ -143,7 +143,7 @@ get_sockets(struct listen_set *s, unsigned nworkers)
 		return;
 	}
 	if (listen_bind(&policy, nworkers, policy.rate_prefix_v4,
-			policy.rate_prefix_v6, s, err, sizeof(err)) != 0)
+	                policy.rate_prefix_v6, s, err, sizeof(err)) != 0)
 		die(EXIT_OSERR, "bind_failed", err);
 }
 
@@ -157,7 +157,7 @@ harden_worker(unsigned index)
 	if (forbid_new_processes(err, sizeof(err)) != 0)
 		refuse("worker_nproc", err);
 	if (sandbox_enter(SANDBOX_WORKER, policy.sandbox_log, err,
-			  sizeof(err)) != 0)
+	                  sizeof(err)) != 0)
 		refuse("worker_seccomp", err);
 }
 
@@ -199,7 +199,7 @@ main(int argc, char **argv)
 	as_root = geteuid() == 0;
 	if (as_root) {
 		if (resolve_user(policy.user, user, sizeof(user), &uid, &gid,
-				 err, sizeof(err)) != 0)
+		                 err, sizeof(err)) != 0)
 			refuse("user", err);
 		if (prepare_chroot(policy.chroot_dir, err, sizeof(err)) != 0)
 			refuse("chroot", err);
@@ -215,8 +215,8 @@ main(int argc, char **argv)
 			       "journal, or set 'allow-downgrade fsize-limit'");
 		keep_fsize = true;
 		snprintf(skipped + strlen(skipped),
-			 sizeof(skipped) - strlen(skipped), "%sfsize_limit",
-			 skipped[0] ? "," : "");
+		         sizeof(skipped) - strlen(skipped), "%sfsize_limit",
+		         skipped[0] ? "," : "");
 	}
 
 	/* Step 2: the only step that needs privilege. */
@@ -237,8 +237,8 @@ main(int argc, char **argv)
 	} else {
 		bounding = false;
 		snprintf(skipped + strlen(skipped),
-			 sizeof(skipped) - strlen(skipped), "%sbounding_set",
-			 skipped[0] ? "," : "");
+		         sizeof(skipped) - strlen(skipped), "%sbounding_set",
+		         skipped[0] ? "," : "");
 	}
 	if (as_root) {
 		if (enter_chroot(policy.chroot_dir, err, sizeof(err)) != 0)
@@ -255,35 +255,35 @@ main(int argc, char **argv)
 	if (set_not_dumpable(err, sizeof(err)) != 0)
 		refuse("dumpable", err);
 	if (limit_resources((unsigned long)nofile, keep_fsize, err,
-			    sizeof(err)) != 0)
+	                    sizeof(err)) != 0)
 		refuse("rlimits", err);
 	if (skipped[0] != '\0')
 		log_always(LOG_WARN, "hardening_skipped",
-			   "steps=%s reason=\"%s\"", skipped,
-			   as_root ? "allowed by allow-downgrade"
-				   : "not running as root: no chroot, no user "
-				     "change, bounding set kept without "
-				     "CAP_SETPCAP");
+		           "steps=%s reason=\"%s\"", skipped,
+		           as_root ? "allowed by allow-downgrade"
+		                   : "not running as root: no chroot, no user "
+		                     "change, bounding set kept without "
+		                     "CAP_SETPCAP");
 	if (policy.sandbox_log)
 		log_always(LOG_WARN, "sandbox_log_only",
-			   "msg=\"WARNING: sandbox-violation log: syscalls "
-			   "outside the allowlist are only logged, not "
-			   "stopped. For debugging only; never in "
-			   "production.\"");
+		           "msg=\"WARNING: sandbox-violation log: syscalls "
+		           "outside the allowlist are only logged, not "
+		           "stopped. For debugging only; never in "
+		           "production.\"");
 
 	/* Step 6: the supervisor's filter, then the workers. */
 	if (sandbox_enter(SANDBOX_SUPERVISOR, policy.sandbox_log, err,
-			  sizeof(err)) != 0)
+	                  sizeof(err)) != 0)
 		refuse("seccomp", err);
-	log_always(LOG_INFO, "sandboxed",
-		   "user=%s uid=%u chroot=%s seccomp=%s", as_root ? user : "-",
-		   (unsigned)uid, as_root ? policy.chroot_dir : "-",
-		   policy.sandbox_log ? "log" : "kill");
+	log_always(LOG_INFO, "sandboxed", "user=%s uid=%u chroot=%s seccomp=%s",
+	           as_root ? user : "-", (unsigned)uid,
+	           as_root ? policy.chroot_dir : "-",
+	           policy.sandbox_log ? "log" : "kill");
 	for (size_t i = 0; i < sockets.n; i++)
 		if (sockets.l[i].worker == 0 ||
 		    sockets.l[i].worker == LISTENER_SHARED)
 			log_always(LOG_INFO, "listening", "proto=%.3s addr=%s",
-				   sockets.l[i].name, sockets.l[i].name + 4);
+			           sockets.l[i].name, sockets.l[i].name + 4);
 	return supervisor_run(&policy, &facts, &sockets, nworkers,
-			      harden_worker);
+	                      harden_worker);
 }

@@ -30,18 +30,17 @@ facts_gather(struct facts *f, char *err, size_t errlen)
 	n = getrandom(f->secret, sizeof(f->secret), 0);
 	if (n != (ssize_t)sizeof(f->secret))
 		return fail(err, errlen, "getrandom: %s",
-			    n < 0 ? strerror(errno) : "short read");
+		            n < 0 ? strerror(errno) : "short read");
 	if (getifaddrs(&ifs) != 0)
 		return fail(err, errlen, "getifaddrs: %s", strerror(errno));
 	for (i = ifs; i != NULL; i = i->ifa_next) {
 		if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET ||
-		    !(i->ifa_flags & IFF_BROADCAST) ||
-		    i->ifa_broadaddr == NULL)
+		    !(i->ifa_flags & IFF_BROADCAST) || i->ifa_broadaddr == NULL)
 			continue;
 		if (f->nbroadcast == FACTS_MAX_ADDRS)
 			break;
 		ipaddr_from_sockaddr(i->ifa_broadaddr,
-				     &f->broadcast[f->nbroadcast++], NULL);
+		                     &f->broadcast[f->nbroadcast++], NULL);
 	}
 	freeifaddrs(ifs);
 	return 0;

@@ -59,7 +59,8 @@ is_local_broadcast(const struct ipaddr *a, const struct facts *f)
 static bool
 is_multicast(const struct ipaddr *a)
 {
-	return v4_in(a, 224, 0xf0) || (a->family == AF_INET6 && a->bytes[0] == 0xff);
+	return v4_in(a, 224, 0xf0) ||
+	       (a->family == AF_INET6 && a->bytes[0] == 0xff);
 }
 
 static bool
@@ -75,7 +76,7 @@ is_unspecified(const struct ipaddr *a)
 /* No honest peer sends from these; a reply would go nowhere or everywhere. */
 bool
 guard_bad_source(const struct ipaddr *src, const struct ipaddr *dst,
-		 const struct facts *f)
+                 const struct facts *f)
 {
 	if (is_unspecified(src) || is_multicast(src) ||
 	    is_local_broadcast(src, f) || v4_in(src, 240, 0xf0))
@@ -134,7 +135,7 @@ udp_guard_table(const struct udp_guard *g)
 /* The same payload from the same port, again and again, at a loop's pace. */
 static bool
 looping(struct udp_guard *g, struct rate_entry *e, const struct datagram *d,
-	uint64_t now)
+        uint64_t now)
 {
 	const struct policy *p = g->policy;
 	uint8_t head[2 + sizeof(d->src)];
@@ -183,9 +184,9 @@ udp_guard_check(struct udp_guard *g, const struct datagram *d, uint64_t now)
 	if (!acl_allows(&p->acl, &d->src))
 		return GUARD_deny;
 	ipaddr_prefix(&d->src,
-		      d->src.family == AF_INET ? p->rate_prefix_v4
-					       : p->rate_prefix_v6,
-		      &key);
+	              d->src.family == AF_INET ? p->rate_prefix_v4
+	                                       : p->rate_prefix_v6,
+	              &key);
 	e = rate_table_get(g->table, &key, now, &created, &evicted);
 	if (e == NULL)
 		return GUARD_table;

@@ -43,20 +43,20 @@ struct udp_guard;
 /* Allocates the guard and its rate table once. share: this worker's part
  * of the global rate (1 / workers). NULL on failure. */
 struct udp_guard *udp_guard_new(const struct policy *p, const struct facts *f,
-				unsigned share);
+                                unsigned share);
 void udp_guard_free(struct udp_guard *g);
 
 /* The first check that rejects d, or GUARD_ok. Updates the per-source
  * state (rates, loop history) as a reply would. */
 enum guard_reason udp_guard_check(struct udp_guard *g, const struct datagram *d,
-				  uint64_t now);
+                                  uint64_t now);
 
 /* The rate table, for tests and the fuzzer's memory bound. */
 const struct rate_table *udp_guard_table(const struct udp_guard *g);
 
 /* Stateless source and destination checks, shared with TCP. */
 bool guard_bad_source(const struct ipaddr *src, const struct ipaddr *dst,
-		      const struct facts *f);
+                      const struct facts *f);
 bool guard_bad_dest(const struct ipaddr *dst, const struct facts *f);
 bool guard_is_loopback(const struct ipaddr *a);
 

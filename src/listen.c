@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #define TCP_BACKLOG 1024
-#define GOLDEN	    0x9e3779b1u /* odd multiplier: spreads prefixes evenly */
+#define GOLDEN      0x9e3779b1u /* odd multiplier: spreads prefixes evenly */
 
 static int __attribute__((format(printf, 3, 4)))
 fail(char *err, size_t errlen, const char *fmt, ...)
@@ -47,7 +47,7 @@ emit(struct sock_filter *prog, size_t *n, uint16_t code, uint32_t k)
  */
 static size_t
 build_steering(struct sock_filter *prog, int family, unsigned bits,
-	       unsigned nworkers)
+               unsigned nworkers)
 {
 	unsigned words = family == AF_INET ? 1 : 4;
 	uint32_t src_off = family == AF_INET ? 12 : 8;
@@ -57,7 +57,8 @@ build_steering(struct sock_filter *prog, int family, unsigned bits,
 	emit(prog, &n, BPF_ST, 0);
 	for (unsigned w = 0; w < words && bits > w * 32; w++) {
 		unsigned keep = bits - w * 32 >= 32 ? 32 : bits - w * 32;
-		uint32_t mask = keep == 32 ? 0xffffffffu : ~(0xffffffffu >> keep);
+		uint32_t mask =
+		    keep == 32 ? 0xffffffffu : ~(0xffffffffu >> keep);
 
 		emit(prog, &n, BPF_LD | BPF_W | BPF_ABS,
 		     (uint32_t)SKF_NET_OFF + src_off + 4 * w);
@@ -84,10 +85,11 @@ attach_steering(int fd, int family, unsigned bits, unsigned nworkers)
 	struct sock_filter prog[64];
 	struct sock_fprog fprog;
 
-	fprog.len = (unsigned short)build_steering(prog, family, bits, nworkers);
+	fprog.len =
+	    (unsigned short)build_steering(prog, family, bits, nworkers);
 	fprog.filter = prog;
 	return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &fprog,
-			  sizeof(fprog));
+	                  sizeof(fprog));
 }
 
 static const char *
@@ -112,7 +114,7 @@ bind_advice(int err)
 
 static int
 open_one(const struct endpoint *ep, int type, bool reuseport, char *err,
-	 size_t errlen, const char *name)
+         size_t errlen, const char *name)
 {
 	int fd, family = ep->ss.ss_family, e;
 
@@ -141,7 +143,7 @@ open_one(const struct endpoint *ep, int type, bool reuseport, char *err,
 		e = errno;
 		close(fd);
 		return fail(err, errlen, "cannot bind %s: %s: %s", name,
-			    strerror(e), bind_advice(e));
+		            strerror(e), bind_advice(e));
 	}
 	if (type == SOCK_STREAM && listen(fd, TCP_BACKLOG) != 0)
 		goto fail;
@@ -155,8 +157,8 @@ fail:
 
 int
 listen_bind(const struct policy *p, unsigned nworkers, unsigned v4_prefix,
-	    unsigned v6_prefix, struct listen_set *out, char *err,
-	    size_t errlen)
+            unsigned v6_prefix, struct listen_set *out, char *err,
+            size_t errlen)
 {
 	static const int types[] = {SOCK_STREAM, SOCK_DGRAM};
 	size_t max = p->nlisten * 2 * nworkers;
@@ -175,34 +177,34 @@ listen_bind(const struct policy *p, unsigned nworkers, unsigned v4_prefix,
 			    (type == SOCK_DGRAM && !p->udp))
 				continue;
 			format_sockaddr((const struct sockaddr *)&ep->ss, where,
-					sizeof(where));
+			                sizeof(where));
 			snprintf(name, sizeof(name), "%s %s",
-				 type == SOCK_STREAM ? "tcp" : "udp", where);
+			         type == SOCK_STREAM ? "tcp" : "udp", where);
 			for (unsigned w = 0; w < nworkers; w++) {
 				struct listener *l = &out->l[out->n];
 				int fd = open_one(ep, type, nworkers > 1, err,
-						  errlen, name);
+				                  errlen, name);
 				if (fd < 0) {
 					listen_close(out);
 					return -1;
 				}
 				*l = (struct listener){fd, type,
-						       ep->ss.ss_family, w, ""};
+				                       ep->ss.ss_family, w, ""};
 				snprintf(l->name, sizeof(l->name), "%s", name);
 				out->n++;
 				if (w == 0 && nworkers > 1 &&
 				    attach_steering(fd, ep->ss.ss_family,
-						    ep->ss.ss_family == AF_INET
-							? v4_prefix
-							: v6_prefix,
-						    nworkers) != 0) {
+				                    ep->ss.ss_family == AF_INET
+				                        ? v4_prefix
+				                        : v6_prefix,
+				                    nworkers) != 0) {
 					int e = errno;
 					listen_close(out);
 					return fail(err, errlen,
-						    "cannot attach the "
-						    "per-source steering "
-						    "program to %s: %s",
-						    name, strerror(e));
+					            "cannot attach the "
+					            "per-source steering "
+					            "program to %s: %s",
+					            name, strerror(e));
 				}
 			}
 		}

@@ -10,8 +10,8 @@
 
 struct listener {
 	int fd;
-	int type;	 /* SOCK_STREAM or SOCK_DGRAM */
-	int family;	 /* AF_INET or AF_INET6 */
+	int type;        /* SOCK_STREAM or SOCK_DGRAM */
+	int family;      /* AF_INET or AF_INET6 */
 	unsigned worker; /* the worker that serves it, or LISTENER_SHARED */
 	char name[ADDR_STRLEN + 8]; /* "tcp 0.0.0.0:7", for logs */
 };
@@ -29,8 +29,8 @@ struct listen_set {
  * 0, or -1 with a message that says what to do in err.
  */
 int listen_bind(const struct policy *p, unsigned nworkers, unsigned v4_prefix,
-		unsigned v6_prefix, struct listen_set *out, char *err,
-		size_t errlen);
+                unsigned v6_prefix, struct listen_set *out, char *err,
+                size_t errlen);
 
 /* In worker `worker`: close the sockets that belong to other workers. */
 void listen_keep_only(struct listen_set *s, unsigned worker);

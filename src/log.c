@@ -12,7 +12,8 @@
 static enum log_level min_level = LOG_INFO;
 static char role_field[48] = "role=main";
 
-/* The line budget: a token bucket in whole lines, refilled from CLOCK_MONOTONIC. */
+/* The line budget: a token bucket in whole lines, refilled from
+ * CLOCK_MONOTONIC. */
 static struct {
 	double tokens;
 	struct timespec last;
@@ -25,7 +26,7 @@ log_init(enum log_level level, const char *role, int index)
 	min_level = level;
 	if (index >= 0)
 		snprintf(role_field, sizeof(role_field), "role=%s worker=%d",
-			 role, index);
+		         role, index);
 	else
 		snprintf(role_field, sizeof(role_field), "role=%s", role);
 }
@@ -48,7 +49,7 @@ take_budget(void)
 		budget.primed = 1;
 	} else {
 		elapsed = (double)(now.tv_sec - budget.last.tv_sec) +
-			  (double)(now.tv_nsec - budget.last.tv_nsec) / 1e9;
+		          (double)(now.tv_nsec - budget.last.tv_nsec) / 1e9;
 		if (elapsed > 0)
 			budget.tokens += elapsed * LOG_RATE;
 		if (budget.tokens > LOG_BURST)
@@ -91,8 +92,7 @@ utc_fields(time_t t, int f[6])
 }
 
 static void __attribute__((format(printf, 3, 0)))
-write_line(enum log_level level, const char *event, const char *fmt,
-	   va_list ap)
+write_line(enum log_level level, const char *event, const char *fmt, va_list ap)
 {
 	static const char *const names[] = {"error", "warn", "info", "debug"};
 	char line[2048];
@@ -104,11 +104,10 @@ write_line(enum log_level level, const char *event, const char *fmt,
 	clock_gettime(CLOCK_REALTIME, &ts);
 	utc_fields(ts.tv_sec, tm);
 	r = snprintf(line, sizeof(line),
-		     "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s "
-		     "event=%s %s",
-		     tm[0], tm[1], tm[2], tm[3], tm[4], tm[5],
-		     ts.tv_nsec / 1000000, names[level],
-		     event, role_field);
+	             "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s "
+	             "event=%s %s",
+	             tm[0], tm[1], tm[2], tm[3], tm[4], tm[5],
+	             ts.tv_nsec / 1000000, names[level], event, role_field);
 	n = (size_t)r;
 	if (fmt[0] != '\0' && n + 1 < sizeof(line)) {
 		line[n++] = ' ';
@@ -133,7 +132,7 @@ report_suppressed(void)
 	if (now == reported)
 		return;
 	log_always(LOG_WARN, "log_suppressed", "suppressed=%llu",
-		   (unsigned long long)(now - reported));
+	           (unsigned long long)(now - reported));
 	reported = now;
 }
 

@@ -20,8 +20,8 @@ void log_event(enum log_level level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Same, exempt from the budget: for start, stop and operator requests. */
-void log_always(enum log_level level, const char *event, const char *fmt,
-		...) __attribute__((format(printf, 3, 4)));
+void log_always(enum log_level level, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #define LOG_RATE  50 /* lines per second once the burst is spent */
 #define LOG_BURST 200

@@ -10,20 +10,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_ARGS	 (POLICY_MAX_CIDRS + 1)
-#define POLICY_MAX_FILE	 (1024 * 1024)
-#define SEEN_TEXT_MAX	 160
+#define MAX_ARGS        (POLICY_MAX_CIDRS + 1)
+#define POLICY_MAX_FILE (1024 * 1024)
+#define SEEN_TEXT_MAX   160
 
 struct directive;
 typedef int (*apply_fn)(const struct directive *d, struct policy *p,
-			char **argv, int argc, char *msg, size_t msglen);
+                        char **argv, int argc, char *msg, size_t msglen);
 
 struct directive {
 	const char *name;
 	apply_fn apply;
-	size_t offset;	/* field in struct policy, for the generic setters */
+	size_t offset; /* field in struct policy, for the generic setters */
 	uint64_t min, max;
-	bool list;	/* may repeat: later lines add to the list */
+	bool list;  /* may repeat: later lines add to the list */
+	bool bytes; /* set_bucket, set_optional: sizes, not counts/times */
 };
 
 static int __attribute__((format(printf, 3, 4)))
@@ -39,19 +40,19 @@ fail(char *msg, size_t msglen, const char *fmt, ...)
 
 static int
 want_args(const struct directive *d, int argc, int min, int max, char *msg,
-	  size_t msglen)
+          size_t msglen)
 {
 	if (argc < min)
 		return fail(msg, msglen, "'%s' needs a value", d->name);
 	if (argc > max)
 		return fail(msg, msglen, "'%s' takes %d value%s, got %d",
-			    d->name, max, max == 1 ? "" : "s", argc);
+		            d->name, max, max == 1 ? "" : "s", argc);
 	return 0;
 }
 
 static int
 set_uint(const struct directive *d, struct policy *p, char **argv, int argc,
-	 char *msg, size_t msglen)
+         char *msg, size_t msglen)
 {
 	uint64_t v;
 
@@ -60,17 +61,17 @@ set_uint(const struct directive *d, struct policy *p, char **argv, int argc,
 	if (parse_uint(argv[0], UINT32_MAX, &v) != 0 || v < d->min ||
 	    v > d->max)
 		return fail(msg, msglen,
-			    "'%s': '%s' is not a whole number from %llu to "
-			    "%llu",
-			    d->name, argv[0], (unsigned long long)d->min,
-			    (unsigned long long)d->max);
+		            "'%s': '%s' is not a whole number from %llu to "
+		            "%llu",
+		            d->name, argv[0], (unsigned long long)d->min,
+		            (unsigned long long)d->max);
 	*(unsigned *)((char *)p + d->offset) = (unsigned)v;
 	return 0;
 }
 
 static int
-set_duration(const struct directive *d, struct policy *p, char **argv,
-	     int argc, char *msg, size_t msglen)
+set_duration(const struct directive *d, struct policy *p, char **argv, int argc,
+             char *msg, size_t msglen)
 {
 	uint64_t v;
 
@@ -78,21 +79,22 @@ set_duration(const struct directive *d, struct policy *p, char **argv,
 		return -1;
 	if (parse_duration(argv[0], &v) != 0)
 		return fail(msg, msglen,
-			    "'%s': '%s' is not a duration (e.g. 500ms, 30s, "
-			    "5m, 1h)",
-			    d->name, argv[0]);
+		            "'%s': '%s' is not a duration (e.g. 500ms, 30s, "
+		            "5m, 1h)",
+		            d->name, argv[0]);
 	if (v < d->min || v > d->max)
-		return fail(msg, msglen, "'%s': %s is out of range (%llums to "
-			    "%llums)", d->name, argv[0],
-			    (unsigned long long)d->min,
-			    (unsigned long long)d->max);
+		return fail(msg, msglen,
+		            "'%s': %s is out of range (%llums to "
+		            "%llums)",
+		            d->name, argv[0], (unsigned long long)d->min,
+		            (unsigned long long)d->max);
 	*(uint64_t *)((char *)p + d->offset) = v;
 	return 0;
 }
 
 static int
 set_size(const struct directive *d, struct policy *p, char **argv, int argc,
-	 char *msg, size_t msglen)
+         char *msg, size_t msglen)
 {
 	uint64_t v;
 
@@ -100,33 +102,32 @@ set_size(const struct directive *d, struct policy *p, char **argv, int argc,
 		return -1;
 	if (parse_size(argv[0], &v) != 0)
 		return fail(msg, msglen,
-			    "'%s': '%s' is not a size (e.g. 512, 64k, 1m)",
-			    d->name, argv[0]);
+		            "'%s': '%s' is not a size (e.g. 512, 64k, 1m)",
+		            d->name, argv[0]);
 	if (v < d->min || v > d->max)
 		return fail(msg, msglen,
-			    "'%s': %s is out of range (%llu to %llu bytes)",
-			    d->name, argv[0], (unsigned long long)d->min,
-			    (unsigned long long)d->max);
+		            "'%s': %s is out of range (%llu to %llu bytes)",
+		            d->name, argv[0], (unsigned long long)d->min,
+		            (unsigned long long)d->max);
 	*(uint64_t *)((char *)p + d->offset) = v;
 	return 0;
 }
 
 static int
 set_listen(const struct directive *d, struct policy *p, char **argv, int argc,
-	   char *msg, size_t msglen)
+           char *msg, size_t msglen)
 {
 	if (want_args(d, argc, 1, POLICY_MAX_LISTEN, msg, msglen) != 0)
 		return -1;
 	for (int i = 0; i < argc; i++) {
 		if (p->nlisten == POLICY_MAX_LISTEN)
-			return fail(msg, msglen,
-				    "'%s': more than %d addresses", d->name,
-				    POLICY_MAX_LISTEN);
+			return fail(msg, msglen, "'%s': more than %d addresses",
+			            d->name, POLICY_MAX_LISTEN);
 		if (parse_endpoint(argv[i], &p->listen[p->nlisten]) != 0)
 			return fail(msg, msglen,
-				    "'%s': '%s' is not ADDR, ADDR:PORT or "
-				    "[V6]:PORT with a numeric address",
-				    d->name, argv[i]);
+			            "'%s': '%s' is not ADDR, ADDR:PORT or "
+			            "[V6]:PORT with a numeric address",
+			            d->name, argv[i]);
 		p->nlisten++;
 	}
 	return 0;
@@ -134,7 +135,7 @@ set_listen(const struct directive *d, struct policy *p, char **argv, int argc,
 
 static int
 set_protocols(const struct directive *d, struct policy *p, char **argv,
-	      int argc, char *msg, size_t msglen)
+              int argc, char *msg, size_t msglen)
 {
 	if (want_args(d, argc, 1, 2, msg, msglen) != 0)
 		return -1;
@@ -147,11 +148,11 @@ set_protocols(const struct directive *d, struct policy *p, char **argv,
 			which = &p->udp;
 		else
 			return fail(msg, msglen,
-				    "'%s': '%s' is neither tcp nor udp",
-				    d->name, argv[i]);
+			            "'%s': '%s' is neither tcp nor udp",
+			            d->name, argv[i]);
 		if (*which)
 			return fail(msg, msglen, "'%s': '%s' named twice",
-				    d->name, argv[i]);
+			            d->name, argv[i]);
 		*which = true;
 	}
 	return 0;
@@ -159,7 +160,7 @@ set_protocols(const struct directive *d, struct policy *p, char **argv,
 
 static int
 set_workers(const struct directive *d, struct policy *p, char **argv, int argc,
-	    char *msg, size_t msglen)
+            char *msg, size_t msglen)
 {
 	if (argc == 1 && strcmp(argv[0], "auto") == 0) {
 		p->workers = 0;
@@ -167,7 +168,7 @@ set_workers(const struct directive *d, struct policy *p, char **argv, int argc,
 	}
 	if (set_uint(d, p, argv, argc, msg, msglen) != 0)
 		return fail(msg, msglen, "'%s': expected auto or 1 to %llu",
-			    d->name, (unsigned long long)d->max);
+		            d->name, (unsigned long long)d->max);
 	return 0;
 }
 
@@ -188,13 +189,13 @@ policy_valid_user(const char *s)
 
 static int
 set_user(const struct directive *d, struct policy *p, char **argv, int argc,
-	 char *msg, size_t msglen)
+         char *msg, size_t msglen)
 {
 	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
 		return -1;
 	if (!policy_valid_user(argv[0]))
 		return fail(msg, msglen, "'%s': '%s' is not a valid user name",
-			    d->name, argv[0]);
+		            d->name, argv[0]);
 	snprintf(p->user, sizeof(p->user), "%s", argv[0]);
 	return 0;
 }
@@ -209,7 +210,7 @@ log_level_name(enum log_level l)
 
 static int
 set_log_level(const struct directive *d, struct policy *p, char **argv,
-	      int argc, char *msg, size_t msglen)
+              int argc, char *msg, size_t msglen)
 {
 	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
 		return -1;
@@ -221,8 +222,8 @@ set_log_level(const struct directive *d, struct policy *p, char **argv,
 		}
 	}
 	return fail(msg, msglen,
-		    "'%s': '%s' is not one of error, warn, info, debug",
-		    d->name, argv[0]);
+	            "'%s': '%s' is not one of error, warn, info, debug",
+	            d->name, argv[0]);
 }
 
 /* "/a/b": absolute, no empty, "." or ".." component, not "/" itself. */
@@ -251,23 +252,23 @@ plain_absolute_dir(const char *path)
 
 static int
 set_chroot(const struct directive *d, struct policy *p, char **argv, int argc,
-	   char *msg, size_t msglen)
+           char *msg, size_t msglen)
 {
 	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
 		return -1;
 	if (!plain_absolute_dir(argv[0]) ||
 	    strlen(argv[0]) >= sizeof(p->chroot_dir))
 		return fail(msg, msglen,
-			    "'%s': '%s' is not an absolute directory other "
-			    "than /",
-			    d->name, argv[0]);
+		            "'%s': '%s' is not an absolute directory other "
+		            "than /",
+		            d->name, argv[0]);
 	snprintf(p->chroot_dir, sizeof(p->chroot_dir), "%s", argv[0]);
 	return 0;
 }
 
 static int
-set_sandbox_violation(const struct directive *d, struct policy *p,
-		      char **argv, int argc, char *msg, size_t msglen)
+set_sandbox_violation(const struct directive *d, struct policy *p, char **argv,
+                      int argc, char *msg, size_t msglen)
 {
 	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
 		return -1;
@@ -277,13 +278,13 @@ set_sandbox_violation(const struct directive *d, struct policy *p,
 		p->sandbox_log = true;
 	else
 		return fail(msg, msglen, "'%s': '%s' is neither kill nor log",
-			    d->name, argv[0]);
+		            d->name, argv[0]);
 	return 0;
 }
 
 static int
 set_allow_downgrade(const struct directive *d, struct policy *p, char **argv,
-		    int argc, char *msg, size_t msglen)
+                    int argc, char *msg, size_t msglen)
 {
 	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
 		return -1;
@@ -293,14 +294,14 @@ set_allow_downgrade(const struct directive *d, struct policy *p, char **argv,
 		p->allow_big_stderr = true;
 	else
 		return fail(msg, msglen,
-			    "'%s': '%s' is neither none nor fsize-limit",
-			    d->name, argv[0]);
+		            "'%s': '%s' is neither none nor fsize-limit",
+		            d->name, argv[0]);
 	return 0;
 }
 
 static int
 set_cidrs(const struct directive *d, struct policy *p, char **argv, int argc,
-	  char *msg, size_t msglen)
+          char *msg, size_t msglen)
 {
 	bool allow = strcmp(d->name, "allow") == 0;
 	struct cidr net;
@@ -310,14 +311,14 @@ set_cidrs(const struct directive *d, struct policy *p, char **argv, int argc,
 	for (int i = 0; i < argc; i++) {
 		if (parse_cidr(argv[i], &net) != 0)
 			return fail(msg, msglen,
-				    "'%s': '%s' is not ADDR or ADDR/LEN with "
-				    "zero host bits",
-				    d->name, argv[i]);
+			            "'%s': '%s' is not ADDR or ADDR/LEN with "
+			            "zero host bits",
+			            d->name, argv[i]);
 		if (acl_add(&p->acl, &net, allow) != 0)
 			return fail(msg, msglen,
-				    "'%s': '%s' is already listed with the "
-				    "other verdict, or more than %d prefixes",
-				    d->name, argv[i], ACL_MAX);
+			            "'%s': '%s' is already listed with the "
+			            "other verdict, or more than %d prefixes",
+			            d->name, argv[i], ACL_MAX);
 	}
 	acl_finish(&p->acl);
 	return 0;
@@ -325,7 +326,7 @@ set_cidrs(const struct directive *d, struct policy *p, char **argv, int argc,
 
 static int
 set_ports(const struct directive *d, struct policy *p, char **argv, int argc,
-	  char *msg, size_t msglen)
+          char *msg, size_t msglen)
 {
 	uint16_t lo, hi;
 
@@ -336,8 +337,8 @@ set_ports(const struct directive *d, struct policy *p, char **argv, int argc,
 	for (int i = 0; i < argc; i++) {
 		if (parse_port_range(argv[i], &lo, &hi) != 0)
 			return fail(msg, msglen,
-				    "'%s': '%s' is not PORT or LO-HI (0-65535)",
-				    d->name, argv[i]);
+			            "'%s': '%s' is not PORT or LO-HI (0-65535)",
+			            d->name, argv[i]);
 		portset_add(&p->udp_deny_ports, lo, hi);
 	}
 	return 0;
@@ -345,7 +346,7 @@ set_ports(const struct directive *d, struct policy *p, char **argv, int argc,
 
 static int
 set_on_off(const struct directive *d, const char *word, bool *out,
-	   const char *on, const char *off, char *msg, size_t msglen)
+           const char *on, const char *off, char *msg, size_t msglen)
 {
 	if (strcmp(word, on) == 0)
 		*out = true;
@@ -353,62 +354,63 @@ set_on_off(const struct directive *d, const char *word, bool *out,
 		*out = false;
 	else
 		return fail(msg, msglen, "'%s': '%s' is neither %s nor %s",
-			    d->name, word, on, off);
+		            d->name, word, on, off);
 	return 0;
 }
 
 static int
-set_enforce(const struct directive *d, struct policy *p, char **argv,
-	    int argc, char *msg, size_t msglen)
+set_enforce(const struct directive *d, struct policy *p, char **argv, int argc,
+            char *msg, size_t msglen)
 {
 	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
 		return -1;
 	return set_on_off(d, argv[0], &p->enforce, "on", "log-only", msg,
-			  msglen);
+	                  msglen);
 }
 
 /* "udp-loop-guard on [repeats N] [window DURATION] [hold DURATION]" */
 static int
 set_loop_guard(const struct directive *d, struct policy *p, char **argv,
-	       int argc, char *msg, size_t msglen)
+               int argc, char *msg, size_t msglen)
 {
 	uint64_t v;
 
 	if (want_args(d, argc, 1, 7, msg, msglen) != 0)
 		return -1;
-	if (set_on_off(d, argv[0], &p->loop_guard, "on", "off", msg,
-		       msglen) != 0)
+	if (set_on_off(d, argv[0], &p->loop_guard, "on", "off", msg, msglen) !=
+	    0)
 		return -1;
 	for (int i = 1; i < argc; i += 2) {
-		const char *key = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+		const char *key = argv[i],
+		           *val = i + 1 < argc ? argv[i + 1] : NULL;
 		if (val == NULL)
 			return fail(msg, msglen, "'%s': '%s' needs a value",
-				    d->name, key);
+			            d->name, key);
 		if (strcmp(key, "repeats") == 0 &&
 		    parse_uint(val, 1000, &v) == 0 && v >= 2)
 			p->loop_repeats = (unsigned)v;
 		else if (strcmp(key, "window") == 0 &&
-			 parse_duration(val, &v) == 0 && v > 0)
+		         parse_duration(val, &v) == 0 && v > 0)
 			p->loop_window_ms = v;
 		else if (strcmp(key, "hold") == 0 &&
-			 parse_duration(val, &v) == 0 && v > 0)
+		         parse_duration(val, &v) == 0 && v > 0)
 			p->loop_hold_ms = v;
 		else
 			return fail(msg, msglen,
-				    "'%s': bad '%s %s' (repeats 2-1000, window "
-				    "and hold are durations)",
-				    d->name, key, val);
+			            "'%s': bad '%s %s' (repeats 2-1000, window "
+			            "and hold are durations)",
+			            d->name, key, val);
 	}
 	return 0;
 }
 
 /* "RATE [burst N]" or "SIZE/UNIT [burst SIZE]" or "unlimited". */
 static int
-set_bucket(const struct directive *d, struct policy *p, char **argv,
-	   int argc, char *msg, size_t msglen)
+set_bucket(const struct directive *d, struct policy *p, char **argv, int argc,
+           char *msg, size_t msglen)
 {
 	struct bucket_cfg *b = (struct bucket_cfg *)((char *)p + d->offset);
-	bool bytes = d->min == 1;
+	bool bytes = d->bytes;
 	struct rate r;
 	uint64_t burst;
 
@@ -419,39 +421,40 @@ set_bucket(const struct directive *d, struct policy *p, char **argv,
 		return 0;
 	}
 	if ((bytes ? parse_byte_rate(argv[0], &r) : parse_rate(argv[0], &r)) !=
-		0 ||
+	        0 ||
 	    r.count == 0)
 		return fail(msg, msglen,
-			    bytes ? "'%s': '%s' is not SIZE/UNIT (e.g. 1m/s) "
-				    "or unlimited"
-				  : "'%s': '%s' is not COUNT/UNIT (e.g. 100/s) "
-				    "or unlimited",
-			    d->name, argv[0]);
+		            bytes ? "'%s': '%s' is not SIZE/UNIT (e.g. 1m/s) "
+		                    "or unlimited"
+		                  : "'%s': '%s' is not COUNT/UNIT (e.g. 100/s) "
+		                    "or unlimited",
+		            d->name, argv[0]);
 	burst = r.count;
 	if (argc == 2 || (argc == 3 && strcmp(argv[1], "burst") != 0))
-		return fail(msg, msglen, "'%s': expected 'burst N' after the "
-					 "rate",
-			    d->name);
-	if (argc == 3 && ((bytes ? parse_size(argv[2], &burst)
-				 : parse_uint(argv[2], UINT32_MAX, &burst)) !=
-			      0 ||
-			  burst == 0))
+		return fail(msg, msglen,
+		            "'%s': expected 'burst N' after the "
+		            "rate",
+		            d->name);
+	if (argc == 3 &&
+	    ((bytes ? parse_size(argv[2], &burst)
+	            : parse_uint(argv[2], UINT32_MAX, &burst)) != 0 ||
+	     burst == 0))
 		return fail(msg, msglen, "'%s': burst '%s' is not a %s above 0",
-			    d->name, argv[2], bytes ? "size" : "count");
+		            d->name, argv[2], bytes ? "size" : "count");
 	*b = (struct bucket_cfg){r.count, r.period_ms, burst};
 	return 0;
 }
 
 /* A duration or size that may be "off" (stored as 0). */
 static int
-set_optional(const struct directive *d, struct policy *p, char **argv,
-	     int argc, char *msg, size_t msglen)
+set_optional(const struct directive *d, struct policy *p, char **argv, int argc,
+             char *msg, size_t msglen)
 {
 	if (argc == 1 && strcmp(argv[0], "off") == 0) {
 		*(uint64_t *)((char *)p + d->offset) = 0;
 		return 0;
 	}
-	if (d->min == 1)
+	if (d->bytes)
 		return set_size(d, p, argv, argc, msg, msglen);
 	return set_duration(d, p, argv, argc, msg, msglen);
 }
@@ -459,41 +462,43 @@ set_optional(const struct directive *d, struct policy *p, char **argv,
 #define FIELD(f) offsetof(struct policy, f)
 
 static const struct directive directives[] = {
-    {"listen", set_listen, 0, 0, 0, true},
-    {"protocols", set_protocols, 0, 0, 0, false},
-    {"workers", set_workers, FIELD(workers), 1, 256, false},
-    {"user", set_user, 0, 0, 0, false},
+    {"listen", set_listen, 0, 0, 0, true, false},
+    {"protocols", set_protocols, 0, 0, 0, false, false},
+    {"workers", set_workers, FIELD(workers), 1, 256, false, false},
+    {"user", set_user, 0, 0, 0, false, false},
     {"tcp-max-connections", set_uint, FIELD(tcp_max_connections), 1, 100000,
-     false},
+     false, false},
     {"tcp-idle-timeout", set_duration, FIELD(tcp_idle_timeout_ms), 100,
-     24 * 3600 * 1000, false},
-    {"tcp-buffer", set_size, FIELD(tcp_buffer), 512, 16 * 1024 * 1024, false},
-    {"udp-max-datagram", set_size, FIELD(udp_max_datagram), 0, 65535, false},
-    {"log-level", set_log_level, 0, 0, 0, false},
-    {"chroot", set_chroot, 0, 0, 0, false},
-    {"sandbox-violation", set_sandbox_violation, 0, 0, 0, false},
-    {"allow-downgrade", set_allow_downgrade, 0, 0, 0, false},
-    {"enforce", set_enforce, 0, 0, 0, false},
-    {"allow", set_cidrs, 0, 0, 0, true},
-    {"deny", set_cidrs, 0, 0, 0, true},
-    {"udp-deny-source-ports", set_ports, 0, 0, 0, true},
-    {"rate-prefix-v4", set_uint, FIELD(rate_prefix_v4), 8, 32, false},
-    {"rate-prefix-v6", set_uint, FIELD(rate_prefix_v6), 16, 128, false},
-    {"rate-table-size", set_uint, FIELD(rate_table_size), 64, 16777216,
+     24 * 3600 * 1000, false, false},
+    {"tcp-buffer", set_size, FIELD(tcp_buffer), 512, 16 * 1024 * 1024, false,
      false},
-    {"udp-loop-guard", set_loop_guard, 0, 0, 0, false},
-    /* min 1 marks byte rates for set_bucket, sizes for set_optional */
-    {"udp-rate", set_bucket, FIELD(udp_rate), 0, 0, false},
-    {"udp-byte-rate", set_bucket, FIELD(udp_byte_rate), 1, 0, false},
-    {"udp-global-rate", set_bucket, FIELD(udp_global_rate), 0, 0, false},
-    {"tcp-max-connections-per-source", set_uint, FIELD(tcp_max_per_source),
-     1, 100000, false},
-    {"tcp-connect-rate", set_bucket, FIELD(tcp_connect_rate), 0, 0, false},
-    {"tcp-byte-rate", set_bucket, FIELD(tcp_byte_rate), 1, 0, false},
+    {"udp-max-datagram", set_size, FIELD(udp_max_datagram), 0, 65535, false,
+     false},
+    {"log-level", set_log_level, 0, 0, 0, false, false},
+    {"chroot", set_chroot, 0, 0, 0, false, false},
+    {"sandbox-violation", set_sandbox_violation, 0, 0, 0, false, false},
+    {"allow-downgrade", set_allow_downgrade, 0, 0, 0, false, false},
+    {"enforce", set_enforce, 0, 0, 0, false, false},
+    {"allow", set_cidrs, 0, 0, 0, true, false},
+    {"deny", set_cidrs, 0, 0, 0, true, false},
+    {"udp-deny-source-ports", set_ports, 0, 0, 0, true, false},
+    {"rate-prefix-v4", set_uint, FIELD(rate_prefix_v4), 8, 32, false, false},
+    {"rate-prefix-v6", set_uint, FIELD(rate_prefix_v6), 16, 128, false, false},
+    {"rate-table-size", set_uint, FIELD(rate_table_size), 64, 16777216, false,
+     false},
+    {"udp-loop-guard", set_loop_guard, 0, 0, 0, false, false},
+    {"udp-rate", set_bucket, FIELD(udp_rate), 0, 0, false, false},
+    {"udp-byte-rate", set_bucket, FIELD(udp_byte_rate), 0, 0, false, true},
+    {"udp-global-rate", set_bucket, FIELD(udp_global_rate), 0, 0, false, false},
+    {"tcp-max-connections-per-source", set_uint, FIELD(tcp_max_per_source), 1,
+     100000, false, false},
+    {"tcp-connect-rate", set_bucket, FIELD(tcp_connect_rate), 0, 0, false,
+     false},
+    {"tcp-byte-rate", set_bucket, FIELD(tcp_byte_rate), 0, 0, false, true},
     {"tcp-max-lifetime", set_optional, FIELD(tcp_max_lifetime_ms), 1000,
-     UINT64_C(30) * 24 * 3600 * 1000, false},
-    {"tcp-max-bytes", set_optional, FIELD(tcp_max_bytes), 1,
-     UINT64_C(1) << 40, false},
+     UINT64_C(30) * 24 * 3600 * 1000, false, false},
+    {"tcp-max-bytes", set_optional, FIELD(tcp_max_bytes), 1, UINT64_C(1) << 40,
+     false, true},
 };
 
 #define NDIRECTIVES (sizeof(directives) / sizeof(directives[0]))
@@ -512,7 +517,7 @@ join_args(char **argv, int argc, char *out, size_t len)
 	out[0] = '\0';
 	for (int i = 0; i < argc && used < len; i++)
 		used += (size_t)snprintf(out + used, len - used, "%s%s",
-					 i ? " " : "", argv[i]);
+		                         i ? " " : "", argv[i]);
 }
 
 static const struct directive *
@@ -534,8 +539,8 @@ reset_list(const struct directive *d, struct policy *p, const struct seen *seen)
 	else if (d->apply == set_ports)
 		memset(&p->udp_deny_ports, 0, sizeof(p->udp_deny_ports));
 	else if (d->apply == set_cidrs &&
-		 seen[find_directive("allow") - directives].line == 0 &&
-		 seen[find_directive("deny") - directives].line == 0)
+	         seen[find_directive("allow") - directives].line == 0 &&
+	         seen[find_directive("deny") - directives].line == 0)
 		memset(&p->acl, 0, sizeof(p->acl));
 }
 
@@ -555,8 +560,7 @@ split_words(char *line, char **argv, int max)
 		if (argc == max)
 			return -1;
 		argv[argc++] = s;
-		while (*s && *s != ' ' && *s != '\t' && *s != '\r' &&
-		       *s != '#')
+		while (*s && *s != ' ' && *s != '\t' && *s != '\r' && *s != '#')
 			s++;
 		if (*s == '#') {
 			*s = '\0';
@@ -569,7 +573,7 @@ split_words(char *line, char **argv, int max)
 
 static int
 parse_line(char *line, unsigned lineno, struct policy *p, struct seen *seen,
-	   struct policy_error *err)
+           struct policy_error *err)
 {
 	char *argv[MAX_ARGS];
 	char text[SEEN_TEXT_MAX];
@@ -580,26 +584,26 @@ parse_line(char *line, unsigned lineno, struct policy *p, struct seen *seen,
 	for (char *c = line; *c; c++)
 		if (iscntrl((unsigned char)*c) && *c != '\t' && *c != '\r')
 			return fail(err->msg, sizeof(err->msg),
-				    "control character 0x%02x in line",
-				    (unsigned char)*c);
+			            "control character 0x%02x in line",
+			            (unsigned char)*c);
 	argc = split_words(line, argv, MAX_ARGS);
 	if (argc < 0)
 		return fail(err->msg, sizeof(err->msg),
-			    "too many words on one line (at most %d)",
-			    MAX_ARGS);
+		            "too many words on one line (at most %d)",
+		            MAX_ARGS);
 	if (argc == 0)
 		return 0;
 	d = find_directive(argv[0]);
 	if (d == NULL)
 		return fail(err->msg, sizeof(err->msg),
-			    "unknown keyword '%.64s'", argv[0]);
+		            "unknown keyword '%.64s'", argv[0]);
 	s = &seen[d - directives];
 	join_args(argv + 1, argc - 1, text, sizeof(text));
 	if (s->line != 0 && !d->list) {
 		if (strcmp(s->text, text) != 0)
 			return fail(err->msg, sizeof(err->msg),
-				    "'%s' conflicts with line %u ('%s %s')",
-				    d->name, s->line, d->name, s->text);
+			            "'%s' conflicts with line %u ('%s %s')",
+			            d->name, s->line, d->name, s->text);
 		return 0;
 	}
 	if (s->line == 0) {
@@ -612,7 +616,7 @@ parse_line(char *line, unsigned lineno, struct policy *p, struct seen *seen,
 
 int
 policy_parse(const char *buf, size_t len, struct policy *p,
-	     struct policy_error *err)
+             struct policy_error *err)
 {
 	struct seen seen[NDIRECTIVES];
 	char line[POLICY_MAX_LINE + 1];
@@ -629,11 +633,11 @@ policy_parse(const char *buf, size_t len, struct policy *p,
 		err->line = lineno;
 		if (n > POLICY_MAX_LINE)
 			return fail(err->msg, sizeof(err->msg),
-				    "line longer than %d bytes",
-				    POLICY_MAX_LINE);
+			            "line longer than %d bytes",
+			            POLICY_MAX_LINE);
 		if (memchr(buf + pos, '\0', n) != NULL)
 			return fail(err->msg, sizeof(err->msg),
-				    "NUL byte in line");
+			            "NUL byte in line");
 		memcpy(line, buf + pos, n);
 		line[n] = '\0';
 		if (parse_line(line, lineno, p, seen, err) != 0)
@@ -650,11 +654,12 @@ policy_defaults(struct policy *p)
 	struct policy_error err;
 
 	memset(p, 0, sizeof(*p));
-	/* The text is checked at build time by the test suite; it cannot fail. */
+	/* The text is checked at build time by the test suite; it cannot fail.
+	 */
 	if (policy_parse(policy_default_text, strlen(policy_default_text), p,
-			 &err) != 0) {
+	                 &err) != 0) {
 		fprintf(stderr, "echod: built-in policy:%u: %s\n", err.line,
-			err.msg);
+		        err.msg);
 		_exit(70);
 	}
 }
@@ -672,7 +677,7 @@ policy_load_file(const char *path, struct policy *p, struct policy_error *err)
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return fail(err->msg, sizeof(err->msg), "cannot open: %s",
-			    strerror(errno));
+		            strerror(errno));
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
 		return fail(err->msg, sizeof(err->msg), "not a regular file");
@@ -682,9 +687,9 @@ policy_load_file(const char *path, struct policy *p, struct policy_error *err)
 	close(fd);
 	if (n < 0)
 		return fail(err->msg, sizeof(err->msg), "cannot read: %s",
-			    strerror(errno));
+		            strerror(errno));
 	if (len == sizeof(buf))
-		return fail(err->msg, sizeof(err->msg),
-			    "larger than %d bytes", POLICY_MAX_FILE);
+		return fail(err->msg, sizeof(err->msg), "larger than %d bytes",
+		            POLICY_MAX_FILE);
 	return policy_parse(buf, len, p, err);
 }

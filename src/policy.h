@@ -13,9 +13,9 @@
 
 #define POLICY_MAX_LISTEN 16
 #define POLICY_MAX_CIDRS  256
-#define POLICY_MAX_LINE	  1024
-#define POLICY_NAME_MAX	  64
-#define POLICY_PATH_MAX	  256
+#define POLICY_MAX_LINE   1024
+#define POLICY_NAME_MAX   64
+#define POLICY_PATH_MAX   256
 
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
@@ -35,8 +35,8 @@ struct policy {
 	bool allow_big_stderr; /* allow-downgrade fsize-limit */
 
 	/* Abuse controls (SECURITY.md says why each default). */
-	bool enforce; /* false: log-only, count and log but echo anyway */
-	struct acl acl;	       /* allow / deny */
+	bool enforce;   /* false: log-only, count and log but echo anyway */
+	struct acl acl; /* allow / deny */
 	struct portset udp_deny_ports;
 	unsigned rate_prefix_v4, rate_prefix_v6;
 	unsigned rate_table_size;
@@ -47,7 +47,7 @@ struct policy {
 	unsigned tcp_max_per_source;
 	struct bucket_cfg tcp_connect_rate, tcp_byte_rate;
 	uint64_t tcp_max_lifetime_ms; /* 0: off */
-	uint64_t tcp_max_bytes;	      /* 0: off */
+	uint64_t tcp_max_bytes;       /* 0: off */
 };
 
 struct policy_error {
@@ -61,7 +61,7 @@ struct policy_error {
  * the lists in *p. Pure: no I/O, no allocation. 0, or -1 with *err set.
  */
 int policy_parse(const char *buf, size_t len, struct policy *p,
-		 struct policy_error *err);
+                 struct policy_error *err);
 
 /* Fill *p from the built-in default policy (the text of policy/echod.conf). */
 void policy_defaults(struct policy *p);
@@ -71,7 +71,7 @@ extern const char policy_default_text[];
 
 /* Read and parse a file on top of *p; errors carry the line number. */
 int policy_load_file(const char *path, struct policy *p,
-		     struct policy_error *err);
+                     struct policy_error *err);
 
 /* A portable user name: letters, digits, '.', '_', '-', not leading '-'. */
 bool policy_valid_user(const char *name);

@@ -28,32 +28,33 @@ fail(char *err, size_t errlen, const char *fmt, ...)
 
 int
 resolve_user(const char *name, char *resolved, size_t resolvedlen, uid_t *uid,
-	     gid_t *gid, char *err, size_t errlen)
+             gid_t *gid, char *err, size_t errlen)
 {
 	const char *candidates[] = {name, NULL};
 	struct passwd *pw = NULL;
 
 	if (name[0] == '\0') {
-		/* A dedicated user owns nothing else; nobody is the fallback. */
+		/* A dedicated user owns nothing else; nobody is the fallback.
+		 */
 		pw = getpwnam("echod");
 		if (pw == NULL)
 			pw = getpwnam("nobody");
 		if (pw == NULL)
 			return fail(err, errlen,
-				    "neither user echod nor nobody exists: "
-				    "create one (useradd -r -s /usr/sbin/"
-				    "nologin echod) or set 'user'");
+			            "neither user echod nor nobody exists: "
+			            "create one (useradd -r -s /usr/sbin/"
+			            "nologin echod) or set 'user'");
 	} else if ((pw = getpwnam(candidates[0])) == NULL) {
 		return fail(err, errlen,
-			    "user '%s' does not exist: create it (useradd -r "
-			    "-s /usr/sbin/nologin %s) or change 'user'/-u",
-			    name, name);
+		            "user '%s' does not exist: create it (useradd -r "
+		            "-s /usr/sbin/nologin %s) or change 'user'/-u",
+		            name, name);
 	}
 	if (pw->pw_uid == 0 || pw->pw_gid == 0)
 		return fail(err, errlen,
-			    "user '%s' has uid or gid 0: choose an "
-			    "unprivileged user",
-			    pw->pw_name);
+		            "user '%s' has uid or gid 0: choose an "
+		            "unprivileged user",
+		            pw->pw_name);
 	snprintf(resolved, resolvedlen, "%s", pw->pw_name);
 	*uid = pw->pw_uid;
 	*gid = pw->pw_gid;
@@ -73,12 +74,12 @@ mkdir_parents(const char *dir, char *err, size_t errlen)
 		*p = '\0';
 		if (mkdir(path, 0755) != 0 && errno != EEXIST)
 			return fail(err, errlen, "cannot create %s: %s", path,
-				    strerror(errno));
+			            strerror(errno));
 		*p = '/';
 	}
 	if (mkdir(path, 0755) != 0 && errno != EEXIST)
 		return fail(err, errlen, "cannot create %s: %s", path,
-			    strerror(errno));
+		            strerror(errno));
 	return 0;
 }
 
@@ -91,40 +92,39 @@ prepare_chroot(const char *dir, char *err, size_t errlen)
 
 	if (dir[0] != '/')
 		return fail(err, errlen, "chroot '%s' is not an absolute path",
-			    dir);
+		            dir);
 	if (lstat(dir, &st) != 0) {
 		if (errno != ENOENT)
 			return fail(err, errlen, "chroot %s: %s", dir,
-				    strerror(errno));
+			            strerror(errno));
 		if (mkdir_parents(dir, err, errlen) != 0)
 			return -1;
 		if (lstat(dir, &st) != 0)
 			return fail(err, errlen, "chroot %s: %s", dir,
-				    strerror(errno));
+			            strerror(errno));
 	}
 	if (!S_ISDIR(st.st_mode))
 		return fail(err, errlen, "chroot %s is not a directory", dir);
 	if (st.st_uid != 0)
 		return fail(err, errlen,
-			    "chroot %s is not owned by root: chown root %s",
-			    dir, dir);
+		            "chroot %s is not owned by root: chown root %s",
+		            dir, dir);
 	if (st.st_mode & (S_IWGRP | S_IWOTH))
 		return fail(err, errlen,
-			    "chroot %s is writable by group or others: chmod "
-			    "755 %s",
-			    dir, dir);
+		            "chroot %s is writable by group or others: chmod "
+		            "755 %s",
+		            dir, dir);
 	d = opendir(dir);
 	if (d == NULL)
-		return fail(err, errlen, "chroot %s: %s", dir,
-			    strerror(errno));
+		return fail(err, errlen, "chroot %s: %s", dir, strerror(errno));
 	while ((de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") != 0 &&
 		    strcmp(de->d_name, "..") != 0) {
 			closedir(d);
 			return fail(err, errlen,
-				    "chroot %s is not empty (holds '%s'): use "
-				    "an empty directory",
-				    dir, de->d_name);
+			            "chroot %s is not empty (holds '%s'): use "
+			            "an empty directory",
+			            dir, de->d_name);
 		}
 	}
 	closedir(d);
@@ -136,10 +136,10 @@ enter_chroot(const char *dir, char *err, size_t errlen)
 {
 	if (chroot(dir) != 0)
 		return fail(err, errlen, "chroot(%s): %s", dir,
-			    strerror(errno));
+		            strerror(errno));
 	if (chdir("/") != 0)
 		return fail(err, errlen, "chdir(/) in the chroot: %s",
-			    strerror(errno));
+		            strerror(errno));
 	return 0;
 }
 
@@ -149,9 +149,9 @@ drop_bounding_set(char *err, size_t errlen)
 	for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++) {
 		if (CAP_IS_SUPPORTED(c) && cap_drop_bound(c) != 0)
 			return fail(err, errlen,
-				    "cannot drop capability %d from the "
-				    "bounding set: %s",
-				    c, strerror(errno));
+			            "cannot drop capability %d from the "
+			            "bounding set: %s",
+			            c, strerror(errno));
 	}
 	return 0;
 }
@@ -166,10 +166,10 @@ change_user(uid_t uid, gid_t gid, char *err, size_t errlen)
 		return fail(err, errlen, "setgroups(0): %s", strerror(errno));
 	if (setresgid(gid, gid, gid) != 0)
 		return fail(err, errlen, "setresgid(%u): %s", (unsigned)gid,
-			    strerror(errno));
+		            strerror(errno));
 	if (setresuid(uid, uid, uid) != 0)
 		return fail(err, errlen, "setresuid(%u): %s", (unsigned)uid,
-			    strerror(errno));
+		            strerror(errno));
 	/* Prove it: every id changed, and root cannot be asked back. */
 	if (getresuid(&ru, &eu, &su) != 0 || getresgid(&rg, &eg, &sg) != 0 ||
 	    ru != uid || eu != uid || su != uid || rg != gid || eg != gid ||
@@ -178,8 +178,9 @@ change_user(uid_t uid, gid_t gid, char *err, size_t errlen)
 	if (getgroups(0, NULL) != 0)
 		return fail(err, errlen, "supplementary groups remain");
 	if (setuid(0) == 0 || seteuid(0) == 0 || setgid(0) == 0)
-		return fail(err, errlen, "root could be regained after "
-					 "setresuid");
+		return fail(err, errlen,
+		            "root could be regained after "
+		            "setresuid");
 	return 0;
 }
 
@@ -210,27 +211,28 @@ drop_capabilities(bool require_empty_bounding, char *err, size_t errlen)
 	}
 	if (CAP_AMBIENT_SUPPORTED() && cap_reset_ambient() != 0) {
 		cap_free(none);
-		return fail(err, errlen, "cannot clear ambient capabilities: "
-					 "%s",
-			    strerror(errno));
+		return fail(err, errlen,
+		            "cannot clear ambient capabilities: "
+		            "%s",
+		            strerror(errno));
 	}
 	now = cap_get_proc();
 	same = now != NULL && cap_compare(now, none) == 0;
 	cap_free(now);
 	cap_free(none);
 	if (!same)
-		return fail(err, errlen, "capabilities still present after "
-					 "dropping them");
+		return fail(err, errlen,
+		            "capabilities still present after "
+		            "dropping them");
 	for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++) {
-		if (CAP_AMBIENT_SUPPORTED() &&
-		    cap_get_ambient(c) > 0)
+		if (CAP_AMBIENT_SUPPORTED() && cap_get_ambient(c) > 0)
 			return fail(err, errlen,
-				    "ambient capability %d still present", c);
+			            "ambient capability %d still present", c);
 		if (require_empty_bounding && CAP_IS_SUPPORTED(c) &&
 		    cap_get_bound(c) > 0)
 			return fail(err, errlen,
-				    "capability %d still in the bounding set",
-				    c);
+			            "capability %d still in the bounding set",
+			            c);
 	}
 	return 0;
 }
@@ -241,7 +243,7 @@ set_no_new_privs(char *err, size_t errlen)
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
 	    prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1)
 		return fail(err, errlen, "PR_SET_NO_NEW_PRIVS: %s",
-			    strerror(errno));
+		            strerror(errno));
 	return 0;
 }
 
@@ -250,25 +252,24 @@ set_not_dumpable(char *err, size_t errlen)
 {
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
 		return fail(err, errlen, "PR_SET_DUMPABLE: %s",
-			    strerror(errno));
+		            strerror(errno));
 	return 0;
 }
 
 static int
 set_limit(int resource, rlim_t value, const char *name, char *err,
-	  size_t errlen)
+          size_t errlen)
 {
 	struct rlimit rl = {value, value};
 
 	if (setrlimit(resource, &rl) != 0)
 		return fail(err, errlen, "setrlimit(%s, %llu): %s", name,
-			    (unsigned long long)value, strerror(errno));
+		            (unsigned long long)value, strerror(errno));
 	return 0;
 }
 
 int
-limit_resources(unsigned long nofile, bool keep_fsize, char *err,
-		size_t errlen)
+limit_resources(unsigned long nofile, bool keep_fsize, char *err, size_t errlen)
 {
 	if (set_limit(RLIMIT_NOFILE, nofile, "RLIMIT_NOFILE", err, errlen) ||
 	    set_limit(RLIMIT_CORE, 0, "RLIMIT_CORE", err, errlen))

@@ -10,7 +10,7 @@
 /* The user to become: `name`, or if empty "echod" if it exists, else
  * "nobody". Refuses root (uid or gid 0). */
 int resolve_user(const char *name, char *resolved, size_t resolvedlen,
-		 uid_t *uid, gid_t *gid, char *err, size_t errlen);
+                 uid_t *uid, gid_t *gid, char *err, size_t errlen);
 
 /* Make sure `dir` is an empty directory owned by root that nobody else can
  * write, creating it (and missing parents, mode 0755) if absent. */
@@ -38,7 +38,7 @@ int set_not_dumpable(char *err, size_t errlen);
 /* RLIMIT_NOFILE = nofile (soft and hard), RLIMIT_CORE 0, and RLIMIT_FSIZE
  * 0 unless keep_fsize (stderr is a file the log must grow). */
 int limit_resources(unsigned long nofile, bool keep_fsize, char *err,
-		    size_t errlen);
+                    size_t errlen);
 
 /* RLIMIT_NPROC 0: a worker cannot fork even if seccomp let it. */
 int forbid_new_processes(char *err, size_t errlen);

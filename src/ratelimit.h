@@ -30,26 +30,26 @@ void bucket_init(struct bucket *b, const struct bucket_cfg *cfg, uint64_t now);
  * that many: true if taken. A clock that goes backwards refills nothing
  * (and restarts the reference); a long gap refills to burst, never more. */
 bool bucket_take(struct bucket *b, const struct bucket_cfg *cfg, uint64_t now,
-		 uint64_t n);
+                 uint64_t n);
 
 /* Tokens available now (after refill), for tests and the fuzzer. */
 uint64_t bucket_level(struct bucket *b, const struct bucket_cfg *cfg,
-		      uint64_t now);
+                      uint64_t now);
 
 /* Per-source state. Which fields are used depends on the table's owner
  * (UDP guard or TCP); all start zero. */
 struct rate_entry {
-	struct ipaddr key;	/* the source prefix */
+	struct ipaddr key; /* the source prefix */
 	bool used;
-	uint64_t last_seen;	/* ms; the least recent in a set is evicted */
-	struct bucket packets;	/* UDP datagrams or TCP connects */
-	struct bucket bytes;	/* UDP bytes */
-	uint64_t loop_hash;	/* UDP loop guard: last payload's hash */
-	uint32_t loop_repeats;	/* same payload seen this many times in a row */
+	uint64_t last_seen;     /* ms; the least recent in a set is evicted */
+	struct bucket packets;  /* UDP datagrams or TCP connects */
+	struct bucket bytes;    /* UDP bytes */
+	uint64_t loop_hash;     /* UDP loop guard: last payload's hash */
+	uint32_t loop_repeats;  /* same payload seen this many times in a row */
 	uint64_t loop_first_ms; /* when the run of repeats started */
 	uint64_t suppressed_until; /* ms; loop guard hold */
-	uint32_t pinned;	/* open TCP connections: never evict */
-	uint32_t logged;	/* drop lines logged for this source */
+	uint32_t pinned;           /* open TCP connections: never evict */
+	uint32_t logged;           /* drop lines logged for this source */
 };
 
 struct rate_table;
@@ -57,7 +57,7 @@ struct rate_table;
 /* A table of `entries` slots (rounded up to a multiple of the set size),
  * allocated once, here; keys hashed with SipHash under `secret`. */
 struct rate_table *rate_table_new(size_t entries,
-				  const uint8_t secret[SIPHASH_KEY_LEN]);
+                                  const uint8_t secret[SIPHASH_KEY_LEN]);
 void rate_table_free(struct rate_table *t);
 
 /*
@@ -68,12 +68,12 @@ void rate_table_free(struct rate_table *t);
  * last_seen to now.
  */
 struct rate_entry *rate_table_get(struct rate_table *t,
-				  const struct ipaddr *key, uint64_t now,
-				  bool *created, bool *evicted);
+                                  const struct ipaddr *key, uint64_t now,
+                                  bool *created, bool *evicted);
 
 /* The entry for key if present (last_seen untouched), else NULL. */
 struct rate_entry *rate_table_find(struct rate_table *t,
-				   const struct ipaddr *key);
+                                   const struct ipaddr *key);
 
 /* Slots in the table, and bytes it holds (constant after creation). */
 size_t rate_table_slots(const struct rate_table *t);

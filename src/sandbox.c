@@ -45,8 +45,7 @@ sandbox_rules(enum sandbox_role role, const struct sandbox_rule **out)
 }
 
 static int
-add_rules(scmp_filter_ctx ctx, enum sandbox_role role, char *err,
-	  size_t errlen)
+add_rules(scmp_filter_ctx ctx, enum sandbox_role role, char *err, size_t errlen)
 {
 	const struct sandbox_rule *r;
 	size_t n = sandbox_rules(role, &r);
@@ -55,13 +54,13 @@ add_rules(scmp_filter_ctx ctx, enum sandbox_role role, char *err,
 		int nr = seccomp_syscall_resolve_name(r[i].syscall), rc;
 		if (nr == __NR_SCMP_ERROR)
 			return fail(err, errlen,
-				    "unknown syscall '%s' in the allowlist",
-				    r[i].syscall);
+			            "unknown syscall '%s' in the allowlist",
+			            r[i].syscall);
 		rc = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, nr, r[i].ncmp,
-					    r[i].cmp);
+		                            r[i].cmp);
 		if (rc != 0)
 			return fail(err, errlen, "cannot add rule for %s: %s",
-				    r[i].syscall, strerror(-rc));
+			            r[i].syscall, strerror(-rc));
 	}
 	return 0;
 }
@@ -88,7 +87,7 @@ sandbox_build(enum sandbox_role role, bool log_only, char *err, size_t errlen)
 	}
 	/* Another architecture's syscall numbers mean something else. */
 	rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH,
-			      SCMP_ACT_KILL_PROCESS);
+	                      SCMP_ACT_KILL_PROCESS);
 	/* no_new_privs is set by the bootstrap itself, as a step of its own. */
 	if (rc == 0)
 		rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
@@ -108,8 +107,7 @@ sandbox_build(enum sandbox_role role, bool log_only, char *err, size_t errlen)
 }
 
 int
-sandbox_enter(enum sandbox_role role, bool log_only, char *err,
-	      size_t errlen)
+sandbox_enter(enum sandbox_role role, bool log_only, char *err, size_t errlen)
 {
 	scmp_filter_ctx ctx;
 	int rc;

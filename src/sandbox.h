@@ -24,11 +24,11 @@ size_t sandbox_rules(enum sandbox_role role, const struct sandbox_rule **rules);
  * kill the process, or log it when log_only (the `sandbox-violation log`
  * debugging setting). NULL with a reason in err.
  */
-scmp_filter_ctx sandbox_build(enum sandbox_role role, bool log_only,
-			      char *err, size_t errlen);
+scmp_filter_ctx sandbox_build(enum sandbox_role role, bool log_only, char *err,
+                              size_t errlen);
 
 /* Build and load the filter for a role; 0, or -1 with a reason in err. */
 int sandbox_enter(enum sandbox_role role, bool log_only, char *err,
-		  size_t errlen);
+                  size_t errlen);
 
 #endif

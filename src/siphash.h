@@ -10,6 +10,6 @@
 
 /* SipHash-2-4 of data[0..len) under a 16-byte key, 64-bit result. */
 uint64_t siphash24(const uint8_t key[SIPHASH_KEY_LEN], const void *data,
-		   size_t len);
+                   size_t len);
 
 #endif

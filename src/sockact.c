@@ -25,7 +25,7 @@ fail(char *err, size_t errlen, const char *fmt, ...)
 
 int
 sockact_parse(const char *listen_pid, const char *listen_fds, pid_t self,
-	      unsigned *nfds, char *err, size_t errlen)
+              unsigned *nfds, char *err, size_t errlen)
 {
 	uint64_t pid, n;
 
@@ -33,20 +33,21 @@ sockact_parse(const char *listen_pid, const char *listen_fds, pid_t self,
 	if (listen_fds == NULL)
 		return 0;
 	if (listen_pid == NULL)
-		return fail(err, errlen, "LISTEN_FDS is set but LISTEN_PID "
-					 "is not");
+		return fail(err, errlen,
+		            "LISTEN_FDS is set but LISTEN_PID "
+		            "is not");
 	if (parse_uint(listen_pid, INT32_MAX, &pid) != 0 || pid == 0)
 		return fail(err, errlen, "LISTEN_PID '%.32s' is not a pid",
-			    listen_pid);
+		            listen_pid);
 	if ((pid_t)pid != self)
 		return fail(err, errlen,
-			    "LISTEN_PID %llu is not this process (%d): the "
-			    "sockets were meant for another program",
-			    (unsigned long long)pid, (int)self);
+		            "LISTEN_PID %llu is not this process (%d): the "
+		            "sockets were meant for another program",
+		            (unsigned long long)pid, (int)self);
 	if (parse_uint(listen_fds, SOCKACT_MAX_FDS, &n) != 0 || n == 0)
 		return fail(err, errlen,
-			    "LISTEN_FDS '%.32s' is not a count from 1 to %d",
-			    listen_fds, SOCKACT_MAX_FDS);
+		            "LISTEN_FDS '%.32s' is not a count from 1 to %d",
+		            listen_fds, SOCKACT_MAX_FDS);
 	*nfds = (unsigned)n;
 	return 0;
 }
@@ -73,45 +74,46 @@ check_socket(int fd, struct listener *l, char *err, size_t errlen)
 		return fail(err, errlen, "passed fd %d is not a socket", fd);
 	if (domain != AF_INET && domain != AF_INET6)
 		return fail(err, errlen,
-			    "passed fd %d is not an IPv4 or IPv6 socket", fd);
+		            "passed fd %d is not an IPv4 or IPv6 socket", fd);
 	if (type == SOCK_STREAM &&
 	    (get_int(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening) != 0 ||
 	     !listening))
 		return fail(err, errlen,
-			    "passed fd %d is a TCP socket that is not "
-			    "listening",
-			    fd);
+		            "passed fd %d is a TCP socket that is not "
+		            "listening",
+		            fd);
 	if (type != SOCK_STREAM && type != SOCK_DGRAM)
 		return fail(err, errlen,
-			    "passed fd %d is neither a stream nor a datagram "
-			    "socket",
-			    fd);
+		            "passed fd %d is neither a stream nor a datagram "
+		            "socket",
+		            fd);
 	if (domain == AF_INET6 &&
 	    (get_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only) != 0 || !v6only))
 		return fail(err, errlen,
-			    "passed fd %d is IPv6 without IPV6_V6ONLY: set "
-			    "BindIPv6Only=ipv6-only in the .socket unit",
-			    fd);
+		            "passed fd %d is IPv6 without IPV6_V6ONLY: set "
+		            "BindIPv6Only=ipv6-only in the .socket unit",
+		            fd);
 	if (type == SOCK_DGRAM &&
 	    setsockopt(fd, domain == AF_INET ? IPPROTO_IP : IPPROTO_IPV6,
-		       domain == AF_INET ? IP_PKTINFO : IPV6_RECVPKTINFO, &one,
-		       sizeof(one)) != 0)
-		return fail(err, errlen, "passed fd %d: cannot enable "
-					 "packet info: %s",
-			    fd, strerror(errno));
+	               domain == AF_INET ? IP_PKTINFO : IPV6_RECVPKTINFO, &one,
+	               sizeof(one)) != 0)
+		return fail(err, errlen,
+		            "passed fd %d: cannot enable "
+		            "packet info: %s",
+		            fd, strerror(errno));
 	/* The loop never blocks, and workers race for shared listeners. */
 	int flags = fcntl(fd, F_GETFL);
 	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0 ||
 	    fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
 		return fail(err, errlen, "passed fd %d: fcntl: %s", fd,
-			    strerror(errno));
+		            strerror(errno));
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
 		return fail(err, errlen, "passed fd %d: getsockname: %s", fd,
-			    strerror(errno));
+		            strerror(errno));
 	format_sockaddr((struct sockaddr *)&ss, where, sizeof(where));
 	*l = (struct listener){fd, type, domain, LISTENER_SHARED, ""};
 	snprintf(l->name, sizeof(l->name), "%s %s",
-		 type == SOCK_STREAM ? "tcp" : "udp", where);
+	         type == SOCK_STREAM ? "tcp" : "udp", where);
 	return 0;
 }
 
@@ -123,7 +125,7 @@ sockact_take(struct listen_set *out, char *err, size_t errlen)
 	out->n = 0;
 	out->l = NULL;
 	if (sockact_parse(getenv("LISTEN_PID"), getenv("LISTEN_FDS"), getpid(),
-			  &n, err, errlen) != 0)
+	                  &n, err, errlen) != 0)
 		return -1;
 	unsetenv("LISTEN_PID");
 	unsetenv("LISTEN_FDS");

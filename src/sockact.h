@@ -8,7 +8,7 @@
 #include <sys/types.h>
 
 #define SOCKACT_FIRST_FD 3
-#define SOCKACT_MAX_FDS	 64
+#define SOCKACT_MAX_FDS  64
 
 /*
  * Pure check of the two variables: 0 with *nfds = 0 when activation is not
@@ -16,7 +16,7 @@
  * -1 with a reason otherwise (a wrong pid or a malformed count).
  */
 int sockact_parse(const char *listen_pid, const char *listen_fds, pid_t self,
-		  unsigned *nfds, char *err, size_t errlen);
+                  unsigned *nfds, char *err, size_t errlen);
 
 /*
  * Take the passed fds into *out as sockets shared by every worker, after

@@ -18,11 +18,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define TICK_MS		 50
+#define TICK_MS          50
 #define BACKOFF_FIRST_MS 100
-#define BACKOFF_MAX_MS	 5000
-#define STABLE_MS	 10000 /* a worker this old resets the backoff */
-#define STOP_GRACE_MS	 800   /* then SIGKILL: SIGTERM must end us in 1 s */
+#define BACKOFF_MAX_MS   5000
+#define STABLE_MS        10000 /* a worker this old resets the backoff */
+#define STOP_GRACE_MS    800   /* then SIGKILL: SIGTERM must end us in 1 s */
 
 struct child {
 	pid_t pid; /* 0: not running */
@@ -63,8 +63,8 @@ start_worker(struct supervisor *sv, unsigned i)
 	pid_t pid = fork();
 
 	if (pid < 0) {
-		log_event(LOG_ERROR, "worker_fork_failed", "worker=%u error=\"%s\"",
-			  i, strerror(errno));
+		log_event(LOG_ERROR, "worker_fork_failed",
+		          "worker=%u error=\"%s\"", i, strerror(errno));
 		c->restart_at = now_ms() + BACKOFF_MAX_MS;
 		return;
 	}
@@ -80,7 +80,7 @@ start_worker(struct supervisor *sv, unsigned i)
 		log_init(sv->policy->log_level, "worker", (int)i);
 		listen_keep_only(sv->sockets, i);
 		_exit(worker_run(sv->policy, sv->facts, sv->n, sv->sockets, i,
-				 sv->setup));
+		                 sv->setup));
 	}
 	c->pid = pid;
 	c->started = now_ms();
@@ -95,12 +95,13 @@ describe_death(int status, char *why, size_t len)
 		snprintf(why, len, "exit_status=%d", WEXITSTATUS(status));
 	} else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS) {
 		snprintf(why, len,
-			 "signal=SIGSYS cause=\"sandbox violation: a system "
-			 "call outside the seccomp allowlist\"");
+		         "signal=SIGSYS cause=\"sandbox violation: a system "
+		         "call outside the seccomp allowlist\"");
 	} else if (WIFSIGNALED(status)) {
-		snprintf(why, len, "signal=%s", sigabbrev_np(WTERMSIG(status))
-							? sigabbrev_np(WTERMSIG(status))
-							: "unknown");
+		snprintf(why, len, "signal=%s",
+		         sigabbrev_np(WTERMSIG(status))
+		             ? sigabbrev_np(WTERMSIG(status))
+		             : "unknown");
 	} else {
 		snprintf(why, len, "status=%d", status);
 	}
@@ -127,10 +128,11 @@ reap(struct supervisor *sv)
 			describe_death(status, why, sizeof(why));
 			if (WIFEXITED(status) && WEXITSTATUS(status) >= 64 &&
 			    WEXITSTATUS(status) <= 78) {
-				/* A worker that cannot start will never start. */
+				/* A worker that cannot start will never start.
+				 */
 				log_always(LOG_ERROR, "worker_failed",
-					   "worker=%u pid=%d %s action=stop", i,
-					   pid, why);
+				           "worker=%u pid=%d %s action=stop", i,
+				           pid, why);
 				sv->exit_status = WEXITSTATUS(status);
 				sv->stopping = true;
 				sv->stop_deadline = now + STOP_GRACE_MS;
@@ -144,13 +146,13 @@ reap(struct supervisor *sv)
 				c->backoff_ms = BACKOFF_FIRST_MS;
 			else if (c->backoff_ms < BACKOFF_MAX_MS)
 				c->backoff_ms = c->backoff_ms
-						    ? c->backoff_ms * 2
-						    : BACKOFF_FIRST_MS;
+				                    ? c->backoff_ms * 2
+				                    : BACKOFF_FIRST_MS;
 			c->restart_at = now + c->backoff_ms;
 			COUNT(worker_restarts, 1);
 			log_always(LOG_WARN, "worker_died",
-				   "worker=%u pid=%d %s restart_in_ms=%u", i,
-				   pid, why, c->backoff_ms);
+			           "worker=%u pid=%d %s restart_in_ms=%u", i,
+			           pid, why, c->backoff_ms);
 			break;
 		}
 	}
@@ -190,7 +192,7 @@ signal_event(struct loop *l, int fd, uint32_t events, void *arg)
 		case SIGTERM:
 		case SIGINT:
 			log_always(LOG_INFO, "stopping", "signal=%s",
-				   si.ssi_signo == SIGTERM ? "TERM" : "INT");
+			           si.ssi_signo == SIGTERM ? "TERM" : "INT");
 			begin_stop(sv);
 			break;
 		case SIGUSR1:
@@ -230,10 +232,13 @@ tick(struct loop *l, uint64_t now, void *arg)
 
 int
 supervisor_run(const struct policy *p, const struct facts *f,
-	       struct listen_set *s, unsigned nworkers, worker_setup_fn setup)
+               struct listen_set *s, unsigned nworkers, worker_setup_fn setup)
 {
-	struct supervisor sv = {.policy = p, .facts = f, .sockets = s,
-				.setup = setup, .n = nworkers};
+	struct supervisor sv = {.policy = p,
+	                        .facts = f,
+	                        .sockets = s,
+	                        .setup = setup,
+	                        .n = nworkers};
 	struct rlimit rl;
 	sigset_t mask;
 

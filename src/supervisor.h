@@ -17,7 +17,7 @@ typedef void (*worker_setup_fn)(unsigned index);
  * service with that status; any other death is logged and restarted.
  */
 int supervisor_run(const struct policy *p, const struct facts *f,
-		   struct listen_set *s, unsigned nworkers,
-		   worker_setup_fn setup);
+                   struct listen_set *s, unsigned nworkers,
+                   worker_setup_fn setup);
 
 #endif

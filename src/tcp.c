@@ -15,17 +15,17 @@
 #include <unistd.h>
 
 #define ACCEPTS_PER_EVENT 64 /* fairness between listeners and peers */
-#define READS_PER_EVENT	  8
-#define SWEEP_MS	  1000 /* lifetime checks: once a second is enough */
+#define READS_PER_EVENT   8
+#define SWEEP_MS          1000 /* lifetime checks: once a second is enough */
 
 struct conn {
 	int fd;
-	bool eof;	   /* the peer sent FIN: echo what is left, close */
-	bool throttled;	   /* over the source's byte rate: not reading */
+	bool eof;       /* the peer sent FIN: echo what is left, close */
+	bool throttled; /* over the source's byte rate: not reading */
 	uint64_t last_active, started;
 	uint64_t bytes, bytes_in;
 	struct rate_entry *source; /* pinned while the connection lives */
-	char *pending;	   /* echo bytes the peer has not taken yet */
+	char *pending;             /* echo bytes the peer has not taken yet */
 	size_t pending_off, pending_len;
 	struct conn *prev, *next; /* idle list, least recently active first */
 	struct tcp_server *srv;
@@ -89,7 +89,7 @@ conn_close(struct conn *c, const char *why)
 	struct tcp_server *srv = c->srv;
 
 	log_event(LOG_DEBUG, "tcp_close", "peer=%s reason=%s bytes=%llu",
-		  c->peer, why, (unsigned long long)c->bytes);
+	          c->peer, why, (unsigned long long)c->bytes);
 	loop_del(srv->loop, c->fd);
 	close(c->fd);
 	idle_unlink(srv, c);
@@ -109,7 +109,7 @@ flush_pending(struct conn *c, bool *dead)
 {
 	while (c->pending_len > 0) {
 		ssize_t n = send(c->fd, c->pending + c->pending_off,
-				 c->pending_len, MSG_NOSIGNAL);
+		                 c->pending_len, MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -201,11 +201,11 @@ echo_once(struct conn *c, bool *drained, const char **why)
 	c->bytes_in += (uint64_t)n;
 	if (c->source != NULL && p->tcp_byte_rate.rate > 0)
 		bucket_take(&c->source->bytes, &p->tcp_byte_rate, now,
-			    (uint64_t)n);
+		            (uint64_t)n);
 	touch(c);
 	while (w < n) {
 		ssize_t k = send(c->fd, c->srv->scratch + w, (size_t)(n - w),
-				 MSG_NOSIGNAL);
+		                 MSG_NOSIGNAL);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0 && errno != EAGAIN) {
@@ -291,14 +291,13 @@ admit(struct tcp_server *srv, const struct sockaddr *sa, const char *peer,
 	uint64_t now = now_ms();
 
 	ipaddr_from_sockaddr(sa, &src, NULL);
-	ipaddr_prefix(&src,
-		      src.family == AF_INET ? p->rate_prefix_v4
-					    : p->rate_prefix_v6,
-		      &key);
+	ipaddr_prefix(
+	    &src, src.family == AF_INET ? p->rate_prefix_v4 : p->rate_prefix_v6,
+	    &key);
 	if (!acl_allows(&p->acl, &src)) {
 		why = "deny";
 	} else if ((e = rate_table_get(srv->sources, &key, now, &created,
-				       &evicted)) == NULL) {
+	                               &evicted)) == NULL) {
 		why = "table";
 	} else {
 		if (created) {
@@ -308,14 +307,14 @@ admit(struct tcp_server *srv, const struct sockaddr *sa, const char *peer,
 		if (e->pinned >= p->tcp_max_per_source)
 			why = "per_source";
 		else if (!bucket_take(&e->packets, &p->tcp_connect_rate, now,
-				      1))
+		                      1))
 			why = "rate";
 	}
 	*out = e;
 	if (why == NULL)
 		return true;
 	log_event(LOG_INFO, p->enforce ? "tcp_refused" : "tcp_would_refuse",
-		  "peer=%s reason=%s", peer, why);
+	          "peer=%s reason=%s", peer, why);
 	if (!p->enforce) {
 		COUNT(tcp_would_refuse, 1);
 		return true;
@@ -345,7 +344,7 @@ accept_event(struct loop *l, int lfd, uint32_t events, void *arg)
 		int fd;
 
 		fd = accept4(lfd, (struct sockaddr *)&ss, &len,
-			     SOCK_NONBLOCK | SOCK_CLOEXEC);
+		             SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				return;
@@ -353,17 +352,18 @@ accept_event(struct loop *l, int lfd, uint32_t events, void *arg)
 			if (errno == EMFILE || errno == ENFILE ||
 			    errno == ENOBUFS || errno == ENOMEM) {
 				log_event(LOG_WARN, "tcp_accept_paused",
-					  "error=\"%s\"", strerror(errno));
+				          "error=\"%s\"", strerror(errno));
 				pause_listener(srv, lfd);
 				return;
 			}
 			continue;
 		}
 		format_sockaddr((struct sockaddr *)&ss, peer, sizeof(peer));
-		if (counters_total_active() >= srv->policy->tcp_max_connections) {
+		if (counters_total_active() >=
+		    srv->policy->tcp_max_connections) {
 			COUNT(tcp_refused_max, 1);
 			log_event(LOG_DEBUG, "tcp_refused",
-				  "peer=%s reason=max_connections", peer);
+			          "peer=%s reason=max_connections", peer);
 			close(fd);
 			continue;
 		}
@@ -436,7 +436,7 @@ tcp_server_tick(struct tcp_server *srv, uint64_t now)
 
 struct tcp_server *
 tcp_server_new(struct loop *l, const struct policy *p,
-	       const struct listen_set *s, const struct facts *f)
+               const struct listen_set *s, const struct facts *f)
 {
 	struct tcp_server *srv = calloc(1, sizeof(*srv));
 

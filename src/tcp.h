@@ -12,8 +12,8 @@ struct tcp_server;
 /* Serve every SOCK_STREAM listener of s on loop l, with the policy's
  * per-source limits (their table keyed with f's secret). NULL on failure. */
 struct tcp_server *tcp_server_new(struct loop *l, const struct policy *p,
-				  const struct listen_set *s,
-				  const struct facts *f);
+                                  const struct listen_set *s,
+                                  const struct facts *f);
 
 /* Periodic work: close idle and expired connections, resume throttled
  * connections and paused accepts. */

@@ -12,12 +12,13 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
-#define BATCH		32
-#define DROP_LOG_LINES	5     /* per reason per window, then a summary */
+#define BATCH           32
+#define DROP_LOG_LINES  5     /* per reason per window, then a summary */
 #define DROP_LOG_WINDOW 10000 /* ms */
 #define CMSG_SPACE_MAX                                                         \
-	(CMSG_SPACE(sizeof(struct in6_pktinfo)) > CMSG_SPACE(sizeof(struct in_pktinfo)) \
-	     ? CMSG_SPACE(sizeof(struct in6_pktinfo))                         \
+	(CMSG_SPACE(sizeof(struct in6_pktinfo)) >                              \
+	         CMSG_SPACE(sizeof(struct in_pktinfo))                         \
+	     ? CMSG_SPACE(sizeof(struct in6_pktinfo))                          \
 	     : CMSG_SPACE(sizeof(struct in_pktinfo)))
 
 /* Where a datagram was sent: the reply leaves from there. */
@@ -34,8 +35,8 @@ struct udp_server {
 	uint64_t window_start;
 	unsigned logged[GUARD_NREASONS];
 	uint64_t suppressed[GUARD_NREASONS];
-	size_t bufsize;	    /* udp-max-datagram, at least 1 to see truncation */
-	char *payload;	    /* BATCH * bufsize */
+	size_t bufsize; /* udp-max-datagram, at least 1 to see truncation */
+	char *payload;  /* BATCH * bufsize */
 	struct mmsghdr in[BATCH], out[BATCH];
 	struct iovec in_iov[BATCH], out_iov[BATCH];
 	struct sockaddr_storage peers[BATCH];
@@ -49,7 +50,8 @@ static void
 arm_receive(struct udp_server *srv)
 {
 	for (int i = 0; i < BATCH; i++) {
-		srv->in_iov[i].iov_base = srv->payload + (size_t)i * srv->bufsize;
+		srv->in_iov[i].iov_base =
+		    srv->payload + (size_t)i * srv->bufsize;
 		srv->in_iov[i].iov_len = srv->bufsize;
 		srv->in[i].msg_hdr = (struct msghdr){
 		    .msg_name = &srv->peers[i],
@@ -76,7 +78,7 @@ read_destination(struct msghdr *in, struct destination *d)
 			d->v6_control = false;
 			sin.sin_addr = d->v4.ipi_addr;
 			ipaddr_from_sockaddr((struct sockaddr *)&sin, &d->addr,
-					     NULL);
+			                     NULL);
 			return true;
 		}
 		if (c->cmsg_level == IPPROTO_IPV6 &&
@@ -85,7 +87,7 @@ read_destination(struct msghdr *in, struct destination *d)
 			memcpy(&d->v6, CMSG_DATA(c), sizeof(d->v6));
 			sin6.sin6_addr = d->v6.ipi6_addr;
 			ipaddr_from_sockaddr((struct sockaddr *)&sin6, &d->addr,
-					     NULL);
+			                     NULL);
 			d->v6_control = true;
 			return true;
 		}
@@ -96,7 +98,7 @@ read_destination(struct msghdr *in, struct destination *d)
 /* Control data that makes the echo leave from the address it was sent to. */
 static void
 reply_from(const struct destination *d, struct msghdr *out, void *ctl,
-	   size_t ctllen)
+           size_t ctllen)
 {
 	struct cmsghdr *o;
 
@@ -141,7 +143,7 @@ count_drop(enum guard_reason r)
 /* The first few drops of each reason are logged, the rest summarised. */
 static void
 log_drop(struct udp_server *srv, enum guard_reason r,
-	 const struct sockaddr *peer, const struct ipaddr *dst)
+         const struct sockaddr *peer, const struct ipaddr *dst)
 {
 	char from[ADDR_STRLEN], to[ADDR_STRLEN];
 
@@ -154,8 +156,9 @@ log_drop(struct udp_server *srv, enum guard_reason r,
 	srv->logged[r]++;
 	format_sockaddr(peer, from, sizeof(from));
 	format_ipaddr(dst, to, sizeof(to));
-	log_event(LOG_INFO, srv->policy->enforce ? "udp_drop" : "udp_would_drop",
-		  "reason=%s peer=%s dst=%s", guard_reason_name(r), from, to);
+	log_event(LOG_INFO,
+	          srv->policy->enforce ? "udp_drop" : "udp_would_drop",
+	          "reason=%s peer=%s dst=%s", guard_reason_name(r), from, to);
 }
 
 void
@@ -167,10 +170,10 @@ udp_server_tick(struct udp_server *srv, uint64_t now)
 	for (int r = 0; r < GUARD_NREASONS; r++) {
 		if (srv->suppressed[r] > 0)
 			log_event(LOG_INFO, "udp_drop_summary",
-				  "reason=%s suppressed=%llu window_ms=%d",
-				  guard_reason_name((enum guard_reason)r),
-				  (unsigned long long)srv->suppressed[r],
-				  DROP_LOG_WINDOW);
+			          "reason=%s suppressed=%llu window_ms=%d",
+			          guard_reason_name((enum guard_reason)r),
+			          (unsigned long long)srv->suppressed[r],
+			          DROP_LOG_WINDOW);
 		srv->suppressed[r] = 0;
 		srv->logged[r] = 0;
 	}
@@ -193,7 +196,7 @@ send_batch(int fd, struct mmsghdr *out, int n)
 			}
 			COUNT(udp_send_errors, 1);
 			log_event(LOG_DEBUG, "udp_send_error", "error=\"%s\"",
-				  strerror(errno));
+			          strerror(errno));
 			sent++;
 			continue;
 		}
@@ -253,7 +256,7 @@ datagram_event(struct loop *l, int fd, uint32_t events, void *arg)
 		}
 		*out = (struct msghdr){0};
 		reply_from(&dest, out, srv->out_ctl[nout].buf,
-			   sizeof(srv->out_ctl[nout].buf));
+		           sizeof(srv->out_ctl[nout].buf));
 		/* The echo is the request's payload: never larger. */
 		srv->out_iov[nout] = (struct iovec){in->msg_iov->iov_base, len};
 		out->msg_name = in->msg_name;
@@ -268,8 +271,8 @@ datagram_event(struct loop *l, int fd, uint32_t events, void *arg)
 
 struct udp_server *
 udp_server_new(struct loop *l, const struct policy *p,
-	       const struct listen_set *s, const struct facts *f,
-	       unsigned nworkers)
+               const struct listen_set *s, const struct facts *f,
+               unsigned nworkers)
 {
 	struct udp_server *srv = calloc(1, sizeof(*srv));
 

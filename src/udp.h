@@ -13,8 +13,8 @@ struct udp_server;
  * abuse controls (this worker's share of the global rate: 1/nworkers).
  * NULL on failure. */
 struct udp_server *udp_server_new(struct loop *l, const struct policy *p,
-				  const struct listen_set *s,
-				  const struct facts *f, unsigned nworkers);
+                                  const struct listen_set *s,
+                                  const struct facts *f, unsigned nworkers);
 
 /* Periodic work: summarise the drops whose log lines were suppressed. */
 void udp_server_tick(struct udp_server *srv, uint64_t now);

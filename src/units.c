@@ -101,7 +101,7 @@ parse_size(const char *s, uint64_t *out)
 /* "X/unit" where X is parsed by `amount`; the period must be one unit. */
 static int
 parse_per(const char *s, int (*amount)(const char *, uint64_t *),
-	  struct rate *out)
+          struct rate *out)
 {
 	char head[32];
 	const char *slash = strchr(s, '/');

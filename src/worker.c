@@ -47,8 +47,7 @@ tick(struct loop *l, uint64_t now, void *arg)
 
 int
 worker_run(const struct policy *p, const struct facts *f, unsigned nworkers,
-	   struct listen_set *s, unsigned index,
-	   void (*harden)(unsigned index))
+           struct listen_set *s, unsigned index, void (*harden)(unsigned index))
 {
 	struct worker w = {0};
 	struct rlimit rl;
@@ -73,7 +72,8 @@ worker_run(const struct policy *p, const struct facts *f, unsigned nworkers,
 		log_always(LOG_ERROR, "worker_failed", "step=tcp");
 		return 71;
 	}
-	if (p->udp && (w.udp = udp_server_new(w.loop, p, s, f, nworkers)) == NULL) {
+	if (p->udp &&
+	    (w.udp = udp_server_new(w.loop, p, s, f, nworkers)) == NULL) {
 		log_always(LOG_ERROR, "worker_failed", "step=udp");
 		return 71;
 	}
@@ -81,7 +81,7 @@ worker_run(const struct policy *p, const struct facts *f, unsigned nworkers,
 	if (harden != NULL)
 		harden(index);
 	log_event(LOG_DEBUG, "worker_ready", "index=%u pid=%d sockets=%zu",
-		  index, getpid(), s->n);
+	          index, getpid(), s->n);
 	if (loop_run(w.loop) != 0) {
 		log_always(LOG_ERROR, "worker_failed", "step=epoll_wait");
 		status = 70;

@@ -8,8 +8,8 @@
 
 /* Serve this worker's sockets until SIGTERM/SIGINT; returns an exit code.
  * harden(index), if not NULL, runs after setup and before the first read. */
-int worker_run(const struct policy *p, const struct facts *f,
-	       unsigned nworkers, struct listen_set *s, unsigned index,
-	       void (*harden)(unsigned index));
+int worker_run(const struct policy *p, const struct facts *f, unsigned nworkers,
+               struct listen_set *s, unsigned index,
+               void (*harden)(unsigned index));
 
 #endif

@@ -452,14 +452,15 @@ def test_socket_activation_refuses_bad_fds(policy, spawn, specs, opts,
                                    free_port(), "-w", "1"], opts),
               port, wait=False)
     first = d.wait_for_line(
-        lambda l: is_event(l, "socket_activation") or is_event(l, "ready"),
-        READY_TIMEOUT, what="event=socket_activation")
-    assert is_event(first, "socket_activation"), d.log_text()
+        lambda l: is_event(l, "ready") or (
+            is_event(l, "socket_activation") and "level=error" in l),
+        READY_TIMEOUT, what="event=socket_activation level=error")
+    assert not is_event(first, "ready"), d.log_text()
     assert d.proc.wait(5) == EXIT_OSERR, d.log_text()
     d._reader.join(2.0)
     log = d.log_lines()
     lines = [l for l in log if is_event(l, "socket_activation")]
-    assert lines == [first] and "level=error" in first, log
+    assert lines == [first], log
     assert re.search(message, parse_logfmt(first)["msg"]), log
     assert not any(is_event(l, "listening") for l in log), log
 
@@ -790,3 +791,52 @@ def test_dist_units_verify(dist_units, tmp_path):
     own = [l for l in out.splitlines() if any(n in l for n in names)]
     assert r.returncode == 0, out
     assert own == [], out
+
+
+def _setpriv_caps(names):
+    return ",".join("+" + n.lower().removeprefix("cap_") for n in names)
+
+
+@needs_root
+def test_dist_service_capabilities_suffice(dist_units, policy, spawn,
+                                           request):
+    """echod under the unit's own capability settings (bounding set,
+    ambient set, securebits; applied with setpriv as systemd would before
+    the exec) gets through the bootstrap: the unit grants what it needs."""
+    if SETPRIV is None:
+        pytest.skip("setpriv (util-linux) is missing")
+    svc, _ = dist_units
+    s = _unit_settings(svc)
+    bounding = " ".join(s.get(("Service", "CapabilityBoundingSet"), [])).split()
+    ambient = " ".join(s.get(("Service", "AmbientCapabilities"), [])).split()
+    secbits = " ".join(s.get(("Service", "SecureBits"), [])).split()
+    if any(c.startswith("~") for c in bounding + ambient):
+        pytest.skip("~ (deny-list) capability sets are not modelled here")
+    argv = [SETPRIV]
+    if bounding:
+        argv.append("--bounding-set=-all," + _setpriv_caps(bounding))
+    if ambient:
+        argv += ["--inh-caps=" + _setpriv_caps(ambient),
+                 "--ambient-caps=" + _setpriv_caps(ambient)]
+    if secbits:
+        argv.append("--securebits=" + ",".join(
+            "+" + b.replace("-", "_") for b in secbits))
+    if "noroot" in secbits and not ambient:
+        request.node.add_marker(pytest.mark.xfail(strict=True, reason=(
+            "BUG in dist/echod.service: SecureBits=noroot without "
+            "AmbientCapabilities= means root gains no capability at exec, "
+            "so echod refuses at step=bounding_set (no CAP_SETPCAP; then "
+            "chroot/setresuid would fail too): drop SecureBits=noroot or "
+            "add AmbientCapabilities=CAP_SYS_CHROOT CAP_SETUID CAP_SETGID "
+            "CAP_SETPCAP")))
+    port = free_port()
+    d = spawn(argv + ["--", ECHOD_BIN, "-c", policy(), "-l", "127.0.0.1",
+                      "-p", port, "-w", "1"], port, wait=False)
+    line = d.wait_for_line(
+        lambda l: is_event(l, "ready") or is_event(l, "hardening_failed"),
+        READY_TIMEOUT, what="event=ready")
+    assert is_event(line, "ready"), d.log_text()
+    data = os.urandom(1000)
+    assert tcp_echo("127.0.0.1", port, data) == data
+    assert status(d.pid)["CapBnd"] == ZERO_CAPS
+    assert d.stop() == 0

@@ -22,7 +22,8 @@ guard_with(const char *text, unsigned share)
 
 	policy_defaults(&pol);
 	if (text != NULL)
-		assert_int_equal(policy_parse(text, strlen(text), &pol, &err), 0);
+		assert_int_equal(policy_parse(text, strlen(text), &pol, &err),
+		                 0);
 	memset(&facts, 0, sizeof(facts));
 	memset(facts.secret, 7, sizeof(facts.secret));
 	assert_int_equal(parse_ipaddr("198.18.0.255", &facts.broadcast[0]), 0);
@@ -35,8 +36,8 @@ check(struct udp_guard *g, const char *src, uint16_t sport, const char *dst,
       const char *payload, uint64_t now)
 {
 	struct datagram d = {.sport = sport,
-			     .payload = (const uint8_t *)payload,
-			     .len = strlen(payload)};
+	                     .payload = (const uint8_t *)payload,
+	                     .len = strlen(payload)};
 
 	assert_int_equal(parse_ipaddr(src, &d.src), 0);
 	assert_int_equal(parse_ipaddr(dst, &d.dst), 0);
@@ -47,16 +48,16 @@ static void
 test_denied_source_ports(void **state)
 {
 	struct udp_guard *g = guard_with(NULL, 1);
-	static const uint16_t denied[] = {0, 7, 19, 53, 123, 1023, 1900,
-					  3702, 5353, 5683, 11211, 27020};
+	static const uint16_t denied[] = {0,    7,    19,   53,   123,   1023,
+	                                  1900, 3702, 5353, 5683, 11211, 27020};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(denied) / sizeof(*denied); i++)
 		assert_int_equal(check(g, "198.18.1.1", denied[i], "198.18.0.1",
-				       "x", 1000 + i),
-				 GUARD_port);
+		                       "x", 1000 + i),
+		                 GUARD_port);
 	assert_int_equal(check(g, "198.18.1.1", 40000, "198.18.0.1", "x", 2000),
-			 GUARD_ok);
+	                 GUARD_ok);
 	udp_guard_free(g);
 }
 
@@ -65,22 +66,22 @@ test_bad_sources(void **state)
 {
 	struct udp_guard *g = guard_with(NULL, 1);
 	static const char *const bad[] = {
-	    "0.0.0.0",	       "0.1.2.3", "224.0.0.1", "239.255.255.250",
+	    "0.0.0.0",         "0.1.2.3",      "224.0.0.1", "239.255.255.250",
 	    "255.255.255.255", "198.18.0.255", "240.0.0.1", "::",
-	    "ff02::1",	       "127.0.0.1",	 "::1",	     "::ffff:127.0.0.1",
+	    "ff02::1",         "127.0.0.1",    "::1",       "::ffff:127.0.0.1",
 	};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
 		const char *dst = strchr(bad[i], ':') && !strstr(bad[i], "ffff")
-				      ? "2001:db8::1"
-				      : "198.18.0.1";
+		                      ? "2001:db8::1"
+		                      : "198.18.0.1";
 		assert_int_equal(check(g, bad[i], 40000, dst, "x", 1000 + i),
-				 GUARD_bad_source);
+		                 GUARD_bad_source);
 	}
 	/* Loopback to loopback is an ordinary local client. */
 	assert_int_equal(check(g, "127.0.0.1", 40000, "127.0.0.1", "x", 2000),
-			 GUARD_ok);
+	                 GUARD_ok);
 	assert_int_equal(check(g, "::1", 40000, "::1", "x", 2001), GUARD_ok);
 	udp_guard_free(g);
 }
@@ -91,17 +92,17 @@ test_broadcast_and_multicast_destinations(void **state)
 	struct udp_guard *g = guard_with(NULL, 1);
 
 	(void)state;
-	assert_int_equal(check(g, "198.18.1.1", 40000, "255.255.255.255", "x",
-			       1),
-			 GUARD_bad_dest);
+	assert_int_equal(
+	    check(g, "198.18.1.1", 40000, "255.255.255.255", "x", 1),
+	    GUARD_bad_dest);
 	assert_int_equal(check(g, "198.18.1.1", 40000, "198.18.0.255", "x", 2),
-			 GUARD_bad_dest);
+	                 GUARD_bad_dest);
 	assert_int_equal(check(g, "198.18.1.1", 40000, "224.0.0.1", "x", 3),
-			 GUARD_bad_dest);
+	                 GUARD_bad_dest);
 	assert_int_equal(check(g, "2001:db8::5", 40000, "ff02::1", "x", 4),
-			 GUARD_bad_dest);
+	                 GUARD_bad_dest);
 	assert_int_equal(check(g, "198.18.1.1", 40000, "198.18.0.1", "x", 5),
-			 GUARD_ok);
+	                 GUARD_ok);
 	udp_guard_free(g);
 }
 
@@ -113,53 +114,53 @@ test_deny_list_longest_prefix(void **state)
 
 	(void)state;
 	assert_int_equal(check(g, "198.19.1.1", 40000, "198.18.0.1", "x", 1),
-			 GUARD_deny);
+	                 GUARD_deny);
 	assert_int_equal(check(g, "198.18.7.9", 40000, "198.18.0.1", "x", 2),
-			 GUARD_ok);
+	                 GUARD_ok);
 	/* IPv4-mapped is judged as IPv4. */
-	assert_int_equal(check(g, "::ffff:198.19.1.1", 40000, "198.18.0.1",
-			       "x", 3),
-			 GUARD_deny);
+	assert_int_equal(
+	    check(g, "::ffff:198.19.1.1", 40000, "198.18.0.1", "x", 3),
+	    GUARD_deny);
 	udp_guard_free(g);
 }
 
 static void
 test_loop_guard_suppresses_repeats(void **state)
 {
-	struct udp_guard *g = guard_with(
-	    "udp-loop-guard on repeats 4 window 1s hold 10s\n", 1);
+	struct udp_guard *g =
+	    guard_with("udp-loop-guard on repeats 4 window 1s hold 10s\n", 1);
 	uint64_t t = 1000;
 
 	(void)state;
 	for (int i = 0; i < 3; i++)
-		assert_int_equal(check(g, "198.18.1.1", 20008, "198.18.0.1",
-				       "ping", t++),
-				 GUARD_ok);
-	assert_int_equal(check(g, "198.18.1.1", 20008, "198.18.0.1", "ping",
-			       t++),
-			 GUARD_loop);
+		assert_int_equal(
+		    check(g, "198.18.1.1", 20008, "198.18.0.1", "ping", t++),
+		    GUARD_ok);
+	assert_int_equal(
+	    check(g, "198.18.1.1", 20008, "198.18.0.1", "ping", t++),
+	    GUARD_loop);
 	/* Held: even a new payload from that source is not answered. */
-	assert_int_equal(check(g, "198.18.1.1", 20008, "198.18.0.1", "other",
-			       t + 5000),
-			 GUARD_loop);
-	assert_int_equal(check(g, "198.18.1.1", 20008, "198.18.0.1", "other",
-			       t + 10001),
-			 GUARD_ok);
+	assert_int_equal(
+	    check(g, "198.18.1.1", 20008, "198.18.0.1", "other", t + 5000),
+	    GUARD_loop);
+	assert_int_equal(
+	    check(g, "198.18.1.1", 20008, "198.18.0.1", "other", t + 10001),
+	    GUARD_ok);
 	udp_guard_free(g);
 }
 
 static void
 test_loop_guard_spares_slow_and_varied(void **state)
 {
-	struct udp_guard *g = guard_with(
-	    "udp-loop-guard on repeats 4 window 1s hold 10s\n", 1);
+	struct udp_guard *g =
+	    guard_with("udp-loop-guard on repeats 4 window 1s hold 10s\n", 1);
 
 	(void)state;
 	/* An echoping at 1/s repeats its payload, but not at a loop's pace. */
 	for (int i = 0; i < 10; i++)
 		assert_int_equal(check(g, "198.18.1.1", 40000, "198.18.0.1",
-				       "same", 1000 + (uint64_t)i * 1001),
-				 GUARD_ok);
+		                       "same", 1000 + (uint64_t)i * 1001),
+		                 GUARD_ok);
 	/* Fast but each payload different: a client, not a loop. */
 	for (int i = 0; i < 10; i++) {
 		char p[8];
@@ -181,20 +182,20 @@ test_rate_per_prefix(void **state)
 		char src[32];
 		/* Ten hosts of one /24 share one allowance. */
 		snprintf(src, sizeof(src), "198.18.1.%d", i + 1);
-		assert_int_equal(
-		    check(g, src, 40000, "198.18.0.1", "x", 1000), GUARD_ok);
+		assert_int_equal(check(g, src, 40000, "198.18.0.1", "x", 1000),
+		                 GUARD_ok);
 	}
-	assert_int_equal(check(g, "198.18.1.200", 40000, "198.18.0.1", "x",
-			       1000),
-			 GUARD_rate);
+	assert_int_equal(
+	    check(g, "198.18.1.200", 40000, "198.18.0.1", "x", 1000),
+	    GUARD_rate);
 	/* Another /24 has its own. */
 	assert_int_equal(check(g, "198.18.2.1", 40000, "198.18.0.1", "x", 1000),
-			 GUARD_ok);
+	                 GUARD_ok);
 	/* 100 ms later one token is back. */
 	assert_int_equal(check(g, "198.18.1.5", 40000, "198.18.0.1", "x", 1100),
-			 GUARD_ok);
+	                 GUARD_ok);
 	assert_int_equal(check(g, "198.18.1.5", 40000, "198.18.0.1", "x", 1100),
-			 GUARD_rate);
+	                 GUARD_rate);
 	udp_guard_free(g);
 }
 
@@ -204,38 +205,37 @@ test_rate_prefix_v6(void **state)
 	struct udp_guard *g = guard_with("udp-rate 2/s burst 2\n", 1);
 
 	(void)state;
-	assert_int_equal(check(g, "2001:db8:0:1::1", 40000, "2001:db8::1", "x",
-			       1000),
-			 GUARD_ok);
+	assert_int_equal(
+	    check(g, "2001:db8:0:1::1", 40000, "2001:db8::1", "x", 1000),
+	    GUARD_ok);
 	/* Same /56 (2001:db8:0:0-ff), other host. */
-	assert_int_equal(check(g, "2001:db8:0:ff::9", 40000, "2001:db8::1",
-			       "x", 1000),
-			 GUARD_ok);
-	assert_int_equal(check(g, "2001:db8:0:2::1", 40000, "2001:db8::1", "x",
-			       1000),
-			 GUARD_rate);
+	assert_int_equal(
+	    check(g, "2001:db8:0:ff::9", 40000, "2001:db8::1", "x", 1000),
+	    GUARD_ok);
+	assert_int_equal(
+	    check(g, "2001:db8:0:2::1", 40000, "2001:db8::1", "x", 1000),
+	    GUARD_rate);
 	/* Next /56 starts at 2001:db8:0:100::. */
-	assert_int_equal(check(g, "2001:db8:0:100::1", 40000, "2001:db8::1",
-			       "x", 1000),
-			 GUARD_ok);
+	assert_int_equal(
+	    check(g, "2001:db8:0:100::1", 40000, "2001:db8::1", "x", 1000),
+	    GUARD_ok);
 	udp_guard_free(g);
 }
 
 static void
 test_byte_rate(void **state)
 {
-	struct udp_guard *g =
-	    guard_with("udp-byte-rate 1k/s burst 1k\n", 1);
+	struct udp_guard *g = guard_with("udp-byte-rate 1k/s burst 1k\n", 1);
 	char big[601];
 
 	(void)state;
 	memset(big, 'a', 600);
 	big[600] = '\0';
 	assert_int_equal(check(g, "198.18.1.1", 40000, "198.18.0.1", big, 10),
-			 GUARD_ok);
+	                 GUARD_ok);
 	big[0] = 'b';
 	assert_int_equal(check(g, "198.18.1.1", 40000, "198.18.0.1", big, 10),
-			 GUARD_rate);
+	                 GUARD_rate);
 	udp_guard_free(g);
 }
 
@@ -267,7 +267,7 @@ test_table_memory_is_fixed(void **state)
 	for (int i = 0; i < 5000; i++) {
 		char src[32];
 		snprintf(src, sizeof(src), "198.%d.%d.1", 18 + (i >> 8) % 2,
-			 i & 255);
+		         i & 255);
 		check(g, src, 40000, "198.18.0.1", "x", 1000 + (uint64_t)i);
 	}
 	assert_int_equal(rate_table_bytes(udp_guard_table(g)), before);

@@ -83,7 +83,7 @@ test_compiled_rules_are_the_text(void **state)
 	(void)state;
 	assert_rules_match_text(SANDBOX_WORKER, "policy/seccomp-worker.list");
 	assert_rules_match_text(SANDBOX_SUPERVISOR,
-				"policy/seccomp-supervisor.list");
+	                        "policy/seccomp-supervisor.list");
 }
 
 /* The syscall numbers a built filter allows, from libseccomp's own PFC. */
@@ -129,8 +129,8 @@ assert_filter_is_lists(enum sandbox_role role)
 	read_list("policy/seccomp-worker.list", &worker);
 	read_list("policy/seccomp-supervisor.list", &extra);
 	for (size_t i = 0; i < worker.n + extra.n; i++) {
-		const char *name = i < worker.n ? worker.name[i]
-						: extra.name[i - worker.n];
+		const char *name =
+		    i < worker.n ? worker.name[i] : extra.name[i - worker.n];
 		int nr = seccomp_syscall_resolve_name(name);
 		bool dup = false;
 
@@ -214,7 +214,7 @@ run_probe(enum probe what, bool log_only)
 			break;
 		case PROBE_MMAP_EXEC:
 			syscall(SYS_mmap, NULL, 4096, PROT_READ | PROT_EXEC,
-				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 			break;
 		case PROBE_FORK:
 			syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
@@ -254,7 +254,7 @@ static void
 test_forbidden_calls_die(void **state)
 {
 	static const enum probe forbidden[] = {
-	    PROBE_EXECVE, PROBE_OPENAT, PROBE_SOCKET,
+	    PROBE_EXECVE, PROBE_OPENAT,    PROBE_SOCKET,
 	    PROBE_PTRACE, PROBE_MMAP_EXEC, PROBE_FORK,
 	};
 
