@@ -126,35 +126,34 @@ fuzz-replay: $(FUZZERS:%=$(FUZZ_REPLAY_DIR)/%)
 	done; \
 	if [ -n "$$fail" ]; then echo "fuzz-replay: failed:$$fail"; exit 1; fi
 
-# Coverage of the targeted sources by the committed corpora.
+# Coverage of the targeted sources by the committed corpora: the full
+# llvm-cov report per harness, then one summary line each.
 fuzz-coverage: $(FUZZERS:%=$(FUZZ_COV_DIR)/%)
-	@set -e; for f in $(FUZZERS); do \
-	  rm -f $(FUZZ_COV_DIR)/$$f.profraw; \
-	  LLVM_PROFILE_FILE=$(FUZZ_COV_DIR)/$$f.profraw \
-	    ./$(FUZZ_COV_DIR)/$$f fuzz/corpus/$$f; \
-	  $(LLVM_PROFDATA) merge -sparse -o $(FUZZ_COV_DIR)/$$f.profdata \
-	    $(FUZZ_COV_DIR)/$$f.profraw; \
+	@set -e; out=$(FUZZ_COV_DIR); : > $$out/summary; \
+	for pair in $(foreach f,$(FUZZERS),$(f)=$(FUZZ_TARGET_$(f))); do \
+	  f=$${pair%%=*}; t=$${pair#*=}; file=$${t%%:*}; fn=; \
+	  case $$t in *:*) fn=$${t#*:};; esac; \
+	  rm -f $$out/$$f.profraw; \
+	  LLVM_PROFILE_FILE=$$out/$$f.profraw ./$$out/$$f fuzz/corpus/$$f; \
+	  $(LLVM_PROFDATA) merge -sparse -o $$out/$$f.profdata \
+	    $$out/$$f.profraw; \
+	  echo "== $$f: $$t"; \
+	  if [ -n "$$fn" ]; then \
+	    $(LLVM_COV) report $$out/$$f -instr-profile=$$out/$$f.profdata \
+	      -show-functions $$file > $$out/$$f.report; \
+	    line=$$(awk -v fn=$$fn '$$1 == fn { print $$5 - $$6 "/" $$5 " " $$7 }' \
+	      $$out/$$f.report); \
+	  else \
+	    $(LLVM_COV) report $$out/$$f -instr-profile=$$out/$$f.profdata \
+	      $$file > $$out/$$f.report; \
+	    line=$$(awk '$$1 == "TOTAL" { print $$8 - $$9 "/" $$8 " " $$10 }' \
+	      $$out/$$f.report); \
+	  fi; \
+	  cat $$out/$$f.report; \
+	  printf '%-15s %-28s lines %s\n' $$f $$t "$$line" >> $$out/summary; \
 	done; \
-	$(foreach f,$(FUZZERS),\
-	  echo "== $(f): $(FUZZ_TARGET_$(f))"; \
-	  $(LLVM_COV) report $(FUZZ_COV_DIR)/$(f) \
-	    -instr-profile=$(FUZZ_COV_DIR)/$(f).profdata \
-	    $(if $(findstring :,$(FUZZ_TARGET_$(f))),-show-functions) \
-	    $(firstword $(subst :, ,$(FUZZ_TARGET_$(f)))) \
-	    > $(FUZZ_COV_DIR)/$(f).report; \
-	  cat $(FUZZ_COV_DIR)/$(f).report;) \
-	echo "== summary: line coverage of each harness's target"; \
-	$(foreach f,$(FUZZERS),\
-	  $(if $(findstring :,$(FUZZ_TARGET_$(f))),\
-	    awk -v n=$(f) -v t='$(FUZZ_TARGET_$(f))' \
-	      -v fn=$(word 2,$(subst :, ,$(FUZZ_TARGET_$(f)))) \
-	      '$$1 == fn { printf "%-16s %-28s lines %s/%s covered %s\n", \
-	        n, t, $$5 - $$6, $$5, $$7 }' \
-	      $(FUZZ_COV_DIR)/$(f).report;,\
-	    awk -v n=$(f) -v t='$(FUZZ_TARGET_$(f))' \
-	      '$$1 == "TOTAL" { printf "%-16s %-28s lines %s/%s covered %s\n", \
-	        n, t, $$8 - $$9, $$8, $$10 }' \
-	      $(FUZZ_COV_DIR)/$(f).report;))
+	echo "== summary: line coverage of each harness's target (covered/total %)"; \
+	cat $$out/summary
 
 fuzz-clean:
 	rm -rf $(FUZZ_DIR) $(FUZZ_REPLAY_DIR) $(FUZZ_COV_DIR)

@@ -34,6 +34,7 @@ void
 counters_reset_gauges(unsigned slot)
 {
 	__atomic_store_n(&slots[slot].tcp_active, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&slots[slot].workers_ready, 0, __ATOMIC_RELAXED);
 }
 
 uint64_t

@@ -39,6 +39,7 @@
 	X(tcp_lifetime_closes)                                                 \
 	X(tcp_max_bytes_closes)                                                \
 	X(worker_restarts)                                                     \
+	X(workers_ready)                                                       \
 	X(log_suppressed)
 
 struct counters {
@@ -59,7 +60,7 @@ extern struct counters *counters;
 int counters_init(unsigned nslots);
 /* Point `counters` at slot i (a worker does this after fork). */
 void counters_select(unsigned slot);
-/* Zero slot i's gauges (tcp_active) after its worker died. */
+/* Zero slot i's gauges (tcp_active, workers_ready) after its worker died. */
 void counters_reset_gauges(unsigned slot);
 /* tcp_active over every slot: the connections open in all workers. */
 uint64_t counters_total_active(void);

@@ -147,6 +147,20 @@ get_sockets(struct listen_set *s, unsigned nworkers)
 		die(EXIT_OSERR, "bind_failed", err);
 }
 
+/* Descriptors inherited from whoever started us (but systemd's sockets)
+ * must not follow us into the sandbox, where read and write are allowed. */
+static void
+close_inherited_fds(void)
+{
+	char err[256];
+	unsigned passed;
+
+	if (sockact_parse(getenv("LISTEN_PID"), getenv("LISTEN_FDS"), getpid(),
+			  &passed, err, sizeof(err)) != 0)
+		passed = 0; /* sockact_take refuses it, with the reason */
+	closefrom(SOCKACT_FIRST_FD + (int)passed);
+}
+
 /* Called in each worker just before it serves: its own, stricter limits. */
 static void
 harden_worker(unsigned index)
@@ -220,6 +234,7 @@ main(int argc, char **argv)
 	}
 
 	/* Step 2: the only step that needs privilege. */
+	close_inherited_fds();
 	nofile = fd_limit_needed(&policy, nworkers);
 	raise_fd_limit(nofile);
 	get_sockets(&sockets, nworkers);

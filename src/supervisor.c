@@ -38,6 +38,7 @@ struct supervisor {
 	struct child *children;
 	unsigned n;
 	bool stopping;
+	bool announced; /* event=ready logged */
 	uint64_t stop_deadline;
 	int exit_status;
 	struct loop *loop;
@@ -207,6 +208,21 @@ signal_event(struct loop *l, int fd, uint32_t events, void *arg)
 		loop_stop(l);
 }
 
+/* "ready" means every worker is sandboxed and serving, said once. */
+static void
+announce_ready(struct supervisor *sv)
+{
+	struct counters sum;
+
+	if (sv->announced)
+		return;
+	counters_sum(&sum);
+	if (sum.workers_ready < sv->n)
+		return;
+	sv->announced = true;
+	log_always(LOG_INFO, "ready", "workers=%u pid=%d", sv->n, getpid());
+}
+
 static void
 tick(struct loop *l, uint64_t now, void *arg)
 {
@@ -228,6 +244,7 @@ tick(struct loop *l, uint64_t now, void *arg)
 		if (c->pid == 0 && c->restart_at != 0 && now >= c->restart_at)
 			start_worker(sv, i);
 	}
+	announce_ready(sv);
 }
 
 int
@@ -263,7 +280,6 @@ supervisor_run(const struct policy *p, const struct facts *f,
 	}
 	for (unsigned i = 0; i < nworkers && !sv.stopping; i++)
 		start_worker(&sv, i);
-	log_always(LOG_INFO, "ready", "workers=%u pid=%d", nworkers, getpid());
 	loop_set_tick(sv.loop, TICK_MS, tick, &sv);
 	loop_run(sv.loop);
 	reap(&sv);

@@ -80,6 +80,8 @@ worker_run(const struct policy *p, const struct facts *f, unsigned nworkers,
 	loop_set_tick(w.loop, TICK_MS, tick, &w);
 	if (harden != NULL)
 		harden(index);
+	/* Hardened and about to serve: the supervisor may now say "ready". */
+	COUNT(workers_ready, 1);
 	log_event(LOG_DEBUG, "worker_ready", "index=%u pid=%d sockets=%zu",
 	          index, getpid(), s->n);
 	if (loop_run(w.loop) != 0) {

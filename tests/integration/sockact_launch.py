@@ -1,7 +1,7 @@
 """Socket-activation launcher for test_sandbox.py: what systemd does.
 
 usage: sockact_launch.py [--listen-pid self|N] [--listen-fds auto|VALUE]
-                         SPEC... -- PROGRAM ARG...
+                         [--no-listen-env] SPEC... -- PROGRAM ARG...
 
 Each SPEC makes one fd; the first goes to fd 3, the next to fd 4, ...:
   tcp,HOST,PORT        listening TCP socket (IPv6 ones get IPV6_V6ONLY)
@@ -12,10 +12,12 @@ Each SPEC makes one fd; the first goes to fd 3, the next to fd 4, ...:
   unix                 listening AF_UNIX stream socket (abstract name)
   file                 a regular file (read-only, /etc/hostname-like)
   pipe                 the read end of a pipe
+  dir                  a directory (/), opened O_RDONLY|O_DIRECTORY
 
 Then LISTEN_PID (default: this very process, which the exec keeps) and
 LISTEN_FDS (default: the number of SPECs) are set and PROGRAM replaces this
 process with os.execve, so the pid the test sees is PROGRAM's pid.
+With --no-listen-env neither is set: the fds are merely inherited.
 """
 
 import fcntl
@@ -53,6 +55,8 @@ def make(spec):
         f.write(b"not a socket\n")
         f.flush()
         return os.dup(f.fileno())
+    if kind == "dir":
+        return os.open("/", os.O_RDONLY | os.O_DIRECTORY)
     if kind == "pipe":
         r, _w = os.pipe()
         return r
@@ -60,7 +64,7 @@ def make(spec):
 
 
 def main(argv):
-    listen_pid, listen_fds = "self", "auto"
+    listen_pid, listen_fds, listen_env = "self", "auto", True
     try:
         sep = argv.index("--")
     except ValueError:
@@ -72,6 +76,9 @@ def main(argv):
         if opts[i] == "--listen-pid":
             listen_pid = opts[i + 1]
             i += 2
+        elif opts[i] == "--no-listen-env":
+            listen_env = False
+            i += 1
         elif opts[i] == "--listen-fds":
             listen_fds = opts[i + 1]
             i += 2
@@ -93,9 +100,12 @@ def main(argv):
         os.dup2(high, 3 + n, inheritable=True)
         os.close(high)
 
-    env = dict(os.environ)
-    env["LISTEN_PID"] = str(os.getpid()) if listen_pid == "self" else listen_pid
-    env["LISTEN_FDS"] = str(len(specs)) if listen_fds == "auto" else listen_fds
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LISTEN_")}
+    if listen_env:
+        env["LISTEN_PID"] = (str(os.getpid()) if listen_pid == "self"
+                             else listen_pid)
+        env["LISTEN_FDS"] = (str(len(specs)) if listen_fds == "auto"
+                             else listen_fds)
     os.execve(program[0], program, env)
 
 

@@ -235,6 +235,9 @@ def test_bad_sources_get_no_echo(net, nsd, socks):
         assert bad == got, f"{src} -> {dst}: received {got}, bad_source {bad}"
         arrived[(src, dst)] = got
         c0 = c1
+    print("bad sources reaching echod: " + ", ".join(
+        f"{s}->{t}:{'yes' if v else 'no (kernel)'}"
+        for (s, t), v in arrived.items()))
     must = {(s, t) for s, t, m in BAD_SOURCES if m}
     assert {k for k, v in arrived.items() if v} >= must, arrived
     c = d.counters()

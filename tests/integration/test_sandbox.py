@@ -412,6 +412,41 @@ def test_socket_activation_serves_passed_sockets(policy, spawn):
     assert d.stop() == 0
 
 
+
+
+@needs_root
+def test_socket_activation_leaves_no_stray_fds(policy, spawn):
+    """Only the LISTEN_FDS sockets are taken: a file and a directory the
+    launcher also left open past them must not reach the sandbox."""
+    port = free_port()
+    d = spawn(_launch_argv([f"tcp,127.0.0.1,{port}", "file", "dir"],
+                           ["-c", policy(), "-w", "1"],
+                           ["--listen-fds", "1"]), port, wait=False)
+    line = d.wait_for_line(lambda l: is_event(l, "ready") or
+                           "level=error" in l, READY_TIMEOUT, what="ready")
+    assert is_event(line, "ready"), d.log_text()
+    data = os.urandom(1000)
+    assert tcp_echo("127.0.0.1", port, data) == data
+    for pid in [d.pid] + d.workers():
+        if pid != d.pid:
+            wait_worker_hardened(pid)
+        assert_only_sockets_open(pid)
+
+
+@needs_root
+def test_inherited_fds_do_not_reach_the_sandbox(policy, spawn):
+    port = free_port()
+    d = spawn(_launch_argv(["file", "dir"],
+                           ["-c", policy(), "-l", "127.0.0.1", "-p", port,
+                            "-w", "1"], ["--no-listen-env"]), port)
+    data = os.urandom(1000)
+    assert tcp_echo("127.0.0.1", port, data) == data
+    for pid in [d.pid] + d.workers():
+        if pid != d.pid:
+            wait_worker_hardened(pid)
+        assert_only_sockets_open(pid)
+
+
 SOCKACT_ERRORS = [
     pytest.param([], ["--listen-pid", "1"], r"LISTEN_PID 1 is not this "
                  r"process \(\d+\): the sockets were meant for another",
@@ -433,10 +468,7 @@ SOCKACT_ERRORS = [
     pytest.param(["tcp,127.0.0.1,PORT"], ["--listen-fds", "2"],
                  r"passed fd 4 is not a socket", id="fewer-fds-than-count"),
     pytest.param(["udpunbound"], [], r"passed fd 3 .*not bound",
-                 id="udp-not-bound", marks=pytest.mark.xfail(
-                     strict=True, reason="BUG: sockact check_socket() "
-                     "accepts an unbound UDP socket (serves on 0.0.0.0:0, "
-                     "i.e. nothing) instead of refusing it")),
+                 id="udp-not-bound"),
 ]
 
 
@@ -599,7 +631,8 @@ def test_refuses_chroot_not_empty(chroot_dir, policy):
 
 
 @needs_root
-@pytest.mark.parametrize("mode", [0o777, 0o775, 0o757])
+@pytest.mark.parametrize("mode", [0o777, 0o775, 0o757],
+                         ids=["0777", "0775", "0757"])
 def test_refuses_chroot_writable_by_others(chroot_dir, policy, mode):
     os.chmod(chroot_dir, mode)
     _refusal(["-c", policy()], "chroot",
