@@ -60,17 +60,24 @@ FUZZ_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:symbolize=1 \
 
 fuzz: $(FUZZERS:%=$(FUZZ_DIR)/%)
 
-# One object tree per flavour: OBJDIR, COMPILER, FLAGS.
+# One object tree per flavour: OBJDIR, COMPILER, FLAGS. OBJDIR/flags
+# holds the compiler and flags of the last build, rewritten (and so
+# everything rebuilt) when they change: `make fuzz-replay CC=gcc` after a
+# clang run must not link clang objects.
 define fuzz_objects
-$(1)/obj/%.o: src/%.c src/*.h | $(1)/obj
+$(1)/flags: FORCE_FUZZ_FLAGS
+	@mkdir -p $(1)/obj
+	@echo '$(2) $(3)' | cmp -s - $$@ || echo '$(2) $(3)' > $$@
+$(1)/obj/%.o: src/%.c src/*.h $(1)/flags | $(1)/obj
 	$(2) $(3) -c -o $$@ $$<
-$(1)/obj/%.o: fuzz/%.c src/*.h | $(1)/obj
+$(1)/obj/%.o: fuzz/%.c src/*.h $(1)/flags | $(1)/obj
 	$(2) $(3) -c -o $$@ $$<
-$(1)/obj/default_policy.o: $(BUILD)/gen/default_policy.c | $(1)/obj
+$(1)/obj/default_policy.o: $(BUILD)/gen/default_policy.c $(1)/flags | $(1)/obj
 	$(2) $(3) -Wno-missing-prototypes -c -o $$@ $$<
 $(1)/obj:
 	mkdir -p $$@
 endef
+.PHONY: FORCE_FUZZ_FLAGS
 $(eval $(call fuzz_objects,$(FUZZ_DIR),$(FUZZ_CC),$(FUZZ_CFLAGS)))
 $(eval $(call fuzz_objects,$(FUZZ_REPLAY_DIR),$(CC),$(FUZZ_REPLAY_CFLAGS)))
 $(eval $(call fuzz_objects,$(FUZZ_COV_DIR),$(FUZZ_CC),$(FUZZ_COV_CFLAGS)))
@@ -79,15 +86,15 @@ $(eval $(call fuzz_objects,$(FUZZ_COV_DIR),$(FUZZ_CC),$(FUZZ_COV_CFLAGS)))
 define fuzz_links
 $(FUZZ_DIR)/$(1): $(FUZZ_DIR)/obj/$(1).o \
 		  $(FUZZ_MODS_$(1):%=$(FUZZ_DIR)/obj/%.o)
-	$(FUZZ_CC) $(FUZZ_LDFLAGS) -o $$@ $$^
+	$(FUZZ_CC) $(FUZZ_LDFLAGS) -o $$@ $$(filter %.o,$$^)
 $(FUZZ_REPLAY_DIR)/$(1): $(FUZZ_REPLAY_DIR)/obj/$(1).o \
 		  $(FUZZ_REPLAY_DIR)/obj/replay_main.o \
 		  $(FUZZ_MODS_$(1):%=$(FUZZ_REPLAY_DIR)/obj/%.o)
-	$(CC) $(FUZZ_SAN) -o $$@ $$^
+	$(CC) $(FUZZ_SAN) -o $$@ $$(filter %.o,$$^)
 $(FUZZ_COV_DIR)/$(1): $(FUZZ_COV_DIR)/obj/$(1).o \
 		  $(FUZZ_COV_DIR)/obj/replay_main.o \
 		  $(FUZZ_MODS_$(1):%=$(FUZZ_COV_DIR)/obj/%.o)
-	$(FUZZ_CC) -fprofile-instr-generate -o $$@ $$^
+	$(FUZZ_CC) -fprofile-instr-generate -o $$@ $$(filter %.o,$$^)
 endef
 $(foreach f,$(FUZZERS),$(eval $(call fuzz_links,$(f))))
 

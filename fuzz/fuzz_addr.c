@@ -78,6 +78,12 @@ do_cidr(const char *s)
 	ipaddr_prefix(&c.addr, c.prefix, &m);
 	CHECK(ipaddr_equal(&m, &c.addr));
 	CHECK(cidr_contains(&c, &c.addr));
+	/* Never across families; a prefix longer than the family clamps. */
+	m = c.addr;
+	m.family = c.addr.family == AF_INET ? AF_INET6 : AF_INET;
+	CHECK(!cidr_contains(&c, &m));
+	ipaddr_prefix(&c.addr, 255, &m);
+	CHECK(ipaddr_equal(&m, &c.addr));
 	/* A bare address is a host route. */
 	if (strchr(s, '/') == NULL)
 		CHECK(c.prefix == (c.addr.family == AF_INET ? 32 : 128));

@@ -8,7 +8,8 @@
  *     0x20 allow/deny rules, 0x40 rate prefixes /32 and /128,
  *     0x80 the guard is one of 4 workers (global rate share 1/4).
  *   byte 1: udp-rate count 1..8 (bits 0-2), per minute if bit 3, loop
- *     guard tuning in bits 4-5; byte 2: udp-rate burst 1..16.
+ *     guard tuning in bits 4-5, share 0 (taken as 1) if bit 6 and not
+ *     flag 0x80; byte 2: udp-rate burst 1..16.
  *   record: h, src, dst, sport (2), len (2), tag, step.
  *     h bit 0: IPv6 (the datagram arrives on a v6 socket; v4-mapped folds
  *     to IPv4 as in udp.c); bit 1: src is one byte indexing a pool of
@@ -135,6 +136,7 @@ init_once(void)
 	CHECK(parse_ipaddr("198.51.100.255", &facts.broadcast[2]) == 0);
 	facts.nbroadcast = 3;
 	policy_defaults(&defaults);
+	udp_guard_free(NULL); /* allowed, like free(NULL) */
 }
 
 static struct model *
@@ -301,7 +303,8 @@ build_policy(struct policy *p, const uint8_t *hdr, unsigned *share)
 		fprintf(stderr, "harness policy:%u: %s\n", err.line, err.msg);
 		abort();
 	}
-	*share = hdr[0] & 0x80 ? 4 : 1;
+	/* share 0 is taken as 1 by udp_guard_new. */
+	*share = hdr[0] & 0x80 ? 4 : (hdr[1] & 0x40 ? 0 : 1);
 }
 
 int
@@ -330,6 +333,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	table_bytes = rate_table_bytes(table);
 	CHECK(rate_table_slots(table) >= p.rate_table_size);
 	global = p.udp_global_rate;
+	if (share == 0)
+		share = 1;
 	if (global.rate > 0) {
 		global.rate = (global.rate + share - 1) / share;
 		global.burst = (global.burst + share - 1) / share;
@@ -385,6 +390,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		r = udp_guard_check(g, &d, now);
 		CHECK(r < GUARD_NREASONS);
+		CHECK(strcmp(guard_reason_name(r), "?") != 0);
 		CHECK(rate_table_bytes(table) == table_bytes);
 		/* What udp.c echoes: the payload it checked, no more. */
 		CHECK(d.payload == pattern + tag && d.len == len);

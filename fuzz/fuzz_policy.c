@@ -3,7 +3,10 @@
  *
  * Invariants: on error, err.line is 1..lines+1 and err.msg is a non-empty
  * NUL-terminated string; on success every value lies in the range the
- * directives table in src/policy.c documents, and the lists are sane.
+ * directives table in src/policy.c documents, the lists are sane, and a
+ * second parse gives the same bytes. A file that fails is then parsed
+ * line by line (first 64 lines), each line alone over the defaults, with
+ * the same checks.
  */
 #include "acl.h"
 #include "addr.h"
@@ -25,6 +28,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 			abort();                                               \
 		}                                                              \
 	} while (0)
+
+static struct policy defaults;
+static bool primed;
 
 static void
 check_bucket(const struct bucket_cfg *b, bool bytes)
@@ -117,39 +123,63 @@ check_policy(const struct policy *p)
 	CHECK(p->tcp_max_bytes <= (UINT64_C(1) << 40));
 }
 
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* Parse buf over the defaults and check the outcome; 0 if it parsed. */
+static int
+parse_and_check(const char *buf, size_t size, struct policy *p)
 {
-	static struct policy defaults, p, again;
-	static bool primed;
+	static struct policy again;
 	struct policy_error err;
 	unsigned lines = 1;
 	int rc;
+
+	for (size_t i = 0; i < size; i++)
+		lines += buf[i] == '\n';
+	memcpy(p, &defaults, sizeof(*p));
+	memset(&err, 0xa5, sizeof(err)); /* policy_parse must set it all */
+	rc = policy_parse(buf, size, p, &err);
+	CHECK(rc == 0 || rc == -1);
+	if (rc != 0) {
+		CHECK(err.line >= 1 && err.line <= lines);
+		CHECK(memchr(err.msg, '\0', sizeof(err.msg)) != NULL);
+		CHECK(err.msg[0] != '\0');
+		return -1;
+	}
+	CHECK(err.line == 0);
+	check_policy(p);
+
+	/* Deterministic: the same text over the same start gives the same. */
+	memcpy(&again, &defaults, sizeof(again));
+	CHECK(policy_parse(buf, size, &again, &err) == 0);
+	CHECK(memcmp(&again, p, sizeof(*p)) == 0);
+	return 0;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static struct policy p;
+	const char *buf = (const char *)data;
+	size_t pos = 0;
 
 	if (!primed) {
 		policy_defaults(&defaults);
 		check_policy(&defaults);
 		primed = true;
 	}
-	for (size_t i = 0; i < size; i++)
-		lines += data[i] == '\n';
-
-	memcpy(&p, &defaults, sizeof(p));
-	memset(&err, 0xa5, sizeof(err)); /* policy_parse must set it all */
-	rc = policy_parse((const char *)data, size, &p, &err);
-	CHECK(rc == 0 || rc == -1);
-	if (rc != 0) {
-		CHECK(err.line >= 1 && err.line <= lines);
-		CHECK(memchr(err.msg, '\0', sizeof(err.msg)) != NULL);
-		CHECK(err.msg[0] != '\0');
+	if (parse_and_check(buf, size, &p) == 0)
 		return 0;
-	}
-	CHECK(err.line == 0);
-	check_policy(&p);
+	/*
+	 * The file failed at its first bad line. Each of the first lines on
+	 * its own (over the defaults) must obey the same rules: so one seed
+	 * can hold many kinds of mistake, and the fuzzer reaches the lines
+	 * after the first error too.
+	 */
+	for (int n = 0; n < 64 && pos < size; n++) {
+		const char *nl = memchr(buf + pos, '\n', size - pos);
+		size_t len = nl ? (size_t)(nl - (buf + pos)) : size - pos;
 
-	/* Deterministic: the same text over the same start gives the same. */
-	memcpy(&again, &defaults, sizeof(again));
-	CHECK(policy_parse((const char *)data, size, &again, &err) == 0);
-	CHECK(memcmp(&again, &p, sizeof(p)) == 0);
+		parse_and_check(buf + pos, len, &p);
+		pos += len + 1;
+	}
 	return 0;
 }

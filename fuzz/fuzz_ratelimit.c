@@ -235,7 +235,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const uint8_t *in;
 	uint64_t now = 1000000;
 	unsigned ops = 0;
+	static bool primed;
 
+	if (!primed) {
+		/* Edge sizes, once: 0 slots is one set, absurd sizes fail. */
+		primed = true;
+		CHECK(rate_table_new(SIZE_MAX, secret) == NULL);
+		t = rate_table_new(0, secret);
+		CHECK(t != NULL && rate_table_slots(t) == RATE_WAYS);
+		rate_table_free(t);
+		rate_table_free(NULL);
+	}
 	if (size < 2)
 		return 0;
 	slots = 8 + (size_t)((data[0] << 8 | data[1]) % 4089);

@@ -20,6 +20,44 @@ fail(char *err, size_t errlen, const char *fmt, ...)
 	return -1;
 }
 
+static void
+add_address(struct facts *f, const struct ipaddr *a)
+{
+	for (size_t k = 0; k < f->nbroadcast; k++)
+		if (ipaddr_equal(&f->broadcast[k], a))
+			return;
+	if (f->nbroadcast < FACTS_MAX_ADDRS)
+		f->broadcast[f->nbroadcast++] = *a;
+}
+
+/*
+ * The directed broadcast of an IPv4 address: address | ~netmask, which the
+ * kernel delivers even when the address was configured without "brd" (then
+ * glibc reports the address itself as ifa_broadaddr, which must not be
+ * mistaken for a broadcast). /31 and /32 have none (RFC 3021).
+ */
+static void
+add_broadcasts(struct facts *f, const struct ifaddrs *i)
+{
+	struct ipaddr addr, mask, bcast;
+
+	ipaddr_from_sockaddr(i->ifa_addr, &addr, NULL);
+	if (i->ifa_netmask != NULL) {
+		ipaddr_from_sockaddr(i->ifa_netmask, &mask, NULL);
+		if (mask.bytes[3] < 0xfe) {
+			bcast = addr;
+			for (int k = 0; k < 4; k++)
+				bcast.bytes[k] |= (uint8_t)~mask.bytes[k];
+			add_address(f, &bcast);
+		}
+	}
+	if ((i->ifa_flags & IFF_BROADCAST) && i->ifa_broadaddr != NULL) {
+		ipaddr_from_sockaddr(i->ifa_broadaddr, &bcast, NULL);
+		if (!ipaddr_equal(&bcast, &addr))
+			add_address(f, &bcast);
+	}
+}
+
 int
 facts_gather(struct facts *f, char *err, size_t errlen)
 {
@@ -34,13 +72,9 @@ facts_gather(struct facts *f, char *err, size_t errlen)
 	if (getifaddrs(&ifs) != 0)
 		return fail(err, errlen, "getifaddrs: %s", strerror(errno));
 	for (i = ifs; i != NULL; i = i->ifa_next) {
-		if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET ||
-		    !(i->ifa_flags & IFF_BROADCAST) || i->ifa_broadaddr == NULL)
+		if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET)
 			continue;
-		if (f->nbroadcast == FACTS_MAX_ADDRS)
-			break;
-		ipaddr_from_sockaddr(i->ifa_broadaddr,
-		                     &f->broadcast[f->nbroadcast++], NULL);
+		add_broadcasts(f, i);
 	}
 	freeifaddrs(ifs);
 	return 0;

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 UNIT_TIMEOUT = 120
-PYTEST_TIMEOUT = 240
+PYTEST_TIMEOUT = 600
 
 PASSED_RE = re.compile(r"^\[\s+PASSED\s+\]\s+(\d+)\s+test", re.M)
 FAILED_RE = re.compile(r"^\[\s+FAILED\s+\]\s+(\d+)\s+test", re.M)

@@ -278,13 +278,6 @@ def test_broadcast_and_multicast_destinations(net, nsd, socks):
     assert drops(c) == {"udp_drop_bad_dest": 4}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: src/facts.c takes getifaddrs()'s ifa_broadaddr as the directed "
-    "broadcast; for an IPv4 address configured without 'brd' (ip addr add "
-    "198.18.0.1/24 dev X) glibc fills ifa_broadaddr with the address "
-    "itself, so echod drops every datagram to its own unicast address as "
-    "bad_dest and does not know 198.18.0.255, which the kernel still "
-    "treats as broadcast (the echo then fails in sendmmsg)"))
 def test_directed_broadcast_without_brd_attribute(net, nsd, socks):
     p = net(brd=False)
     d = nsd(p.srv, listen=("0.0.0.0",))
