@@ -164,3 +164,7 @@ fuzz-coverage: $(FUZZERS:%=$(FUZZ_COV_DIR)/%)
 
 fuzz-clean:
 	rm -rf $(FUZZ_DIR) $(FUZZ_REPLAY_DIR) $(FUZZ_COV_DIR)
+
+# The replay programs only, for `make test` (tests/run.py runs them).
+.PHONY: fuzz-replay-build
+fuzz-replay-build: $(FUZZERS:%=$(FUZZ_REPLAY_DIR)/%)

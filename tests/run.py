@@ -6,7 +6,8 @@ Run from the repository root as /usr/bin/python3 tests/run.py. Steps:
      "[  PASSED  ] N test(s)." and "[  FAILED  ] N test(s)" lines; one that
      crashes or fails without a count counts as 1 failed;
   2. pytest on tests/integration, counted from its junit xml;
-  3. if build/asan/echod exists, the tests marked `asan` again against it.
+  3. if build/asan/echod exists, the tests marked `asan` again against it;
+  4. every fuzz corpus and kept reproducer, replayed under ASan+UBSan.
 Prints each step's output as it runs, then exactly one line
 "N passed, M failed, K skipped"; exits 1 if anything failed or nothing ran.
 
@@ -138,6 +139,28 @@ def run_pytest(label, extra, env, xml, tally):
     tally.add(passed, failed, skipped)
 
 
+def run_fuzz_replays(tally):
+    """Every fuzz corpus and kept crash reproducer, replayed by the harness
+    built without libFuzzer under ASan+UBSan (make fuzz-replay-build): one
+    test per harness."""
+    replay_dir = ROOT / "build" / "fuzz-replay"
+    names = sorted(p.name for p in replay_dir.glob("fuzz_*")
+                   if p.is_file() and os.access(p, os.X_OK))
+    if not names:
+        print("\nrun.py: no fuzz replay binaries (make fuzz-replay-build): "
+              "1 failed", flush=True)
+        tally.add(failed=1)
+        return
+    for name in names:
+        dirs = [str(d) for d in (ROOT / "fuzz" / "corpus" / name,
+                                 ROOT / "fuzz" / "crashes" / name)
+                if d.is_dir()]
+        banner(f"fuzz replay: {name} on {' '.join(dirs)}")
+        status, _ = run_streaming([str(replay_dir / name), *dirs],
+                                  timeout=UNIT_TIMEOUT)
+        tally.add(passed=1) if status == 0 else tally.add(failed=1)
+
+
 def main():
     os.chdir(ROOT)
     t0 = time.monotonic()
@@ -166,6 +189,8 @@ def main():
     else:
         print("\nrun.py: build/asan/echod not built: skipping the ASan pass "
               "(make sanitize)", flush=True)
+
+    run_fuzz_replays(tally)
 
     print(f"\nrun.py: {time.monotonic() - t0:.1f}s in all", flush=True)
     print(f"{tally.passed} passed, {tally.failed} failed, "
