@@ -86,10 +86,10 @@ test: deps all clang sanitize fuzz-replay-build
 	/usr/bin/python3 tests/run.py
 
 check-format:
-	clang-format --dry-run --Werror src/*.c src/*.h tests/unit/*.c
+	clang-format --dry-run --Werror src/*.c src/*.h tests/unit/*.c fuzz/*.c fuzz/*.h
 
 format:
-	clang-format -i src/*.c src/*.h tests/unit/*.c
+	clang-format -i src/*.c src/*.h tests/unit/*.c fuzz/*.c fuzz/*.h
 
 clean:
 	rm -rf build

@@ -70,7 +70,7 @@ $(1)/flags: FORCE_FUZZ_FLAGS
 	@echo '$(2) $(3)' | cmp -s - $$@ || echo '$(2) $(3)' > $$@
 $(1)/obj/%.o: src/%.c src/*.h $(1)/flags | $(1)/obj
 	$(2) $(3) -c -o $$@ $$<
-$(1)/obj/%.o: fuzz/%.c src/*.h $(1)/flags | $(1)/obj
+$(1)/obj/%.o: fuzz/%.c fuzz/fuzz.h src/*.h $(1)/flags | $(1)/obj
 	$(2) $(3) -c -o $$@ $$<
 $(1)/obj/default_policy.o: $(BUILD)/gen/default_policy.c $(1)/flags | $(1)/obj
 	$(2) $(3) -Wno-missing-prototypes -c -o $$@ $$<

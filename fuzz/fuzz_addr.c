@@ -12,6 +12,8 @@
  */
 #include "addr.h"
 
+#include "fuzz.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdint.h>
@@ -19,17 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                               \
-	do {                                                                   \
-		if (!(c)) {                                                    \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n",       \
-				__FILE__, __LINE__, #c);                       \
-			abort();                                               \
-		}                                                              \
-	} while (0)
 
 #define MAX_TEXT 255
 

@@ -54,6 +54,8 @@
 #include "policy.h"
 #include "ratelimit.h"
 
+#include "fuzz.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -62,17 +64,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                               \
-	do {                                                                   \
-		if (!(c)) {                                                    \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n",       \
-				__FILE__, __LINE__, #c);                       \
-			abort();                                               \
-		}                                                              \
-	} while (0)
-
 typedef unsigned __int128 u128;
 
 #define MAX_RECORDS 2048
@@ -80,17 +71,29 @@ typedef unsigned __int128 u128;
 #define PATTERN_LEN (65536 + 256)
 
 static const char *const pool_v4[] = {
-    "0.0.0.0",	       "0.1.2.3",	  "127.0.0.1",	   "127.1.2.3",
-    "10.0.0.1",	       "10.1.2.3",	  "10.2.3.4",	   "10.2.3.5",
-    "192.168.1.255",   "10.255.255.255",  "255.255.255.255", "224.0.0.1",
-    "239.255.255.250", "240.0.0.1",	  "198.51.100.7",  "198.51.100.8",
-    "203.0.113.9",     "192.0.2.1",	  "8.8.8.8",	   "198.51.100.255",
+    "0.0.0.0",         "0.1.2.3",        "127.0.0.1",       "127.1.2.3",
+    "10.0.0.1",        "10.1.2.3",       "10.2.3.4",        "10.2.3.5",
+    "192.168.1.255",   "10.255.255.255", "255.255.255.255", "224.0.0.1",
+    "239.255.255.250", "240.0.0.1",      "198.51.100.7",    "198.51.100.8",
+    "203.0.113.9",     "192.0.2.1",      "8.8.8.8",         "198.51.100.255",
 };
 static const char *const pool_v6[] = {
-    "::",	   "::1",	     "ff02::1",		"ff05::2",
-    "fe80::1",	   "2001:db8::1",    "2001:db8:0:1::1", "2001:db8:1::7",
-    "2001:db8:1:2::9", "2001:db9::1", "::ffff:10.1.2.3", "::ffff:127.0.0.1",
-    "::ffff:255.255.255.255", "64:ff9b::1.2.3.4", "2a00:1450::1", "::2",
+    "::",
+    "::1",
+    "ff02::1",
+    "ff05::2",
+    "fe80::1",
+    "2001:db8::1",
+    "2001:db8:0:1::1",
+    "2001:db8:1::7",
+    "2001:db8:1:2::9",
+    "2001:db9::1",
+    "::ffff:10.1.2.3",
+    "::ffff:127.0.0.1",
+    "::ffff:255.255.255.255",
+    "64:ff9b::1.2.3.4",
+    "2a00:1450::1",
+    "::2",
 };
 #define NPOOL4 (sizeof(pool_v4) / sizeof(*pool_v4))
 #define NPOOL6 (sizeof(pool_v6) / sizeof(*pool_v6))
@@ -100,9 +103,9 @@ struct model {
 	unsigned gen;
 	uint64_t t0, oks, bytes;
 	uint64_t hold_until;
-	unsigned run;	     /* equal payloads in a row seen by looping() */
-	uint64_t run_first;  /* when the run started */
-	uint64_t run_id;     /* sport, len, tag of the run's payload */
+	unsigned run;          /* equal payloads in a row seen by looping() */
+	uint64_t run_first;    /* when the run started */
+	uint64_t run_id;       /* sport, len, tag of the run's payload */
 	struct ipaddr run_src; /* and the host that sent it */
 };
 
@@ -167,7 +170,7 @@ model_for(const struct ipaddr *key)
 /* One address: a pool index or raw bytes, folded as udp.c folds. */
 static bool
 take_addr(const uint8_t **p, size_t *left, bool v6, bool pooled,
-	  struct ipaddr *out)
+          struct ipaddr *out)
 {
 	if (pooled) {
 		if (*left < 1)
@@ -208,7 +211,7 @@ v4_is(const struct ipaddr *a, const char *s)
 /* The harness's own reading of "never answer this", not guard.c's. */
 static void
 check_answerable(const struct datagram *d, const struct policy *p,
-		 bool acl_rules)
+                 bool acl_rules)
 {
 	const struct ipaddr *s = &d->src, *t = &d->dst;
 	static const uint8_t zero[16];
@@ -278,8 +281,7 @@ build_policy(struct policy *p, const uint8_t *hdr, unsigned *share)
 	size_t n = 0;
 	struct policy_error err;
 
-#define ADD(...)                                                               \
-	n += (size_t)snprintf(text + n, sizeof(text) - n, __VA_ARGS__)
+#define ADD(...) n += (size_t)snprintf(text + n, sizeof(text) - n, __VA_ARGS__)
 	if (hdr[0] & 0x01)
 		ADD("enforce log-only\n");
 	if (hdr[0] & 0x02)
@@ -385,9 +387,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		d.len = len;
 
 		ipaddr_prefix(&d.src,
-			      d.src.family == AF_INET ? p.rate_prefix_v4
-						      : p.rate_prefix_v6,
-			      &key);
+		              d.src.family == AF_INET ? p.rate_prefix_v4
+		                                      : p.rate_prefix_v6,
+		              &key);
 		m = model_for(&key);
 		if (rate_table_find(table, &key) == NULL) {
 			/* New or evicted: the guard starts it afresh. */
@@ -402,9 +404,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			char a[64], b[64];
 			format_ipaddr(&d.src, a, sizeof(a));
 			format_ipaddr(&d.dst, b, sizeof(b));
-			fprintf(stderr, "t=%llu %s:%u -> %s len=%u tag=%u: %s\n",
-				(unsigned long long)now, a, d.sport, b, len,
-				tag, guard_reason_name(r));
+			fprintf(stderr,
+			        "t=%llu %s:%u -> %s len=%u tag=%u: %s\n",
+			        (unsigned long long)now, a, d.sport, b, len,
+			        tag, guard_reason_name(r));
 		}
 		CHECK(r < GUARD_NREASONS);
 		CHECK(strcmp(guard_reason_name(r), "?") != 0);
@@ -415,12 +418,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		/* The loop guard, modelled. */
 		bool reached = r == GUARD_loop || r == GUARD_rate ||
-			       r == GUARD_global_rate || r == GUARD_ok;
+		               r == GUARD_global_rate || r == GUARD_ok;
 		if (!p.loop_guard) {
 			CHECK(r != GUARD_loop);
 		} else if (reached) {
 			uint64_t id = (uint64_t)d.sport << 32 |
-				      (uint64_t)len << 8 | (len ? tag : 0);
+			              (uint64_t)len << 8 | (len ? tag : 0);
 			if (now < m->hold_until) {
 				CHECK(r == GUARD_loop);
 			} else {

@@ -12,22 +12,13 @@
 #include "addr.h"
 #include "policy.h"
 
+#include "fuzz.h"
+
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                               \
-	do {                                                                   \
-		if (!(c)) {                                                    \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n",       \
-				__FILE__, __LINE__, #c);                       \
-			abort();                                               \
-		}                                                              \
-	} while (0)
 
 static struct policy defaults;
 static bool primed;
@@ -98,18 +89,19 @@ check_policy(const struct policy *p)
 			      p->acl.rules[i].net.prefix);
 		/* Never one prefix with both verdicts. */
 		for (size_t j = 0; j < i; j++)
-			CHECK(!(p->acl.rules[j].net.prefix ==
-					p->acl.rules[i].net.prefix &&
-				ipaddr_equal(&p->acl.rules[j].net.addr,
-					     &p->acl.rules[i].net.addr) &&
-				p->acl.rules[j].allow !=
-				    p->acl.rules[i].allow));
+			CHECK(
+			    !(p->acl.rules[j].net.prefix ==
+			          p->acl.rules[i].net.prefix &&
+			      ipaddr_equal(&p->acl.rules[j].net.addr,
+			                   &p->acl.rules[i].net.addr) &&
+			      p->acl.rules[j].allow != p->acl.rules[i].allow));
 	}
 	CHECK(p->rate_prefix_v4 >= 8 && p->rate_prefix_v4 <= 32);
 	CHECK(p->rate_prefix_v6 >= 16 && p->rate_prefix_v6 <= 128);
 	CHECK(p->rate_table_size >= 64 && p->rate_table_size <= 16777216);
 	CHECK(p->loop_repeats >= 2 && p->loop_repeats <= 1000);
-	CHECK(p->loop_window_ms > 0 && p->loop_window_ms <= (UINT64_C(1) << 48));
+	CHECK(p->loop_window_ms > 0 &&
+	      p->loop_window_ms <= (UINT64_C(1) << 48));
 	CHECK(p->loop_hold_ms > 0 && p->loop_hold_ms <= (UINT64_C(1) << 48));
 	check_bucket(&p->udp_rate, false);
 	check_bucket(&p->udp_byte_rate, true);

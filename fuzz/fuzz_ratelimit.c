@@ -28,6 +28,8 @@
 #include "addr.h"
 #include "ratelimit.h"
 
+#include "fuzz.h"
+
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -35,22 +37,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                               \
-	do {                                                                   \
-		if (!(c)) {                                                    \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n",       \
-				__FILE__, __LINE__, #c);                       \
-			abort();                                               \
-		}                                                              \
-	} while (0)
-
 typedef unsigned __int128 u128;
 
 #define NBUCKETS  4
 #define MAX_PINS  64
-#define MAX_OPS	  4096
+#define MAX_OPS   4096
 #define RATE_WAYS 8 /* ratelimit.c's set size */
 
 struct pin {
@@ -63,8 +54,8 @@ struct model_bucket {
 	struct bucket b;
 	struct bucket_cfg cfg;
 	uint64_t last_now; /* now at the last call on this bucket */
-	u128 forward;	   /* forward clock ms this bucket has seen */
-	u128 taken;	   /* tokens taken since bucket_init */
+	u128 forward;      /* forward clock ms this bucket has seen */
+	u128 taken;        /* tokens taken since bucket_init */
 };
 
 static struct pin pins[MAX_PINS];
@@ -214,10 +205,25 @@ check_bucket_budget(const struct model_bucket *mb)
 static uint64_t
 pick_value(uint8_t sel, const uint8_t **p, size_t *left)
 {
-	static const uint64_t special[] = {
-	    0, 1, 2, 3, 7, 10, 100, 999, 1000, 1001, 60000, 3600000,
-	    86400000, UINT32_MAX, (UINT64_C(1) << 48), UINT64_MAX / 1000,
-	    UINT64_MAX / 1000 + 1, UINT64_MAX - 1, UINT64_MAX};
+	static const uint64_t special[] = {0,
+	                                   1,
+	                                   2,
+	                                   3,
+	                                   7,
+	                                   10,
+	                                   100,
+	                                   999,
+	                                   1000,
+	                                   1001,
+	                                   60000,
+	                                   3600000,
+	                                   86400000,
+	                                   UINT32_MAX,
+	                                   (UINT64_C(1) << 48),
+	                                   UINT64_MAX / 1000,
+	                                   UINT64_MAX / 1000 + 1,
+	                                   UINT64_MAX - 1,
+	                                   UINT64_MAX};
 	uint64_t v;
 
 	if (sel < 0xf0)
@@ -262,9 +268,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int i = 0; i < NBUCKETS; i++) {
 		struct model_bucket *mb = &buckets[i];
 		memset(mb, 0, sizeof(*mb));
-		mb->cfg = (struct bucket_cfg){(uint64_t)(i + 1) * 3,
-					      i == 3 ? 7 : 1000,
-					      i == 2 ? 0 : (uint64_t)(i + 1) * 5};
+		mb->cfg = (struct bucket_cfg){
+		    (uint64_t)(i + 1) * 3, i == 3 ? 7 : 1000,
+		    i == 2 ? 0 : (uint64_t)(i + 1) * 5};
 		bucket_init(&mb->b, &mb->cfg, now);
 		mb->last_now = now;
 	}
@@ -283,7 +289,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 9: /* get many */
 			if (op % 10 == 9 && !take_byte(&in, &left, &a))
 				goto out;
-			for (unsigned i = 0; i <= (op % 10 == 9 ? a : 0U); i++) {
+			for (unsigned i = 0; i <= (op % 10 == 9 ? a : 0U);
+			     i++) {
 				if (op % 10 == 9) {
 					memset(&key, 0, sizeof(key));
 					key.family = AF_INET;
@@ -296,7 +303,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				}
 				f = rate_table_find(t, &key);
 				e = rate_table_get(t, &key, now, &created,
-						   &evicted);
+				                   &evicted);
 				if (e == NULL) {
 					CHECK(f == NULL);
 					CHECK(pinned_entries() >= RATE_WAYS);
@@ -412,8 +419,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (!take_byte(&in, &left, &a))
 				goto out;
 			{
-				uint64_t back = a < 0x80 ? a
-					       : (uint64_t)(a & 0x7f) * 1000;
+				uint64_t back =
+				    a < 0x80 ? a : (uint64_t)(a & 0x7f) * 1000;
 				now = now > back ? now - back : 0;
 			}
 			break;

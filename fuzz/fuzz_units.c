@@ -13,30 +13,32 @@
  */
 #include "units.h"
 
+#include "fuzz.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                               \
-	do {                                                                   \
-		if (!(c)) {                                                    \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n",       \
-				__FILE__, __LINE__, #c);                       \
-			abort();                                               \
-		}                                                              \
-	} while (0)
-
 #define MAX_TEXT  255
 #define VALUE_MAX (UINT64_C(1) << 48)
 
-static const uint64_t maxima[] = {
-    0, 1, 9, 10, 255, 1000, 65535, 100000, INT32_MAX, UINT32_MAX,
-    VALUE_MAX, UINT64_MAX / 10, UINT64_MAX / 10 + 1, UINT64_MAX - 1,
-    UINT64_MAX};
+static const uint64_t maxima[] = {0,
+                                  1,
+                                  9,
+                                  10,
+                                  255,
+                                  1000,
+                                  65535,
+                                  100000,
+                                  INT32_MAX,
+                                  UINT32_MAX,
+                                  VALUE_MAX,
+                                  UINT64_MAX / 10,
+                                  UINT64_MAX / 10 + 1,
+                                  UINT64_MAX - 1,
+                                  UINT64_MAX};
 
 /* The obvious reference: digits only, at least one, value <= max. */
 static bool
@@ -164,7 +166,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	which = data[0] % 6;
 	skip = which == 0 && size >= 2 ? 2 : 1;
 	max = skip == 2 ? maxima[data[1] % (sizeof(maxima) / sizeof(*maxima))]
-			: VALUE_MAX;
+	                : VALUE_MAX;
 	n = size - skip < MAX_TEXT ? size - skip : MAX_TEXT;
 	memcpy(s, data + skip, n);
 	s[n] = '\0';

@@ -74,7 +74,7 @@ run_path(const char *path, unsigned long *count)
 
 		if (names[i]->d_name[0] != '.') {
 			snprintf(full, sizeof(full), "%s/%s", path,
-				 names[i]->d_name);
+			         names[i]->d_name);
 			if (stat(full, &st) == 0 && S_ISREG(st.st_mode) &&
 			    run_file(full, count) != 0)
 				rc = -1;
@@ -95,6 +95,6 @@ main(int argc, char **argv)
 		if (run_path(argv[i], &count) != 0)
 			rc = 1;
 	fprintf(stderr, "%s: replayed %lu input%s%s\n", argv[0], count,
-		count == 1 ? "" : "s", rc ? " (with errors)" : "");
+	        count == 1 ? "" : "s", rc ? " (with errors)" : "");
 	return rc;
 }
