@@ -82,7 +82,7 @@ unit: all
 
 # The whole suite: both compilers warning-free, unit tests plain and under
 # ASan+UBSan, then the integration tests on real sockets.
-test: deps all clang sanitize fuzz-replay-build
+test: deps check-format all clang sanitize fuzz-replay-build
 	/usr/bin/python3 tests/run.py
 
 check-format:

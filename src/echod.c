@@ -156,7 +156,7 @@ close_inherited_fds(void)
 	unsigned passed;
 
 	if (sockact_parse(getenv("LISTEN_PID"), getenv("LISTEN_FDS"), getpid(),
-			  &passed, err, sizeof(err)) != 0)
+	                  &passed, err, sizeof(err)) != 0)
 		passed = 0; /* sockact_take refuses it, with the reason */
 	closefrom(SOCKACT_FIRST_FD + (int)passed);
 }

@@ -112,7 +112,7 @@ check_socket(int fd, struct listener *l, char *err, size_t errlen)
 		            strerror(errno));
 	if (endpoint_port(&(struct endpoint){.ss = ss}) == 0)
 		return fail(err, errlen, "passed fd %d is not bound to a port",
-			    fd);
+		            fd);
 	format_sockaddr((struct sockaddr *)&ss, where, sizeof(where));
 	*l = (struct listener){fd, type, domain, LISTENER_SHARED, ""};
 	snprintf(l->name, sizeof(l->name), "%s %s",
