@@ -11,6 +11,7 @@ struct udp_guard {
 	struct bucket_cfg global_cfg; /* this worker's share */
 	struct bucket global;
 	bool global_primed;
+	struct rate_entry *last_source; /* of the last check, for the log */
 };
 
 static const char *const reason_names[] = {
@@ -126,6 +127,12 @@ udp_guard_free(struct udp_guard *g)
 	free(g);
 }
 
+struct rate_entry *
+udp_guard_source(struct udp_guard *g)
+{
+	return g->last_source;
+}
+
 const struct rate_table *
 udp_guard_table(const struct udp_guard *g)
 {
@@ -175,6 +182,7 @@ udp_guard_check(struct udp_guard *g, const struct datagram *d, uint64_t now)
 	struct rate_entry *e;
 	bool created, evicted;
 
+	g->last_source = NULL;
 	if (portset_has(&p->udp_deny_ports, d->sport))
 		return GUARD_port;
 	if (guard_bad_source(&d->src, &d->dst, g->facts))
@@ -190,6 +198,7 @@ udp_guard_check(struct udp_guard *g, const struct datagram *d, uint64_t now)
 	e = rate_table_get(g->table, &key, now, &created, &evicted);
 	if (e == NULL)
 		return GUARD_table;
+	g->last_source = e;
 	if (created) {
 		bucket_init(&e->packets, &p->udp_rate, now);
 		bucket_init(&e->bytes, &p->udp_byte_rate, now);

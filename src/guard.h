@@ -51,6 +51,10 @@ void udp_guard_free(struct udp_guard *g);
 enum guard_reason udp_guard_check(struct udp_guard *g, const struct datagram *d,
                                   uint64_t now);
 
+/* The source prefix's entry of the last check, NULL if that check ended
+ * before the table (so the caller can limit log lines per source). */
+struct rate_entry *udp_guard_source(struct udp_guard *g);
+
 /* The rate table, for tests and the fuzzer's memory bound. */
 const struct rate_table *udp_guard_table(const struct udp_guard *g);
 

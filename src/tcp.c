@@ -17,6 +17,7 @@
 #define ACCEPTS_PER_EVENT 64 /* fairness between listeners and peers */
 #define READS_PER_EVENT   8
 #define SWEEP_MS          1000 /* lifetime checks: once a second is enough */
+#define SOURCE_LOG_LINES  3    /* refusals logged per source prefix */
 
 struct conn {
 	int fd;
@@ -313,8 +314,11 @@ admit(struct tcp_server *srv, const struct sockaddr *sa, const char *peer,
 	*out = e;
 	if (why == NULL)
 		return true;
-	log_event(LOG_INFO, p->enforce ? "tcp_refused" : "tcp_would_refuse",
-	          "peer=%s reason=%s", peer, why);
+	/* A few lines per source; the counters carry the rest. */
+	if (e == NULL || e->logged++ < SOURCE_LOG_LINES)
+		log_event(LOG_INFO,
+		          p->enforce ? "tcp_refused" : "tcp_would_refuse",
+		          "peer=%s reason=%s", peer, why);
 	if (!p->enforce) {
 		COUNT(tcp_would_refuse, 1);
 		return true;

@@ -12,9 +12,10 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
-#define BATCH           32
-#define DROP_LOG_LINES  5     /* per reason per window, then a summary */
-#define DROP_LOG_WINDOW 10000 /* ms */
+#define BATCH            32
+#define DROP_LOG_LINES   5     /* per reason per window, then a summary */
+#define SOURCE_LOG_LINES 3     /* per source prefix, while it is in the table */
+#define DROP_LOG_WINDOW  10000 /* ms */
 #define CMSG_SPACE_MAX                                                         \
 	(CMSG_SPACE(sizeof(struct in6_pktinfo)) >                              \
 	         CMSG_SPACE(sizeof(struct in_pktinfo))                         \
@@ -140,20 +141,25 @@ count_drop(enum guard_reason r)
 	}
 }
 
-/* The first few drops of each reason are logged, the rest summarised. */
+/* The first few drops of each source and of each reason are logged, the
+ * rest counted and summarised once per window. */
 static void
 log_drop(struct udp_server *srv, enum guard_reason r,
          const struct sockaddr *peer, const struct ipaddr *dst)
 {
+	struct rate_entry *source = udp_guard_source(srv->guard);
 	char from[ADDR_STRLEN], to[ADDR_STRLEN];
 
 	if (!log_enabled(LOG_INFO))
 		return;
-	if (srv->logged[r] >= DROP_LOG_LINES) {
+	if (srv->logged[r] >= DROP_LOG_LINES ||
+	    (source != NULL && source->logged >= SOURCE_LOG_LINES)) {
 		srv->suppressed[r]++;
 		return;
 	}
 	srv->logged[r]++;
+	if (source != NULL)
+		source->logged++;
 	format_sockaddr(peer, from, sizeof(from));
 	format_ipaddr(dst, to, sizeof(to));
 	log_event(LOG_INFO,

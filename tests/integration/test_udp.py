@@ -110,3 +110,21 @@ def test_udp_burst_from_many_sockets(echod):
     finally:
         for s in socks:
             s.close()
+
+
+def test_drop_log_lines_are_limited_per_source(echod):
+    """A source over its rate gets a few drop lines, then only counters:
+    it cannot make echod write a line per datagram."""
+    d = echod(policy_text="udp-rate 1/s burst 1\nudp-loop-guard off\n")
+    sent = 40
+    with udp_socket() as s:
+        s.settimeout(0.5)
+        for i in range(sent):
+            s.sendto(b"r%d" % i, ("127.0.0.1", d.port))
+        s.recv(100)  # the one the burst allows
+    c = d.counters_when(lambda c: c["udp_received"] == sent)
+    assert c["udp_received"] == sent
+    assert c["udp_drop_rate"] >= sent - 2
+    drops = [l for l in d.log_lines()
+             if "event=udp_drop " in l and "reason=rate" in l]
+    assert 1 <= len(drops) <= 3, drops
