@@ -91,6 +91,10 @@ conn_close(struct conn *c, const char *why)
 
 	log_event(LOG_DEBUG, "tcp_close", "peer=%s reason=%s bytes=%llu",
 	          c->peer, why, (unsigned long long)c->bytes);
+	/* Counted before the FIN goes out: a peer that sees EOF and asks for
+	 * the counters finds this connection closed. */
+	COUNT(tcp_active, -1);
+	COUNT(tcp_closed, 1);
 	loop_del(srv->loop, c->fd);
 	close(c->fd);
 	idle_unlink(srv, c);
@@ -100,8 +104,6 @@ conn_close(struct conn *c, const char *why)
 		srv->nthrottled--;
 	free(c->pending);
 	free(c);
-	COUNT(tcp_active, -1);
-	COUNT(tcp_closed, 1);
 }
 
 /* Write what is pending; true if it is all gone. */
