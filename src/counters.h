@@ -30,11 +30,13 @@
 	X(udp_drop_rate)                                                       \
 	X(udp_drop_global_rate)                                                \
 	X(udp_would_drop)                                                      \
+	X(udp_table_evictions)                                                 \
 	X(tcp_refused_deny)                                                    \
 	X(tcp_refused_per_source)                                              \
 	X(tcp_refused_rate)                                                    \
 	X(tcp_refused_table)                                                   \
 	X(tcp_would_refuse)                                                    \
+	X(tcp_table_evictions)                                                 \
 	X(tcp_throttled)                                                       \
 	X(tcp_lifetime_closes)                                                 \
 	X(tcp_max_bytes_closes)                                                \

@@ -12,6 +12,7 @@ struct udp_guard {
 	struct bucket global;
 	bool global_primed;
 	struct rate_entry *last_source; /* of the last check, for the log */
+	uint64_t evictions;             /* table pressure: sources forgotten */
 };
 
 static const char *const reason_names[] = {
@@ -127,6 +128,12 @@ udp_guard_free(struct udp_guard *g)
 	free(g);
 }
 
+uint64_t
+udp_guard_evictions(const struct udp_guard *g)
+{
+	return g->evictions;
+}
+
 struct rate_entry *
 udp_guard_source(struct udp_guard *g)
 {
@@ -199,6 +206,7 @@ udp_guard_check(struct udp_guard *g, const struct datagram *d, uint64_t now)
 	if (e == NULL)
 		return GUARD_table;
 	g->last_source = e;
+	g->evictions += evicted;
 	if (created) {
 		bucket_init(&e->packets, &p->udp_rate, now);
 		bucket_init(&e->bytes, &p->udp_byte_rate, now);

@@ -55,6 +55,9 @@ enum guard_reason udp_guard_check(struct udp_guard *g, const struct datagram *d,
  * before the table (so the caller can limit log lines per source). */
 struct rate_entry *udp_guard_source(struct udp_guard *g);
 
+/* How many sources the full table has evicted so far (table pressure). */
+uint64_t udp_guard_evictions(const struct udp_guard *g);
+
 /* The rate table, for tests and the fuzzer's memory bound. */
 const struct rate_table *udp_guard_table(const struct udp_guard *g);
 

@@ -303,6 +303,8 @@ admit(struct tcp_server *srv, const struct sockaddr *sa, const char *peer,
 	                               &evicted)) == NULL) {
 		why = "table";
 	} else {
+		if (evicted)
+			COUNT(tcp_table_evictions, 1);
 		if (created) {
 			bucket_init(&e->packets, &p->tcp_connect_rate, now);
 			bucket_init(&e->bytes, &p->tcp_byte_rate, now);

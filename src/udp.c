@@ -34,6 +34,7 @@ struct udp_server {
 	const struct policy *policy;
 	struct udp_guard *guard;
 	uint64_t window_start;
+	uint64_t evictions_counted;
 	unsigned logged[GUARD_NREASONS];
 	uint64_t suppressed[GUARD_NREASONS];
 	size_t bufsize; /* udp-max-datagram, at least 1 to see truncation */
@@ -170,6 +171,10 @@ log_drop(struct udp_server *srv, enum guard_reason r,
 void
 udp_server_tick(struct udp_server *srv, uint64_t now)
 {
+	uint64_t evictions = udp_guard_evictions(srv->guard);
+
+	COUNT(udp_table_evictions, evictions - srv->evictions_counted);
+	srv->evictions_counted = evictions;
 	if (now - srv->window_start < DROP_LOG_WINDOW)
 		return;
 	srv->window_start = now;
