@@ -429,6 +429,11 @@ set_bucket(const struct directive *d, struct policy *p, char **argv, int argc,
 		                  : "'%s': '%s' is not COUNT/UNIT (e.g. 100/s) "
 		                    "or unlimited",
 		            d->name, argv[0]);
+	/* Counts are bounded like an explicit burst; an implicit burst (the
+	 * rate itself) must not exceed what "burst N" may say. */
+	if (!bytes && r.count > UINT32_MAX)
+		return fail(msg, msglen, "'%s': '%s' is more than %u per unit",
+		            d->name, argv[0], UINT32_MAX);
 	burst = r.count;
 	if (argc == 2 || (argc == 3 && strcmp(argv[1], "burst") != 0))
 		return fail(msg, msglen,

@@ -953,10 +953,94 @@ test_load_file(void **state)
 	assert_string_equal(err.msg, "not a regular file");
 }
 
+/* ---- abuse-control keywords ---- */
+
+static void
+test_abuse_keywords(void **state)
+{
+	struct policy p;
+	struct ipaddr a;
+
+	(void)state;
+	parse_ok("enforce log-only\n"
+	         "deny 198.18.0.0/15\n"
+	         "allow 198.18.7.0/24 2001:db8::/32\n"
+	         "udp-deny-source-ports 7 19-20\n"
+	         "rate-prefix-v4 16\n"
+	         "rate-prefix-v6 48\n"
+	         "rate-table-size 64\n"
+	         "udp-loop-guard on repeats 3 window 500ms hold 2m\n"
+	         "udp-rate 6000/m burst 7\n"
+	         "udp-byte-rate 64k/s burst 1m\n"
+	         "udp-global-rate unlimited\n"
+	         "tcp-max-connections-per-source 9\n"
+	         "tcp-connect-rate 5/s\n"
+	         "tcp-byte-rate 1m/m\n"
+	         "tcp-max-lifetime off\n"
+	         "tcp-max-bytes 10m\n",
+	         &p);
+	assert_false(p.enforce);
+	assert_int_equal(parse_ipaddr("198.19.1.1", &a), 0);
+	assert_false(acl_allows(&p.acl, &a));
+	assert_int_equal(parse_ipaddr("198.18.7.1", &a), 0);
+	assert_true(acl_allows(&p.acl, &a));
+	/* A file's port list replaces the built-in one. */
+	assert_true(portset_has(&p.udp_deny_ports, 7));
+	assert_true(portset_has(&p.udp_deny_ports, 20));
+	assert_false(portset_has(&p.udp_deny_ports, 53));
+	assert_false(portset_has(&p.udp_deny_ports, 1900));
+	assert_int_equal(p.rate_prefix_v4, 16);
+	assert_int_equal(p.rate_prefix_v6, 48);
+	assert_int_equal(p.rate_table_size, 64);
+	assert_true(p.loop_guard);
+	assert_int_equal(p.loop_repeats, 3);
+	assert_int_equal(p.loop_window_ms, 500);
+	assert_int_equal(p.loop_hold_ms, 120000);
+	assert_int_equal(p.udp_rate.rate, 6000);
+	assert_int_equal(p.udp_rate.period_ms, 60000);
+	assert_int_equal(p.udp_rate.burst, 7);
+	assert_int_equal(p.udp_byte_rate.rate, 65536);
+	assert_int_equal(p.udp_byte_rate.burst, 1048576);
+	assert_int_equal(p.udp_global_rate.rate, 0);
+	assert_int_equal(p.tcp_max_per_source, 9);
+	assert_int_equal(p.tcp_connect_rate.rate, 5);
+	assert_int_equal(p.tcp_connect_rate.burst, 5); /* burst = rate */
+	assert_int_equal(p.tcp_byte_rate.period_ms, 60000);
+	assert_int_equal(p.tcp_max_lifetime_ms, 0);
+	assert_int_equal(p.tcp_max_bytes, 10 * 1024 * 1024);
+}
+
+static void
+test_abuse_keyword_errors(void **state)
+{
+	(void)state;
+	text_fails("enforce maybe\n", 1, "enforce");
+	text_fails("deny 198.18.0.1/15\n", 1, "host bits");
+	text_fails("deny 198.18.0.0/15\nallow 198.18.0.0/15\n", 2,
+	           "other verdict");
+	text_fails("udp-deny-source-ports 10-5\n", 1, "udp-deny-source-ports");
+	text_fails("rate-prefix-v4 33\n", 1, "rate-prefix-v4");
+	text_fails("rate-table-size 10\n", 1, "rate-table-size");
+	text_fails("udp-loop-guard on repeats 1\n", 1, "repeats");
+	text_fails("udp-loop-guard on window\n", 1, "needs a value");
+	text_fails("udp-rate 0/s\n", 1, "udp-rate");
+	text_fails("udp-rate 10/s burst\n", 1, "burst");
+	text_fails("udp-rate 10/s burst 0\n", 1, "burst");
+	text_fails("udp-rate 10/ms\n", 1, "udp-rate");
+	text_fails("udp-byte-rate 10/s burst 1x\n", 1, "burst");
+	/* Found by fuzz_policy: an implicit burst must fit like an explicit
+	 * one (fuzz/crashes/fuzz_policy/). */
+	text_fails("udp-rate 4294967296/s\n", 1, "more than");
+	text_fails("tcp-max-lifetime 0s\n", 1, "tcp-max-lifetime");
+	text_fails("tcp-max-bytes 0\n", 1, "tcp-max-bytes");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_abuse_keywords),
+	    cmocka_unit_test(test_abuse_keyword_errors),
 	    cmocka_unit_test(test_defaults),
 	    cmocka_unit_test(test_default_text),
 	    cmocka_unit_test(test_default_file_matches),
