@@ -325,7 +325,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct bucket_cfg global;
 	const uint8_t *in;
 	size_t left, table_bytes;
-	uint64_t now = 1000000, start = now, total_oks = 0;
+	uint64_t now = 1000000, start = now, total_oks = 0, evictions = 0;
 	unsigned share, records = 0;
 	bool trace;
 
@@ -412,6 +412,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(r < GUARD_NREASONS);
 		CHECK(strcmp(guard_reason_name(r), "?") != 0);
 		CHECK(rate_table_bytes(table) == table_bytes);
+		/* The log's per-source limit sees the entry exactly when the
+		 * check reached the table, and it is that source's prefix. */
+		{
+			struct rate_entry *src = udp_guard_source(g);
+			bool in_table = r == GUARD_ok || r == GUARD_loop ||
+			                r == GUARD_rate ||
+			                r == GUARD_global_rate;
+			CHECK((src != NULL) == in_table);
+			CHECK(src == NULL || ipaddr_equal(&src->key, &key));
+			CHECK(udp_guard_evictions(g) >= evictions);
+			evictions = udp_guard_evictions(g);
+		}
 		/* What udp.c echoes: the payload it checked, no more. */
 		CHECK(d.payload == pattern + tag && d.len == len);
 		CHECK(d.len <= p.udp_max_datagram);
