@@ -22,6 +22,9 @@
 struct conn {
 	int fd;
 	bool eof;       /* the peer sent FIN: echo what is left, close */
+	bool spent;     /* tcp-max-bytes reached: echo what is held, then
+	                 * FIN and discard input until the peer closes */
+	bool draining;  /* FIN sent after `spent`; reading only to discard */
 	bool throttled; /* over the source's byte rate: not reading */
 	uint64_t last_active, started;
 	uint64_t bytes, bytes_in;
@@ -178,6 +181,7 @@ echo_once(struct conn *c, bool *drained, const char **why)
 			/* Budget spent: echo what is held, then close. */
 			COUNT(tcp_max_bytes_closes, 1);
 			c->eof = true;
+			c->spent = true;
 		} else if (!c->throttled) {
 			/* Backpressure: the kernel's window slows the peer. */
 			c->throttled = true;
@@ -229,6 +233,27 @@ echo_once(struct conn *c, bool *drained, const char **why)
 	return true;
 }
 
+/*
+ * After a FIN of ours, read and discard what the peer still sends until it
+ * closes: closing with unread input would send a reset, and the reset
+ * would destroy the echo the peer has not read yet. The idle timeout bounds
+ * it (discarded bytes are not progress).
+ */
+static void
+drain(struct conn *c)
+{
+	for (int i = 0; i < READS_PER_EVENT; i++) {
+		ssize_t n =
+		    recv(c->fd, c->srv->scratch, c->srv->policy->tcp_buffer, 0);
+		if (n > 0)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		conn_close(c, "max_bytes");
+		return;
+	}
+}
+
 static void
 conn_event(struct loop *l, int fd, uint32_t events, void *arg)
 {
@@ -237,6 +262,10 @@ conn_event(struct loop *l, int fd, uint32_t events, void *arg)
 	bool dead = false;
 
 	(void)fd;
+	if (c->draining) {
+		drain(c);
+		return;
+	}
 	if (c->pending_len > 0 && !flush_pending(c, &dead)) {
 		if (dead) {
 			conn_close(c, "write_error");
@@ -261,6 +290,10 @@ conn_event(struct loop *l, int fd, uint32_t events, void *arg)
 	} else if (c->pending_len > 0) {
 		/* Backpressure: stop reading until the peer takes its echo. */
 		loop_set_events(l, c->fd, EPOLLOUT);
+	} else if (c->spent) {
+		shutdown(c->fd, SHUT_WR);
+		c->draining = true;
+		loop_set_events(l, c->fd, EPOLLIN);
 	} else if (c->eof) {
 		conn_close(c, "eof");
 	} else {
