@@ -91,6 +91,14 @@ loop_set_events(struct loop *l, int fd, uint32_t events)
 	return 0;
 }
 
+uint32_t
+loop_events(const struct loop *l, int fd)
+{
+	if (fd < 0 || fd >= l->maxfd || l->handlers[fd].fn == NULL)
+		return 0;
+	return l->handlers[fd].events;
+}
+
 void
 loop_del(struct loop *l, int fd)
 {

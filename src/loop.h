@@ -17,6 +17,8 @@ void loop_free(struct loop *l);
 /* Watch fd for events (EPOLLIN, EPOLLOUT, ...); 0 or -1 with errno. */
 int loop_add(struct loop *l, int fd, uint32_t events, loop_fn fn, void *arg);
 int loop_set_events(struct loop *l, int fd, uint32_t events);
+/* The events fd is watched for; 0 if it is not watched. */
+uint32_t loop_events(const struct loop *l, int fd);
 /* Forget fd (before closing it); pending events for it are dropped. */
 void loop_del(struct loop *l, int fd);
 

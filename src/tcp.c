@@ -41,7 +41,10 @@ struct tcp_server {
 	const struct policy *policy;
 	char *scratch; /* tcp-buffer bytes shared by all connections */
 	struct conn *oldest, *newest;
-	int paused[64]; /* listeners paused after EMFILE */
+	struct paused {
+		int fd;
+		uint32_t events;
+	} paused[64]; /* listeners paused after EMFILE, resumed by the tick */
 	size_t npaused;
 	struct rate_table *sources;
 	size_t nthrottled;
@@ -301,12 +304,15 @@ conn_event(struct loop *l, int fd, uint32_t events, void *arg)
 	}
 }
 
+/* Out of descriptors: stop watching the listener until the next tick, or
+ * level-triggered epoll would wake us for it again at once. Removed and
+ * added back, since EPOLLEXCLUSIVE watches cannot be modified. */
 static void
-pause_listener(struct tcp_server *srv, int fd)
+pause_listener(struct tcp_server *srv, int fd, uint32_t events)
 {
 	if (srv->npaused < sizeof(srv->paused) / sizeof(srv->paused[0])) {
-		srv->paused[srv->npaused++] = fd;
-		loop_set_events(srv->loop, fd, 0);
+		srv->paused[srv->npaused++] = (struct paused){fd, events};
+		loop_del(srv->loop, fd);
 	}
 }
 
@@ -371,6 +377,13 @@ admit(struct tcp_server *srv, const struct sockaddr *sa, const char *peer,
 	return false;
 }
 
+/* A socket shared by all workers wakes only one of them. */
+static uint32_t
+listener_events(const struct listener *l)
+{
+	return EPOLLIN | (l->worker == LISTENER_SHARED ? EPOLLEXCLUSIVE : 0);
+}
+
 static void
 accept_event(struct loop *l, int lfd, uint32_t events, void *arg)
 {
@@ -394,7 +407,7 @@ accept_event(struct loop *l, int lfd, uint32_t events, void *arg)
 			    errno == ENOBUFS || errno == ENOMEM) {
 				log_event(LOG_WARN, "tcp_accept_paused",
 				          "error=\"%s\"", strerror(errno));
-				pause_listener(srv, lfd);
+				pause_listener(srv, lfd, loop_events(l, lfd));
 				return;
 			}
 			continue;
@@ -471,7 +484,8 @@ tcp_server_tick(struct tcp_server *srv, uint64_t now)
 	if (srv->nthrottled > 0 || lifetimes)
 		sweep(srv, now, lifetimes);
 	for (size_t i = 0; i < srv->npaused; i++)
-		loop_set_events(srv->loop, srv->paused[i], EPOLLIN);
+		loop_add(srv->loop, srv->paused[i].fd, srv->paused[i].events,
+		         accept_event, srv);
 	srv->npaused = 0;
 }
 
@@ -495,11 +509,8 @@ tcp_server_new(struct loop *l, const struct policy *p,
 	for (size_t i = 0; i < s->n; i++) {
 		if (s->l[i].type != SOCK_STREAM)
 			continue;
-		/* A socket shared by all workers wakes only one of them. */
-		uint32_t ev = EPOLLIN;
-		if (s->l[i].worker == LISTENER_SHARED)
-			ev |= EPOLLEXCLUSIVE;
-		if (loop_add(l, s->l[i].fd, ev, accept_event, srv) != 0) {
+		if (loop_add(l, s->l[i].fd, listener_events(&s->l[i]),
+		             accept_event, srv) != 0) {
 			tcp_server_free(srv);
 			return NULL;
 		}
