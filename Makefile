@@ -24,6 +24,10 @@ UNIT_TESTS = test_units test_addr test_policy test_cli test_sandbox \
 SAN	 = -fsanitize=address,undefined -fno-sanitize-recover=all \
 	   -fno-omit-frame-pointer -U_FORTIFY_SOURCE
 
+# Keep intermediate objects (the test objects are made by a chained rule):
+# rebuilds stay incremental and make's clean-up never follows the summary.
+.SECONDARY:
+
 .PHONY: all deps run test unit sanitize clang check-format format clean setcap
 
 all: $(BUILD)/echod $(BUILD)/echo-client $(UNIT_TESTS:%=$(BUILD)/%)
