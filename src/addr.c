@@ -158,7 +158,8 @@ parse_endpoint(const char *s, struct endpoint *out)
 		return -1;
 	memcpy(host, s, n);
 	host[n] = '\0';
-	if (port != NULL && parse_port(port, &portnum) != 0)
+	/* Port 0 would give every SO_REUSEPORT socket a different port. */
+	if (port != NULL && (parse_port(port, &portnum) != 0 || portnum == 0))
 		return -1;
 	if (parse_ipaddr(host, &ip) != 0)
 		return -1;

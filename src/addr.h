@@ -38,7 +38,8 @@ int parse_ipaddr(const char *s, struct ipaddr *out);
 /* "ADDR/LEN" or bare "ADDR" (a host); host bits set after LEN is an error. */
 int parse_cidr(const char *s, struct cidr *out);
 
-/* "ADDR", "ADDR:PORT", "[V6]", "[V6]:PORT"; a bare V6 takes no port. */
+/* "ADDR", "ADDR:PORT", "[V6]", "[V6]:PORT"; a bare V6 takes no port;
+ * a port, when given, is 1-65535. */
 int parse_endpoint(const char *s, struct endpoint *out);
 
 /* "N" or "LO-HI", each 0..65535 and LO <= HI. */

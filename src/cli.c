@@ -52,8 +52,14 @@ take_value(char flag, const char *value, struct options *out, char *err,
 		if (parse_endpoint(value, &out->listen[out->nlisten]) != 0)
 			return fail(err, errlen,
 			            "-l: '%s' is not ADDR, ADDR:PORT or "
-			            "[V6]:PORT with a numeric address",
+			            "[V6]:PORT with a numeric address and a "
+			            "port from 1 to 65535",
 			            value);
+		for (size_t i = 0; i < out->nlisten; i++)
+			if (memcmp(&out->listen[i], &out->listen[out->nlisten],
+			           sizeof(out->listen[i])) == 0)
+				return fail(err, errlen, "-l: '%s' given twice",
+				            value);
 		out->nlisten++;
 		return 0;
 	case 'p':
@@ -129,6 +135,27 @@ cli_parse(int argc, char *const argv[], struct options *o, char *err,
 	}
 	if (i < argc)
 		return fail(err, errlen, "unexpected argument '%s'", argv[i]);
+	return 0;
+}
+
+int
+cli_check_listen(const struct policy *p, char *err, size_t errlen)
+{
+	char where[ADDR_STRLEN];
+
+	for (size_t i = 0; i < p->nlisten; i++)
+		for (size_t j = i + 1; j < p->nlisten; j++)
+			if (p->listen[i].len == p->listen[j].len &&
+			    memcmp(&p->listen[i].ss, &p->listen[j].ss,
+			           p->listen[i].len) == 0) {
+				format_sockaddr(
+				    (const struct sockaddr *)&p->listen[i].ss,
+				    where, sizeof(where));
+				return fail(err, errlen,
+				            "listen address %s is given twice "
+				            "once the port is filled in",
+				            where);
+			}
 	return 0;
 }
 

@@ -28,6 +28,10 @@ int cli_parse(int argc, char *const argv[], struct options *o, char *err,
 /* Lay the flags over the policy: -l replaces listen, -p fills ports, ... */
 void cli_apply(const struct options *o, struct policy *p);
 
+/* After cli_apply: 0, or -1 if two listen addresses became the same once
+ * their ports were filled in ("127.0.0.1" and "127.0.0.1:7" with -p 7). */
+int cli_check_listen(const struct policy *p, char *err, size_t errlen);
+
 /* The usage text, for -h (stdout) and for errors (stderr). */
 extern const char cli_usage[];
 

@@ -21,6 +21,7 @@
 #include "supervisor.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/capability.h>
 #include <signal.h>
 #include <stdio.h>
@@ -107,6 +108,7 @@ static void
 load_policy(const struct options *o, struct policy *p)
 {
 	struct policy_error err;
+	char msg[256];
 
 	policy_defaults(p);
 	if (o->config != NULL && policy_load_file(o->config, p, &err) != 0) {
@@ -118,6 +120,10 @@ load_policy(const struct options *o, struct policy *p)
 		exit(EXIT_CONFIG);
 	}
 	cli_apply(o, p);
+	if (cli_check_listen(p, msg, sizeof(msg)) != 0) {
+		fprintf(stderr, "echod: %s\n%s", msg, cli_usage);
+		exit(EXIT_USAGE);
+	}
 }
 
 /* RLIMIT_FSIZE 0 would stop a log that goes to a regular file. */
@@ -147,14 +153,21 @@ get_sockets(struct listen_set *s, unsigned nworkers)
 		die(EXIT_OSERR, "bind_failed", err);
 }
 
-/* Descriptors inherited from whoever started us (but systemd's sockets)
- * must not follow us into the sandbox, where read and write are allowed. */
+/* Descriptors inherited from whoever started us (but systemd's sockets and
+ * stderr, the log) must not follow us into the sandbox, where read and
+ * write are allowed: stdin and stdout become /dev/null, the rest close. */
 static void
 close_inherited_fds(void)
 {
 	char err[256];
 	unsigned passed;
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 
+	if (null < 0 || dup2(null, STDIN_FILENO) < 0 ||
+	    dup2(null, STDOUT_FILENO) < 0)
+		refuse("stdio", "cannot put /dev/null on stdin and stdout");
+	if (null > STDERR_FILENO)
+		close(null);
 	if (sockact_parse(getenv("LISTEN_PID"), getenv("LISTEN_FDS"), getpid(),
 	                  &passed, err, sizeof(err)) != 0)
 		passed = 0; /* sockact_take refuses it, with the reason */
@@ -209,6 +222,7 @@ main(int argc, char **argv)
 	/* A closed stderr must not kill us; sockets use MSG_NOSIGNAL. */
 	signal(SIGPIPE, SIG_IGN);
 	log_init(policy.log_level, "main", -1);
+	close_inherited_fds();
 	nworkers = worker_count(&policy);
 	as_root = geteuid() == 0;
 	if (as_root) {
@@ -234,7 +248,6 @@ main(int argc, char **argv)
 	}
 
 	/* Step 2: the only step that needs privilege. */
-	close_inherited_fds();
 	nofile = fd_limit_needed(&policy, nworkers);
 	raise_fd_limit(nofile);
 	get_sockets(&sockets, nworkers);

@@ -213,9 +213,12 @@ udp_guard_check(struct udp_guard *g, const struct datagram *d, uint64_t now)
 	}
 	if (looping(g, e, d, now))
 		return GUARD_loop;
-	if (!bucket_take(&e->packets, &p->udp_rate, now, 1) ||
-	    !bucket_take(&e->bytes, &p->udp_byte_rate, now, d->len))
+	/* Both allowances must hold before either is spent. */
+	if (bucket_level(&e->packets, &p->udp_rate, now) < 1 ||
+	    bucket_level(&e->bytes, &p->udp_byte_rate, now) < d->len)
 		return GUARD_rate;
+	bucket_take(&e->packets, &p->udp_rate, now, 1);
+	bucket_take(&e->bytes, &p->udp_byte_rate, now, d->len);
 	if (!g->global_primed) {
 		bucket_init(&g->global, &g->global_cfg, now);
 		g->global_primed = true;

@@ -12,7 +12,7 @@
 
 #define MAX_ARGS        (POLICY_MAX_CIDRS + 1)
 #define POLICY_MAX_FILE (1024 * 1024)
-#define SEEN_TEXT_MAX   160
+#define SEEN_TEXT_MAX   (POLICY_MAX_LINE + 1) /* a whole line: no truncation */
 
 struct directive;
 typedef int (*apply_fn)(const struct directive *d, struct policy *p,
@@ -113,6 +113,19 @@ set_size(const struct directive *d, struct policy *p, char **argv, int argc,
 	return 0;
 }
 
+size_t
+policy_listen_index(const struct policy *p, const struct endpoint *ep)
+{
+	size_t i;
+
+	for (i = 0; i < p->nlisten; i++)
+		if (p->listen[i].len == ep->len &&
+		    p->listen[i].has_port == ep->has_port &&
+		    memcmp(&p->listen[i].ss, &ep->ss, ep->len) == 0)
+			break;
+	return i;
+}
+
 static int
 set_listen(const struct directive *d, struct policy *p, char **argv, int argc,
            char *msg, size_t msglen)
@@ -126,7 +139,11 @@ set_listen(const struct directive *d, struct policy *p, char **argv, int argc,
 		if (parse_endpoint(argv[i], &p->listen[p->nlisten]) != 0)
 			return fail(msg, msglen,
 			            "'%s': '%s' is not ADDR, ADDR:PORT or "
-			            "[V6]:PORT with a numeric address",
+			            "[V6]:PORT with a numeric address and a "
+			            "port from 1 to 65535",
+			            d->name, argv[i]);
+		if (policy_listen_index(p, &p->listen[p->nlisten]) < p->nlisten)
+			return fail(msg, msglen, "'%s': '%s' is listed twice",
 			            d->name, argv[i]);
 		p->nlisten++;
 	}

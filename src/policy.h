@@ -73,6 +73,10 @@ extern const char policy_default_text[];
 int policy_load_file(const char *path, struct policy *p,
                      struct policy_error *err);
 
+/* The index of ep in p->listen (same address, port and has_port), or
+ * p->nlisten if it is not there. */
+size_t policy_listen_index(const struct policy *p, const struct endpoint *ep);
+
 /* A portable user name: letters, digits, '.', '_', '-', not leading '-'. */
 bool policy_valid_user(const char *name);
 

@@ -83,6 +83,42 @@ mkdir_parents(const char *dir, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * Every directory above the chroot must be root's and closed to others (or
+ * sticky, like /tmp, where no one can rename root's entries): otherwise a
+ * local user could swap the directory between this check and chroot(), as
+ * OpenSSH's ChrootDirectory rules also say.
+ */
+static int
+check_parents(const char *dir, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path))
+		return fail(err, errlen, "chroot path too long");
+	for (char *slash = strrchr(path, '/'); slash != NULL;
+	     slash = strrchr(path, '/')) {
+		*slash = '\0';
+		const char *parent = path[0] ? path : "/";
+		if (lstat(parent, &st) != 0)
+			return fail(err, errlen, "chroot parent %s: %s", parent,
+			            strerror(errno));
+		if (!S_ISDIR(st.st_mode) || st.st_uid != 0 ||
+		    ((st.st_mode & (S_IWGRP | S_IWOTH)) &&
+		     !(st.st_mode & S_ISVTX)))
+			return fail(
+			    err, errlen,
+			    "chroot parent %s must be a directory owned "
+			    "by root and not writable by others (or "
+			    "sticky)",
+			    parent);
+		if (path[0] == '\0')
+			break;
+	}
+	return 0;
+}
+
 int
 prepare_chroot(const char *dir, char *err, size_t errlen)
 {
@@ -105,6 +141,8 @@ prepare_chroot(const char *dir, char *err, size_t errlen)
 	}
 	if (!S_ISDIR(st.st_mode))
 		return fail(err, errlen, "chroot %s is not a directory", dir);
+	if (check_parents(dir, err, errlen) != 0)
+		return -1;
 	if (st.st_uid != 0)
 		return fail(err, errlen,
 		            "chroot %s is not owned by root: chown root %s",

@@ -66,7 +66,7 @@ check_socket(int fd, struct listener *l, char *err, size_t errlen)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
-	int type, domain, listening = 0, v6only = 0, one = 1;
+	int type, domain, listening = 0, v6only = 0, one = 1, protocol = -1;
 	char where[ADDR_STRLEN];
 
 	if (get_int(fd, SOL_SOCKET, SO_TYPE, &type) != 0 ||
@@ -82,6 +82,12 @@ check_socket(int fd, struct listener *l, char *err, size_t errlen)
 		            "passed fd %d is a TCP socket that is not "
 		            "listening",
 		            fd);
+	if (get_int(fd, SOL_SOCKET, SO_PROTOCOL, &protocol) != 0 ||
+	    (type == SOCK_STREAM && protocol != IPPROTO_TCP) ||
+	    (type == SOCK_DGRAM && protocol != IPPROTO_UDP))
+		return fail(err, errlen,
+		            "passed fd %d is neither TCP nor UDP (protocol %d)",
+		            fd, protocol);
 	if (type != SOCK_STREAM && type != SOCK_DGRAM)
 		return fail(err, errlen,
 		            "passed fd %d is neither a stream nor a datagram "

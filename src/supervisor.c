@@ -110,6 +110,14 @@ describe_death(int status, char *why, size_t len)
 	}
 }
 
+/* The statuses of a worker that refused to start (bad configuration or a
+ * hardening step that failed): restarting it would only fail again. */
+static bool
+refusal_status(int status)
+{
+	return status == 64 || status == 71 || status == 78;
+}
+
 static void
 reap(struct supervisor *sv)
 {
@@ -129,8 +137,8 @@ reap(struct supervisor *sv)
 			if (sv->stopping)
 				break;
 			describe_death(status, why, sizeof(why));
-			if (WIFEXITED(status) && WEXITSTATUS(status) >= 64 &&
-			    WEXITSTATUS(status) <= 78) {
+			if (WIFEXITED(status) &&
+			    refusal_status(WEXITSTATUS(status))) {
 				/* A worker that cannot start will never start.
 				 */
 				log_always(LOG_ERROR, "worker_failed",

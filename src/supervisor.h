@@ -13,7 +13,7 @@ typedef void (*worker_setup_fn)(unsigned index);
 /*
  * Run nworkers workers over the sockets in s until SIGTERM or SIGINT, then
  * stop them and return 0. SIGUSR1 logs the sum of every counter. A worker
- * that exits with a configuration or hardening status (64-78) ends the
+ * that exits with a configuration or hardening status (64, 71, 78) ends the
  * service with that status; any other death is logged and restarted.
  */
 int supervisor_run(const struct policy *p, const struct facts *f,

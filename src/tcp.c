@@ -179,14 +179,9 @@ echo_once(struct conn *c, bool *drained, const char **why)
 	ssize_t n, w = 0;
 
 	if (cap == 0) {
+		/* Over the byte rate: the kernel's window slows the peer. */
 		*drained = true;
-		if (p->tcp_max_bytes > 0 && c->bytes_in >= p->tcp_max_bytes) {
-			/* Budget spent: echo what is held, then close. */
-			COUNT(tcp_max_bytes_closes, 1);
-			c->eof = true;
-			c->spent = true;
-		} else if (!c->throttled) {
-			/* Backpressure: the kernel's window slows the peer. */
+		if (!c->throttled) {
 			c->throttled = true;
 			c->srv->nthrottled++;
 			COUNT(tcp_throttled, 1);
@@ -209,6 +204,12 @@ echo_once(struct conn *c, bool *drained, const char **why)
 	}
 	COUNT(tcp_bytes_in, n);
 	c->bytes_in += (uint64_t)n;
+	if (p->tcp_max_bytes > 0 && c->bytes_in >= p->tcp_max_bytes) {
+		/* Budget spent: echo what is held, then FIN (conn_event). */
+		COUNT(tcp_max_bytes_closes, 1);
+		c->eof = true;
+		c->spent = true;
+	}
 	if (c->source != NULL && p->tcp_byte_rate.rate > 0)
 		bucket_take(&c->source->bytes, &p->tcp_byte_rate, now,
 		            (uint64_t)n);
@@ -267,6 +268,12 @@ conn_event(struct loop *l, int fd, uint32_t events, void *arg)
 	(void)fd;
 	if (c->draining) {
 		drain(c);
+		return;
+	}
+	/* Watched for nothing while throttled, the kernel still reports a
+	 * reset or hang-up: the peer is gone, do not wait for tokens. */
+	if (c->throttled && (events & (EPOLLERR | EPOLLHUP))) {
+		conn_close(c, "peer_gone");
 		return;
 	}
 	if (c->pending_len > 0 && !flush_pending(c, &dead)) {

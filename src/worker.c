@@ -85,8 +85,9 @@ worker_run(const struct policy *p, const struct facts *f, unsigned nworkers,
 	log_event(LOG_DEBUG, "worker_ready", "index=%u pid=%d sockets=%zu",
 	          index, getpid(), s->n);
 	if (loop_run(w.loop) != 0) {
+		/* A runtime failure: the supervisor restarts the worker. */
 		log_always(LOG_ERROR, "worker_failed", "step=epoll_wait");
-		status = 70;
+		status = 1;
 	}
 	if (w.tcp != NULL)
 		tcp_server_free(w.tcp);

@@ -158,7 +158,7 @@ def is_event(line, event):
 class Echod:
     """One running echod: its port, process and collected stderr."""
 
-    def __init__(self, argv, port, policy_path):
+    def __init__(self, argv, port, policy_path, stdin=subprocess.DEVNULL):
         self.argv = argv
         self.port = port
         self.policy_path = policy_path
@@ -167,7 +167,7 @@ class Echod:
         self._eof = False
         self.proc = subprocess.Popen(
             argv,
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             cwd=str(ROOT),
@@ -306,13 +306,14 @@ def echod(tmp_path):
     started = []
 
     def start(args=(), policy_text=None, workers=1,
-              listen=("127.0.0.1", "[::1]"), port=None, wait=True):
+              listen=("127.0.0.1", "[::1]"), port=None, wait=True,
+              stdin=subprocess.DEVNULL):
         # A port picked here may be taken by someone else before echod
         # binds it (exit 71, "in use"): then try another, at most 3 times.
         attempts = 1 if port is not None or not wait else 3
         for attempt in range(attempts):
             d = _launch(args, policy_text, workers, listen,
-                        port or free_port())
+                        port or free_port(), stdin)
             if not wait:
                 return d
             try:
@@ -324,7 +325,7 @@ def echod(tmp_path):
                 if not lost_race or attempt == attempts - 1:
                     raise
 
-    def _launch(args, policy_text, workers, listen, port):
+    def _launch(args, policy_text, workers, listen, port, stdin):
         argv = [str(ECHOD_BIN)]
         policy_path = None
         if policy_text is not None:
@@ -338,7 +339,7 @@ def echod(tmp_path):
         if workers is not None:
             argv += ["-w", str(workers)]
         argv += list(args)
-        d = Echod(argv, port, policy_path)
+        d = Echod(argv, port, policy_path, stdin)
         started.append(d)
         return d
 

@@ -669,6 +669,39 @@ def test_refuses_chroot_that_is_a_symlink(chroot_dir, policy, tmp_path):
 
 
 @needs_root
+def test_refuses_chroot_under_a_parent_others_can_write(tmp_path):
+    """A local user who can write the parent could swap the directory
+    between the check and chroot(): the parent must be closed too (a
+    sticky parent, like /tmp, is fine: no one renames root's entries)."""
+    parent = tempfile.mkdtemp(prefix="echod-parent-")
+    try:
+        os.chmod(parent, 0o777)  # world-writable, not sticky
+        root = os.path.join(parent, "empty")
+        os.mkdir(root, 0o755)
+        conf = tmp_path / "parent.conf"
+        conf.write_text(f"chroot {root}\n")
+        _refusal(["-c", str(conf)], "chroot",
+                 re.escape(f"chroot parent {os.path.realpath(parent)} must "
+                           "be a directory owned by root and not writable "
+                           "by others (or sticky)"))
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+@needs_root
+def test_inherited_stdin_is_not_kept(policy, echod, tmp_path):
+    """Whatever root's stdin was (here a file) is not readable from the
+    sandbox: stdin and stdout are /dev/null in every process."""
+    secret = tmp_path / "secret"
+    secret.write_text("root's file\n")
+    with open(secret) as stdin:
+        d = echod(args=["-c", policy()], workers=1, stdin=stdin)
+    for pid in [d.pid] + d.workers():
+        for fd in ("0", "1"):
+            assert os.readlink(f"/proc/{pid}/fd/{fd}") == "/dev/null", pid
+
+
+@needs_root
 def test_refuses_stderr_regular_file(policy, tmp_path):
     logf = tmp_path / "echod.log"
     with open(logf, "wb") as err:

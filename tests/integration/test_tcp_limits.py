@@ -2,6 +2,7 @@
 lifetime, the per-source byte rate (reads pause), the connect rate, and the
 deny list. Each test fails if its limit is removed."""
 
+import os
 import socket
 import threading
 import time
@@ -102,3 +103,22 @@ def test_deny_list_refuses_tcp_and_udp(echod):
                         and c["tcp_refused_deny"] == 1)
     assert c["tcp_refused_deny"] == 1
     assert c["udp_drop_deny"] == 1
+
+
+def test_max_bytes_reached_exactly_closes_at_once(echod):
+    """A peer that sends exactly the budget and then waits (no FIN of its
+    own) gets its echo and the FIN at once, not at the idle timeout."""
+    d = echod(policy_text="tcp-max-bytes 128k\ntcp-idle-timeout 10s\n")
+    data = os.urandom(128 * 1024)
+    with tcp_connect(HOST, d.port) as s:
+        t0 = time.monotonic()
+        sender = threading.Thread(target=s.sendall, args=(data,))
+        sender.start()
+        got = recv_exact(s, len(data) + 1, timeout=8)
+        took = time.monotonic() - t0
+        sender.join(5)
+    assert got == data
+    assert took < 5, f"EOF after {took:.1f}s: waited for the idle timeout"
+    c = d.counters_when(lambda c: c["tcp_max_bytes_closes"] == 1)
+    assert c["tcp_max_bytes_closes"] == 1
+    assert c["tcp_idle_timeouts"] == 0

@@ -306,6 +306,29 @@ test_bad_listen(void **state)
 	PARSE_FAILS("-l", "-l", "1.2.3.4:70000");
 	PARSE_FAILS("-l", "-l", "[::1");
 	PARSE_FAILS("-l", "-l", "");
+	/* Port 0 would give each worker's socket a different port. */
+	PARSE_FAILS("1 to 65535", "-l", "127.0.0.1:0");
+	PARSE_FAILS("given twice", "-l", "[::1]:7", "-l", "[::1]:7");
+}
+
+/* Ports filled in by -p can make two listen addresses one. */
+static void
+test_listen_same_after_port(void **state)
+{
+	struct options o;
+	struct policy p;
+	char err[256];
+
+	(void)state;
+	PARSE_OK(&o, "-l", "127.0.0.1", "-l", "127.0.0.1:9", "-p", "9");
+	policy_defaults(&p);
+	cli_apply(&o, &p);
+	assert_int_equal(cli_check_listen(&p, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "127.0.0.1:9 is given twice"));
+	PARSE_OK(&o, "-l", "127.0.0.1", "-l", "127.0.0.1:9", "-p", "8");
+	policy_defaults(&p);
+	cli_apply(&o, &p);
+	assert_int_equal(cli_check_listen(&p, err, sizeof(err)), 0);
 }
 
 static void
@@ -628,6 +651,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_listen_same_after_port),
 	    cmocka_unit_test(test_no_args),
 	    cmocka_unit_test(test_each_flag),
 	    cmocka_unit_test(test_all_flags_together),

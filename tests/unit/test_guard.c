@@ -237,6 +237,22 @@ test_byte_rate(void **state)
 	assert_int_equal(check(g, "198.18.1.1", 40000, "198.18.0.1", big, 10),
 	                 GUARD_rate);
 	udp_guard_free(g);
+
+	/* A datagram refused for its bytes costs no datagram token. */
+	g = guard_with("udp-rate 1/s burst 2\nudp-byte-rate 1k/s burst 1k\n",
+	               1);
+	big[0] = 'c';
+	assert_int_equal(check(g, "198.18.1.1", 40000, "198.18.0.1", big, 10),
+	                 GUARD_ok); /* tokens: 1 datagram, 424 bytes */
+	big[0] = 'd';
+	assert_int_equal(check(g, "198.18.1.1", 40000, "198.18.0.1", big, 10),
+	                 GUARD_rate); /* 600 > 424 bytes */
+	/* The datagram token is still there for a small one. */
+	assert_int_equal(check(g, "198.18.1.1", 40000, "198.18.0.1", "x", 10),
+	                 GUARD_ok);
+	assert_int_equal(check(g, "198.18.1.1", 40000, "198.18.0.1", "y", 10),
+	                 GUARD_rate);
+	udp_guard_free(g);
 }
 
 static void

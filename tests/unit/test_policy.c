@@ -322,9 +322,11 @@ test_listen_replaces_and_adds(void **state)
 	assert_ep4(&p.listen[2], "10.0.0.1", 9, true);
 	assert_ep4(&p.listen[3], "192.0.2.1", 0, false);
 
-	/* Repeating the same address is not a conflict for a list. */
-	parse_ok("listen 127.0.0.1:1\nlisten 127.0.0.1:1\n", &p);
-	assert_int_equal(p.nlisten, 2);
+	/* The same address twice would bind twice: an error. Port 0 would
+	 * give each worker's socket a different port: an error. */
+	text_fails("listen 127.0.0.1:1\nlisten 127.0.0.1:1\n", 2,
+	           "listed twice");
+	text_fails("listen 127.0.0.1:0\n", 1, "1 to 65535");
 }
 
 /* A second file applied on top replaces the first file's list too. */
@@ -1035,12 +1037,27 @@ test_abuse_keyword_errors(void **state)
 	text_fails("tcp-max-bytes 0\n", 1, "tcp-max-bytes");
 }
 
+/* A repeat that differs only after 160 characters is still a conflict. */
+static void
+test_long_conflicting_repeat(void **state)
+{
+	char text[600], dir[200];
+
+	(void)state;
+	memset(dir, 'a', sizeof(dir));
+	dir[0] = '/';
+	dir[sizeof(dir) - 1] = '\0';
+	snprintf(text, sizeof(text), "chroot %sX\nchroot %sY\n", dir, dir);
+	text_fails(text, 2, "conflicts with line 1");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_abuse_keywords),
 	    cmocka_unit_test(test_abuse_keyword_errors),
+	    cmocka_unit_test(test_long_conflicting_repeat),
 	    cmocka_unit_test(test_defaults),
 	    cmocka_unit_test(test_default_text),
 	    cmocka_unit_test(test_default_file_matches),
