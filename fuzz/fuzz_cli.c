@@ -15,6 +15,7 @@
 #include "fuzz.h"
 
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +99,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			continue;
 		CHECK(endpoint_port(e) == (o.port_set ? o.port : 7));
 		CHECK(endpoint_port(e) != 0);
+	}
+	/* No two listen addresses may be one socket: the check says so
+	 * exactly when two became equal once their ports were filled in. */
+	{
+		char msg[256] = "";
+		bool same = false;
+		for (size_t i = 0; i < p.nlisten; i++)
+			for (size_t j = i + 1; j < p.nlisten; j++)
+				same |= p.listen[i].len == p.listen[j].len &&
+				        memcmp(&p.listen[i].ss, &p.listen[j].ss,
+				               p.listen[i].len) == 0;
+		CHECK((cli_check_listen(&p, msg, sizeof(msg)) != 0) == same);
+		CHECK(!same || strstr(msg, "given twice") != NULL);
 	}
 	CHECK(p.log_level <= LOG_DEBUG);
 	CHECK(p.workers <= 256);
