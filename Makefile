@@ -17,7 +17,8 @@ LIBS	 = -lseccomp -lcap
 
 # Modules shared by echod, the unit tests and the fuzzers.
 CORE	 = units addr policy cli log counters loop listen tcp udp worker \
-	   supervisor sandbox privdrop sockact siphash ratelimit acl guard facts
+	   supervisor sandbox privdrop sockact siphash ratelimit acl guard facts \
+	   errmsg
 CORE_OBJ = $(CORE:%=$(BUILD)/obj/%.o) $(BUILD)/obj/default_policy.o
 UNIT_TESTS = test_units test_addr test_policy test_cli test_sandbox \
 	     test_siphash test_ratelimit test_acl test_guard
@@ -62,7 +63,7 @@ $(BUILD)/obj/sandbox.o: $(BUILD)/gen/seccomp_worker.inc \
 $(BUILD)/obj/%.o: src/%.c src/*.h | $(BUILD)/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(BUILD)/obj/%.o: tests/unit/%.c src/*.h | $(BUILD)/obj
+$(BUILD)/obj/%.o: tests/unit/%.c tests/unit/*.h src/*.h | $(BUILD)/obj
 	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -c -o $@ $<
 
 $(BUILD)/echod: $(BUILD)/obj/echod.o $(CORE_OBJ)
@@ -90,10 +91,10 @@ test: deps check-format all clang sanitize fuzz-replay-build
 	/usr/bin/python3 tests/run.py
 
 check-format:
-	clang-format --dry-run --Werror src/*.c src/*.h tests/unit/*.c fuzz/*.c fuzz/*.h
+	clang-format --dry-run --Werror src/*.c src/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c fuzz/*.h
 
 format:
-	clang-format -i src/*.c src/*.h tests/unit/*.c fuzz/*.c fuzz/*.h
+	clang-format -i src/*.c src/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c fuzz/*.h
 
 clean:
 	rm -rf build

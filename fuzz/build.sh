@@ -31,12 +31,12 @@ cd "$SRC_ROOT"
 
 # The modules each harness links; keep in step with fuzz/fuzz.mk.
 declare -A MODS=(
-	[fuzz_policy]="policy units addr acl default_policy"
+	[fuzz_policy]="policy units addr acl errmsg default_policy"
 	[fuzz_addr]="addr units"
 	[fuzz_units]="units"
-	[fuzz_cli]="cli policy units addr acl default_policy"
-	[fuzz_sockact]="sockact units addr"
-	[fuzz_guard]="guard ratelimit siphash acl addr units policy default_policy"
+	[fuzz_cli]="cli policy units addr acl errmsg default_policy"
+	[fuzz_sockact]="sockact units addr errmsg"
+	[fuzz_guard]="guard ratelimit siphash acl addr units policy errmsg default_policy"
 	[fuzz_ratelimit]="ratelimit siphash addr units"
 )
 FUZZERS="fuzz_policy fuzz_addr fuzz_units fuzz_cli fuzz_sockact fuzz_guard fuzz_ratelimit"

@@ -1,7 +1,7 @@
 /* cli: flags are checked as strictly as the policy file. */
 #include "cli.h"
+#include "errmsg.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,17 +23,6 @@ const char cli_usage[] =
     "signals: TERM/INT stop, USR1 logs every counter\n"
     "exit: 0 ok, 64 usage, 71 cannot bind or harden, 78 bad policy\n";
 
-static int __attribute__((format(printf, 3, 4)))
-fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 static int
 take_value(char flag, const char *value, struct options *out, char *err,
            size_t errlen)
@@ -46,33 +35,35 @@ take_value(char flag, const char *value, struct options *out, char *err,
 		return 0;
 	case 'l':
 		if (out->nlisten == POLICY_MAX_LISTEN)
-			return fail(err, errlen,
-			            "-l: at most %d listen addresses",
-			            POLICY_MAX_LISTEN);
+			return errmsg(err, errlen,
+			              "-l: at most %d listen addresses",
+			              POLICY_MAX_LISTEN);
 		if (parse_endpoint(value, &out->listen[out->nlisten]) != 0)
-			return fail(err, errlen,
-			            "-l: '%s' is not ADDR, ADDR:PORT or "
-			            "[V6]:PORT with a numeric address and a "
-			            "port from 1 to 65535",
-			            value);
+			return errmsg(err, errlen,
+			              "-l: '%s' is not ADDR, ADDR:PORT or "
+			              "[V6]:PORT with a numeric address and a "
+			              "port from 1 to 65535",
+			              value);
 		for (size_t i = 0; i < out->nlisten; i++)
 			if (memcmp(&out->listen[i], &out->listen[out->nlisten],
 			           sizeof(out->listen[i])) == 0)
-				return fail(err, errlen, "-l: '%s' given twice",
-				            value);
+				return errmsg(err, errlen,
+				              "-l: '%s' given twice", value);
 		out->nlisten++;
 		return 0;
 	case 'p':
 		if (parse_uint(value, 65535, &v) != 0 || v == 0)
-			return fail(err, errlen,
-			            "-p: '%s' is not a port (1-65535)", value);
+			return errmsg(err, errlen,
+			              "-p: '%s' is not a port (1-65535)",
+			              value);
 		out->port = (uint16_t)v;
 		out->port_set = true;
 		return 0;
 	case 'u':
 		if (!policy_valid_user(value))
-			return fail(err, errlen,
-			            "-u: '%s' is not a valid user name", value);
+			return errmsg(err, errlen,
+			              "-u: '%s' is not a valid user name",
+			              value);
 		out->user = value;
 		return 0;
 	case 'w':
@@ -82,12 +73,12 @@ take_value(char flag, const char *value, struct options *out, char *err,
 			return 0;
 		}
 		if (parse_uint(value, 256, &v) != 0 || v == 0)
-			return fail(err, errlen,
-			            "-w: '%s' is not auto or 1-256", value);
+			return errmsg(err, errlen,
+			              "-w: '%s' is not auto or 1-256", value);
 		out->workers = (unsigned)v;
 		return 0;
 	}
-	return fail(err, errlen, "unknown option -%c", flag);
+	return errmsg(err, errlen, "unknown option -%c", flag);
 }
 
 int
@@ -120,21 +111,21 @@ cli_parse(int argc, char *const argv[], struct options *o, char *err,
 				continue;
 			}
 			if (strchr("clpuw", *f) == NULL)
-				return fail(err, errlen, "unknown option -%c",
-				            *f);
+				return errmsg(err, errlen, "unknown option -%c",
+				              *f);
 			/* A value flag takes the rest of the word or the next.
 			 */
 			const char *value = f[1] ? f + 1 : argv[++i];
 			if (value == NULL || i >= argc)
-				return fail(err, errlen,
-				            "option -%c needs a value", *f);
+				return errmsg(err, errlen,
+				              "option -%c needs a value", *f);
 			if (take_value(*f, value, o, err, errlen) != 0)
 				return -1;
 			break;
 		}
 	}
 	if (i < argc)
-		return fail(err, errlen, "unexpected argument '%s'", argv[i]);
+		return errmsg(err, errlen, "unexpected argument '%s'", argv[i]);
 	return 0;
 }
 
@@ -151,10 +142,11 @@ cli_check_listen(const struct policy *p, char *err, size_t errlen)
 				format_sockaddr(
 				    (const struct sockaddr *)&p->listen[i].ss,
 				    where, sizeof(where));
-				return fail(err, errlen,
-				            "listen address %s is given twice "
-				            "once the port is filled in",
-				            where);
+				return errmsg(
+				    err, errlen,
+				    "listen address %s is given twice "
+				    "once the port is filled in",
+				    where);
 			}
 	return 0;
 }

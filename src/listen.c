@@ -1,12 +1,12 @@
 /* listen: socket(), setsockopt(), bind(), listen(); nothing after this
  * needs the right to bind, so the bootstrap can drop it. */
 #include "listen.h"
+#include "errmsg.h"
 
 #include <errno.h>
 #include <linux/filter.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,17 +15,6 @@
 
 #define TCP_BACKLOG 1024
 #define GOLDEN      0x9e3779b1u /* odd multiplier: spreads prefixes evenly */
-
-static int __attribute__((format(printf, 3, 4)))
-fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 static int
 set_int(int fd, int level, int opt, int value)
@@ -142,8 +131,8 @@ open_one(const struct endpoint *ep, int type, bool reuseport, char *err,
 	if (bind(fd, (const struct sockaddr *)&ep->ss, ep->len) != 0) {
 		e = errno;
 		close(fd);
-		return fail(err, errlen, "cannot bind %s: %s: %s", name,
-		            strerror(e), bind_advice(e));
+		return errmsg(err, errlen, "cannot bind %s: %s: %s", name,
+		              strerror(e), bind_advice(e));
 	}
 	if (type == SOCK_STREAM && listen(fd, TCP_BACKLOG) != 0)
 		goto fail;
@@ -152,7 +141,7 @@ fail:
 	e = errno;
 	if (fd >= 0)
 		close(fd);
-	return fail(err, errlen, "cannot set up %s: %s", name, strerror(e));
+	return errmsg(err, errlen, "cannot set up %s: %s", name, strerror(e));
 }
 
 int
@@ -166,7 +155,7 @@ listen_bind(const struct policy *p, unsigned nworkers, unsigned v4_prefix,
 	out->n = 0;
 	out->l = calloc(max, sizeof(*out->l));
 	if (out->l == NULL)
-		return fail(err, errlen, "out of memory");
+		return errmsg(err, errlen, "out of memory");
 	for (size_t a = 0; a < p->nlisten; a++) {
 		const struct endpoint *ep = &p->listen[a];
 		for (size_t t = 0; t < 2; t++) {
@@ -200,11 +189,11 @@ listen_bind(const struct policy *p, unsigned nworkers, unsigned v4_prefix,
 				                    nworkers) != 0) {
 					int e = errno;
 					listen_close(out);
-					return fail(err, errlen,
-					            "cannot attach the "
-					            "per-source steering "
-					            "program to %s: %s",
-					            name, strerror(e));
+					return errmsg(err, errlen,
+					              "cannot attach the "
+					              "per-source steering "
+					              "program to %s: %s",
+					              name, strerror(e));
 				}
 			}
 		}

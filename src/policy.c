@@ -1,10 +1,10 @@
 /* policy: a line-oriented grammar, one table of directives, no surprises. */
 #include "policy.h"
+#include "errmsg.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -27,26 +27,15 @@ struct directive {
 	bool bytes; /* set_bucket, set_optional: sizes, not counts/times */
 };
 
-static int __attribute__((format(printf, 3, 4)))
-fail(char *msg, size_t msglen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, msglen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 static int
 want_args(const struct directive *d, int argc, int min, int max, char *msg,
           size_t msglen)
 {
 	if (argc < min)
-		return fail(msg, msglen, "'%s' needs a value", d->name);
+		return errmsg(msg, msglen, "'%s' needs a value", d->name);
 	if (argc > max)
-		return fail(msg, msglen, "'%s' takes %d value%s, got %d",
-		            d->name, max, max == 1 ? "" : "s", argc);
+		return errmsg(msg, msglen, "'%s' takes %d value%s, got %d",
+		              d->name, max, max == 1 ? "" : "s", argc);
 	return 0;
 }
 
@@ -60,11 +49,11 @@ set_uint(const struct directive *d, struct policy *p, char **argv, int argc,
 		return -1;
 	if (parse_uint(argv[0], UINT32_MAX, &v) != 0 || v < d->min ||
 	    v > d->max)
-		return fail(msg, msglen,
-		            "'%s': '%s' is not a whole number from %llu to "
-		            "%llu",
-		            d->name, argv[0], (unsigned long long)d->min,
-		            (unsigned long long)d->max);
+		return errmsg(msg, msglen,
+		              "'%s': '%s' is not a whole number from %llu to "
+		              "%llu",
+		              d->name, argv[0], (unsigned long long)d->min,
+		              (unsigned long long)d->max);
 	*(unsigned *)((char *)p + d->offset) = (unsigned)v;
 	return 0;
 }
@@ -78,16 +67,16 @@ set_duration(const struct directive *d, struct policy *p, char **argv, int argc,
 	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
 		return -1;
 	if (parse_duration(argv[0], &v) != 0)
-		return fail(msg, msglen,
-		            "'%s': '%s' is not a duration (e.g. 500ms, 30s, "
-		            "5m, 1h)",
-		            d->name, argv[0]);
+		return errmsg(msg, msglen,
+		              "'%s': '%s' is not a duration (e.g. 500ms, 30s, "
+		              "5m, 1h)",
+		              d->name, argv[0]);
 	if (v < d->min || v > d->max)
-		return fail(msg, msglen,
-		            "'%s': %s is out of range (%llums to "
-		            "%llums)",
-		            d->name, argv[0], (unsigned long long)d->min,
-		            (unsigned long long)d->max);
+		return errmsg(msg, msglen,
+		              "'%s': %s is out of range (%llums to "
+		              "%llums)",
+		              d->name, argv[0], (unsigned long long)d->min,
+		              (unsigned long long)d->max);
 	*(uint64_t *)((char *)p + d->offset) = v;
 	return 0;
 }
@@ -101,14 +90,14 @@ set_size(const struct directive *d, struct policy *p, char **argv, int argc,
 	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
 		return -1;
 	if (parse_size(argv[0], &v) != 0)
-		return fail(msg, msglen,
-		            "'%s': '%s' is not a size (e.g. 512, 64k, 1m)",
-		            d->name, argv[0]);
+		return errmsg(msg, msglen,
+		              "'%s': '%s' is not a size (e.g. 512, 64k, 1m)",
+		              d->name, argv[0]);
 	if (v < d->min || v > d->max)
-		return fail(msg, msglen,
-		            "'%s': %s is out of range (%llu to %llu bytes)",
-		            d->name, argv[0], (unsigned long long)d->min,
-		            (unsigned long long)d->max);
+		return errmsg(msg, msglen,
+		              "'%s': %s is out of range (%llu to %llu bytes)",
+		              d->name, argv[0], (unsigned long long)d->min,
+		              (unsigned long long)d->max);
 	*(uint64_t *)((char *)p + d->offset) = v;
 	return 0;
 }
@@ -134,17 +123,18 @@ set_listen(const struct directive *d, struct policy *p, char **argv, int argc,
 		return -1;
 	for (int i = 0; i < argc; i++) {
 		if (p->nlisten == POLICY_MAX_LISTEN)
-			return fail(msg, msglen, "'%s': more than %d addresses",
-			            d->name, POLICY_MAX_LISTEN);
+			return errmsg(msg, msglen,
+			              "'%s': more than %d addresses", d->name,
+			              POLICY_MAX_LISTEN);
 		if (parse_endpoint(argv[i], &p->listen[p->nlisten]) != 0)
-			return fail(msg, msglen,
-			            "'%s': '%s' is not ADDR, ADDR:PORT or "
-			            "[V6]:PORT with a numeric address and a "
-			            "port from 1 to 65535",
-			            d->name, argv[i]);
+			return errmsg(msg, msglen,
+			              "'%s': '%s' is not ADDR, ADDR:PORT or "
+			              "[V6]:PORT with a numeric address and a "
+			              "port from 1 to 65535",
+			              d->name, argv[i]);
 		if (policy_listen_index(p, &p->listen[p->nlisten]) < p->nlisten)
-			return fail(msg, msglen, "'%s': '%s' is listed twice",
-			            d->name, argv[i]);
+			return errmsg(msg, msglen, "'%s': '%s' is listed twice",
+			              d->name, argv[i]);
 		p->nlisten++;
 	}
 	return 0;
@@ -164,12 +154,12 @@ set_protocols(const struct directive *d, struct policy *p, char **argv,
 		else if (strcmp(argv[i], "udp") == 0)
 			which = &p->udp;
 		else
-			return fail(msg, msglen,
-			            "'%s': '%s' is neither tcp nor udp",
-			            d->name, argv[i]);
+			return errmsg(msg, msglen,
+			              "'%s': '%s' is neither tcp nor udp",
+			              d->name, argv[i]);
 		if (*which)
-			return fail(msg, msglen, "'%s': '%s' named twice",
-			            d->name, argv[i]);
+			return errmsg(msg, msglen, "'%s': '%s' named twice",
+			              d->name, argv[i]);
 		*which = true;
 	}
 	return 0;
@@ -184,8 +174,8 @@ set_workers(const struct directive *d, struct policy *p, char **argv, int argc,
 		return 0;
 	}
 	if (set_uint(d, p, argv, argc, msg, msglen) != 0)
-		return fail(msg, msglen, "'%s': expected auto or 1 to %llu",
-		            d->name, (unsigned long long)d->max);
+		return errmsg(msg, msglen, "'%s': expected auto or 1 to %llu",
+		              d->name, (unsigned long long)d->max);
 	return 0;
 }
 
@@ -211,8 +201,9 @@ set_user(const struct directive *d, struct policy *p, char **argv, int argc,
 	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
 		return -1;
 	if (!policy_valid_user(argv[0]))
-		return fail(msg, msglen, "'%s': '%s' is not a valid user name",
-		            d->name, argv[0]);
+		return errmsg(msg, msglen,
+		              "'%s': '%s' is not a valid user name", d->name,
+		              argv[0]);
 	snprintf(p->user, sizeof(p->user), "%s", argv[0]);
 	return 0;
 }
@@ -238,9 +229,9 @@ set_log_level(const struct directive *d, struct policy *p, char **argv,
 			return 0;
 		}
 	}
-	return fail(msg, msglen,
-	            "'%s': '%s' is not one of error, warn, info, debug",
-	            d->name, argv[0]);
+	return errmsg(msg, msglen,
+	              "'%s': '%s' is not one of error, warn, info, debug",
+	              d->name, argv[0]);
 }
 
 /* "/a/b": absolute, no empty, "." or ".." component, not "/" itself. */
@@ -275,10 +266,10 @@ set_chroot(const struct directive *d, struct policy *p, char **argv, int argc,
 		return -1;
 	if (!plain_absolute_dir(argv[0]) ||
 	    strlen(argv[0]) >= sizeof(p->chroot_dir))
-		return fail(msg, msglen,
-		            "'%s': '%s' is not an absolute directory other "
-		            "than /",
-		            d->name, argv[0]);
+		return errmsg(msg, msglen,
+		              "'%s': '%s' is not an absolute directory other "
+		              "than /",
+		              d->name, argv[0]);
 	snprintf(p->chroot_dir, sizeof(p->chroot_dir), "%s", argv[0]);
 	return 0;
 }
@@ -294,8 +285,8 @@ set_sandbox_violation(const struct directive *d, struct policy *p, char **argv,
 	else if (strcmp(argv[0], "log") == 0)
 		p->sandbox_log = true;
 	else
-		return fail(msg, msglen, "'%s': '%s' is neither kill nor log",
-		            d->name, argv[0]);
+		return errmsg(msg, msglen, "'%s': '%s' is neither kill nor log",
+		              d->name, argv[0]);
 	return 0;
 }
 
@@ -310,9 +301,9 @@ set_allow_downgrade(const struct directive *d, struct policy *p, char **argv,
 	else if (strcmp(argv[0], "fsize-limit") == 0)
 		p->allow_big_stderr = true;
 	else
-		return fail(msg, msglen,
-		            "'%s': '%s' is neither none nor fsize-limit",
-		            d->name, argv[0]);
+		return errmsg(msg, msglen,
+		              "'%s': '%s' is neither none nor fsize-limit",
+		              d->name, argv[0]);
 	return 0;
 }
 
@@ -327,15 +318,15 @@ set_cidrs(const struct directive *d, struct policy *p, char **argv, int argc,
 		return -1;
 	for (int i = 0; i < argc; i++) {
 		if (parse_cidr(argv[i], &net) != 0)
-			return fail(msg, msglen,
-			            "'%s': '%s' is not ADDR or ADDR/LEN with "
-			            "zero host bits",
-			            d->name, argv[i]);
+			return errmsg(msg, msglen,
+			              "'%s': '%s' is not ADDR or ADDR/LEN with "
+			              "zero host bits",
+			              d->name, argv[i]);
 		if (acl_add(&p->acl, &net, allow) != 0)
-			return fail(msg, msglen,
-			            "'%s': '%s' is already listed with the "
-			            "other verdict, or more than %d prefixes",
-			            d->name, argv[i], ACL_MAX);
+			return errmsg(msg, msglen,
+			              "'%s': '%s' is already listed with the "
+			              "other verdict, or more than %d prefixes",
+			              d->name, argv[i], ACL_MAX);
 	}
 	acl_finish(&p->acl);
 	return 0;
@@ -353,9 +344,10 @@ set_ports(const struct directive *d, struct policy *p, char **argv, int argc,
 		return 0;
 	for (int i = 0; i < argc; i++) {
 		if (parse_port_range(argv[i], &lo, &hi) != 0)
-			return fail(msg, msglen,
-			            "'%s': '%s' is not PORT or LO-HI (0-65535)",
-			            d->name, argv[i]);
+			return errmsg(
+			    msg, msglen,
+			    "'%s': '%s' is not PORT or LO-HI (0-65535)",
+			    d->name, argv[i]);
 		portset_add(&p->udp_deny_ports, lo, hi);
 	}
 	return 0;
@@ -370,8 +362,8 @@ set_on_off(const struct directive *d, const char *word, bool *out,
 	else if (strcmp(word, off) == 0)
 		*out = false;
 	else
-		return fail(msg, msglen, "'%s': '%s' is neither %s nor %s",
-		            d->name, word, on, off);
+		return errmsg(msg, msglen, "'%s': '%s' is neither %s nor %s",
+		              d->name, word, on, off);
 	return 0;
 }
 
@@ -401,8 +393,8 @@ set_loop_guard(const struct directive *d, struct policy *p, char **argv,
 		const char *key = argv[i],
 		           *val = i + 1 < argc ? argv[i + 1] : NULL;
 		if (val == NULL)
-			return fail(msg, msglen, "'%s': '%s' needs a value",
-			            d->name, key);
+			return errmsg(msg, msglen, "'%s': '%s' needs a value",
+			              d->name, key);
 		if (strcmp(key, "repeats") == 0 &&
 		    parse_uint(val, 1000, &v) == 0 && v >= 2)
 			p->loop_repeats = (unsigned)v;
@@ -413,10 +405,11 @@ set_loop_guard(const struct directive *d, struct policy *p, char **argv,
 		         parse_duration(val, &v) == 0 && v > 0)
 			p->loop_hold_ms = v;
 		else
-			return fail(msg, msglen,
-			            "'%s': bad '%s %s' (repeats 2-1000, window "
-			            "and hold are durations)",
-			            d->name, key, val);
+			return errmsg(
+			    msg, msglen,
+			    "'%s': bad '%s %s' (repeats 2-1000, window "
+			    "and hold are durations)",
+			    d->name, key, val);
 	}
 	return 0;
 }
@@ -440,29 +433,32 @@ set_bucket(const struct directive *d, struct policy *p, char **argv, int argc,
 	if ((bytes ? parse_byte_rate(argv[0], &r) : parse_rate(argv[0], &r)) !=
 	        0 ||
 	    r.count == 0)
-		return fail(msg, msglen,
-		            bytes ? "'%s': '%s' is not SIZE/UNIT (e.g. 1m/s) "
+		return errmsg(msg, msglen,
+		              bytes
+		                  ? "'%s': '%s' is not SIZE/UNIT (e.g. 1m/s) "
 		                    "or unlimited"
 		                  : "'%s': '%s' is not COUNT/UNIT (e.g. 100/s) "
 		                    "or unlimited",
-		            d->name, argv[0]);
+		              d->name, argv[0]);
 	/* Counts are bounded like an explicit burst; an implicit burst (the
 	 * rate itself) must not exceed what "burst N" may say. */
 	if (!bytes && r.count > UINT32_MAX)
-		return fail(msg, msglen, "'%s': '%s' is more than %u per unit",
-		            d->name, argv[0], UINT32_MAX);
+		return errmsg(msg, msglen,
+		              "'%s': '%s' is more than %u per unit", d->name,
+		              argv[0], UINT32_MAX);
 	burst = r.count;
 	if (argc == 2 || (argc == 3 && strcmp(argv[1], "burst") != 0))
-		return fail(msg, msglen,
-		            "'%s': expected 'burst N' after the "
-		            "rate",
-		            d->name);
+		return errmsg(msg, msglen,
+		              "'%s': expected 'burst N' after the "
+		              "rate",
+		              d->name);
 	if (argc == 3 &&
 	    ((bytes ? parse_size(argv[2], &burst)
 	            : parse_uint(argv[2], UINT32_MAX, &burst)) != 0 ||
 	     burst == 0))
-		return fail(msg, msglen, "'%s': burst '%s' is not a %s above 0",
-		            d->name, argv[2], bytes ? "size" : "count");
+		return errmsg(msg, msglen,
+		              "'%s': burst '%s' is not a %s above 0", d->name,
+		              argv[2], bytes ? "size" : "count");
 	*b = (struct bucket_cfg){r.count, r.period_ms, burst};
 	return 0;
 }
@@ -605,27 +601,27 @@ parse_line(char *line, unsigned lineno, struct policy *p, struct seen *seen,
 
 	for (char *c = line; *c; c++)
 		if (iscntrl((unsigned char)*c) && *c != '\t' && *c != '\r')
-			return fail(err->msg, sizeof(err->msg),
-			            "control character 0x%02x in line",
-			            (unsigned char)*c);
+			return errmsg(err->msg, sizeof(err->msg),
+			              "control character 0x%02x in line",
+			              (unsigned char)*c);
 	argc = split_words(line, argv, MAX_ARGS);
 	if (argc < 0)
-		return fail(err->msg, sizeof(err->msg),
-		            "too many words on one line (at most %d)",
-		            MAX_ARGS);
+		return errmsg(err->msg, sizeof(err->msg),
+		              "too many words on one line (at most %d)",
+		              MAX_ARGS);
 	if (argc == 0)
 		return 0;
 	d = find_directive(argv[0]);
 	if (d == NULL)
-		return fail(err->msg, sizeof(err->msg),
-		            "unknown keyword '%.64s'", argv[0]);
+		return errmsg(err->msg, sizeof(err->msg),
+		              "unknown keyword '%.64s'", argv[0]);
 	s = &seen[d - directives];
 	join_args(argv + 1, argc - 1, text, sizeof(text));
 	if (s->line != 0 && !d->list) {
 		if (strcmp(s->text, text) != 0)
-			return fail(err->msg, sizeof(err->msg),
-			            "'%s' conflicts with line %u ('%s %s')",
-			            d->name, s->line, d->name, s->text);
+			return errmsg(err->msg, sizeof(err->msg),
+			              "'%s' conflicts with line %u ('%s %s')",
+			              d->name, s->line, d->name, s->text);
 		return 0;
 	}
 	if (s->line == 0) {
@@ -654,12 +650,12 @@ policy_parse(const char *buf, size_t len, struct policy *p,
 		lineno++;
 		err->line = lineno;
 		if (n > POLICY_MAX_LINE)
-			return fail(err->msg, sizeof(err->msg),
-			            "line longer than %d bytes",
-			            POLICY_MAX_LINE);
+			return errmsg(err->msg, sizeof(err->msg),
+			              "line longer than %d bytes",
+			              POLICY_MAX_LINE);
 		if (memchr(buf + pos, '\0', n) != NULL)
-			return fail(err->msg, sizeof(err->msg),
-			            "NUL byte in line");
+			return errmsg(err->msg, sizeof(err->msg),
+			              "NUL byte in line");
 		memcpy(line, buf + pos, n);
 		line[n] = '\0';
 		if (parse_line(line, lineno, p, seen, err) != 0)
@@ -698,20 +694,20 @@ policy_load_file(const char *path, struct policy *p, struct policy_error *err)
 	memset(err, 0, sizeof(*err));
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
-		return fail(err->msg, sizeof(err->msg), "cannot open: %s",
-		            strerror(errno));
+		return errmsg(err->msg, sizeof(err->msg), "cannot open: %s",
+		              strerror(errno));
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
-		return fail(err->msg, sizeof(err->msg), "not a regular file");
+		return errmsg(err->msg, sizeof(err->msg), "not a regular file");
 	}
 	while ((n = read(fd, buf + len, sizeof(buf) - len)) > 0)
 		len += (size_t)n;
 	close(fd);
 	if (n < 0)
-		return fail(err->msg, sizeof(err->msg), "cannot read: %s",
-		            strerror(errno));
+		return errmsg(err->msg, sizeof(err->msg), "cannot read: %s",
+		              strerror(errno));
 	if (len == sizeof(buf))
-		return fail(err->msg, sizeof(err->msg), "larger than %d bytes",
-		            POLICY_MAX_FILE);
+		return errmsg(err->msg, sizeof(err->msg),
+		              "larger than %d bytes", POLICY_MAX_FILE);
 	return policy_parse(buf, len, p, err);
 }

@@ -1,12 +1,12 @@
 /* privdrop: give up user, filesystem, capabilities; check each step took. */
 #include "privdrop.h"
+#include "errmsg.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/capability.h>
@@ -14,17 +14,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int __attribute__((format(printf, 3, 4)))
-fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 int
 resolve_user(const char *name, char *resolved, size_t resolvedlen, uid_t *uid,
@@ -40,21 +29,21 @@ resolve_user(const char *name, char *resolved, size_t resolvedlen, uid_t *uid,
 		if (pw == NULL)
 			pw = getpwnam("nobody");
 		if (pw == NULL)
-			return fail(err, errlen,
-			            "neither user echod nor nobody exists: "
-			            "create one (useradd -r -s /usr/sbin/"
-			            "nologin echod) or set 'user'");
+			return errmsg(err, errlen,
+			              "neither user echod nor nobody exists: "
+			              "create one (useradd -r -s /usr/sbin/"
+			              "nologin echod) or set 'user'");
 	} else if ((pw = getpwnam(candidates[0])) == NULL) {
-		return fail(err, errlen,
-		            "user '%s' does not exist: create it (useradd -r "
-		            "-s /usr/sbin/nologin %s) or change 'user'/-u",
-		            name, name);
+		return errmsg(err, errlen,
+		              "user '%s' does not exist: create it (useradd -r "
+		              "-s /usr/sbin/nologin %s) or change 'user'/-u",
+		              name, name);
 	}
 	if (pw->pw_uid == 0 || pw->pw_gid == 0)
-		return fail(err, errlen,
-		            "user '%s' has uid or gid 0: choose an "
-		            "unprivileged user",
-		            pw->pw_name);
+		return errmsg(err, errlen,
+		              "user '%s' has uid or gid 0: choose an "
+		              "unprivileged user",
+		              pw->pw_name);
 	snprintf(resolved, resolvedlen, "%s", pw->pw_name);
 	*uid = pw->pw_uid;
 	*gid = pw->pw_gid;
@@ -67,19 +56,19 @@ mkdir_parents(const char *dir, char *err, size_t errlen)
 	char path[PATH_MAX];
 
 	if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path))
-		return fail(err, errlen, "chroot path too long");
+		return errmsg(err, errlen, "chroot path too long");
 	for (char *p = path + 1; *p; p++) {
 		if (*p != '/')
 			continue;
 		*p = '\0';
 		if (mkdir(path, 0755) != 0 && errno != EEXIST)
-			return fail(err, errlen, "cannot create %s: %s", path,
-			            strerror(errno));
+			return errmsg(err, errlen, "cannot create %s: %s", path,
+			              strerror(errno));
 		*p = '/';
 	}
 	if (mkdir(path, 0755) != 0 && errno != EEXIST)
-		return fail(err, errlen, "cannot create %s: %s", path,
-		            strerror(errno));
+		return errmsg(err, errlen, "cannot create %s: %s", path,
+		              strerror(errno));
 	return 0;
 }
 
@@ -96,18 +85,18 @@ check_parents(const char *dir, char *err, size_t errlen)
 	struct stat st;
 
 	if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path))
-		return fail(err, errlen, "chroot path too long");
+		return errmsg(err, errlen, "chroot path too long");
 	for (char *slash = strrchr(path, '/'); slash != NULL;
 	     slash = strrchr(path, '/')) {
 		*slash = '\0';
 		const char *parent = path[0] ? path : "/";
 		if (lstat(parent, &st) != 0)
-			return fail(err, errlen, "chroot parent %s: %s", parent,
-			            strerror(errno));
+			return errmsg(err, errlen, "chroot parent %s: %s",
+			              parent, strerror(errno));
 		if (!S_ISDIR(st.st_mode) || st.st_uid != 0 ||
 		    ((st.st_mode & (S_IWGRP | S_IWOTH)) &&
 		     !(st.st_mode & S_ISVTX)))
-			return fail(
+			return errmsg(
 			    err, errlen,
 			    "chroot parent %s must be a directory owned "
 			    "by root and not writable by others (or "
@@ -127,42 +116,44 @@ prepare_chroot(const char *dir, char *err, size_t errlen)
 	DIR *d;
 
 	if (dir[0] != '/')
-		return fail(err, errlen, "chroot '%s' is not an absolute path",
-		            dir);
+		return errmsg(err, errlen,
+		              "chroot '%s' is not an absolute path", dir);
 	if (lstat(dir, &st) != 0) {
 		if (errno != ENOENT)
-			return fail(err, errlen, "chroot %s: %s", dir,
-			            strerror(errno));
+			return errmsg(err, errlen, "chroot %s: %s", dir,
+			              strerror(errno));
 		if (mkdir_parents(dir, err, errlen) != 0)
 			return -1;
 		if (lstat(dir, &st) != 0)
-			return fail(err, errlen, "chroot %s: %s", dir,
-			            strerror(errno));
+			return errmsg(err, errlen, "chroot %s: %s", dir,
+			              strerror(errno));
 	}
 	if (!S_ISDIR(st.st_mode))
-		return fail(err, errlen, "chroot %s is not a directory", dir);
+		return errmsg(err, errlen, "chroot %s is not a directory", dir);
 	if (check_parents(dir, err, errlen) != 0)
 		return -1;
 	if (st.st_uid != 0)
-		return fail(err, errlen,
-		            "chroot %s is not owned by root: chown root %s",
-		            dir, dir);
+		return errmsg(err, errlen,
+		              "chroot %s is not owned by root: chown root %s",
+		              dir, dir);
 	if (st.st_mode & (S_IWGRP | S_IWOTH))
-		return fail(err, errlen,
-		            "chroot %s is writable by group or others: chmod "
-		            "755 %s",
-		            dir, dir);
+		return errmsg(err, errlen,
+		              "chroot %s is writable by group or others: chmod "
+		              "755 %s",
+		              dir, dir);
 	d = opendir(dir);
 	if (d == NULL)
-		return fail(err, errlen, "chroot %s: %s", dir, strerror(errno));
+		return errmsg(err, errlen, "chroot %s: %s", dir,
+		              strerror(errno));
 	while ((de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") != 0 &&
 		    strcmp(de->d_name, "..") != 0) {
 			closedir(d);
-			return fail(err, errlen,
-			            "chroot %s is not empty (holds '%s'): use "
-			            "an empty directory",
-			            dir, de->d_name);
+			return errmsg(
+			    err, errlen,
+			    "chroot %s is not empty (holds '%s'): use "
+			    "an empty directory",
+			    dir, de->d_name);
 		}
 	}
 	closedir(d);
@@ -173,11 +164,11 @@ int
 enter_chroot(const char *dir, char *err, size_t errlen)
 {
 	if (chroot(dir) != 0)
-		return fail(err, errlen, "chroot(%s): %s", dir,
-		            strerror(errno));
+		return errmsg(err, errlen, "chroot(%s): %s", dir,
+		              strerror(errno));
 	if (chdir("/") != 0)
-		return fail(err, errlen, "chdir(/) in the chroot: %s",
-		            strerror(errno));
+		return errmsg(err, errlen, "chdir(/) in the chroot: %s",
+		              strerror(errno));
 	return 0;
 }
 
@@ -186,10 +177,10 @@ drop_bounding_set(char *err, size_t errlen)
 {
 	for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++) {
 		if (CAP_IS_SUPPORTED(c) && cap_drop_bound(c) != 0)
-			return fail(err, errlen,
-			            "cannot drop capability %d from the "
-			            "bounding set: %s",
-			            c, strerror(errno));
+			return errmsg(err, errlen,
+			              "cannot drop capability %d from the "
+			              "bounding set: %s",
+			              c, strerror(errno));
 	}
 	return 0;
 }
@@ -201,24 +192,24 @@ change_user(uid_t uid, gid_t gid, char *err, size_t errlen)
 	gid_t rg, eg, sg;
 
 	if (setgroups(0, NULL) != 0)
-		return fail(err, errlen, "setgroups(0): %s", strerror(errno));
+		return errmsg(err, errlen, "setgroups(0): %s", strerror(errno));
 	if (setresgid(gid, gid, gid) != 0)
-		return fail(err, errlen, "setresgid(%u): %s", (unsigned)gid,
-		            strerror(errno));
+		return errmsg(err, errlen, "setresgid(%u): %s", (unsigned)gid,
+		              strerror(errno));
 	if (setresuid(uid, uid, uid) != 0)
-		return fail(err, errlen, "setresuid(%u): %s", (unsigned)uid,
-		            strerror(errno));
+		return errmsg(err, errlen, "setresuid(%u): %s", (unsigned)uid,
+		              strerror(errno));
 	/* Prove it: every id changed, and root cannot be asked back. */
 	if (getresuid(&ru, &eu, &su) != 0 || getresgid(&rg, &eg, &sg) != 0 ||
 	    ru != uid || eu != uid || su != uid || rg != gid || eg != gid ||
 	    sg != gid)
-		return fail(err, errlen, "user ids did not all change");
+		return errmsg(err, errlen, "user ids did not all change");
 	if (getgroups(0, NULL) != 0)
-		return fail(err, errlen, "supplementary groups remain");
+		return errmsg(err, errlen, "supplementary groups remain");
 	if (setuid(0) == 0 || seteuid(0) == 0 || setgid(0) == 0)
-		return fail(err, errlen,
-		            "root could be regained after "
-		            "setresuid");
+		return errmsg(err, errlen,
+		              "root could be regained after "
+		              "setresuid");
 	return 0;
 }
 
@@ -242,35 +233,35 @@ drop_capabilities(bool require_empty_bounding, char *err, size_t errlen)
 	int same;
 
 	if (none == NULL)
-		return fail(err, errlen, "cap_init: %s", strerror(errno));
+		return errmsg(err, errlen, "cap_init: %s", strerror(errno));
 	if (cap_set_proc(none) != 0) {
 		cap_free(none);
-		return fail(err, errlen, "cap_set_proc: %s", strerror(errno));
+		return errmsg(err, errlen, "cap_set_proc: %s", strerror(errno));
 	}
 	if (CAP_AMBIENT_SUPPORTED() && cap_reset_ambient() != 0) {
 		cap_free(none);
-		return fail(err, errlen,
-		            "cannot clear ambient capabilities: "
-		            "%s",
-		            strerror(errno));
+		return errmsg(err, errlen,
+		              "cannot clear ambient capabilities: "
+		              "%s",
+		              strerror(errno));
 	}
 	now = cap_get_proc();
 	same = now != NULL && cap_compare(now, none) == 0;
 	cap_free(now);
 	cap_free(none);
 	if (!same)
-		return fail(err, errlen,
-		            "capabilities still present after "
-		            "dropping them");
+		return errmsg(err, errlen,
+		              "capabilities still present after "
+		              "dropping them");
 	for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++) {
 		if (CAP_AMBIENT_SUPPORTED() && cap_get_ambient(c) > 0)
-			return fail(err, errlen,
-			            "ambient capability %d still present", c);
+			return errmsg(err, errlen,
+			              "ambient capability %d still present", c);
 		if (require_empty_bounding && CAP_IS_SUPPORTED(c) &&
 		    cap_get_bound(c) > 0)
-			return fail(err, errlen,
-			            "capability %d still in the bounding set",
-			            c);
+			return errmsg(err, errlen,
+			              "capability %d still in the bounding set",
+			              c);
 	}
 	return 0;
 }
@@ -280,8 +271,8 @@ set_no_new_privs(char *err, size_t errlen)
 {
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
 	    prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1)
-		return fail(err, errlen, "PR_SET_NO_NEW_PRIVS: %s",
-		            strerror(errno));
+		return errmsg(err, errlen, "PR_SET_NO_NEW_PRIVS: %s",
+		              strerror(errno));
 	return 0;
 }
 
@@ -289,8 +280,8 @@ int
 set_not_dumpable(char *err, size_t errlen)
 {
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
-		return fail(err, errlen, "PR_SET_DUMPABLE: %s",
-		            strerror(errno));
+		return errmsg(err, errlen, "PR_SET_DUMPABLE: %s",
+		              strerror(errno));
 	return 0;
 }
 
@@ -301,8 +292,8 @@ set_limit(int resource, rlim_t value, const char *name, char *err,
 	struct rlimit rl = {value, value};
 
 	if (setrlimit(resource, &rl) != 0)
-		return fail(err, errlen, "setrlimit(%s, %llu): %s", name,
-		            (unsigned long long)value, strerror(errno));
+		return errmsg(err, errlen, "setrlimit(%s, %llu): %s", name,
+		              (unsigned long long)value, strerror(errno));
 	return 0;
 }
 

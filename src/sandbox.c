@@ -1,11 +1,11 @@
 /* sandbox: after this, a worker can echo and do nothing else. */
 #include "sandbox.h"
+#include "errmsg.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/seccomp.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -21,17 +21,6 @@ static const struct sandbox_rule supervisor_rules[] = {
 };
 
 #define LEN(a) (sizeof(a) / sizeof((a)[0]))
-
-static int __attribute__((format(printf, 3, 4)))
-fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 size_t
 sandbox_rules(enum sandbox_role role, const struct sandbox_rule **out)
@@ -53,14 +42,14 @@ add_rules(scmp_filter_ctx ctx, enum sandbox_role role, char *err, size_t errlen)
 	for (size_t i = 0; i < n; i++) {
 		int nr = seccomp_syscall_resolve_name(r[i].syscall), rc;
 		if (nr == __NR_SCMP_ERROR)
-			return fail(err, errlen,
-			            "unknown syscall '%s' in the allowlist",
-			            r[i].syscall);
+			return errmsg(err, errlen,
+			              "unknown syscall '%s' in the allowlist",
+			              r[i].syscall);
 		rc = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, nr, r[i].ncmp,
 		                            r[i].cmp);
 		if (rc != 0)
-			return fail(err, errlen, "cannot add rule for %s: %s",
-			            r[i].syscall, strerror(-rc));
+			return errmsg(err, errlen, "cannot add rule for %s: %s",
+			              r[i].syscall, strerror(-rc));
 	}
 	return 0;
 }
@@ -74,15 +63,16 @@ sandbox_build(enum sandbox_role role, bool log_only, char *err, size_t errlen)
 
 	/* KILL_PROCESS needs API level 3: refuse rather than kill a thread. */
 	if (seccomp_api_get() < 3) {
-		fail(err, errlen,
-		     "the kernel or libseccomp lacks SECCOMP_RET_KILL_PROCESS "
-		     "(API level %u < 3)",
-		     seccomp_api_get());
+		errmsg(
+		    err, errlen,
+		    "the kernel or libseccomp lacks SECCOMP_RET_KILL_PROCESS "
+		    "(API level %u < 3)",
+		    seccomp_api_get());
 		return NULL;
 	}
 	ctx = seccomp_init(deny);
 	if (ctx == NULL) {
-		fail(err, errlen, "seccomp_init failed");
+		errmsg(err, errlen, "seccomp_init failed");
 		return NULL;
 	}
 	/* Another architecture's syscall numbers mean something else. */
@@ -92,7 +82,7 @@ sandbox_build(enum sandbox_role role, bool log_only, char *err, size_t errlen)
 	if (rc == 0)
 		rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
 	if (rc != 0) {
-		fail(err, errlen, "seccomp_attr_set: %s", strerror(-rc));
+		errmsg(err, errlen, "seccomp_attr_set: %s", strerror(-rc));
 		seccomp_release(ctx);
 		return NULL;
 	}
@@ -119,6 +109,6 @@ sandbox_enter(enum sandbox_role role, bool log_only, char *err, size_t errlen)
 	rc = seccomp_load(ctx);
 	seccomp_release(ctx);
 	if (rc != 0)
-		return fail(err, errlen, "seccomp_load: %s", strerror(-rc));
+		return errmsg(err, errlen, "seccomp_load: %s", strerror(-rc));
 	return 0;
 }

@@ -60,25 +60,28 @@ def counter_names():
 _handed_out = set()
 
 
-def _port_free(port):
-    """True if `port` can be bound for TCP and UDP on the wildcard and
-    loopback addresses of both families (the wildcard covers 127/8)."""
-    checks = [
-        (socket.AF_INET, "0.0.0.0"),
-        (socket.AF_INET6, "::"),
-    ]
-    for family, addr in checks:
+def port_free_on(port, hosts):
+    """True if TCP and UDP `port` can be bound on every address in hosts
+    (IPv6 ones with IPV6_V6ONLY, as echod binds them)."""
+    for host in hosts:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
             s = socket.socket(family, kind)
             try:
                 if family == socket.AF_INET6:
                     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                s.bind((addr, port))
+                s.bind((host, port))
             except OSError:
                 return False
             finally:
                 s.close()
     return True
+
+
+def _port_free(port):
+    """True if `port` can be bound for TCP and UDP on the wildcard
+    addresses of both families (the wildcard covers 127/8 and ::1)."""
+    return port_free_on(port, ("0.0.0.0", "::"))
 
 
 def free_port():
@@ -392,6 +395,17 @@ def recv_to_eof(s, limit, timeout=10.0):
     """Everything until EOF (at most limit+1 bytes), within timeout."""
     data = recv_exact(s, limit + 1, timeout)
     return data
+
+
+def closed_promptly(s, timeout=2.0):
+    """True if echod closed (FIN or reset) s within timeout."""
+    s.settimeout(timeout)
+    try:
+        return s.recv(1) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
 
 
 def tcp_echo(host, port, payload, timeout=10.0):

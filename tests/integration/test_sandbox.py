@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import port_free_on as conftest_port_free_on
 from conftest import (ECHOD_BIN, EXIT_OSERR, READY_TIMEOUT, ROOT, Echod,
                       children_of, free_port, is_event, parse_logfmt,
                       run_echod, tcp_echo, udp_echo, wait_until)
@@ -147,19 +148,7 @@ def assert_sandboxed(pid, uid, gid, worker, bounding_dropped=True):
 
 def port_free_on(port, hosts=("127.0.0.1", "::1")):
     """TCP and UDP `port` can be bound on every host in hosts."""
-    for host in hosts:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-            s = socket.socket(family, kind)
-            try:
-                if family == socket.AF_INET6:
-                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                s.bind((host, port))
-            except OSError:
-                return False
-            finally:
-                s.close()
-    return True
+    return conftest_port_free_on(port, hosts)
 
 
 def require_port_7(hosts=("127.0.0.1", "::1")):

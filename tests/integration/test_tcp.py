@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import (recv_exact, recv_to_eof, rss_kib,
+from conftest import (closed_promptly, recv_exact, recv_to_eof, rss_kib,
                       tcp_connect, tcp_echo)
 
 HOST = "127.0.0.1"
@@ -307,16 +307,6 @@ def test_active_connection_not_timed_out(echod):
     assert c["tcp_idle_timeouts"] == 0
 
 
-def _closed_promptly(s, timeout=2.0):
-    s.settimeout(timeout)
-    try:
-        return s.recv(1) == b""
-    except (ConnectionResetError, BrokenPipeError):
-        return True
-    except socket.timeout:
-        return False
-
-
 def test_max_connections(echod):
     d = echod(policy_text="tcp-max-connections 5\n")
     keep = []
@@ -328,7 +318,7 @@ def test_max_connections(echod):
             keep.append(s)
         sixth = tcp_connect(HOST, d.port)
         t0 = time.monotonic()
-        assert _closed_promptly(sixth), "6th connection was not closed"
+        assert closed_promptly(sixth), "6th connection was not closed"
         assert time.monotonic() - t0 < 1.0
         sixth.close()
         # The five still echo.

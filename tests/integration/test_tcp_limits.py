@@ -7,19 +7,10 @@ import socket
 import threading
 import time
 
-from conftest import recv_exact, tcp_connect, tcp_echo, udp_echo
+from conftest import (closed_promptly, recv_exact, tcp_connect, tcp_echo,
+                      udp_echo)
 
 HOST = "127.0.0.1"
-
-
-def _closed_promptly(s, timeout=2.0):
-    s.settimeout(timeout)
-    try:
-        return s.recv(1) == b""
-    except (ConnectionResetError, BrokenPipeError):
-        return True
-    except socket.timeout:
-        return False
 
 
 def test_max_bytes_echoes_the_budget_then_closes(echod):
@@ -81,7 +72,7 @@ def test_connect_rate_per_source(echod):
     assert tcp_echo(HOST, d.port, b"one") == b"one"
     assert tcp_echo(HOST, d.port, b"two") == b"two"
     with tcp_connect(HOST, d.port) as s:
-        assert _closed_promptly(s), "third connection in a minute served"
+        assert closed_promptly(s), "third connection in a minute served"
     # Another source prefix (::1 is its own /56) still connects.
     assert tcp_echo("::1", d.port, b"v6") == b"v6"
     c = d.counters_when(lambda c: c["tcp_refused_rate"] == 1)
@@ -91,7 +82,7 @@ def test_connect_rate_per_source(echod):
 def test_deny_list_refuses_tcp_and_udp(echod):
     d = echod(policy_text="deny 127.0.0.0/8\n")
     with tcp_connect(HOST, d.port) as s:
-        assert _closed_promptly(s), "denied source served over TCP"
+        assert closed_promptly(s), "denied source served over TCP"
     try:
         udp_echo(HOST, d.port, b"denied", timeout=0.5)
         raise AssertionError("denied source served over UDP")
