@@ -81,9 +81,9 @@ idle_append(struct tcp_server *srv, struct conn *c)
 
 /* Progress (a byte in or out) makes a connection the most recently active. */
 static void
-touch(struct conn *c)
+touch(struct conn *c, uint64_t now)
 {
-	c->last_active = now_ms();
+	c->last_active = now;
 	if (c->srv->newest != c) {
 		idle_unlink(c->srv, c);
 		idle_append(c->srv, c);
@@ -130,7 +130,7 @@ flush_pending(struct conn *c, bool *dead)
 		c->pending_len -= (size_t)n;
 		c->bytes += (uint64_t)n;
 		COUNT(tcp_bytes_out, n);
-		touch(c);
+		touch(c, now_ms());
 	}
 	free(c->pending);
 	c->pending = NULL;
@@ -213,7 +213,7 @@ echo_once(struct conn *c, bool *drained, const char **why)
 	if (c->source != NULL && p->tcp_byte_rate.rate > 0)
 		bucket_take(&c->source->bytes, &p->tcp_byte_rate, now,
 		            (uint64_t)n);
-	touch(c);
+	touch(c, now);
 	while (w < n) {
 		ssize_t k = send(c->fd, c->srv->scratch + w, (size_t)(n - w),
 		                 MSG_NOSIGNAL);
