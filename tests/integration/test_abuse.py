@@ -22,7 +22,8 @@ import time
 import pytest
 
 import netns
-from conftest import ECHOD_BIN, Echod, children_of, parse_logfmt, rss_kib
+from conftest import (ECHOD_BIN, Echod, children_of, parse_logfmt, rss_kib,
+                      wait_until)
 
 SRV4, CLI4, VICTIM4, LEGIT4 = "198.18.0.1", "198.18.0.2", "198.18.0.3", "198.18.0.4"
 OTHER4 = "198.18.1.2"  # cli, in another /24 than CLI4
@@ -372,7 +373,8 @@ def test_reflection_flood_at_victim_is_rate_limited(net, nsd, socks):
         lost = p.srv.snmp()["RcvbufErrors"] - snmp0["RcvbufErrors"]
         return c if c["udp_received"] + lost >= sent else None
 
-    c = netns_wait(all_judged, 5.0, "every forged datagram judged")
+    c = wait_until(all_judged, 5.0, interval=0.05,
+                   what="every forged datagram judged")
     t1 = time.monotonic()
     got = netns.drain(victim, 0.3)
     c = d.counters_when(lambda c: c["udp_echoed"] >= len(got), 1.0)
@@ -388,17 +390,6 @@ def test_reflection_flood_at_victim_is_rate_limited(net, nsd, socks):
     assert burst <= len(got) <= bound
     assert c["udp_drop_rate"] == c["udp_received"] - c["udp_echoed"]
     assert drops(c) == {"udp_drop_rate": c["udp_drop_rate"]}
-
-
-def netns_wait(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s: {what}")
-        time.sleep(0.05)
 
 
 # ---------------------------------------------------------------- 6. 100k sources

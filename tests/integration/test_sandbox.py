@@ -110,6 +110,14 @@ def assert_only_sockets_open(pid):
     assert not bad, f"pid {pid} holds unexpected fds: {bad}"
 
 
+def assert_echod_holds_only_sockets(d):
+    """Supervisor and (hardened) workers: sockets and the loop's fds only."""
+    for pid in [d.pid] + d.workers():
+        if pid != d.pid:
+            wait_worker_hardened(pid)
+        assert_only_sockets_open(pid)
+
+
 def wait_worker_hardened(pid):
     """A worker hardens itself (RLIMIT_NPROC 0, then its own seccomp filter
     on top of the supervisor's) just after the fork, so possibly just after
@@ -416,10 +424,7 @@ def test_socket_activation_leaves_no_stray_fds(policy, spawn):
     assert is_event(line, "ready"), d.log_text()
     data = os.urandom(1000)
     assert tcp_echo("127.0.0.1", port, data) == data
-    for pid in [d.pid] + d.workers():
-        if pid != d.pid:
-            wait_worker_hardened(pid)
-        assert_only_sockets_open(pid)
+    assert_echod_holds_only_sockets(d)
 
 
 @needs_root
@@ -430,10 +435,7 @@ def test_inherited_fds_do_not_reach_the_sandbox(policy, spawn):
                             "-w", "1"], ["--no-listen-env"]), port)
     data = os.urandom(1000)
     assert tcp_echo("127.0.0.1", port, data) == data
-    for pid in [d.pid] + d.workers():
-        if pid != d.pid:
-            wait_worker_hardened(pid)
-        assert_only_sockets_open(pid)
+    assert_echod_holds_only_sockets(d)
 
 
 SOCKACT_ERRORS = [
