@@ -20,8 +20,8 @@ CORE	 = units addr policy cli log counters loop listen tcp udp worker \
 	   supervisor sandbox privdrop sockact siphash ratelimit acl guard facts \
 	   errmsg
 CORE_OBJ = $(CORE:%=$(BUILD)/obj/%.o) $(BUILD)/obj/default_policy.o
-UNIT_TESTS = test_units test_addr test_policy test_cli test_sandbox \
-	     test_siphash test_ratelimit test_acl test_guard
+# Every tests/unit/test_*.c is a cmocka program linked with the core.
+UNIT_TESTS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 SAN	 = -fsanitize=address,undefined -fno-sanitize-recover=all \
 	   -fno-omit-frame-pointer -U_FORTIFY_SOURCE
 
@@ -42,6 +42,24 @@ run: deps all
 $(BUILD)/obj $(BUILD)/gen:
 	mkdir -p $@
 
+# The compiler and flags of the last build. The file is rewritten only when
+# they change, and every object and program depends on it: `make CC=clang`
+# or new CFLAGS over an existing $(BUILD) rebuilds everything rather than
+# linking objects from two compilers. It is kept up to date even under
+# `make -n`, so a dry run lists only what would really be rebuilt.
+BUILD_FLAGS = $(CC) $(ALL_CFLAGS) $(LDFLAGS) $(LIBS)
+$(BUILD)/flags: FORCE
+	+@mkdir -p $(@D) && printf '%s\n' '$(subst ','\'',$(BUILD_FLAGS))' | cmp -s - $@ || \
+	  printf '%s\n' '$(subst ','\'',$(BUILD_FLAGS))' > $@
+
+.PHONY: FORCE
+FORCE:
+
+# Header dependencies are written by the compiler (-MMD) next to each
+# object; -MP keeps a deleted header from breaking the build.
+DEPFLAGS = -MMD -MP
+-include $(wildcard $(BUILD)/obj/*.d)
+
 # The built-in policy is policy/echod.conf itself, as a C string.
 $(BUILD)/gen/default_policy.c: policy/echod.conf | $(BUILD)/gen
 	{ echo '/* generated from policy/echod.conf */'; \
@@ -50,7 +68,8 @@ $(BUILD)/gen/default_policy.c: policy/echod.conf | $(BUILD)/gen
 	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; \
 	  echo ';'; } > $@
 
-$(BUILD)/obj/default_policy.o: $(BUILD)/gen/default_policy.c | $(BUILD)/obj
+$(BUILD)/obj/default_policy.o: $(BUILD)/gen/default_policy.c $(BUILD)/flags \
+		| $(BUILD)/obj
 	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -c -o $@ $<
 
 # The seccomp allowlists are policy/ text files compiled into the binary.
@@ -60,20 +79,21 @@ $(BUILD)/gen/seccomp_%.inc: policy/seccomp-%.list src/gen-seccomp.awk | $(BUILD)
 $(BUILD)/obj/sandbox.o: $(BUILD)/gen/seccomp_worker.inc \
 	$(BUILD)/gen/seccomp_supervisor.inc
 
-$(BUILD)/obj/%.o: src/%.c src/*.h | $(BUILD)/obj
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+$(BUILD)/obj/%.o: src/%.c $(BUILD)/flags | $(BUILD)/obj
+	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -c -o $@ $<
 
-$(BUILD)/obj/%.o: tests/unit/%.c tests/unit/*.h src/*.h | $(BUILD)/obj
-	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+$(BUILD)/obj/%.o: tests/unit/%.c $(BUILD)/flags | $(BUILD)/obj
+	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -Wno-missing-prototypes -c -o $@ $<
 
-$(BUILD)/echod: $(BUILD)/obj/echod.o $(CORE_OBJ)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
+$(BUILD)/echod: $(BUILD)/obj/echod.o $(CORE_OBJ) $(BUILD)/flags
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBS)
 
-$(BUILD)/echo-client: $(BUILD)/obj/echo-client.o $(BUILD)/obj/units.o
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ -lm
+$(BUILD)/echo-client: $(BUILD)/obj/echo-client.o $(BUILD)/obj/units.o \
+		$(BUILD)/flags
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) -lm
 
-$(BUILD)/test_%: $(BUILD)/obj/test_%.o $(CORE_OBJ)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+$(BUILD)/test_%: $(BUILD)/obj/test_%.o $(CORE_OBJ) $(BUILD)/flags
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBS) -lcmocka
 
 sanitize:
 	$(MAKE) BUILD=build/asan CC=clang EXTRA_CFLAGS='$(SAN)' \

@@ -60,24 +60,25 @@ FUZZ_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:symbolize=1 \
 
 fuzz: $(FUZZERS:%=$(FUZZ_DIR)/%)
 
-# One object tree per flavour: OBJDIR, COMPILER, FLAGS. OBJDIR/flags
+# One object tree per flavour: OBJDIR, COMPILER, FLAGS. Header
+# dependencies come from the compiler (-MMD -MP). OBJDIR/flags
 # holds the compiler and flags of the last build, rewritten (and so
 # everything rebuilt) when they change: `make fuzz-replay CC=gcc` after a
 # clang run must not link clang objects.
 define fuzz_objects
-$(1)/flags: FORCE_FUZZ_FLAGS
+$(1)/flags: FORCE
 	@mkdir -p $(1)/obj
 	@echo '$(2) $(3)' | cmp -s - $$@ || echo '$(2) $(3)' > $$@
-$(1)/obj/%.o: src/%.c src/*.h $(1)/flags | $(1)/obj
-	$(2) $(3) -c -o $$@ $$<
-$(1)/obj/%.o: fuzz/%.c fuzz/fuzz.h src/*.h $(1)/flags | $(1)/obj
-	$(2) $(3) -c -o $$@ $$<
+$(1)/obj/%.o: src/%.c $(1)/flags | $(1)/obj
+	$(2) $(3) $(DEPFLAGS) -c -o $$@ $$<
+$(1)/obj/%.o: fuzz/%.c $(1)/flags | $(1)/obj
+	$(2) $(3) $(DEPFLAGS) -c -o $$@ $$<
 $(1)/obj/default_policy.o: $(BUILD)/gen/default_policy.c $(1)/flags | $(1)/obj
 	$(2) $(3) -Wno-missing-prototypes -c -o $$@ $$<
 $(1)/obj:
 	mkdir -p $$@
+-include $(wildcard $(1)/obj/*.d)
 endef
-.PHONY: FORCE_FUZZ_FLAGS
 $(eval $(call fuzz_objects,$(FUZZ_DIR),$(FUZZ_CC),$(FUZZ_CFLAGS)))
 $(eval $(call fuzz_objects,$(FUZZ_REPLAY_DIR),$(CC),$(FUZZ_REPLAY_CFLAGS)))
 $(eval $(call fuzz_objects,$(FUZZ_COV_DIR),$(FUZZ_CC),$(FUZZ_COV_CFLAGS)))

@@ -754,12 +754,61 @@ def test_stderr_regular_file_allowed_by_downgrade(policy, tmp_path):
             proc.wait(5)
 
 
-@pytest.mark.skip(reason="seccomp unsupported cannot be simulated here: the "
-                  "kernel supports SECCOMP_RET_KILL_PROCESS and echod has no "
-                  "hook to pretend otherwise (sandbox_build refuses when "
-                  "seccomp_api_get() < 3: step=seccomp, exit 71)")
-def test_refuses_without_seccomp():
-    pass
+# Run argv[1:] with the seccomp() system call failing with ENOSYS, as on a
+# kernel built without it: a classic BPF filter installed by prctl (root
+# needs no no_new_privs for that), then exec. libseccomp then reports API
+# level 1, below the 3 that SECCOMP_RET_KILL_PROCESS needs.
+_NO_SECCOMP_SYSCALL = r"""
+import ctypes, os, struct, sys
+if os.uname().machine != "x86_64":
+    sys.exit(77)
+AUDIT_ARCH_X86_64, NR_SECCOMP, ENOSYS = 0xC000003E, 317, 38
+LD_W_ABS, JEQ_K, RET_K = 0x20, 0x15, 0x06
+RET_ALLOW, RET_ERRNO, RET_KILL = 0x7FFF0000, 0x00050000, 0
+insns = [
+    (LD_W_ABS, 0, 0, 4),                  # seccomp_data.arch
+    (JEQ_K, 1, 0, AUDIT_ARCH_X86_64),
+    (RET_K, 0, 0, RET_KILL),
+    (LD_W_ABS, 0, 0, 0),                  # seccomp_data.nr
+    (JEQ_K, 0, 1, NR_SECCOMP),
+    (RET_K, 0, 0, RET_ERRNO | ENOSYS),
+    (RET_K, 0, 0, RET_ALLOW),
+]
+code = b"".join(struct.pack("HBBI", *i) for i in insns)
+buf = ctypes.create_string_buffer(code, len(code))
+prog = struct.pack("HxxxxxxP", len(insns), ctypes.addressof(buf))
+pbuf = ctypes.create_string_buffer(prog, len(prog))
+libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, pbuf, 0, 0) != 0:
+    sys.exit("prctl: " + os.strerror(ctypes.get_errno()))
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+@needs_root
+def test_refuses_without_seccomp(policy):
+    """A kernel whose seccomp() is missing cannot kill a whole process for
+    a forbidden call: echod must refuse at step seccomp, not serve
+    unfiltered or with thread-only kills."""
+    argv = [sys.executable, "-c", _NO_SECCOMP_SYSCALL, str(ECHOD_BIN),
+            "-l", "127.0.0.1", "-p", str(free_port()), "-w", "1", "-c",
+            policy()]
+    r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                       timeout=10, cwd=str(ROOT))
+    if r.returncode == 77:
+        pytest.skip("the seccomp() filter in this test is x86_64 only")
+    log = r.stderr.decode()
+    failed = [parse_logfmt(l) for l in log.splitlines()
+              if is_event(l, "hardening_failed")]
+    assert r.returncode == EXIT_OSERR, log
+    assert len(failed) == 1, log
+    assert failed[0]["step"] == "seccomp", log
+    assert re.search(r"lacks SECCOMP_RET_KILL_PROCESS \(API level [012] < 3\)",
+                     failed[0]["msg"]), log
+    assert failed[0]["action"] == "refusing to serve", log
+    assert not any(is_event(l, "listening") or is_event(l, "ready")
+                   for l in log.splitlines()), log
 
 
 # ---------------------------------------------------------------- 9. log mode

@@ -1,0 +1,138 @@
+"""The build: header dependencies, recorded flags, unit tests by wildcard,
+and the Debian dependency step (.ci/deps).
+
+The make tests build one small object into a scratch BUILD directory, so
+they never touch build/ and cost about a second.
+"""
+
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+MAKE = shutil.which("make")
+COMPILE = " -c -o "
+
+
+def make(build, *args):
+    r = subprocess.run([MAKE, "--no-print-directory", f"BUILD={build}",
+                        *args], cwd=str(ROOT), capture_output=True,
+                       timeout=120)
+    out = r.stdout.decode() + r.stderr.decode()
+    assert r.returncode == 0, out
+    return out
+
+
+def compiled(out):
+    """The objects make compiled, by file name."""
+    return sorted(Path(line.split(COMPILE)[1].split()[0]).name
+                  for line in out.splitlines() if COMPILE in line)
+
+
+@pytest.fixture
+def build(tmp_path):
+    return tmp_path / "build"
+
+
+@pytest.mark.skipif(MAKE is None, reason="make is missing")
+def test_header_change_rebuilds_only_its_users(build):
+    target = f"{build}/obj/units.o"
+    assert compiled(make(build, target)) == ["units.o"]
+    dep = (build / "obj" / "units.d").read_text()
+    assert "src/units.h" in dep, dep
+    assert compiled(make(build, target)) == []
+    assert compiled(make(build, "-W", "src/units.h", target)) == ["units.o"]
+    # units.c does not include log.h: touching it rebuilds nothing here.
+    assert "src/log.h" not in dep, dep
+    assert compiled(make(build, "-W", "src/log.h", target)) == []
+
+
+@pytest.mark.skipif(MAKE is None, reason="make is missing")
+def test_new_compiler_or_flags_rebuild(build):
+    target = f"{build}/obj/units.o"
+    assert compiled(make(build, target)) == ["units.o"]
+    assert compiled(make(build, target, "CFLAGS=-O1 -g")) == ["units.o"]
+    assert "-O1 -g" in (build / "flags").read_text()
+    assert compiled(make(build, target, "CFLAGS=-O1 -g")) == []
+    if shutil.which("clang"):
+        assert compiled(make(build, target, "CFLAGS=-O1 -g",
+                             "CC=clang")) == ["units.o"]
+        assert (build / "flags").read_text().startswith("clang ")
+
+
+@pytest.mark.skipif(MAKE is None, reason="make is missing")
+def test_every_unit_test_source_is_built(build):
+    out = make(build, "-n", "all")
+    sources = sorted(p.stem for p in (ROOT / "tests" / "unit")
+                     .glob("test_*.c"))
+    assert len(sources) >= 9, sources
+    for name in sources:
+        assert f"-o {build}/{name} " in out, name
+
+
+# ------------------------------------------------------------ .ci/deps
+
+
+def fake_tools(bindir, installed):
+    """dpkg-query that knows only `installed`, apt-get that records its
+    arguments in bindir/apt.log."""
+    bindir.mkdir()
+    names = " ".join(installed)
+    (bindir / "dpkg-query").write_text(
+        "#!/bin/sh\n"
+        f"for p in {names}; do echo \"$p ii \"; done\n")
+    (bindir / "apt-get").write_text(
+        f"#!/bin/sh\necho \"$*\" >> {bindir}/apt.log\n")
+    for tool in ("dpkg-query", "apt-get"):
+        (bindir / tool).chmod(stat.S_IRWXU)
+
+
+def deps_packages():
+    text = (ROOT / ".ci" / "deps").read_text()
+    body = text[text.index("pkgs=(") + 6:text.index(")", text.index("pkgs=("))]
+    pkgs = body.split()
+    assert "libcmocka-dev" in pkgs, pkgs
+    return pkgs
+
+
+def run_deps(path):
+    env = dict(os.environ, PATH=path)
+    return subprocess.run(["/bin/bash", str(ROOT / ".ci" / "deps")],
+                          env=env, capture_output=True, timeout=30)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the install path needs root")
+def test_deps_installs_only_what_is_missing(tmp_path):
+    pkgs = deps_packages()
+    bindir = tmp_path / "bin"
+    fake_tools(bindir, pkgs[1:])
+    r = run_deps(f"{bindir}:/usr/bin:/bin")
+    assert r.returncode == 0, r.stderr
+    calls = (bindir / "apt.log").read_text().splitlines()
+    assert calls[-1].endswith(f"--no-install-recommends {pkgs[0]}"), calls
+
+
+def test_deps_runs_no_apt_when_nothing_is_missing(tmp_path):
+    bindir = tmp_path / "bin"
+    fake_tools(bindir, deps_packages())
+    r = run_deps(f"{bindir}:/usr/bin:/bin")
+    assert r.returncode == 0, r.stderr
+    assert (r.stdout, r.stderr) == (b"", b"")
+    assert not (bindir / "apt.log").exists()
+
+
+def test_deps_off_debian_says_what_it_would_install(tmp_path):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("awk", "grep", "id"):
+        (bindir / tool).symlink_to(shutil.which(tool))
+    r = run_deps(str(bindir))
+    err = r.stderr.decode()
+    assert r.returncode == 0, err
+    assert "not a Debian system" in err, err
+    assert "would install: " + " ".join(deps_packages()) in err, err
