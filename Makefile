@@ -20,6 +20,7 @@ CORE	 = units addr policy cli log counters loop listen tcp udp worker \
 	   supervisor sandbox privdrop sockact siphash ratelimit acl guard facts \
 	   errmsg
 CORE_OBJ = $(CORE:%=$(BUILD)/obj/%.o) $(BUILD)/obj/default_policy.o
+CLIENT_OBJ = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(wildcard src/client/*.c))
 # Every tests/unit/test_*.c is a cmocka program linked with the core.
 UNIT_TESTS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 SAN	 = -fsanitize=address,undefined -fno-sanitize-recover=all \
@@ -39,7 +40,7 @@ deps:
 run: deps all
 	./$(BUILD)/echod $(ARGS)
 
-$(BUILD)/obj $(BUILD)/gen:
+$(BUILD)/obj $(BUILD)/obj/client $(BUILD)/gen:
 	mkdir -p $@
 
 # The compiler and flags of the last build. The file is rewritten only when
@@ -58,7 +59,7 @@ FORCE:
 # Header dependencies are written by the compiler (-MMD) next to each
 # object; -MP keeps a deleted header from breaking the build.
 DEPFLAGS = -MMD -MP
--include $(wildcard $(BUILD)/obj/*.d)
+-include $(wildcard $(BUILD)/obj/*.d $(BUILD)/obj/client/*.d)
 
 # The built-in policy is policy/echod.conf itself, as a C string.
 $(BUILD)/gen/default_policy.c: policy/echod.conf | $(BUILD)/gen
@@ -88,8 +89,12 @@ $(BUILD)/obj/%.o: tests/unit/%.c $(BUILD)/flags | $(BUILD)/obj
 $(BUILD)/echod: $(BUILD)/obj/echod.o $(CORE_OBJ) $(BUILD)/flags
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBS)
 
-$(BUILD)/echo-client: $(BUILD)/obj/echo-client.o $(BUILD)/obj/units.o \
-		$(BUILD)/flags
+# echo-client: src/client/, one file per mode on shared modules, and the
+# daemon's value parsers.
+$(BUILD)/obj/client/%.o: src/client/%.c $(BUILD)/flags | $(BUILD)/obj/client
+	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -c -o $@ $<
+
+$(BUILD)/echo-client: $(CLIENT_OBJ) $(BUILD)/obj/units.o $(BUILD)/flags
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) -lm
 
 $(BUILD)/test_%: $(BUILD)/obj/test_%.o $(CORE_OBJ) $(BUILD)/flags
@@ -110,11 +115,14 @@ unit: all
 test: deps check-format all clang sanitize fuzz-replay-build
 	/usr/bin/python3 tests/run.py
 
+FORMAT_FILES = $(wildcard src/*.[ch] src/client/*.[ch] tests/unit/*.[ch] \
+	       fuzz/*.[ch])
+
 check-format:
-	clang-format --dry-run --Werror src/*.c src/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c fuzz/*.h
+	clang-format --dry-run --Werror $(FORMAT_FILES)
 
 format:
-	clang-format -i src/*.c src/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c fuzz/*.h
+	clang-format -i $(FORMAT_FILES)
 
 clean:
 	rm -rf build
