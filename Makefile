@@ -16,7 +16,7 @@ LDFLAGS	+= -pie -Wl,-z,relro,-z,now $(EXTRA_LDFLAGS)
 LIBS	 = -lseccomp -lcap
 
 # Modules shared by echod, the unit tests and the fuzzers.
-CORE	 = units addr policy cli log counters loop listen tcp udp worker \
+CORE	 = units addr policy cli log counters gather loop listen tcp udp worker \
 	   supervisor sandbox privdrop sockact siphash ratelimit acl guard facts \
 	   errmsg
 CORE_OBJ = $(CORE:%=$(BUILD)/obj/%.o) $(BUILD)/obj/default_policy.o

@@ -1,63 +1,44 @@
-/* counters: a MAP_SHARED array so the supervisor can print one line. */
+/* counters: private to each process; copies travel over a pipe. */
 #include "counters.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
+#include <unistd.h>
 
-struct counters *counters;
-static struct counters *slots;
-static unsigned nslots;
+static struct counters own;
+static struct counters last_sent;
+struct counters *counters = &own;
+
+_Static_assert(sizeof(struct counters_msg) <= 4096,
+               "a counters message must fit PIPE_BUF");
 
 int
-counters_init(unsigned n)
+counters_send(int fd, enum counters_kind kind)
 {
-	void *m =
-	    mmap(NULL, n * sizeof(struct counters), PROT_READ | PROT_WRITE,
-	         MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct counters_msg m = {.kind = kind, .c = *counters};
+	ssize_t n;
 
-	if (m == MAP_FAILED)
+	while ((n = write(fd, &m, sizeof(m))) < 0 && errno == EINTR)
+		;
+	if (n != (ssize_t)sizeof(m))
 		return -1;
-	slots = m;
-	nslots = n;
-	counters = &slots[0];
+	last_sent = m.c;
 	return 0;
 }
 
-void
-counters_select(unsigned slot)
+int
+counters_changed(void)
 {
-	counters = &slots[slot];
+	return memcmp(&last_sent, counters, sizeof(last_sent)) != 0;
 }
 
 void
-counters_reset_gauges(unsigned slot)
+counters_add(struct counters *out, const struct counters *a)
 {
-	__atomic_store_n(&slots[slot].tcp_active, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&slots[slot].workers_ready, 0, __ATOMIC_RELAXED);
-}
-
-uint64_t
-counters_total_active(void)
-{
-	uint64_t total = 0;
-
-	for (unsigned i = 0; i < nslots; i++)
-		total +=
-		    __atomic_load_n(&slots[i].tcp_active, __ATOMIC_RELAXED);
-	return total;
-}
-
-void
-counters_sum(struct counters *out)
-{
-	memset(out, 0, sizeof(*out));
-	for (unsigned i = 0; i < nslots; i++) {
-#define COUNTER_ADD(name)                                                      \
-	out->name += __atomic_load_n(&slots[i].name, __ATOMIC_RELAXED);
-		COUNTER_LIST(COUNTER_ADD)
+#define COUNTER_ADD(name) out->name += a->name;
+	COUNTER_LIST(COUNTER_ADD)
 #undef COUNTER_ADD
-	}
 }
 
 void

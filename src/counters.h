@@ -1,4 +1,5 @@
-/* counters: every decision echod makes is counted; one slot per process. */
+/* counters: every decision echod makes is counted, by the process that
+ * made it, in its own memory. */
 #ifndef ECHOD_COUNTERS_H
 #define ECHOD_COUNTERS_H
 
@@ -50,24 +51,32 @@ struct counters {
 #undef COUNTER_FIELD
 };
 
-/* This process's slot (NULL before counters_init). The only global. */
+/* This process's own counters: private memory, never shared with another
+ * process (a worker's reach the supervisor as copies, see gather.h). The
+ * only global; it always points at valid storage. */
 extern struct counters *counters;
 
-/* Single writer per slot, readers elsewhere: relaxed atomics, no lock. */
-#define COUNT(name, n)                                                         \
-	__atomic_store_n(&counters->name, counters->name + (uint64_t)(n),      \
-	                 __ATOMIC_RELAXED)
+#define COUNT(name, n) (counters->name += (uint64_t)(n))
 
-/* Map `nslots` zeroed slots shared with future children; select slot 0. */
-int counters_init(unsigned nslots);
-/* Point `counters` at slot i (a worker does this after fork). */
-void counters_select(unsigned slot);
-/* Zero slot i's gauges (tcp_active, workers_ready) after its worker died. */
-void counters_reset_gauges(unsigned slot);
-/* tcp_active over every slot: the connections open in all workers. */
-uint64_t counters_total_active(void);
-/* Sum of every slot. */
-void counters_sum(struct counters *out);
+/* What a worker sends its supervisor: one whole snapshot per write(2),
+ * small enough (below PIPE_BUF) for the pipe to keep it in one piece. */
+enum counters_kind {
+	COUNTERS_UPDATE = 1, /* changed since the last one */
+	COUNTERS_REPLY = 2,  /* asked for by SIGUSR1 */
+};
+struct counters_msg {
+	uint32_t kind;
+	uint32_t pad;
+	struct counters c;
+};
+
+/* Send this process's counters down fd (non-blocking); 0, or -1 if the
+ * pipe is full or gone (the next update carries the same figures). */
+int counters_send(int fd, enum counters_kind kind);
+/* True if the counters changed since the last counters_send. */
+int counters_changed(void);
+/* out = a + b, counter by counter. */
+void counters_add(struct counters *out, const struct counters *a);
 /* "name=value ..." for every counter, for one log line. */
 void counters_format(const struct counters *c, char *buf, size_t len);
 

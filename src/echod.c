@@ -10,7 +10,6 @@
  * Nothing reads a byte from the network before step 6 completes.
  */
 #include "cli.h"
-#include "counters.h"
 #include "facts.h"
 #include "listen.h"
 #include "log.h"
@@ -224,6 +223,13 @@ main(int argc, char **argv)
 	log_init(policy.log_level, "main", -1);
 	close_inherited_fds();
 	nworkers = worker_count(&policy);
+	if (policy.tcp && policy.tcp_max_connections < nworkers) {
+		fprintf(stderr,
+		        "echod: tcp-max-connections %u is split among %u "
+		        "workers: it must be at least the worker count\n",
+		        policy.tcp_max_connections, nworkers);
+		exit(EXIT_CONFIG);
+	}
 	as_root = geteuid() == 0;
 	if (as_root) {
 		if (resolve_user(policy.user, user, sizeof(user), &uid, &gid,
@@ -252,11 +258,9 @@ main(int argc, char **argv)
 	raise_fd_limit(nofile);
 	get_sockets(&sockets, nworkers);
 
-	/* Step 3: what the guards need, and counters shared with workers. */
+	/* Step 3: what the guards need. */
 	if (facts_gather(&facts, err, sizeof(err)) != 0)
 		die(EXIT_OSERR, "facts", err);
-	if (counters_init(nworkers + 1) != 0)
-		die(EXIT_OSERR, "counters", strerror(errno));
 
 	/* Step 4: out of the filesystem, out of root. */
 	if (as_root || have_capability(CAP_SETPCAP)) {

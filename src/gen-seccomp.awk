@@ -14,10 +14,10 @@
 	}
 	cmps = ""
 	for (i = 2; i <= NF; i++) {
-		if (match($i, /^arg[0-5]&[A-Za-z0-9_|]+==[A-Za-z0-9_]+$/)) {
+		if (match($i, /^arg[0-5]&[A-Za-z0-9_|]+==[A-Za-z0-9_|]+$/)) {
 			split($i, a, /&|==/)
 			cmp = sprintf("{%s, SCMP_CMP_MASKED_EQ, %s, %s}", substr(a[1], 4), a[2], a[3])
-		} else if (match($i, /^arg[0-5]==[A-Za-z0-9_]+$/)) {
+		} else if (match($i, /^arg[0-5]==[A-Za-z0-9_|]+$/)) {
 			split($i, a, /==/)
 			cmp = sprintf("{%s, SCMP_CMP_EQ, %s, 0}", substr(a[1], 4), a[2])
 		} else {

@@ -1,6 +1,7 @@
 /* supervisor: forks, reaps and signals; it never touches a peer's bytes. */
 #include "supervisor.h"
 #include "counters.h"
+#include "gather.h"
 #include "log.h"
 #include "loop.h"
 #include "worker.h"
@@ -23,6 +24,7 @@
 #define BACKOFF_MAX_MS   5000
 #define STABLE_MS        10000 /* a worker this old resets the backoff */
 #define STOP_GRACE_MS    800   /* then SIGKILL: SIGTERM must end us in 1 s */
+#define REPORT_WAIT_MS   500   /* SIGUSR1: how long to wait for replies */
 
 struct child {
 	pid_t pid; /* 0: not running */
@@ -43,17 +45,48 @@ struct supervisor {
 	int exit_status;
 	struct loop *loop;
 	int sigfd;
+	struct gather *gather;
+	uint64_t report_deadline; /* 0: no SIGUSR1 report pending */
 };
 
 static void
-log_counters(const char *event)
+log_counters(const struct supervisor *sv, const char *event)
 {
 	struct counters sum;
 	char line[1536];
 
-	counters_sum(&sum);
+	gather_total(sv->gather, counters, &sum);
 	counters_format(&sum, line, sizeof(line));
 	log_always(LOG_INFO, event, "%s", line);
+}
+
+/* SIGUSR1 was answered by every worker, or they took too long. */
+static void
+report_if_answered(struct supervisor *sv, uint64_t now)
+{
+	if (sv->report_deadline == 0)
+		return;
+	if (!gather_answered(sv->gather) && now < sv->report_deadline)
+		return;
+	sv->report_deadline = 0;
+	log_counters(sv, "counters");
+}
+
+static void
+counters_event(struct loop *l, int fd, uint32_t events, void *arg)
+{
+	struct supervisor *sv = arg;
+
+	(void)events;
+	for (unsigned i = 0; i < sv->n; i++) {
+		if (gather_fd(sv->gather, i) != fd)
+			continue;
+		if (gather_receive(sv->gather, i) != 0)
+			loop_del(l,
+			         fd); /* the worker is gone; reap retires it */
+		break;
+	}
+	report_if_answered(sv, now_ms());
 }
 
 static void
@@ -61,11 +94,28 @@ start_worker(struct supervisor *sv, unsigned i)
 {
 	struct child *c = &sv->children[i];
 	pid_t parent = getpid();
-	pid_t pid = fork();
+	pid_t pid;
+	int report = -1;
 
+	if (gather_attach(sv->gather, i, &report) != 0 ||
+	    loop_add(sv->loop, gather_fd(sv->gather, i), EPOLLIN,
+	             counters_event, sv) != 0) {
+		log_event(LOG_ERROR, "worker_fork_failed",
+		          "worker=%u step=counters_pipe error=\"%s\"", i,
+		          strerror(errno));
+		if (report >= 0)
+			close(report);
+		gather_retire(sv->gather, i);
+		c->restart_at = now_ms() + BACKOFF_MAX_MS;
+		return;
+	}
+	pid = fork();
 	if (pid < 0) {
 		log_event(LOG_ERROR, "worker_fork_failed",
 		          "worker=%u error=\"%s\"", i, strerror(errno));
+		close(report);
+		loop_del(sv->loop, gather_fd(sv->gather, i));
+		gather_retire(sv->gather, i);
 		c->restart_at = now_ms() + BACKOFF_MAX_MS;
 		return;
 	}
@@ -74,15 +124,18 @@ start_worker(struct supervisor *sv, unsigned i)
 		if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 ||
 		    getppid() != parent)
 			_exit(0);
-		/* The worker keeps its sockets and stderr, nothing else. */
+		/* The worker keeps its sockets, stderr and its own counters
+		 * pipe, nothing else; it counts from zero. */
 		loop_free(sv->loop);
 		close(sv->sigfd);
-		counters_select(i + 1);
+		gather_close_readers(sv->gather);
+		memset(counters, 0, sizeof(*counters));
 		log_init(sv->policy->log_level, "worker", (int)i);
 		listen_keep_only(sv->sockets, i);
 		_exit(worker_run(sv->policy, sv->facts, sv->n, sv->sockets, i,
-		                 sv->setup));
+		                 report, sv->setup));
 	}
+	close(report);
 	c->pid = pid;
 	c->started = now_ms();
 	c->restart_at = 0;
@@ -133,7 +186,8 @@ reap(struct supervisor *sv)
 			if (c->pid != pid)
 				continue;
 			c->pid = 0;
-			counters_reset_gauges(i + 1);
+			loop_del(sv->loop, gather_fd(sv->gather, i));
+			gather_retire(sv->gather, i);
 			if (sv->stopping)
 				break;
 			describe_death(status, why, sizeof(why));
@@ -207,13 +261,19 @@ signal_event(struct loop *l, int fd, uint32_t events, void *arg)
 			begin_stop(sv);
 			break;
 		case SIGUSR1:
-			log_counters("counters");
+			/* Fresh figures: each worker replies at once. */
+			gather_request(sv->gather);
+			for (unsigned i = 0; i < sv->n; i++)
+				if (sv->children[i].pid > 0)
+					kill(sv->children[i].pid, SIGUSR1);
+			sv->report_deadline = now_ms() + REPORT_WAIT_MS;
 			break;
 		case SIGCHLD:
 			reap(sv);
 			break;
 		}
 	}
+	report_if_answered(sv, now_ms());
 	if (sv->stopping && running(sv) == 0)
 		loop_stop(l);
 }
@@ -222,13 +282,11 @@ signal_event(struct loop *l, int fd, uint32_t events, void *arg)
 static void
 announce_ready(struct supervisor *sv)
 {
-	struct counters sum;
-
 	if (sv->announced)
 		return;
-	counters_sum(&sum);
-	if (sum.workers_ready < sv->n)
-		return;
+	for (unsigned i = 0; i < sv->n; i++)
+		if (sv->children[i].pid == 0 || !gather_ready(sv->gather, i))
+			return;
 	sv->announced = true;
 	log_always(LOG_INFO, "ready", "workers=%u pid=%d", sv->n, getpid());
 }
@@ -238,6 +296,7 @@ tick(struct loop *l, uint64_t now, void *arg)
 {
 	struct supervisor *sv = arg;
 
+	report_if_answered(sv, now);
 	if (sv->stopping) {
 		if (running(sv) == 0) {
 			loop_stop(l);
@@ -282,8 +341,9 @@ supervisor_run(const struct policy *p, const struct facts *f,
 		return 71;
 	}
 	sv.children = calloc(nworkers, sizeof(*sv.children));
+	sv.gather = gather_new(nworkers);
 	sv.loop = loop_new((int)rl.rlim_cur);
-	if (sv.children == NULL || sv.loop == NULL ||
+	if (sv.children == NULL || sv.gather == NULL || sv.loop == NULL ||
 	    loop_add(sv.loop, sv.sigfd, EPOLLIN, signal_event, &sv) != 0) {
 		log_always(LOG_ERROR, "supervisor_failed", "step=epoll");
 		return 71;
@@ -294,10 +354,11 @@ supervisor_run(const struct policy *p, const struct facts *f,
 	loop_run(sv.loop);
 	reap(&sv);
 	listen_close(s);
-	log_counters("final_counters");
+	log_counters(&sv, "final_counters");
 	log_always(LOG_INFO, "stopped", "exit_status=%d", sv.exit_status);
 	loop_free(sv.loop);
 	close(sv.sigfd);
+	gather_free(sv.gather);
 	free(sv.children);
 	return sv.exit_status;
 }

@@ -39,6 +39,7 @@ struct conn {
 struct tcp_server {
 	struct loop *loop;
 	const struct policy *policy;
+	unsigned max_connections; /* this worker's share of the cap */
 	char *scratch; /* tcp-buffer bytes shared by all connections */
 	struct conn *oldest, *newest;
 	struct paused {
@@ -420,8 +421,7 @@ accept_event(struct loop *l, int lfd, uint32_t events, void *arg)
 			continue;
 		}
 		format_sockaddr((struct sockaddr *)&ss, peer, sizeof(peer));
-		if (counters_total_active() >=
-		    srv->policy->tcp_max_connections) {
+		if (counters->tcp_active >= srv->max_connections) {
 			COUNT(tcp_refused_max, 1);
 			log_event(LOG_DEBUG, "tcp_refused",
 			          "peer=%s reason=max_connections", peer);
@@ -498,7 +498,8 @@ tcp_server_tick(struct tcp_server *srv, uint64_t now)
 
 struct tcp_server *
 tcp_server_new(struct loop *l, const struct policy *p,
-               const struct listen_set *s, const struct facts *f)
+               const struct listen_set *s, const struct facts *f,
+               unsigned max_connections)
 {
 	struct tcp_server *srv = calloc(1, sizeof(*srv));
 
@@ -506,6 +507,7 @@ tcp_server_new(struct loop *l, const struct policy *p,
 		return NULL;
 	srv->loop = l;
 	srv->policy = p;
+	srv->max_connections = max_connections;
 	srv->last_sweep = now_ms();
 	srv->scratch = malloc(p->tcp_buffer);
 	srv->sources = rate_table_new(p->rate_table_size, f->secret);

@@ -10,10 +10,13 @@
 struct tcp_server;
 
 /* Serve every SOCK_STREAM listener of s on loop l, with the policy's
- * per-source limits (their table keyed with f's secret). NULL on failure. */
+ * per-source limits (their table keyed with f's secret) and at most
+ * max_connections open at once (this worker's share of
+ * tcp-max-connections). NULL on failure. */
 struct tcp_server *tcp_server_new(struct loop *l, const struct policy *p,
                                   const struct listen_set *s,
-                                  const struct facts *f);
+                                  const struct facts *f,
+                                  unsigned max_connections);
 
 /* Periodic work: close idle and expired connections, resume throttled
  * connections and paused accepts. */

@@ -19,18 +19,22 @@ struct worker {
 	struct tcp_server *tcp;
 	struct udp_server *udp;
 	int sigfd;
+	int report; /* write end of this worker's counters pipe */
 };
 
 static void
 signal_event(struct loop *l, int fd, uint32_t events, void *arg)
 {
+	struct worker *w = arg;
 	struct signalfd_siginfo si;
 
 	(void)events;
-	(void)arg;
-	while (read(fd, &si, sizeof(si)) == sizeof(si))
-		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+	while (read(fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGUSR1)
+			counters_send(w->report, COUNTERS_REPLY);
+		else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
 			loop_stop(l);
+	}
 }
 
 static void
@@ -43,13 +47,25 @@ tick(struct loop *l, uint64_t now, void *arg)
 		tcp_server_tick(w->tcp, now);
 	if (w->udp != NULL)
 		udp_server_tick(w->udp, now);
+	if (counters_changed())
+		counters_send(w->report, COUNTERS_UPDATE);
+}
+
+/* No worker counts another's connections: tcp-max-connections is split,
+ * the remainder to the first workers (echod refuses fewer than one each). */
+static unsigned
+tcp_share(const struct policy *p, unsigned nworkers, unsigned index)
+{
+	return p->tcp_max_connections / nworkers +
+	       (index < p->tcp_max_connections % nworkers);
 }
 
 int
 worker_run(const struct policy *p, const struct facts *f, unsigned nworkers,
-           struct listen_set *s, unsigned index, void (*harden)(unsigned index))
+           struct listen_set *s, unsigned index, int report,
+           void (*harden)(unsigned index))
 {
-	struct worker w = {0};
+	struct worker w = {.report = report};
 	struct rlimit rl;
 	sigset_t mask;
 	int status = 0;
@@ -57,6 +73,7 @@ worker_run(const struct policy *p, const struct facts *f, unsigned nworkers,
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGUSR1);
 	w.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (w.sigfd < 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0) {
 		log_always(LOG_ERROR, "worker_failed", "step=signalfd");
@@ -68,7 +85,9 @@ worker_run(const struct policy *p, const struct facts *f, unsigned nworkers,
 		log_always(LOG_ERROR, "worker_failed", "step=epoll");
 		return 71;
 	}
-	if (p->tcp && (w.tcp = tcp_server_new(w.loop, p, s, f)) == NULL) {
+	if (p->tcp &&
+	    (w.tcp = tcp_server_new(w.loop, p, s, f,
+	                            tcp_share(p, nworkers, index))) == NULL) {
 		log_always(LOG_ERROR, "worker_failed", "step=tcp");
 		return 71;
 	}
@@ -82,6 +101,7 @@ worker_run(const struct policy *p, const struct facts *f, unsigned nworkers,
 		harden(index);
 	/* Hardened and about to serve: the supervisor may now say "ready". */
 	COUNT(workers_ready, 1);
+	counters_send(w.report, COUNTERS_UPDATE);
 	log_event(LOG_DEBUG, "worker_ready", "index=%u pid=%d sockets=%zu",
 	          index, getpid(), s->n);
 	if (loop_run(w.loop) != 0) {
@@ -96,5 +116,8 @@ worker_run(const struct policy *p, const struct facts *f, unsigned nworkers,
 	loop_free(w.loop);
 	close(w.sigfd);
 	listen_close(s);
+	/* The last figures, so the supervisor's final count is whole. */
+	counters_send(w.report, COUNTERS_UPDATE);
+	close(w.report);
 	return status;
 }

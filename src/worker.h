@@ -7,9 +7,10 @@
 #include "policy.h"
 
 /* Serve this worker's sockets until SIGTERM/SIGINT; returns an exit code.
+ * Its counters go down `report` (see gather.h): on change, and on SIGUSR1.
  * harden(index), if not NULL, runs after setup and before the first read. */
 int worker_run(const struct policy *p, const struct facts *f, unsigned nworkers,
-               struct listen_set *s, unsigned index,
+               struct listen_set *s, unsigned index, int report,
                void (*harden)(unsigned index));
 
 #endif

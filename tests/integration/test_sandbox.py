@@ -97,17 +97,39 @@ def fd_targets(pid):
     return out
 
 
-def assert_only_sockets_open(pid):
-    """Sockets, epoll and signalfd; stdio may be /dev/null or a pipe."""
+def fd_access(pid, fd):
+    """O_RDONLY, O_WRONLY or O_RDWR from /proc/PID/fdinfo/FD."""
+    with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+        flags = int(next(l for l in f if l.startswith("flags:")).split()[1],
+                    8)
+    return {0: "O_RDONLY", 1: "O_WRONLY", 2: "O_RDWR"}[flags & 3]
+
+
+def assert_only_sockets_open(pid, worker):
+    """Sockets, epoll and signalfd; stdin and stdout /dev/null; stderr
+    write-only. Counters pipes: a worker holds the write end of its own
+    one, the supervisor the read end of each worker's (gather.c)."""
     bad = {}
+    pipes = []
     for fd, target in sorted(fd_targets(pid).items()):
         if target.startswith("socket:[") or target in (
                 "anon_inode:[eventpoll]", "anon_inode:[signalfd]"):
             continue
-        if fd <= 2 and (target == "/dev/null" or target.startswith("pipe:[")):
+        if fd <= 1 and target == "/dev/null":
+            continue
+        if fd == 2:
+            if fd_access(pid, 2) != "O_WRONLY":
+                bad[fd] = f"{target} open {fd_access(pid, 2)}"
+            continue
+        if target.startswith("pipe:["):
+            pipes.append((fd, fd_access(pid, fd)))
             continue
         bad[fd] = target
     assert not bad, f"pid {pid} holds unexpected fds: {bad}"
+    if worker:
+        assert [a for _, a in pipes] == ["O_WRONLY"], (pid, pipes)
+    else:
+        assert pipes and all(a == "O_RDONLY" for _, a in pipes), (pid, pipes)
 
 
 def assert_echod_holds_only_sockets(d):
@@ -115,7 +137,7 @@ def assert_echod_holds_only_sockets(d):
     for pid in [d.pid] + d.workers():
         if pid != d.pid:
             wait_worker_hardened(pid)
-        assert_only_sockets_open(pid)
+        assert_only_sockets_open(pid, worker=pid != d.pid)
 
 
 def wait_worker_hardened(pid):
@@ -283,7 +305,7 @@ def test_every_process_is_sandboxed(chroot_dir, policy, echod):
         assert st["Groups"] == "", f"pid {pid}: Groups {st['Groups']!r}"
         assert os.readlink(f"/proc/{pid}/root") == chroot_dir
         assert limits(pid)["Max file size"] == ("0", "0")
-        assert_only_sockets_open(pid)
+        assert_only_sockets_open(pid, worker=pid != d.pid)
     assert os.listdir(chroot_dir) == []
     # And it still does its job from in there.
     serves_tcp_udp(d.port, ("127.0.0.1", "::1"))
@@ -405,7 +427,7 @@ def test_socket_activation_serves_passed_sockets(policy, spawn):
         f"socket:[{_listen_inode(port)}]"
     for pid in [d.pid] + d.workers():
         assert_sandboxed(pid, uid, gid, worker=pid != d.pid)
-        assert_only_sockets_open(pid)
+        assert_only_sockets_open(pid, worker=pid != d.pid)
     assert d.stop() == 0
 
 
@@ -563,7 +585,7 @@ def test_file_capabilities_as_nobody(public_bin_dir, spawn, caps, skipped,
         if not bounding_dropped:
             assert st["CapBnd"] != ZERO_CAPS  # kept, and said so
         assert os.readlink(f"/proc/{pid}/root") == "/"
-        assert_only_sockets_open(pid)
+        assert_only_sockets_open(pid, worker=pid != d.pid)
     assert d.stop() == 0
 
 
