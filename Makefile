@@ -133,6 +133,15 @@ clean:
 
 # Serve port 7 as an ordinary user: the binary carries the right to bind
 # (and CAP_SETPCAP, so it can also empty its bounding set before serving).
+# Only root and SETCAP_GROUP may run it (mode 0750): the capability is for
+# the operators of echod, not every local user. Without root, echod binds
+# no port below 1024 but 7, so even they get no general port binder.
+SETCAP_GROUP ?= echod
 setcap: $(BUILD)/echod
+	@getent group $(SETCAP_GROUP) >/dev/null || { echo "make setcap: \
+	group '$(SETCAP_GROUP)' does not exist: groupadd -r $(SETCAP_GROUP) \
+	(or SETCAP_GROUP=...)" >&2; exit 1; }
+	chown root:$(SETCAP_GROUP) $(BUILD)/echod
+	chmod 0750 $(BUILD)/echod
 	setcap cap_net_bind_service,cap_setpcap=ep $(BUILD)/echod
 	getcap $(BUILD)/echod

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -39,6 +40,7 @@
 #define EXIT_CONFIG 78
 
 #define FD_RESERVE 64 /* listeners, epoll, signalfd, stdio */
+#define ECHO_PORT  7  /* RFC 862 */
 
 static struct policy policy;
 static struct facts facts;
@@ -80,8 +82,10 @@ fd_limit_needed(const struct policy *p, unsigned nworkers)
 	       (rlim_t)p->nlisten * 2 * nworkers;
 }
 
+/* The hard limit must allow `need`; raise the soft one to it unless only
+ * checking (-t). */
 static void
-raise_fd_limit(rlim_t need)
+raise_fd_limit(rlim_t need, bool check_only)
 {
 	struct rlimit rl;
 	char msg[200];
@@ -96,7 +100,7 @@ raise_fd_limit(rlim_t need)
 		         (unsigned long long)rl.rlim_max);
 		die(EXIT_OSERR, "fd_limit", msg);
 	}
-	if (rl.rlim_cur < need) {
+	if (!check_only && rl.rlim_cur < need) {
 		rl.rlim_cur = need;
 		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
 			die(EXIT_OSERR, "fd_limit", strerror(errno));
@@ -152,25 +156,111 @@ get_sockets(struct listen_set *s, unsigned nworkers)
 		die(EXIT_OSERR, "bind_failed", err);
 }
 
-/* Descriptors inherited from whoever started us (but systemd's sockets and
- * stderr, the log) must not follow us into the sandbox, where read and
- * write are allowed: stdin and stdout become /dev/null, the rest close. */
-static void
-close_inherited_fds(void)
+/* How many sockets systemd passed (0 if none, or if LISTEN_* is wrong:
+ * sockact_take then refuses it, with the reason). */
+static unsigned
+passed_sockets(void)
 {
 	char err[256];
 	unsigned passed;
-	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 
-	if (null < 0 || dup2(null, STDIN_FILENO) < 0 ||
-	    dup2(null, STDOUT_FILENO) < 0)
-		refuse("stdio", "cannot put /dev/null on stdin and stdout");
-	if (null > STDERR_FILENO)
-		close(null);
 	if (sockact_parse(getenv("LISTEN_PID"), getenv("LISTEN_FDS"), getpid(),
 	                  &passed, err, sizeof(err)) != 0)
-		passed = 0; /* sockact_take refuses it, with the reason */
-	closefrom(SOCKACT_FIRST_FD + (int)passed);
+		return 0;
+	return passed;
+}
+
+/* Put /dev/null on fd, opened with only the access it needs. */
+static void
+null_on(int fd, int access)
+{
+	int null = open("/dev/null", access | O_CLOEXEC | O_NOCTTY);
+
+	if (null < 0 || (null != fd && dup2(null, fd) < 0))
+		refuse("stdio", "cannot put /dev/null on stdin and stdout");
+	if (null != fd)
+		close(null);
+}
+
+/*
+ * stderr, the log, is the one inherited fd that stays: reopened write-only,
+ * so a worker cannot read from it what an operator types in the terminal
+ * (or anything a pipe's other end holds). A socket (the journal's) cannot
+ * be reopened: its reading half is shut down instead.
+ */
+static void
+reopen_stderr_write_only(void)
+{
+	int flags = fcntl(STDERR_FILENO, F_GETFL), fd;
+	struct stat st;
+	off_t at;
+
+	if (flags < 0) { /* closed: a write-only /dev/null */
+		null_on(STDERR_FILENO, O_WRONLY);
+		return;
+	}
+	if ((flags & O_ACCMODE) == O_WRONLY)
+		return;
+	if (fstat(STDERR_FILENO, &st) != 0)
+		refuse("stderr", strerror(errno));
+	if (S_ISSOCK(st.st_mode)) {
+		if (shutdown(STDERR_FILENO, SHUT_RD) != 0 && errno != ENOTCONN)
+			refuse("stderr", "cannot shut down reading on the "
+			                 "stderr socket");
+		return;
+	}
+	/* O_NONBLOCK: a FIFO whose reader is gone must not block us. */
+	fd = open("/proc/self/fd/2", O_WRONLY | O_NOCTTY | O_CLOEXEC |
+	                                 O_NONBLOCK | (flags & O_APPEND));
+	if (fd < 0)
+		refuse("stderr", "cannot reopen stderr write-only through "
+		                 "/proc/self/fd/2 (is /proc mounted?)");
+	at = lseek(STDERR_FILENO, 0, SEEK_CUR);
+	if (at > 0 && S_ISREG(st.st_mode))
+		lseek(fd, at, SEEK_SET);
+	if (fcntl(fd, F_SETFL, flags & O_APPEND) != 0 ||
+	    dup2(fd, STDERR_FILENO) < 0)
+		refuse("stderr", strerror(errno));
+	close(fd);
+}
+
+/* Descriptors inherited from whoever started us (but systemd's sockets and
+ * stderr, the log) must not follow us into the sandbox, where read and
+ * write are allowed: stdin and stdout become /dev/null, stderr write-only,
+ * the rest close. Runs after every lookup (user, NSS), so a socket an NSS
+ * module keeps open closes too. */
+static void
+close_inherited_fds(void)
+{
+	null_on(STDIN_FILENO, O_RDONLY);
+	null_on(STDOUT_FILENO, O_WRONLY);
+	reopen_stderr_write_only();
+	closefrom(SOCKACT_FIRST_FD + (int)passed_sockets());
+}
+
+/*
+ * File capabilities (make setcap) give whoever may run the binary the
+ * right to bind low ports: without root, echod binds no port below 1024
+ * but the echo port, so the binary is no general port binder.
+ */
+static void
+check_capability_ports(bool as_root)
+{
+	char msg[200];
+
+	if (as_root || !have_capability(CAP_NET_BIND_SERVICE) ||
+	    passed_sockets() > 0)
+		return;
+	for (size_t i = 0; i < policy.nlisten; i++) {
+		uint16_t port = endpoint_port(&policy.listen[i]);
+		if (port < 1024 && port != ECHO_PORT) {
+			snprintf(msg, sizeof(msg),
+			         "port %u: with file capabilities and without "
+			         "root, echod binds no port below 1024 but %u",
+			         port, ECHO_PORT);
+			refuse("privileged_port", msg);
+		}
+	}
 }
 
 /* Called in each worker just before it serves: its own, stricter limits. */
@@ -212,16 +302,12 @@ main(int argc, char **argv)
 		puts("echod " ECHOD_VERSION);
 		return 0;
 	}
-	/* Step 1: the policy, the user and the chroot, all checked. */
+	/* Step 1: the policy, the user and the chroot, all checked; -t stops
+	 * after the checks, before anything is bound or changed. */
 	load_policy(&opts, &policy);
-	if (opts.check_only) {
-		puts("ok");
-		return 0;
-	}
 	/* A closed stderr must not kill us; sockets use MSG_NOSIGNAL. */
 	signal(SIGPIPE, SIG_IGN);
 	log_init(policy.log_level, "main", -1);
-	close_inherited_fds();
 	nworkers = worker_count(&policy);
 	if (policy.tcp && policy.tcp_max_connections < nworkers) {
 		fprintf(stderr,
@@ -235,12 +321,21 @@ main(int argc, char **argv)
 		if (resolve_user(policy.user, user, sizeof(user), &uid, &gid,
 		                 err, sizeof(err)) != 0)
 			refuse("user", err);
-		if (prepare_chroot(policy.chroot_dir, err, sizeof(err)) != 0)
+		if (prepare_chroot(policy.chroot_dir, !opts.check_only, err,
+		                   sizeof(err)) != 0)
 			refuse("chroot", err);
 	} else {
 		uid = getuid();
 		snprintf(skipped, sizeof(skipped), "chroot,user");
 	}
+	check_capability_ports(as_root);
+	nofile = fd_limit_needed(&policy, nworkers);
+	raise_fd_limit(nofile, opts.check_only);
+	if (opts.check_only) {
+		puts("ok");
+		return 0;
+	}
+	close_inherited_fds();
 	if (stderr_is_file()) {
 		if (!policy.allow_big_stderr)
 			refuse("rlimit_fsize",
@@ -254,8 +349,6 @@ main(int argc, char **argv)
 	}
 
 	/* Step 2: the only step that needs privilege. */
-	nofile = fd_limit_needed(&policy, nworkers);
-	raise_fd_limit(nofile);
 	get_sockets(&sockets, nworkers);
 
 	/* Step 3: what the guards need. */

@@ -692,7 +692,8 @@ policy_load_file(const char *path, struct policy *p, struct policy_error *err)
 	int fd;
 
 	memset(err, 0, sizeof(*err));
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: a FIFO with no writer must not hang us (-t included). */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		return errmsg(err->msg, sizeof(err->msg), "cannot open: %s",
 		              strerror(errno));

@@ -109,7 +109,7 @@ check_parents(const char *dir, char *err, size_t errlen)
 }
 
 int
-prepare_chroot(const char *dir, char *err, size_t errlen)
+prepare_chroot(const char *dir, bool create, char *err, size_t errlen)
 {
 	struct stat st;
 	struct dirent *de;
@@ -122,6 +122,8 @@ prepare_chroot(const char *dir, char *err, size_t errlen)
 		if (errno != ENOENT)
 			return errmsg(err, errlen, "chroot %s: %s", dir,
 			              strerror(errno));
+		if (!create)
+			return 0;
 		if (mkdir_parents(dir, err, errlen) != 0)
 			return -1;
 		if (lstat(dir, &st) != 0)

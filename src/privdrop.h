@@ -13,8 +13,9 @@ int resolve_user(const char *name, char *resolved, size_t resolvedlen,
                  uid_t *uid, gid_t *gid, char *err, size_t errlen);
 
 /* Make sure `dir` is an empty directory owned by root that nobody else can
- * write, creating it (and missing parents, mode 0755) if absent. */
-int prepare_chroot(const char *dir, char *err, size_t errlen);
+ * write, creating it (and missing parents, mode 0755) if absent and
+ * `create`; without `create` (echod -t) a missing one passes. */
+int prepare_chroot(const char *dir, bool create, char *err, size_t errlen);
 
 /* chroot(dir) and chdir("/"): no file is reachable afterwards. */
 int enter_chroot(const char *dir, char *err, size_t errlen);

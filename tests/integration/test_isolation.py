@@ -7,17 +7,24 @@ still do"). Every process is stopped by pid at teardown.
 """
 
 import os
-import re
+import pty
+import select
 import shutil
+import signal
 import socket
+import stat
 import subprocess
+import time
 
 import pytest
 
-from conftest import free_port, run_echod
+from conftest import (ECHOD_BIN, EXIT_OSERR, READY_TIMEOUT, ROOT,
+                      children_of, free_port, is_event, parse_logfmt,
+                      run_echod, tcp_echo, wait_until)
 from test_sandbox import (  # noqa: F401 (fixtures)
-    chroot_dir, policy, needs_root, wait_worker_hardened, serves_tcp_udp,
-    status)
+    _nobody_binary, _refusal, as_nobody, assert_only_sockets_open,
+    chroot_dir, fd_access, needs_root, nobody, policy, public_bin_dir,
+    serves_tcp_udp, spawn, status, wait_worker_hardened)
 
 GDB = shutil.which("gdb")
 needs_gdb = pytest.mark.skipif(GDB is None, reason="gdb is not installed")
@@ -109,3 +116,218 @@ def test_tcp_cap_below_worker_count_is_refused(tmp_path):
                    "-w", "4"])
     assert r.returncode == 78, r.stderr
     assert b"tcp-max-connections 3 is split among 4 workers" in r.stderr
+
+
+# ------------------------------------------------- 2. fds and access modes
+
+
+def _read_until(fd, pred, timeout):
+    """Read a pty master until pred(text so far); the text."""
+    text, deadline = "", time.monotonic() + timeout
+    while not pred(text):
+        left = deadline - time.monotonic()
+        assert left > 0, f"timed out; got: {text!r}"
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            try:
+                text += os.read(fd, 4096).decode(errors="replace")
+            except OSError:  # EIO: the other side closed
+                break
+    return text
+
+
+@needs_root
+@needs_gdb
+def test_stderr_on_a_terminal_is_write_only(policy):
+    """Under `make run` stderr is the operator's terminal, open read-write:
+    every echod process holds it write-only, and a worker that tries to
+    read it gets EBADF, not what the operator types."""
+    master, slave = pty.openpty()
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(ECHOD_BIN), "-c", policy(), "-l", "127.0.0.1", "-p", str(port),
+         "-w", "2"], stdin=slave, stdout=slave, stderr=slave, cwd=str(ROOT))
+    os.close(slave)
+    pids = []
+    try:
+        _read_until(master, lambda t: "event=ready" in t, READY_TIMEOUT)
+        pids = [proc.pid] + children_of(proc.pid)
+        assert len(pids) == 3
+        for pid in pids:
+            if pid != proc.pid:
+                wait_worker_hardened(pid)
+            assert os.readlink(f"/proc/{pid}/fd/2").startswith("/dev/pts/")
+            assert fd_access(pid, 0) == "O_RDONLY", pid
+            assert fd_access(pid, 1) == "O_WRONLY", pid
+            assert_only_sockets_open(pid, worker=pid != proc.pid)
+        os.write(master, b"secret typed by the operator\n")
+        out = gdb(pids[1], "print (long)read(2, (char *)malloc(64), 64)",
+                  "print *(int *)__errno_location()")
+        assert "$1 = -1" in out and "$2 = 9" in out, out  # EBADF
+        data = os.urandom(500)
+        assert tcp_echo("127.0.0.1", port, data) == data
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(2) == 0
+    finally:
+        for pid in reversed(pids):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait(5)
+        os.close(master)
+
+
+NSS_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pwd.h>
+#include <sys/socket.h>
+/* Like sssd's or ldap's NSS module: the lookup leaves a socket open. */
+struct passwd *getpwnam(const char *name)
+{
+	struct passwd *(*real)(const char *) = dlsym(RTLD_NEXT, "getpwnam");
+	int sv[2];
+	socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+	return real(name);
+}
+"""
+
+
+@needs_root
+def test_lookup_sockets_do_not_reach_the_sandbox(policy, tmp_path, spawn):
+    """A user lookup that leaves sockets open (an NSS module for sssd or
+    LDAP, played by an LD_PRELOAD shim) runs before stray fds close."""
+    cc = shutil.which("cc") or pytest.skip("no C compiler")
+    src, lib = tmp_path / "nss.c", tmp_path / "nss.so"
+    src.write_text(NSS_SHIM)
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib), str(src),
+                    "-ldl"], check=True, timeout=60)
+    os.chmod(tmp_path, 0o755)
+    port = free_port()
+    d = spawn(["env", f"LD_PRELOAD={lib}", ECHOD_BIN, "-c", policy(), "-l",
+               "127.0.0.1", "-p", port, "-w", "1"], port)
+    assert os.readlink(f"/proc/{d.pid}/exe") == str(ECHOD_BIN)
+    maps = open(f"/proc/{d.pid}/maps").read()
+    assert str(lib) in maps, "the shim was not loaded"
+    for pid in [d.pid] + d.workers():
+        if pid != d.pid:
+            wait_worker_hardened(pid)
+        unix = [t for t in (os.readlink(f"/proc/{pid}/fd/{fd}")
+                            for fd in os.listdir(f"/proc/{pid}/fd"))
+                if t.startswith("socket:")]
+        assert_only_sockets_open(pid, worker=pid != d.pid)
+        inodes = {t[8:-1] for t in unix}
+        with open("/proc/net/unix") as f:
+            held = [l for l in f if l.split()[6] in inodes]
+        assert held == [], f"pid {pid} holds unix sockets: {held}"
+    assert d.stop() == 0
+
+
+# ------------------------------------------------- 3. file capabilities
+
+
+@needs_root
+def test_make_setcap_limits_who_can_run_it(tmp_path):
+    """make setcap: owner root, group SETCAP_GROUP, mode 0750, and the
+    capabilities; a user outside the group cannot run it."""
+    build = tmp_path / "b"
+    build.mkdir()
+    os.chmod(tmp_path, 0o755)
+    os.chmod(build, 0o755)
+    binary = build / "echod"
+    shutil.copy2(ECHOD_BIN, binary)
+    r = subprocess.run(["make", "-s", "-C", str(ROOT), "-o", str(binary),
+                        f"BUILD={build}", "SETCAP_GROUP=nogroup", "setcap"],
+                       capture_output=True, timeout=60)
+    if r.returncode != 0 and b"Operation not supported" in r.stderr:
+        pytest.skip("no file capabilities on this filesystem")
+    assert r.returncode == 0, r.stderr
+    st = os.stat(binary)
+    assert stat.S_IMODE(st.st_mode) == 0o750
+    assert st.st_uid == 0 and st.st_gid == 65534
+    caps = subprocess.run(["getcap", str(binary)], capture_output=True,
+                          timeout=10).stdout.decode()
+    assert "cap_net_bind_service" in caps and "cap_setpcap" in caps, caps
+    uid, _ = nobody()
+
+    def outsider():  # not setpriv: it execs while still holding its caps
+        os.setgroups([])
+        os.setgid(54321)
+        os.setuid(uid)
+
+    with pytest.raises(PermissionError):
+        subprocess.run([str(binary), "-t"], preexec_fn=outsider, timeout=10,
+                       capture_output=True)
+    bad = subprocess.run(["make", "-s", "-C", str(ROOT), "-o", str(binary),
+                          f"BUILD={build}", "SETCAP_GROUP=no-such-group-x",
+                          "setcap"], capture_output=True, timeout=60)
+    assert bad.returncode != 0
+    assert b"group 'no-such-group-x' does not exist" in bad.stderr
+
+
+@needs_root
+@pytest.mark.parametrize("port", [25, 443, 1023])
+def test_file_capabilities_bind_only_the_echo_port(public_bin_dir, port):
+    binary = _nobody_binary(public_bin_dir, "cap_net_bind_service=ep")
+    r = subprocess.run(as_nobody([binary, "-l", "127.0.0.1", "-p", port,
+                                  "-w", "1"]),
+                       capture_output=True, timeout=10,
+                       stdin=subprocess.DEVNULL)
+    log = r.stderr.decode()
+    assert r.returncode == EXIT_OSERR, log
+    f = parse_logfmt(next(l for l in log.splitlines()
+                          if is_event(l, "hardening_failed")))
+    assert f["step"] == "privileged_port", log
+    assert f"port {port}:" in f["msg"], log
+    assert not any(is_event(l, "listening") for l in log.splitlines())
+
+
+# ------------------------------------------------- 10. -t
+
+
+@needs_root
+def test_check_refuses_root_user(policy):
+    r = run_echod(["-t", "-c", policy(), "-u", "root"])
+    assert r.returncode == EXIT_OSERR, r
+    assert b"step=user" in r.stderr and r.stdout == b"", r
+
+
+@needs_root
+def test_check_refuses_chroot_not_empty(chroot_dir, policy):
+    with open(os.path.join(chroot_dir, "leftover"), "w"):
+        pass
+    r = run_echod(["-t", "-c", policy()])
+    assert r.returncode == EXIT_OSERR, r
+    assert b"step=chroot" in r.stderr and b"is not empty" in r.stderr, r
+
+
+@needs_root
+def test_check_does_not_create_the_chroot(tmp_path):
+    root = tmp_path / "absent"
+    conf = tmp_path / "c.conf"
+    conf.write_text(f"chroot {root}\n")
+    r = run_echod(["-t", "-c", conf])
+    assert (r.returncode, r.stdout) == (0, b"ok\n"), r
+    assert not root.exists()
+
+
+def test_check_refuses_fd_limit():
+    r = subprocess.run(["prlimit", "--nofile=100:100", str(ECHOD_BIN), "-t"],
+                       capture_output=True, timeout=10)
+    assert r.returncode == EXIT_OSERR, r
+    assert b"event=fd_limit" in r.stderr, r
+    assert b"raise LimitNOFILE" in r.stderr, r
+
+
+@pytest.mark.parametrize("kind", ["fifo", "chardev", "directory"])
+def test_check_refuses_policy_not_a_regular_file(tmp_path, kind):
+    path = {"fifo": tmp_path / "fifo", "chardev": "/dev/zero",
+            "directory": tmp_path}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    t0 = time.monotonic()
+    r = run_echod(["-t", "-c", path], timeout=5)
+    assert time.monotonic() - t0 < 3
+    assert r.returncode == 78, r
+    assert b"not a regular file" in r.stderr, r
