@@ -55,7 +55,7 @@ void ipaddr_prefix(const struct ipaddr *a, unsigned bits, struct ipaddr *out);
 bool ipaddr_equal(const struct ipaddr *a, const struct ipaddr *b);
 bool cidr_contains(const struct cidr *c, const struct ipaddr *a);
 
-/* Set, clear and test ports in a set. */
+/* Add the ports lo..hi to a set; test one port. */
 void portset_add(struct portset *ps, uint16_t lo, uint16_t hi);
 static inline bool
 portset_has(const struct portset *ps, uint16_t port)

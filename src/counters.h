@@ -52,8 +52,9 @@ struct counters {
 };
 
 /* This process's own counters: private memory, never shared with another
- * process (a worker's reach the supervisor as copies, see gather.h). The
- * only global; it always points at valid storage. */
+ * process (a worker's reach the supervisor as copies, see gather.h). A
+ * global, like the policy, because every module counts; it always points
+ * at valid storage. */
 extern struct counters *counters;
 
 #define COUNT(name, n) (counters->name += (uint64_t)(n))

@@ -29,12 +29,8 @@ emit(struct sock_filter *prog, size_t *n, uint16_t code, uint32_t k)
 	prog[(*n)++] = (struct sock_filter)BPF_STMT(code, k);
 }
 
-/*
- * A reuseport program: hash the source address's first `bits` bits (the
- * rate-limit prefix) and return hash % nworkers, the index of the socket
- * in the group. Addresses are read relative to the network header.
- */
-static size_t
+/* Addresses are read relative to the network header. */
+size_t
 build_steering(struct sock_filter *prog, int family, unsigned bits,
                unsigned nworkers)
 {
@@ -71,7 +67,7 @@ build_steering(struct sock_filter *prog, int family, unsigned bits,
 static int
 attach_steering(int fd, int family, unsigned bits, unsigned nworkers)
 {
-	struct sock_filter prog[64];
+	struct sock_filter prog[STEERING_MAX_INSNS];
 	struct sock_fprog fprog;
 
 	fprog.len =

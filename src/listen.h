@@ -38,4 +38,17 @@ void listen_keep_only(struct listen_set *s, unsigned worker);
 /* Close everything. */
 void listen_close(struct listen_set *s);
 
+#define STEERING_MAX_INSNS 64
+
+struct sock_filter;
+
+/*
+ * A reuseport program: hash the source address's first `bits` bits (the
+ * rate-limit prefix) and return hash % nworkers, the index of the socket
+ * in the group. Written to prog (room for STEERING_MAX_INSNS); returns
+ * its length. Pure, for the unit tests.
+ */
+size_t build_steering(struct sock_filter *prog, int family, unsigned bits,
+                      unsigned nworkers);
+
 #endif

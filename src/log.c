@@ -67,7 +67,7 @@ take_budget(void)
  * Not gmtime_r: glibc's reads /etc/localtime on first use, a file access
  * the sandbox forbids.
  */
-static void
+void
 utc_fields(time_t t, int f[6])
 {
 	long long days = t / 86400, secs = t % 86400;

@@ -4,6 +4,8 @@
 
 #include "policy.h"
 
+#include <time.h>
+
 /* Set the minimum level and the process name field (e.g. "worker"). */
 void log_init(enum log_level level, const char *role, int index);
 
@@ -22,6 +24,13 @@ void log_event(enum log_level level, const char *event, const char *fmt, ...)
 /* Same, exempt from the budget: for start, stop and operator requests. */
 void log_always(enum log_level level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/*
+ * UTC year, month (1-12), day, hour, minute, second of epoch seconds t,
+ * for any t that fits (negative: before 1970). Pure; not gmtime_r, which
+ * reads /etc/localtime inside the sandbox.
+ */
+void utc_fields(time_t t, int f[6]);
 
 #define LOG_RATE  50 /* lines per second once the burst is spent */
 #define LOG_BURST 200

@@ -1,5 +1,8 @@
-/* loop: handlers live in an fd-indexed table, so a handler that closes
- * another fd during a batch makes that fd's pending events vanish. */
+/* loop: handlers live in an fd-indexed table. Each registration of an fd
+ * gets a new generation, carried in its epoll events beside the fd: when a
+ * handler closes another fd during a batch and the number is reused at
+ * once (accept), the old fd's pending events are dropped, not delivered to
+ * the new handler. */
 #include "loop.h"
 
 #include <errno.h>
@@ -14,6 +17,7 @@ struct handler {
 	loop_fn fn; /* NULL: not watched */
 	void *arg;
 	uint32_t events;
+	uint32_t gen; /* bumped by each loop_add of this fd number */
 };
 
 struct loop {
@@ -25,6 +29,13 @@ struct loop {
 	tick_fn tick;
 	void *tick_arg;
 };
+
+/* An epoll event's tag: the fd and the generation of its registration. */
+static uint64_t
+tag(int fd, uint32_t gen)
+{
+	return (uint64_t)gen << 32 | (uint32_t)fd;
+}
 
 uint64_t
 now_ms(void)
@@ -66,22 +77,26 @@ loop_free(struct loop *l)
 int
 loop_add(struct loop *l, int fd, uint32_t events, loop_fn fn, void *arg)
 {
-	struct epoll_event ev = {.events = events, .data.fd = fd};
+	struct epoll_event ev = {.events = events};
+	uint32_t gen;
 
 	if (fd < 0 || fd >= l->maxfd) {
 		errno = EMFILE;
 		return -1;
 	}
+	gen = l->handlers[fd].gen + 1;
+	ev.data.u64 = tag(fd, gen);
 	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
 		return -1;
-	l->handlers[fd] = (struct handler){fn, arg, events};
+	l->handlers[fd] = (struct handler){fn, arg, events, gen};
 	return 0;
 }
 
 int
 loop_set_events(struct loop *l, int fd, uint32_t events)
 {
-	struct epoll_event ev = {.events = events, .data.fd = fd};
+	struct epoll_event ev = {.events = events,
+	                         .data.u64 = tag(fd, l->handlers[fd].gen)};
 
 	if (l->handlers[fd].events == events)
 		return 0;
@@ -105,7 +120,7 @@ loop_del(struct loop *l, int fd)
 	if (fd < 0 || fd >= l->maxfd || l->handlers[fd].fn == NULL)
 		return;
 	epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
-	l->handlers[fd] = (struct handler){0};
+	l->handlers[fd] = (struct handler){.gen = l->handlers[fd].gen};
 }
 
 void
@@ -149,10 +164,13 @@ loop_run(struct loop *l)
 			return -1;
 		}
 		for (int i = 0; i < n && !l->stopping; i++) {
-			int fd = events[i].data.fd;
+			int fd = (int)(uint32_t)events[i].data.u64;
 			struct handler *h = &l->handlers[fd];
 
-			if (h->fn != NULL)
+			/* Another generation: fd was closed, and maybe reused,
+			 * earlier in this batch. */
+			if (h->fn != NULL &&
+			    h->gen == (uint32_t)(events[i].data.u64 >> 32))
 				h->fn(l, fd, events[i].events, h->arg);
 		}
 	}

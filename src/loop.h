@@ -19,7 +19,8 @@ int loop_add(struct loop *l, int fd, uint32_t events, loop_fn fn, void *arg);
 int loop_set_events(struct loop *l, int fd, uint32_t events);
 /* The events fd is watched for; 0 if it is not watched. */
 uint32_t loop_events(const struct loop *l, int fd);
-/* Forget fd (before closing it); pending events for it are dropped. */
+/* Forget fd (before closing it). Events already fetched for it are dropped,
+ * even if the number is registered again within the same batch. */
 void loop_del(struct loop *l, int fd);
 
 /* Call tick every period_ms (and once at start) while running. */

@@ -43,7 +43,7 @@ struct rate_entry {
 	bool used;
 	uint64_t last_seen;     /* ms; the least recent in a set is evicted */
 	struct bucket packets;  /* UDP datagrams or TCP connects */
-	struct bucket bytes;    /* UDP bytes */
+	struct bucket bytes;    /* UDP or TCP bytes (the byte rates) */
 	uint64_t loop_hash;     /* UDP loop guard: last payload's hash */
 	uint32_t loop_repeats;  /* same payload seen this many times in a row */
 	uint64_t loop_first_ms; /* when the run of repeats started */

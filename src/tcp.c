@@ -152,7 +152,6 @@ hold_tail(struct conn *c, const char *data, size_t len)
 	return true;
 }
 
-/* Echo one read's worth; false when the connection must close. */
 /* How much may be read now: the buffer, the source's byte rate, the
  * connection's byte budget. 0 means pause (or stop, at the budget). */
 static size_t
@@ -171,6 +170,7 @@ read_allowance(struct conn *c, uint64_t now)
 	return (size_t)cap;
 }
 
+/* Echo one read's worth; false when the connection must close. */
 static bool
 echo_once(struct conn *c, bool *drained, const char **why)
 {
