@@ -30,7 +30,8 @@ SAN	 = -fsanitize=address,undefined -fno-sanitize-recover=all \
 # rebuilds stay incremental and make's clean-up never follows the summary.
 .SECONDARY:
 
-.PHONY: all deps run test unit sanitize clang check-format format clean setcap
+.PHONY: all deps run test unit sanitize clang check-format format clean setcap \
+	install uninstall deb
 
 all: $(BUILD)/echod $(BUILD)/echo-client $(UNIT_TESTS:%=$(BUILD)/%)
 
@@ -145,3 +146,71 @@ setcap: $(BUILD)/echod
 	chmod 0750 $(BUILD)/echod
 	setcap cap_net_bind_service,cap_setpcap=ep $(BUILD)/echod
 	getcap $(BUILD)/echod
+
+# Install: binaries, man pages, the systemd units, the policy and the docs.
+# PREFIX and DESTDIR as usual; the policy goes to /etc unless SYSCONFDIR
+# says otherwise, and names the chroot the unit creates (/var is read-only
+# under the unit's ProtectSystem=strict).
+PREFIX		?= /usr/local
+SYSCONFDIR	?= /etc
+SBINDIR		 = $(PREFIX)/sbin
+BINDIR		 = $(PREFIX)/bin
+MANDIR		 = $(PREFIX)/share/man
+DOCDIR		 = $(PREFIX)/share/doc/echod
+UNITDIR		?= $(PREFIX)/lib/systemd/system
+UNIT_CHROOT	 = /run/echod/empty
+INSTALLED = $(SBINDIR)/echod $(BINDIR)/echo-client \
+	    $(SYSCONFDIR)/echod/echod.conf \
+	    $(MANDIR)/man8/echod.8 $(MANDIR)/man5/echod.conf.5 \
+	    $(MANDIR)/man1/echo-client.1 \
+	    $(UNITDIR)/echod.service $(UNITDIR)/echod.socket \
+	    $(DOCDIR)/README.md $(DOCDIR)/SECURITY.md $(DOCDIR)/scale-out.md \
+	    $(DIST_EXAMPLES:dist/%=$(DOCDIR)/examples/%)
+DIST_EXAMPLES = dist/keepalived/keepalived.conf dist/kubernetes/echod.yaml
+INSTALL_DIRS = $(SYSCONFDIR)/echod $(DOCDIR)/examples/keepalived \
+	       $(DOCDIR)/examples/kubernetes $(DOCDIR)/examples $(DOCDIR)
+SUBST_PATHS = sed -e 's|/usr/local/sbin/echod|$(SBINDIR)/echod|g' \
+		  -e 's|/usr/local/share/doc/echod|$(DOCDIR)|g'
+
+$(BUILD)/echod.conf: policy/echod.conf | $(BUILD)/obj
+	{ echo '# $(SYSCONFDIR)/echod/echod.conf: read by echod.service. The built-in'; \
+	  echo '# policy, but for the chroot, which echod.service creates. See echod.conf(5).'; \
+	  echo '#'; \
+	  sed -e 's|^chroot .*|chroot $(UNIT_CHROOT)|' $<; } > $@
+
+install: $(BUILD)/echod $(BUILD)/echo-client $(BUILD)/echod.conf
+	install -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/echod $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/examples/keepalived \
+		$(DESTDIR)$(DOCDIR)/examples/kubernetes
+	install -m 0755 $(BUILD)/echod $(DESTDIR)$(SBINDIR)/echod
+	install -m 0755 $(BUILD)/echo-client $(DESTDIR)$(BINDIR)/echo-client
+	install -m 0644 $(BUILD)/echod.conf $(DESTDIR)$(SYSCONFDIR)/echod/echod.conf
+	install -m 0644 man/echod.8 $(DESTDIR)$(MANDIR)/man8/echod.8
+	install -m 0644 man/echod.conf.5 $(DESTDIR)$(MANDIR)/man5/echod.conf.5
+	install -m 0644 man/echo-client.1 $(DESTDIR)$(MANDIR)/man1/echo-client.1
+	for u in echod.service echod.socket; do \
+		$(SUBST_PATHS) dist/$$u > $(DESTDIR)$(UNITDIR)/$$u.tmp && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.tmp && \
+		mv $(DESTDIR)$(UNITDIR)/$$u.tmp $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
+	install -m 0644 README.md SECURITY.md docs/scale-out.md $(DESTDIR)$(DOCDIR)/
+	for f in $(DIST_EXAMPLES); do \
+		install -m 0644 $$f $(DESTDIR)$(DOCDIR)/examples/$${f#dist/} || exit 1; \
+	done
+
+uninstall:
+	rm -f $(INSTALLED:%=$(DESTDIR)%)
+	-rmdir $(INSTALL_DIRS:%=$(DESTDIR)%) 2>/dev/null
+
+# A Debian package, built from a copy of the tree in $(BUILD)/deb/ so that
+# dpkg-buildpackage writes nothing outside it (and with none of this make's
+# variables: the copy builds into its own build/).
+deb:
+	rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb/echod
+	tar -c --exclude=./build --exclude=./.git --exclude='./fuzz/findings' \
+		. | tar -x -C $(BUILD)/deb/echod
+	cd $(BUILD)/deb/echod && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u BUILD \
+		dpkg-buildpackage -b -us -uc
+	ls -l $(BUILD)/deb/*.deb
