@@ -131,6 +131,6 @@ def test_echod_page_has_every_flag():
 
 
 def test_client_page_has_every_flag():
-    src = (ROOT / "src" / "echo-client.c").read_text()
+    src = (ROOT / "src" / "client" / "options.c").read_text()
     optstring = re.search(r'getopt\(argc, argv, ":([^"]+)"\)', src).group(1)
     assert flags_in_page("echo-client.1") == set(optstring.replace(":", ""))
