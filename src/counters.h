@@ -14,6 +14,7 @@
 	X(tcp_refused_max)                                                     \
 	X(tcp_idle_timeouts)                                                   \
 	X(tcp_accept_errors)                                                   \
+	X(listener_failures)                                                   \
 	X(tcp_bytes_in)                                                        \
 	X(tcp_bytes_out)                                                       \
 	X(udp_received)                                                        \

@@ -1,7 +1,9 @@
 /* listen: socket(), setsockopt(), bind(), listen(); nothing after this
  * needs the right to bind, so the bootstrap can drop it. */
 #include "listen.h"
+#include "counters.h"
 #include "errmsg.h"
+#include "log.h"
 
 #include <errno.h>
 #include <linux/filter.h>
@@ -220,4 +222,13 @@ listen_close(struct listen_set *s)
 	free(s->l);
 	s->l = NULL;
 	s->n = 0;
+}
+
+void
+listener_failed(int fd, const char *proto, const char *why)
+{
+	COUNT(listener_failures, 1);
+	log_always(LOG_ERROR, "listener_failed",
+	           "proto=%s fd=%d error=\"%s\" action=removed", proto, fd,
+	           why);
 }

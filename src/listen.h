@@ -35,6 +35,11 @@ int listen_bind(const struct policy *p, unsigned nworkers, unsigned v4_prefix,
 /* In worker `worker`: close the sockets that belong to other workers. */
 void listen_keep_only(struct listen_set *s, unsigned worker);
 
+/* Say once that listener fd failed for good (shut down or broken: its
+ * error would repeat on every poll) and count it; the caller has already
+ * removed it from its loop, so it is never polled again. */
+void listener_failed(int fd, const char *proto, const char *why);
+
 /* Close everything. */
 void listen_close(struct listen_set *s);
 

@@ -484,6 +484,8 @@ static const struct directive directives[] = {
     {"protocols", set_protocols, 0, 0, 0, false, false},
     {"workers", set_workers, FIELD(workers), 1, 256, false, false},
     {"user", set_user, 0, 0, 0, false, false},
+    {"worker-restart-limit", set_bucket, FIELD(worker_restarts), 0, 0, false,
+     false},
     {"tcp-max-connections", set_uint, FIELD(tcp_max_connections), 1, 100000,
      false, false},
     {"tcp-idle-timeout", set_duration, FIELD(tcp_idle_timeout_ms), 100,

@@ -33,6 +33,7 @@ struct policy {
 	char chroot_dir[POLICY_PATH_MAX];
 	bool sandbox_log;      /* sandbox-violation log: SECCOMP_RET_LOG */
 	bool allow_big_stderr; /* allow-downgrade fsize-limit */
+	struct bucket_cfg worker_restarts; /* per worker; past it, stop */
 
 	/* Abuse controls (SECURITY.md says why each default). */
 	bool enforce;   /* false: log-only, count and log but echo anyway */

@@ -25,11 +25,13 @@
 #define STABLE_MS        10000 /* a worker this old resets the backoff */
 #define STOP_GRACE_MS    800   /* then SIGKILL: SIGTERM must end us in 1 s */
 #define REPORT_WAIT_MS   500   /* SIGUSR1: how long to wait for replies */
+#define EXIT_RESTARTS    70    /* EX_SOFTWARE: a worker kept crashing */
 
 struct child {
 	pid_t pid; /* 0: not running */
 	uint64_t started, restart_at;
 	unsigned backoff_ms;
+	struct bucket restarts; /* worker-restart-limit */
 };
 
 struct supervisor {
@@ -171,6 +173,63 @@ refusal_status(int status)
 	return status == 64 || status == 71 || status == 78;
 }
 
+/* Stop the service: every worker gets SIGTERM, then SIGKILL. */
+static void
+stop_all(struct supervisor *sv, int status)
+{
+	sv->exit_status = status;
+	sv->stopping = true;
+	sv->stop_deadline = now_ms() + STOP_GRACE_MS;
+	for (unsigned j = 0; j < sv->n; j++)
+		if (sv->children[j].pid > 0)
+			kill(sv->children[j].pid, SIGTERM);
+}
+
+/*
+ * One worker is gone. Before it said it was ready, exit 64, 71 or 78 is
+ * its refusal to start (bad configuration or a hardening step that
+ * failed): restarting would only fail again. After that, any end is a
+ * crash: restart with backoff, within worker-restart-limit.
+ */
+static void
+worker_gone(struct supervisor *sv, unsigned i, pid_t pid, int status,
+            bool was_ready)
+{
+	struct child *c = &sv->children[i];
+	const struct bucket_cfg *limit = &sv->policy->worker_restarts;
+	uint64_t now = now_ms();
+	char why[160];
+
+	describe_death(status, why, sizeof(why));
+	if (!was_ready && WIFEXITED(status) &&
+	    refusal_status(WEXITSTATUS(status))) {
+		log_always(LOG_ERROR, "worker_failed",
+		           "worker=%u pid=%d %s action=stop", i, pid, why);
+		stop_all(sv, WEXITSTATUS(status));
+		return;
+	}
+	if (!bucket_take(&c->restarts, limit, now, 1)) {
+		log_always(LOG_ERROR, "worker_failed",
+		           "worker=%u pid=%d %s action=stop reason=\"more than "
+		           "%llu restarts (worker-restart-limit)\"",
+		           i, pid, why,
+		           (unsigned long long)(limit->burst ? limit->burst
+		                                             : limit->rate));
+		stop_all(sv, EXIT_RESTARTS);
+		return;
+	}
+	if (now - c->started >= STABLE_MS)
+		c->backoff_ms = BACKOFF_FIRST_MS;
+	else if (c->backoff_ms < BACKOFF_MAX_MS)
+		c->backoff_ms =
+		    c->backoff_ms ? c->backoff_ms * 2 : BACKOFF_FIRST_MS;
+	c->restart_at = now + c->backoff_ms;
+	COUNT(worker_restarts, 1);
+	log_always(LOG_WARN, "worker_died",
+	           "worker=%u pid=%d %s ready=%s restart_in_ms=%u", i, pid, why,
+	           was_ready ? "yes" : "no", c->backoff_ms);
+}
+
 static void
 reap(struct supervisor *sv)
 {
@@ -179,45 +238,18 @@ reap(struct supervisor *sv)
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		for (unsigned i = 0; i < sv->n; i++) {
-			struct child *c = &sv->children[i];
-			char why[160];
-			uint64_t now = now_ms();
+			bool was_ready;
 
-			if (c->pid != pid)
+			if (sv->children[i].pid != pid)
 				continue;
-			c->pid = 0;
+			sv->children[i].pid = 0;
+			/* What it said before dying: was it ever ready? */
+			gather_receive(sv->gather, i);
+			was_ready = gather_ready(sv->gather, i);
 			loop_del(sv->loop, gather_fd(sv->gather, i));
 			gather_retire(sv->gather, i);
-			if (sv->stopping)
-				break;
-			describe_death(status, why, sizeof(why));
-			if (WIFEXITED(status) &&
-			    refusal_status(WEXITSTATUS(status))) {
-				/* A worker that cannot start will never start.
-				 */
-				log_always(LOG_ERROR, "worker_failed",
-				           "worker=%u pid=%d %s action=stop", i,
-				           pid, why);
-				sv->exit_status = WEXITSTATUS(status);
-				sv->stopping = true;
-				sv->stop_deadline = now + STOP_GRACE_MS;
-				for (unsigned j = 0; j < sv->n; j++)
-					if (sv->children[j].pid > 0)
-						kill(sv->children[j].pid,
-						     SIGTERM);
-				break;
-			}
-			if (now - c->started >= STABLE_MS)
-				c->backoff_ms = BACKOFF_FIRST_MS;
-			else if (c->backoff_ms < BACKOFF_MAX_MS)
-				c->backoff_ms = c->backoff_ms
-				                    ? c->backoff_ms * 2
-				                    : BACKOFF_FIRST_MS;
-			c->restart_at = now + c->backoff_ms;
-			COUNT(worker_restarts, 1);
-			log_always(LOG_WARN, "worker_died",
-			           "worker=%u pid=%d %s restart_in_ms=%u", i,
-			           pid, why, c->backoff_ms);
+			if (!sv->stopping)
+				worker_gone(sv, i, pid, status, was_ready);
 			break;
 		}
 	}
@@ -226,13 +258,8 @@ reap(struct supervisor *sv)
 static void
 begin_stop(struct supervisor *sv)
 {
-	if (sv->stopping)
-		return;
-	sv->stopping = true;
-	sv->stop_deadline = now_ms() + STOP_GRACE_MS;
-	for (unsigned i = 0; i < sv->n; i++)
-		if (sv->children[i].pid > 0)
-			kill(sv->children[i].pid, SIGTERM);
+	if (!sv->stopping)
+		stop_all(sv, sv->exit_status);
 }
 
 static unsigned
@@ -342,6 +369,9 @@ supervisor_run(const struct policy *p, const struct facts *f,
 	}
 	sv.children = calloc(nworkers, sizeof(*sv.children));
 	sv.gather = gather_new(nworkers);
+	for (unsigned i = 0; sv.children != NULL && i < nworkers; i++)
+		bucket_init(&sv.children[i].restarts, &p->worker_restarts,
+		            now_ms());
 	sv.loop = loop_new((int)rl.rlim_cur);
 	if (sv.children == NULL || sv.gather == NULL || sv.loop == NULL ||
 	    loop_add(sv.loop, sv.sigfd, EPOLLIN, signal_event, &sv) != 0) {

@@ -48,6 +48,7 @@ struct tcp_server {
 	} paused[64]; /* listeners paused after EMFILE, resumed by the tick */
 	size_t npaused;
 	struct rate_table *sources;
+	size_t nlisteners; /* still served: a failed one is dropped */
 	size_t nthrottled;
 	uint64_t last_sweep;
 };
@@ -392,12 +393,49 @@ listener_events(const struct listener *l)
 	return EPOLLIN | (l->worker == LISTENER_SHARED ? EPOLLEXCLUSIVE : 0);
 }
 
+/* Errors of one connection in the accept queue (accept(2): "treat them
+ * like EAGAIN by retrying"); the listener itself is fine. */
+static bool
+accept_error_transient(int err)
+{
+	switch (err) {
+	case ECONNABORTED:
+	case EPROTO:
+	case EPERM:
+	case ENETDOWN:
+	case ENOPROTOOPT:
+	case EHOSTDOWN:
+	case ENONET:
+	case EHOSTUNREACH:
+	case EOPNOTSUPP:
+	case ENETUNREACH:
+	case ETIMEDOUT:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* A listener whose error would come back on every poll (EINVAL after a
+ * shutdown, EPOLLERR, EPOLLHUP): stop watching it rather than spin. */
+static void
+drop_listener(struct tcp_server *srv, int lfd, const char *why)
+{
+	loop_del(srv->loop, lfd);
+	srv->nlisteners--;
+	listener_failed(lfd, "tcp", why);
+}
+
 static void
 accept_event(struct loop *l, int lfd, uint32_t events, void *arg)
 {
 	struct tcp_server *srv = arg;
 
-	(void)events;
+	if (events & (EPOLLERR | EPOLLHUP)) {
+		drop_listener(srv, lfd,
+		              events & EPOLLERR ? "EPOLLERR" : "EPOLLHUP");
+		return;
+	}
 	for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
@@ -418,7 +456,10 @@ accept_event(struct loop *l, int lfd, uint32_t events, void *arg)
 				pause_listener(srv, lfd, loop_events(l, lfd));
 				return;
 			}
-			continue;
+			if (accept_error_transient(errno))
+				continue;
+			drop_listener(srv, lfd, strerror(errno));
+			return;
 		}
 		format_sockaddr((struct sockaddr *)&ss, peer, sizeof(peer));
 		if (counters->tcp_active >= srv->max_connections) {
@@ -523,8 +564,15 @@ tcp_server_new(struct loop *l, const struct policy *p,
 			tcp_server_free(srv);
 			return NULL;
 		}
+		srv->nlisteners++;
 	}
 	return srv;
+}
+
+size_t
+tcp_server_listeners(const struct tcp_server *srv)
+{
+	return srv->nlisteners;
 }
 
 void

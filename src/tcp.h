@@ -22,6 +22,9 @@ struct tcp_server *tcp_server_new(struct loop *l, const struct policy *p,
  * connections and paused accepts. */
 void tcp_server_tick(struct tcp_server *srv, uint64_t now);
 
+/* Listeners still served (a failed one is removed for good). */
+size_t tcp_server_listeners(const struct tcp_server *srv);
+
 /* Close every connection and free the server (listeners stay open). */
 void tcp_server_free(struct tcp_server *srv);
 

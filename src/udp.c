@@ -33,6 +33,7 @@ struct destination {
 struct udp_server {
 	const struct policy *policy;
 	struct udp_guard *guard;
+	size_t nlisteners; /* still served: a failed one is dropped */
 	uint64_t window_start;
 	uint64_t evictions_counted;
 	unsigned logged[GUARD_NREASONS];
@@ -229,11 +230,22 @@ datagram_event(struct loop *l, int fd, uint32_t events, void *arg)
 	uint64_t now = now_ms();
 	int n, nout = 0;
 
-	(void)l;
-	(void)events;
 	arm_receive(srv);
 	n = recvmmsg(fd, srv->in, BATCH, MSG_DONTWAIT, NULL);
-	if (n <= 0)
+	if (n < 0 &&
+	    (errno == EAGAIN || errno == EINTR || errno == ENOMEM ||
+	     errno == ENOBUFS) &&
+	    !(events & (EPOLLERR | EPOLLHUP)))
+		return;
+	if (n < 0 || (n == 0 && (events & (EPOLLERR | EPOLLHUP)))) {
+		/* The same error would wake us again at once: stop watching. */
+		loop_del(l, fd);
+		srv->nlisteners--;
+		listener_failed(fd, "udp",
+		                n < 0 ? strerror(errno) : "EPOLLHUP");
+		return;
+	}
+	if (n == 0)
 		return;
 	for (int i = 0; i < n; i++) {
 		struct msghdr *in = &srv->in[i].msg_hdr;
@@ -312,8 +324,15 @@ udp_server_new(struct loop *l, const struct policy *p,
 			udp_server_free(srv);
 			return NULL;
 		}
+		srv->nlisteners++;
 	}
 	return srv;
+}
+
+size_t
+udp_server_listeners(const struct udp_server *srv)
+{
+	return srv->nlisteners;
 }
 
 void

@@ -7,6 +7,7 @@
 #include "udp.h"
 
 #include <signal.h>
+#include <stdbool.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -19,7 +20,8 @@ struct worker {
 	struct tcp_server *tcp;
 	struct udp_server *udp;
 	int sigfd;
-	int report; /* write end of this worker's counters pipe */
+	int report;     /* write end of this worker's counters pipe */
+	bool idle_said; /* "nothing to serve" logged */
 };
 
 static void
@@ -37,6 +39,28 @@ signal_event(struct loop *l, int fd, uint32_t events, void *arg)
 	}
 }
 
+/* Every listener failed: say so once, and stay (quietly, at no CPU) to
+ * finish the open connections. Exiting would only get us restarted onto
+ * the same broken sockets, again and again. */
+static void
+say_if_idle(struct worker *w)
+{
+	size_t n = 0;
+
+	if (w->idle_said)
+		return;
+	if (w->tcp != NULL)
+		n += tcp_server_listeners(w->tcp);
+	if (w->udp != NULL)
+		n += udp_server_listeners(w->udp);
+	if (n > 0)
+		return;
+	w->idle_said = true;
+	log_always(LOG_ERROR, "worker_idle",
+	           "reason=\"every listener failed\" action=\"serving open "
+	           "connections only; restart echod to rebind\"");
+}
+
 static void
 tick(struct loop *l, uint64_t now, void *arg)
 {
@@ -47,6 +71,7 @@ tick(struct loop *l, uint64_t now, void *arg)
 		tcp_server_tick(w->tcp, now);
 	if (w->udp != NULL)
 		udp_server_tick(w->udp, now);
+	say_if_idle(w);
 	if (counters_changed())
 		counters_send(w->report, COUNTERS_UPDATE);
 }
