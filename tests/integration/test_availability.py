@@ -157,4 +157,5 @@ def test_restart_limit_stops_with_a_message(echod):
     assert f["action"] == "stop" and f["signal"] == "KILL"
     assert "worker-restart-limit" in f["reason"]
     assert d.proc.wait(5) == 70
-    assert d.log_lines()[-1].find("exit_status=70") >= 0
+    stopped = parse_logfmt(d.wait_event("stopped", 5.0, mark))
+    assert stopped["exit_status"] == "70"
