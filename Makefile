@@ -13,12 +13,18 @@ CFLAGS	?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(HARDEN) $(CFLAGS) \
 	     $(EXTRA_CFLAGS) -Isrc -I$(BUILD)/gen
 LDFLAGS	+= -pie -Wl,-z,relro,-z,now $(EXTRA_LDFLAGS)
-LIBS	 = -lseccomp -lcap
+LIBS	 = -lseccomp -lcap -lbpf
+
+# The XDP prefilter: clang's BPF target, then embedded in echod by bpftool.
+BPF_CLANG ?= clang
+BPFTOOL	  ?= bpftool
+BPF_CFLAGS = -target bpf -O2 -g -Wall -Wextra -Werror \
+	     -I/usr/include/$(shell $(BPF_CLANG) -print-multiarch) -Isrc/bpf
 
 # Modules shared by echod, the unit tests and the fuzzers.
 CORE	 = units addr policy cli log counters gather loop listen tcp udp worker \
 	   supervisor sandbox privdrop sockact siphash ratelimit acl guard facts \
-	   errmsg
+	   errmsg xdp
 CORE_OBJ = $(CORE:%=$(BUILD)/obj/%.o) $(BUILD)/obj/default_policy.o
 CLIENT_OBJ = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(wildcard src/client/*.c))
 # Every tests/unit/test_*.c is a cmocka program linked with the core.
@@ -81,6 +87,15 @@ $(BUILD)/gen/seccomp_%.inc: policy/seccomp-%.list src/gen-seccomp.awk | $(BUILD)
 $(BUILD)/obj/sandbox.o: $(BUILD)/gen/seccomp_worker.inc \
 	$(BUILD)/gen/seccomp_supervisor.inc
 
+$(BUILD)/gen/prefilter.bpf.o: src/bpf/prefilter.bpf.c src/bpf/prefilter.h \
+	| $(BUILD)/gen
+	$(BPF_CLANG) $(BPF_CFLAGS) -c -o $@ $<
+
+$(BUILD)/gen/prefilter.skel.h: $(BUILD)/gen/prefilter.bpf.o
+	$(BPFTOOL) gen skeleton $< name prefilter > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/xdp.o $(BUILD)/obj/test_xdp.o: $(BUILD)/gen/prefilter.skel.h
+
 $(BUILD)/obj/%.o: src/%.c $(BUILD)/flags | $(BUILD)/obj
 	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -c -o $@ $<
 
@@ -116,8 +131,8 @@ unit: all
 test: deps check-format all clang sanitize fuzz-replay-build
 	/usr/bin/python3 tests/run.py
 
-FORMAT_FILES = $(wildcard src/*.[ch] src/client/*.[ch] tests/unit/*.[ch] \
-	       fuzz/*.[ch])
+FORMAT_FILES = $(wildcard src/*.[ch] src/client/*.[ch] src/bpf/*.[ch] \
+	       tests/unit/*.[ch] fuzz/*.[ch])
 
 check-format:
 	clang-format --dry-run --Werror $(FORMAT_FILES)

@@ -6,7 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Every counter, in the order SIGUSR1 prints them. */
+/* Every counter, in the order SIGUSR1 prints them. The xdp_* ones are the
+ * XDP prefilter's drops (stage=xdp): no process counts them; the
+ * supervisor copies them from the program's map into the sum. */
 #define COUNTER_LIST(X)                                                        \
 	X(tcp_accepted)                                                        \
 	X(tcp_active)                                                          \
@@ -42,6 +44,13 @@
 	X(tcp_throttled)                                                       \
 	X(tcp_lifetime_closes)                                                 \
 	X(tcp_max_bytes_closes)                                                \
+	X(xdp_udp_drop_port)                                                   \
+	X(xdp_udp_drop_bad_source)                                             \
+	X(xdp_udp_drop_bad_dest)                                               \
+	X(xdp_udp_drop_deny)                                                   \
+	X(xdp_udp_drop_rate)                                                   \
+	X(xdp_tcp_drop_deny)                                                   \
+	X(xdp_would_drop)                                                      \
 	X(worker_restarts)                                                     \
 	X(workers_ready)                                                       \
 	X(log_suppressed)

@@ -3,7 +3,8 @@
  * security argument (SECURITY.md lists each step and why):
  *   1. policy and flags; resolve the user and the empty chroot directory
  *   2. the listening sockets: bound here, or passed by systemd
- *   3. what the workers will need from the system, while it is visible
+ *   3. what the workers will need from the system, while it is visible;
+ *      the XDP prefilter, if the policy asks for it, loaded and attached
  *   4. chroot, drop the bounding set, change user, prove root is gone
  *   5. drop every capability, no_new_privs, not dumpable, rlimits
  *   6. seccomp (supervisor list), fork workers, each stacks the worker list
@@ -18,6 +19,7 @@
 #include "sandbox.h"
 #include "sockact.h"
 #include "supervisor.h"
+#include "xdp.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -263,6 +265,52 @@ check_capability_ports(bool as_root)
 	}
 }
 
+/*
+ * Step 3b: the XDP prefilter, while the capabilities to load it are still
+ * held. Afterwards only its links and a read-only view of its counters are
+ * left: no process ever needs bpf() again. If it cannot be applied, echod
+ * refuses to serve, unless the policy says 'allow-downgrade xdp-prefilter'.
+ */
+static void
+start_prefilter(const struct listen_set *s)
+{
+	struct xdp_listener l[XDP_MAX_LISTEN];
+	struct xdp_prefilter *x;
+	enum xdp_mode got[POLICY_MAX_XDP];
+	const char *step = "xdp_load";
+	char err[512];
+	size_t nl, i;
+
+	if (policy.nxdp == 0)
+		return;
+	nl = xdp_listeners_of(s, l, XDP_MAX_LISTEN);
+	x = xdp_load(&policy, &facts, l, nl, err, sizeof(err));
+	for (i = 0; x != NULL && i < policy.nxdp; i++)
+		if (xdp_attach(x, policy.xdp_ifaces[i], policy.xdp_mode,
+		               &got[i], err, sizeof(err)) != 0)
+			break;
+	if (x != NULL && i == policy.nxdp) {
+		step = "xdp_seal";
+		if (xdp_seal(x, err, sizeof(err)) == 0) {
+			for (i = 0; i < policy.nxdp; i++)
+				log_always(LOG_INFO, "xdp_attached",
+				           "iface=%s mode=%s",
+				           policy.xdp_ifaces[i],
+				           xdp_mode_name(got[i]));
+			return;
+		}
+	} else if (x != NULL) {
+		step = "xdp_attach";
+		xdp_unload(x);
+	}
+	if (!policy.allow_no_xdp)
+		refuse(step, err);
+	log_always(LOG_WARN, "hardening_skipped",
+	           "steps=xdp_prefilter step=%s msg=\"%s\" "
+	           "reason=\"allowed by allow-downgrade xdp-prefilter\"",
+	           step, err);
+}
+
 /* Called in each worker just before it serves: its own, stricter limits. */
 static void
 harden_worker(unsigned index)
@@ -270,6 +318,9 @@ harden_worker(unsigned index)
 	char err[256];
 
 	(void)index;
+	/* The supervisor's links keep the prefilter attached; a worker's
+	 * copies would keep it after the supervisor is gone. */
+	xdp_forget_links();
 	if (forbid_new_processes(err, sizeof(err)) != 0)
 		refuse("worker_nproc", err);
 	if (sandbox_enter(SANDBOX_WORKER, policy.sandbox_log, err,
@@ -354,6 +405,7 @@ main(int argc, char **argv)
 	/* Step 3: what the guards need. */
 	if (facts_gather(&facts, err, sizeof(err)) != 0)
 		die(EXIT_OSERR, "facts", err);
+	start_prefilter(&sockets);
 
 	/* Step 4: out of the filesystem, out of root. */
 	if (as_root || have_capability(CAP_SETPCAP)) {

@@ -290,20 +290,99 @@ set_sandbox_violation(const struct directive *d, struct policy *p, char **argv,
 	return 0;
 }
 
+/* "none", or one or more of the steps echod may then skip. */
 static int
 set_allow_downgrade(const struct directive *d, struct policy *p, char **argv,
                     int argc, char *msg, size_t msglen)
 {
-	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
+	if (want_args(d, argc, 1, 2, msg, msglen) != 0)
 		return -1;
-	if (strcmp(argv[0], "none") == 0)
-		p->allow_big_stderr = false;
-	else if (strcmp(argv[0], "fsize-limit") == 0)
-		p->allow_big_stderr = true;
-	else
-		return errmsg(msg, msglen,
-		              "'%s': '%s' is neither none nor fsize-limit",
-		              d->name, argv[0]);
+	p->allow_big_stderr = p->allow_no_xdp = false;
+	if (argc == 1 && strcmp(argv[0], "none") == 0)
+		return 0;
+	for (int i = 0; i < argc; i++) {
+		bool *which;
+		if (strcmp(argv[i], "fsize-limit") == 0)
+			which = &p->allow_big_stderr;
+		else if (strcmp(argv[i], "xdp-prefilter") == 0)
+			which = &p->allow_no_xdp;
+		else
+			return errmsg(msg, msglen,
+			              "'%s': '%s' is not none, fsize-limit or "
+			              "xdp-prefilter (none stands alone)",
+			              d->name, argv[i]);
+		if (*which)
+			return errmsg(msg, msglen, "'%s': '%s' named twice",
+			              d->name, argv[i]);
+		*which = true;
+	}
+	return 0;
+}
+
+static const char *const xdp_mode_names[] = {"auto", "native", "generic"};
+
+const char *
+xdp_mode_name(enum xdp_mode m)
+{
+	return xdp_mode_names[m];
+}
+
+/* An interface name the kernel would accept (dev_valid_name). */
+static bool
+valid_ifname(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n >= POLICY_IFNAME_MAX || strcmp(s, ".") == 0 ||
+	    strcmp(s, "..") == 0)
+		return false;
+	for (; *s; s++)
+		if (*s == '/' || *s == ':' || isspace((unsigned char)*s))
+			return false;
+	return true;
+}
+
+/* "xdp-prefilter IFACE... [mode native|generic|auto]" */
+static int
+set_xdp_prefilter(const struct directive *d, struct policy *p, char **argv,
+                  int argc, char *msg, size_t msglen)
+{
+	if (want_args(d, argc, 1, POLICY_MAX_XDP + 2, msg, msglen) != 0)
+		return -1;
+	p->nxdp = 0;
+	p->xdp_mode = XDP_MODE_AUTO;
+	if (argc >= 2 && strcmp(argv[argc - 2], "mode") == 0) {
+		size_t m;
+		for (m = 0; m < 3; m++)
+			if (strcmp(argv[argc - 1], xdp_mode_names[m]) == 0)
+				break;
+		if (m == 3)
+			return errmsg(msg, msglen,
+			              "'%s': mode '%s' is not native, generic "
+			              "or auto",
+			              d->name, argv[argc - 1]);
+		p->xdp_mode = (enum xdp_mode)m;
+		argc -= 2;
+	}
+	if (argc == 0)
+		return errmsg(msg, msglen, "'%s' needs an interface", d->name);
+	if (argc > POLICY_MAX_XDP)
+		return errmsg(msg, msglen, "'%s': more than %d interfaces",
+		              d->name, POLICY_MAX_XDP);
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "mode") == 0 || !valid_ifname(argv[i]))
+			return errmsg(msg, msglen,
+			              "'%s': '%s' is not an interface name "
+			              "(1-15 characters, no '/', ':' or space)",
+			              d->name, argv[i]);
+		for (size_t k = 0; k < p->nxdp; k++)
+			if (strcmp(p->xdp_ifaces[k], argv[i]) == 0)
+				return errmsg(msg, msglen,
+				              "'%s': '%s' is listed twice",
+				              d->name, argv[i]);
+		snprintf(p->xdp_ifaces[p->nxdp++], POLICY_IFNAME_MAX, "%s",
+		         argv[i]);
+	}
 	return 0;
 }
 
@@ -498,6 +577,7 @@ static const struct directive directives[] = {
     {"chroot", set_chroot, 0, 0, 0, false, false},
     {"sandbox-violation", set_sandbox_violation, 0, 0, 0, false, false},
     {"allow-downgrade", set_allow_downgrade, 0, 0, 0, false, false},
+    {"xdp-prefilter", set_xdp_prefilter, 0, 0, 0, false, false},
     {"enforce", set_enforce, 0, 0, 0, false, false},
     {"allow", set_cidrs, 0, 0, 0, true, false},
     {"deny", set_cidrs, 0, 0, 0, true, false},

@@ -16,8 +16,13 @@
 #define POLICY_MAX_LINE   1024
 #define POLICY_NAME_MAX   64
 #define POLICY_PATH_MAX   256
+#define POLICY_MAX_XDP    8  /* interfaces of xdp-prefilter */
+#define POLICY_IFNAME_MAX 16 /* IFNAMSIZ */
 
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+/* How xdp-prefilter attaches: auto tries native (driver) then generic. */
+enum xdp_mode { XDP_MODE_AUTO, XDP_MODE_NATIVE, XDP_MODE_GENERIC };
 
 struct policy {
 	struct endpoint listen[POLICY_MAX_LISTEN];
@@ -33,7 +38,13 @@ struct policy {
 	char chroot_dir[POLICY_PATH_MAX];
 	bool sandbox_log;      /* sandbox-violation log: SECCOMP_RET_LOG */
 	bool allow_big_stderr; /* allow-downgrade fsize-limit */
+	bool allow_no_xdp;     /* allow-downgrade xdp-prefilter */
 	struct bucket_cfg worker_restarts; /* per worker; past it, stop */
+
+	/* xdp-prefilter: the interfaces (none: off) and how to attach. */
+	char xdp_ifaces[POLICY_MAX_XDP][POLICY_IFNAME_MAX];
+	size_t nxdp;
+	enum xdp_mode xdp_mode;
 
 	/* Abuse controls (SECURITY.md says why each default). */
 	bool enforce;   /* false: log-only, count and log but echo anyway */
@@ -82,5 +93,8 @@ size_t policy_listen_index(const struct policy *p, const struct endpoint *ep);
 bool policy_valid_user(const char *name);
 
 const char *log_level_name(enum log_level l);
+
+/* "auto", "native" or "generic". */
+const char *xdp_mode_name(enum xdp_mode m);
 
 #endif

@@ -5,6 +5,7 @@
 #include "log.h"
 #include "loop.h"
 #include "worker.h"
+#include "xdp.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -57,6 +58,8 @@ log_counters(const struct supervisor *sv, const char *event)
 	struct counters sum;
 	char line[1536];
 
+	/* The prefilter's drops are the supervisor's to report. */
+	xdp_fold_counters(counters);
 	gather_total(sv->gather, counters, &sum);
 	counters_format(&sum, line, sizeof(line));
 	log_always(LOG_INFO, event, "%s", line);

@@ -216,6 +216,39 @@ test_keyword_ranges(void **state)
 	assert_string_equal(p.chroot_dir, "/var/empty/other/");
 }
 
+/* xdp-prefilter: off by default; interfaces, then an optional mode. */
+static void
+test_xdp_prefilter(void **state)
+{
+	struct policy p;
+
+	(void)state;
+	policy_defaults(&p);
+	assert_int_equal(p.nxdp, 0);
+	assert_false(p.allow_no_xdp);
+	parse_ok("xdp-prefilter eth0\n", &p);
+	assert_int_equal(p.nxdp, 1);
+	assert_string_equal(p.xdp_ifaces[0], "eth0");
+	assert_int_equal(p.xdp_mode, XDP_MODE_AUTO);
+	parse_ok("xdp-prefilter eth0 veth-a.1 0123456789abcde mode generic\n",
+	         &p);
+	assert_int_equal(p.nxdp, 3);
+	assert_string_equal(p.xdp_ifaces[2], "0123456789abcde");
+	assert_int_equal(p.xdp_mode, XDP_MODE_GENERIC);
+	parse_ok("xdp-prefilter a b c d e f g h mode native\n", &p);
+	assert_int_equal(p.nxdp, POLICY_MAX_XDP);
+	assert_int_equal(p.xdp_mode, XDP_MODE_NATIVE);
+	assert_string_equal(xdp_mode_name(p.xdp_mode), "native");
+	parse_ok("allow-downgrade xdp-prefilter\n", &p);
+	assert_true(p.allow_no_xdp);
+	assert_false(p.allow_big_stderr);
+	parse_ok("allow-downgrade fsize-limit xdp-prefilter\n", &p);
+	assert_true(p.allow_no_xdp);
+	assert_true(p.allow_big_stderr);
+	parse_ok("allow-downgrade none\n", &p);
+	assert_false(p.allow_no_xdp);
+}
+
 /* chroot: absolute, not /, no "..", at most POLICY_PATH_MAX - 1 bytes. */
 static void
 test_chroot(void **state)
@@ -524,6 +557,21 @@ test_bad_values(void **state)
 	bad_value("allow-downgrade all", "allow-downgrade");
 	bad_value("allow-downgrade fsize", "allow-downgrade");
 	bad_value("allow-downgrade none fsize-limit", "allow-downgrade");
+	bad_value("allow-downgrade xdp-prefilter none", "allow-downgrade");
+	bad_value("allow-downgrade fsize-limit fsize-limit", "allow-downgrade");
+	bad_value("allow-downgrade a b c", "allow-downgrade");
+	bad_value("xdp-prefilter", "xdp-prefilter");
+	bad_value("xdp-prefilter mode native", "xdp-prefilter");
+	bad_value("xdp-prefilter eth0 mode", "xdp-prefilter");
+	bad_value("xdp-prefilter eth0 mode fast", "xdp-prefilter");
+	bad_value("xdp-prefilter eth0 eth0", "xdp-prefilter");
+	bad_value("xdp-prefilter eth0 mode native mode generic",
+	          "xdp-prefilter");
+	bad_value("xdp-prefilter 0123456789abcdef", "xdp-prefilter");
+	bad_value("xdp-prefilter ../eth0", "xdp-prefilter");
+	bad_value("xdp-prefilter eth0:1", "xdp-prefilter");
+	bad_value("xdp-prefilter ..", "xdp-prefilter");
+	bad_value("xdp-prefilter a b c d e f g h i", "xdp-prefilter");
 }
 
 static void
@@ -1036,6 +1084,7 @@ main(void)
 	    cmocka_unit_test(test_every_keyword),
 	    cmocka_unit_test(test_keyword_ranges),
 	    cmocka_unit_test(test_chroot),
+	    cmocka_unit_test(test_xdp_prefilter),
 	    cmocka_unit_test(test_chroot_dotdot_at_end),
 	    cmocka_unit_test(test_unnamed_keep_defaults),
 	    cmocka_unit_test(test_listen_replaces_and_adds),

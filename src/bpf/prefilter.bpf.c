@@ -1,0 +1,394 @@
+/*
+ * prefilter: echod's optional XDP program. It drops, before the kernel
+ * builds a socket buffer, only what echod's guards would drop on the socket
+ * path, judged from the same policy in the same order (src/guard.c):
+ *   UDP: denied source port, bad source, bad destination, deny list, and a
+ *        per-prefix bucket twice as generous as the guard's;
+ *   TCP: the deny list.
+ * It looks only at UDP and TCP to echod's own listening sockets. Anything
+ * else, and anything it cannot parse for certain (fragments, unknown or
+ * truncated headers, IPv4-mapped IPv6 addresses), passes untouched: the
+ * guards stay the authority. It never writes to the packet.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include <stdbool.h>
+
+#include "prefilter.h"
+
+#define IP_MF     0x2000
+#define IP_OFFSET 0x1fff
+#define MAX_EXT   8 /* IPv6 extension headers walked before giving up */
+
+const volatile struct pf_config cfg;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64); /* set by the loader */
+	__type(key, struct pf_listen);
+	__type(value, __u8);
+} listeners SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 512); /* set by the loader */
+	__type(key, struct pf_addr);
+	__type(value, __u8);
+} addrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 512);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct pf_lpm4);
+	__type(value, __u8); /* 1 allow, 0 deny */
+} acl4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 512);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct pf_lpm6);
+	__type(value, __u8);
+} acl6 SEC(".maps");
+
+/* Per source prefix: the theoretical arrival time of the next packet. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384); /* rate-table-size, set by the loader */
+	__type(key, struct pf_addr);
+	__type(value, __u64);
+} buckets SEC(".maps");
+
+/* Mapped read-only by echod's supervisor: no bpf() call to read them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PF_NREASONS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* What the checks need from one packet. */
+struct pkt {
+	struct pf_addr src, dst;
+	__u8 proto;
+	__u16 sport, dport; /* network order */
+	__u32 payload;      /* UDP payload length */
+};
+
+static __always_inline int
+verdict(enum pf_reason r)
+{
+	__u32 key = cfg.enforce ? (__u32)r : PF_would_drop;
+	__u64 *n = bpf_map_lookup_elem(&counters, &key);
+
+	if (n)
+		__sync_fetch_and_add(n, 1);
+	return cfg.enforce ? XDP_DROP : XDP_PASS;
+}
+
+/*
+ * Headers past a variable offset (IPv4 options, IPv6 extension headers)
+ * are copied with bpf_xdp_load_bytes() rather than reached by pointer
+ * arithmetic: the verifier allows variable packet offsets only with
+ * CAP_PERFMON, and echod asks for CAP_BPF and CAP_NET_ADMIN alone.
+ */
+
+/* The transport header at off: 0 if it is UDP or TCP and whole. */
+static __always_inline int
+parse_l4(struct xdp_md *ctx, struct pkt *p, __u32 off)
+{
+	if (p->proto == IPPROTO_UDP) {
+		struct udphdr u;
+		if (bpf_xdp_load_bytes(ctx, off, &u, sizeof(u)) != 0)
+			return -1;
+		if (bpf_ntohs(u.len) < sizeof(u))
+			return -1;
+		p->sport = u.source;
+		p->dport = u.dest;
+		p->payload = bpf_ntohs(u.len) - sizeof(u);
+		return 0;
+	}
+	if (p->proto == IPPROTO_TCP) {
+		struct tcphdr t;
+		if (bpf_xdp_load_bytes(ctx, off, &t, sizeof(t)) != 0)
+			return -1;
+		p->sport = t.source;
+		p->dport = t.dest;
+		return 0;
+	}
+	return -1;
+}
+
+/* IPv4: options are skipped by their length; fragments pass. */
+static __always_inline int
+parse_v4(struct xdp_md *ctx, struct pkt *p, void *l3, void *end)
+{
+	struct iphdr *ip = l3;
+	__u32 hlen;
+
+	if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl < 5)
+		return -1;
+	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+		return -1;
+	hlen = ip->ihl * 4;
+	if (bpf_ntohs(ip->tot_len) < hlen)
+		return -1;
+	p->src.family = p->dst.family = PF_AF_INET;
+	__builtin_memcpy(p->src.bytes, &ip->saddr, 4);
+	__builtin_memcpy(p->dst.bytes, &ip->daddr, 4);
+	p->proto = ip->protocol;
+	return parse_l4(ctx, p, sizeof(struct ethhdr) + hlen);
+}
+
+static __always_inline bool
+v4_mapped(const __u8 *a)
+{
+	const __u32 *w = (const __u32 *)a;
+
+	return w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0xffff);
+}
+
+/* IPv6: hop-by-hop, destination and routing headers (with no segments
+ * left) are walked; fragments, AH, ESP and anything unknown pass. */
+static __always_inline int
+parse_v6(struct xdp_md *ctx, struct pkt *p, void *l3, void *end)
+{
+	struct ipv6hdr *ip = l3;
+	__u32 off = sizeof(struct ethhdr) + sizeof(*ip);
+	__u8 next;
+
+	if ((void *)(ip + 1) > end || ip->version != 6)
+		return -1;
+	p->src.family = p->dst.family = PF_AF_INET6;
+	__builtin_memcpy(p->src.bytes, &ip->saddr, 16);
+	__builtin_memcpy(p->dst.bytes, &ip->daddr, 16);
+	/* The guards judge these as IPv4: leave them to the guards. */
+	if (v4_mapped(p->src.bytes) || v4_mapped(p->dst.bytes))
+		return -1;
+	next = ip->nexthdr;
+	for (int i = 0; i < MAX_EXT; i++) {
+		__u8 e[8]; /* next header, length in 8 octets - 1, ... */
+		if (next == IPPROTO_UDP || next == IPPROTO_TCP) {
+			p->proto = next;
+			return parse_l4(ctx, p, off);
+		}
+		if (next != IPPROTO_HOPOPTS && next != IPPROTO_DSTOPTS &&
+		    next != IPPROTO_ROUTING)
+			return -1;
+		if (bpf_xdp_load_bytes(ctx, off, e, sizeof(e)) != 0)
+			return -1;
+		/* Segments left: the packet is not for this host yet. */
+		if (next == IPPROTO_ROUTING && e[3] != 0)
+			return -1;
+		next = e[0];
+		off += (e[1] + 1) * 8;
+	}
+	return -1;
+}
+
+/* Is the packet for one of echod's sockets (its address, or a wildcard)? */
+static __always_inline bool
+for_echod(const struct pkt *p)
+{
+	struct pf_listen k = {
+	    .proto = p->proto, .family = p->dst.family, .port = p->dport};
+
+	if (bpf_map_lookup_elem(&listeners, &k))
+		return true;
+	__builtin_memcpy(k.addr, p->dst.bytes, 16);
+	return bpf_map_lookup_elem(&listeners, &k) != NULL;
+}
+
+static __always_inline __u8
+addr_flags(const struct pf_addr *a)
+{
+	__u8 *f = bpf_map_lookup_elem(&addrs, a);
+
+	return f ? *f : 0;
+}
+
+static __always_inline bool
+all_zero(const __u8 *b)
+{
+	const __u32 *w = (const __u32 *)b;
+
+	return (w[0] | w[1] | w[2] | w[3]) == 0;
+}
+
+static __always_inline bool
+is_loopback(const struct pf_addr *a)
+{
+	const __u32 *w = (const __u32 *)a->bytes;
+
+	if (a->family == PF_AF_INET)
+		return a->bytes[0] == 127;
+	return w[0] == 0 && w[1] == 0 && w[2] == 0 && w[3] == bpf_htonl(1);
+}
+
+static __always_inline bool
+is_multicast(const struct pf_addr *a)
+{
+	if (a->family == PF_AF_INET)
+		return (a->bytes[0] & 0xf0) == 224;
+	return a->bytes[0] == 0xff;
+}
+
+/* Unspecified: 0.0.0.0/8 ("this network") or ::. */
+static __always_inline bool
+is_unspecified(const struct pf_addr *a)
+{
+	if (a->family == PF_AF_INET)
+		return a->bytes[0] == 0;
+	return all_zero(a->bytes);
+}
+
+static __always_inline bool
+is_broadcast(const struct pf_addr *a, __u8 flags)
+{
+	const __u32 *w = (const __u32 *)a->bytes;
+
+	return a->family == PF_AF_INET && (w[0] == 0xffffffff || flags);
+}
+
+/* guard_bad_source(): 240/4 holds 255.255.255.255 as well. */
+static __always_inline bool
+bad_source(const struct pkt *p)
+{
+	const struct pf_addr *s = &p->src;
+
+	if (is_unspecified(s) || is_multicast(s) ||
+	    (s->family == PF_AF_INET && (s->bytes[0] & 0xf0) == 240))
+		return true;
+	if (is_broadcast(s, addr_flags(s) & PF_BAD_SOURCE))
+		return true;
+	return is_loopback(s) && !is_loopback(&p->dst);
+}
+
+/* guard_bad_dest() */
+static __always_inline bool
+bad_dest(const struct pkt *p)
+{
+	const struct pf_addr *d = &p->dst;
+
+	return is_multicast(d) || is_unspecified(d) ||
+	       is_broadcast(d, addr_flags(d) & PF_BAD_DEST);
+}
+
+/* acl_allows(): the longest matching prefix decides; no match allows. */
+static __always_inline bool
+denied(const struct pf_addr *a)
+{
+	__u8 *allow;
+
+	if (!cfg.acl)
+		return false;
+	if (a->family == PF_AF_INET) {
+		struct pf_lpm4 k = {.prefixlen = 32};
+		__builtin_memcpy(k.addr, a->bytes, 4);
+		allow = bpf_map_lookup_elem(&acl4, &k);
+	} else {
+		struct pf_lpm6 k = {.prefixlen = 128};
+		__builtin_memcpy(k.addr, a->bytes, 16);
+		allow = bpf_map_lookup_elem(&acl6, &k);
+	}
+	return allow != NULL && *allow == 0;
+}
+
+static __always_inline bool
+port_denied(__u16 sport_be)
+{
+	__u16 port = bpf_ntohs(sport_be);
+
+	return (cfg.deny_ports[port / 64] >> (port % 64)) & 1;
+}
+
+/*
+ * The source prefix's bucket, kept as the time its next packet is due
+ * (GCRA): over the tolerance, the prefix has spent its burst. Concurrent
+ * CPUs may both spend one slot; that only lets more through. A new or
+ * evicted prefix starts with a whole burst.
+ */
+static __always_inline bool
+over_rate(const struct pf_addr *src)
+{
+	struct pf_addr k = {.family = src->family};
+	__u32 *kw = (__u32 *)k.bytes;
+	const __u32 *sw = (const __u32 *)src->bytes;
+	__u64 now = bpf_ktime_get_ns(), tat, *slot;
+
+	if (!cfg.rate)
+		return false;
+	if (src->family == PF_AF_INET) {
+		kw[0] = sw[0] & cfg.v4_mask;
+	} else {
+		kw[0] = sw[0] & cfg.v6_mask[0];
+		kw[1] = sw[1] & cfg.v6_mask[1];
+		kw[2] = sw[2] & cfg.v6_mask[2];
+		kw[3] = sw[3] & cfg.v6_mask[3];
+	}
+	slot = bpf_map_lookup_elem(&buckets, &k);
+	if (!slot) {
+		tat = now + cfg.interval_ns;
+		bpf_map_update_elem(&buckets, &k, &tat, BPF_ANY);
+		return false;
+	}
+	tat = *slot;
+	if (tat < now)
+		tat = now;
+	if (tat - now > cfg.tolerance_ns)
+		return true;
+	*slot = tat + cfg.interval_ns;
+	return false;
+}
+
+SEC("xdp")
+int
+echod_prefilter(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct pkt p = {};
+	int r;
+
+	if ((void *)(eth + 1) > end)
+		return XDP_PASS;
+	if (eth->h_proto == bpf_htons(ETH_P_IP))
+		r = parse_v4(ctx, &p, eth + 1, end);
+	else if (eth->h_proto == bpf_htons(ETH_P_IPV6))
+		r = parse_v6(ctx, &p, eth + 1, end);
+	else
+		return XDP_PASS;
+	if (r != 0 || !for_echod(&p))
+		return XDP_PASS;
+	if (p.proto == IPPROTO_TCP)
+		return denied(&p.src) ? verdict(PF_tcp_drop_deny) : XDP_PASS;
+	/* udp.c drops an oversize datagram before any guard: leave it. */
+	if (p.payload > cfg.max_payload)
+		return XDP_PASS;
+	if (port_denied(p.sport))
+		return verdict(PF_udp_drop_port);
+	if (bad_source(&p))
+		return verdict(PF_udp_drop_bad_source);
+	if (bad_dest(&p))
+		return verdict(PF_udp_drop_bad_dest);
+	if (denied(&p.src))
+		return verdict(PF_udp_drop_deny);
+	if (over_rate(&p.src))
+		return verdict(PF_udp_drop_rate);
+	return XDP_PASS;
+}
+
+/* No GPL-only helper is used; the string only has to be one the kernel
+ * knows. */
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

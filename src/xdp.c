@@ -1,0 +1,410 @@
+/* xdp: libbpf for loading and attaching; after xdp_seal, only the link fds
+ * and a read-only mapping of the counters are left. */
+#include "xdp.h"
+#include "errmsg.h"
+#include "log.h"
+
+#include "bpf/prefilter.h"
+/* The object, embedded by bpftool gen skeleton (build/gen). */
+#include "prefilter.skel.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* The program allows twice the guard's per-prefix rate and burst, so that
+ * where the two count differently (datagrams the guard drops for a loop or
+ * its byte rate, datagrams the socket buffer lost) the guard is still the
+ * one that limits; the program only stops what is far over. */
+#define RATE_MARGIN 2
+
+#define LIBBPF_LOG_LINES 40
+
+struct xdp_prefilter {
+	struct prefilter *skel;
+};
+
+/* Process-wide: what stays after xdp_seal (the "counters" of this module). */
+static int links[POLICY_MAX_XDP];
+static size_t nlinks;
+static const uint64_t *mapped; /* the counters map, PROT_READ */
+
+static char libbpf_last[200]; /* libbpf's last warning, for err */
+
+/* libbpf's messages go to the log at debug level, one line each (of a
+ * verifier log, the last lines: they say why); the last warning is kept
+ * to explain a failure. */
+static int libbpf_print(enum libbpf_print_level level, const char *fmt,
+                        va_list ap) __attribute__((format(printf, 2, 0)));
+
+static int
+libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	char *buf = NULL, *line, *save = NULL;
+	size_t nlines = 0, skip;
+
+	if (vasprintf(&buf, fmt, ap) < 0)
+		return 0;
+	for (char *c = buf; *c; c++) {
+		nlines += *c == '\n';
+		if (*c == '"' || *c == '\\' || (*c != '\n' && *c < 32))
+			*c = '?';
+	}
+	skip = nlines > LIBBPF_LOG_LINES ? nlines - LIBBPF_LOG_LINES : 0;
+	for (line = strtok_r(buf, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		if (level == LIBBPF_WARN)
+			snprintf(libbpf_last, sizeof(libbpf_last), "%s", line);
+		if (skip > 0)
+			skip--;
+		else
+			log_event(LOG_DEBUG, "libbpf", "msg=\"%.900s\"", line);
+	}
+	free(buf);
+	return 0;
+}
+
+size_t
+xdp_listeners_of(const struct listen_set *s, struct xdp_listener *out,
+                 size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->n; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		struct xdp_listener l = {0};
+		int v6only = 1;
+		socklen_t optlen = sizeof(v6only);
+		bool dup = false;
+
+		if (getsockname(s->l[i].fd, (struct sockaddr *)&ss, &len) != 0)
+			continue;
+		l.proto =
+		    s->l[i].type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP;
+		ipaddr_from_sockaddr((struct sockaddr *)&ss, &l.addr, &l.port);
+		for (size_t k = 0; k < n; k++)
+			dup |= memcmp(&out[k], &l, sizeof(l)) == 0;
+		if (!dup && n < max)
+			out[n++] = l;
+		/* A dual-stack socket (passed by systemd) takes IPv4 too. */
+		if (ss.ss_family == AF_INET6 && l.addr.family == AF_INET6 &&
+		    getsockopt(s->l[i].fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only,
+		               &optlen) == 0 &&
+		    !v6only && n < max) {
+			memset(l.addr.bytes, 0, sizeof(l.addr.bytes));
+			l.addr.family = AF_INET;
+			out[n++] = l;
+		}
+	}
+	return n;
+}
+
+static void
+mask_bytes(unsigned bits, uint8_t *out, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned b = bits > 8 * i ? bits - 8 * (unsigned)i : 0;
+		out[i] = b >= 8 ? 0xff : (uint8_t)(0xff << (8 - b));
+	}
+}
+
+/* The guard's udp-rate as a GCRA interval and tolerance, RATE_MARGIN
+ * times as generous; off when unlimited or too fast to matter. */
+static void
+set_rate(struct pf_config *c, const struct bucket_cfg *b)
+{
+	uint64_t burst = b->burst * RATE_MARGIN;
+
+	c->rate = 0;
+	if (b->rate == 0)
+		return;
+	c->interval_ns = b->period_ms * 1000000 / (b->rate * RATE_MARGIN);
+	if (c->interval_ns == 0)
+		return;
+	c->rate = 1;
+	c->tolerance_ns = burst - 1 > UINT64_MAX / 2 / c->interval_ns
+	                      ? UINT64_MAX / 2
+	                      : (burst - 1) * c->interval_ns;
+}
+
+static void
+configure(struct pf_config *c, const struct policy *p)
+{
+	memset(c, 0, sizeof(*c));
+	c->enforce = p->enforce;
+	c->acl = p->acl.n > 0;
+	mask_bytes(p->rate_prefix_v4, (uint8_t *)&c->v4_mask, 4);
+	mask_bytes(p->rate_prefix_v6, (uint8_t *)c->v6_mask, 16);
+	set_rate(c, &p->udp_rate);
+	c->max_payload = p->udp_max_datagram;
+	memcpy(c->deny_ports, p->udp_deny_ports.bits, sizeof(c->deny_ports));
+}
+
+static int
+put(struct bpf_map *m, const void *key, size_t klen, uint8_t value, char *err,
+    size_t errlen)
+{
+	if (bpf_map__update_elem(m, key, klen, &value, 1, BPF_ANY) != 0)
+		return errmsg(err, errlen, "filling map %s: %s",
+		              bpf_map__name(m), strerror(errno));
+	return 0;
+}
+
+static int
+fill_maps(struct prefilter *k, const struct policy *p, const struct facts *f,
+          const struct xdp_listener *l, size_t nl, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < nl; i++) {
+		struct pf_listen key = {.proto = (uint8_t)l[i].proto,
+		                        .family = l[i].addr.family,
+		                        .port = htons(l[i].port)};
+		memcpy(key.addr, l[i].addr.bytes, 16);
+		if (put(k->maps.listeners, &key, sizeof(key), 1, err, errlen))
+			return -1;
+	}
+	/* Directed broadcasts: neither a source nor a destination. */
+	for (size_t i = 0; i < f->nbroadcast; i++) {
+		struct pf_addr key = {.family = f->broadcast[i].family};
+		memcpy(key.bytes, f->broadcast[i].bytes, 16);
+		if (put(k->maps.addrs, &key, sizeof(key),
+		        PF_BAD_SOURCE | PF_BAD_DEST, err, errlen))
+			return -1;
+	}
+	for (size_t i = 0; i < p->acl.n; i++) {
+		const struct acl_rule *r = &p->acl.rules[i];
+		int rc;
+		if (r->net.addr.family == AF_INET) {
+			struct pf_lpm4 key = {.prefixlen = r->net.prefix};
+			memcpy(key.addr, r->net.addr.bytes, 4);
+			rc = put(k->maps.acl4, &key, sizeof(key), r->allow, err,
+			         errlen);
+		} else {
+			struct pf_lpm6 key = {.prefixlen = r->net.prefix};
+			memcpy(key.addr, r->net.addr.bytes, 16);
+			rc = put(k->maps.acl6, &key, sizeof(key), r->allow, err,
+			         errlen);
+		}
+		if (rc != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static uint32_t
+at_least_one(size_t n)
+{
+	return n > 0 ? (uint32_t)n : 1;
+}
+
+static int
+load_failed(const char *what, int e, char *err, size_t errlen)
+{
+	if (e == EPERM || e == EACCES)
+		return errmsg(err, errlen,
+		              "%s: %s: loading XDP needs CAP_BPF and "
+		              "CAP_NET_ADMIN (or root)%s%s",
+		              what, strerror(e),
+		              libbpf_last[0] ? "; libbpf: " : "", libbpf_last);
+	return errmsg(err, errlen, "%s: %s%s%s", what, strerror(e),
+	              libbpf_last[0] ? "; libbpf: " : "", libbpf_last);
+}
+
+struct xdp_prefilter *
+xdp_load(const struct policy *p, const struct facts *f,
+         const struct xdp_listener *l, size_t nl, char *err, size_t errlen)
+{
+	struct xdp_prefilter *x = calloc(1, sizeof(*x));
+	size_t n4 = 0, n6 = 0;
+	int rc;
+
+	if (x == NULL) {
+		errmsg(err, errlen, "out of memory");
+		return NULL;
+	}
+	libbpf_set_print(libbpf_print);
+	libbpf_last[0] = '\0';
+	x->skel = prefilter__open();
+	if (x->skel == NULL) {
+		load_failed("opening the program", errno, err, errlen);
+		free(x);
+		return NULL;
+	}
+	configure(&x->skel->rodata->cfg, p);
+	for (size_t i = 0; i < p->acl.n; i++)
+		p->acl.rules[i].net.addr.family == AF_INET ? n4++ : n6++;
+	rc =
+	    bpf_map__set_max_entries(x->skel->maps.listeners, at_least_one(nl));
+	rc |= bpf_map__set_max_entries(x->skel->maps.addrs,
+	                               at_least_one(f->nbroadcast));
+	rc |= bpf_map__set_max_entries(x->skel->maps.acl4, at_least_one(n4));
+	rc |= bpf_map__set_max_entries(x->skel->maps.acl6, at_least_one(n6));
+	rc |=
+	    bpf_map__set_max_entries(x->skel->maps.buckets, p->rate_table_size);
+	if (rc != 0) {
+		errmsg(err, errlen, "sizing the maps failed");
+		xdp_unload(x);
+		return NULL;
+	}
+	if (prefilter__load(x->skel) != 0) {
+		load_failed("the kernel refused the program", errno, err,
+		            errlen);
+		xdp_unload(x);
+		return NULL;
+	}
+	if (fill_maps(x->skel, p, f, l, nl, err, errlen) != 0) {
+		xdp_unload(x);
+		return NULL;
+	}
+	return x;
+}
+
+int
+xdp_prog_fd(const struct xdp_prefilter *x)
+{
+	return bpf_program__fd(x->skel->progs.echod_prefilter);
+}
+
+static int
+link_create(int prog, unsigned ifindex, enum xdp_mode mode)
+{
+	LIBBPF_OPTS(bpf_link_create_opts, o);
+
+	o.flags =
+	    mode == XDP_MODE_NATIVE ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE;
+	return bpf_link_create(prog, (int)ifindex, BPF_XDP, &o);
+}
+
+int
+xdp_attach(struct xdp_prefilter *x, const char *ifname, enum xdp_mode mode,
+           enum xdp_mode *attached, char *err, size_t errlen)
+{
+	unsigned ifindex = if_nametoindex(ifname);
+	int fd = -1, e = 0;
+
+	if (ifindex == 0)
+		return errmsg(err, errlen,
+		              "no interface '%s' in echod's network namespace",
+		              ifname);
+	if (nlinks == POLICY_MAX_XDP)
+		return errmsg(err, errlen, "more than %d links",
+		              POLICY_MAX_XDP);
+	*attached =
+	    mode == XDP_MODE_GENERIC ? XDP_MODE_GENERIC : XDP_MODE_NATIVE;
+	fd = link_create(xdp_prog_fd(x), ifindex, *attached);
+	if (fd < 0 && mode == XDP_MODE_AUTO && errno != EBUSY &&
+	    errno != EEXIST) {
+		*attached = XDP_MODE_GENERIC;
+		fd = link_create(xdp_prog_fd(x), ifindex, *attached);
+	}
+	if (fd >= 0) {
+		links[nlinks++] = fd;
+		return 0;
+	}
+	e = errno;
+	if (e == EBUSY || e == EEXIST)
+		return errmsg(err, errlen,
+		              "%s already has an XDP program: echod does not "
+		              "replace it",
+		              ifname);
+	if (e == EPERM || e == EACCES)
+		return errmsg(err, errlen,
+		              "attaching to %s: %s: needs CAP_NET_ADMIN",
+		              ifname, strerror(e));
+	if (mode == XDP_MODE_NATIVE && (e == EOPNOTSUPP || e == EINVAL))
+		return errmsg(err, errlen,
+		              "%s has no native (driver) XDP: %s; use mode "
+		              "generic or auto",
+		              ifname, strerror(e));
+	return errmsg(err, errlen, "attaching to %s (%s mode): %s", ifname,
+	              xdp_mode_name(*attached), strerror(e));
+}
+
+int
+xdp_seal(struct xdp_prefilter *x, char *err, size_t errlen)
+{
+	struct bpf_map *frozen[] = {
+	    x->skel->maps.listeners, x->skel->maps.addrs,
+	    x->skel->maps.acl4,      x->skel->maps.acl6,
+	    x->skel->maps.buckets,   x->skel->maps.counters};
+	int cfd = bpf_map__fd(x->skel->maps.counters);
+	long page = sysconf(_SC_PAGESIZE);
+	size_t len = (PF_NREASONS * sizeof(uint64_t) + (size_t)page - 1) /
+	             (size_t)page * (size_t)page;
+	void *m;
+
+	/* The kernel clears VM_MAYWRITE on a read-only mapping of a BPF map:
+	 * not even mprotect() can make it writable later. */
+	m = mmap(NULL, len, PROT_READ, MAP_SHARED, cfd, 0);
+	if (m == MAP_FAILED) {
+		errmsg(err, errlen, "mapping the counters: %s",
+		       strerror(errno));
+		xdp_unload(x);
+		return -1;
+	}
+	/* Frozen: no bpf() caller, even root, can change the policy the
+	 * program enforces or write the counters echod reports; only the
+	 * program itself writes its buckets and counters. */
+	for (size_t i = 0; i < sizeof(frozen) / sizeof(*frozen); i++)
+		if (bpf_map_freeze(bpf_map__fd(frozen[i])) != 0) {
+			errmsg(err, errlen, "freezing map %s: %s",
+			       bpf_map__name(frozen[i]), strerror(errno));
+			munmap(m, len);
+			xdp_unload(x);
+			return -1;
+		}
+	mapped = m;
+	/* The links hold the program, the program its maps. */
+	prefilter__destroy(x->skel);
+	free(x);
+	return 0;
+}
+
+void
+xdp_unload(struct xdp_prefilter *x)
+{
+	xdp_forget_links();
+	if (x == NULL)
+		return;
+	prefilter__destroy(x->skel);
+	free(x);
+}
+
+void
+xdp_forget_links(void)
+{
+	for (size_t i = 0; i < nlinks; i++)
+		close(links[i]);
+	nlinks = 0;
+}
+
+void
+xdp_fold_counters(struct counters *c)
+{
+	if (mapped == NULL)
+		return;
+#define PF_FOLD(name)                                                          \
+	c->xdp_##name = __atomic_load_n(&mapped[PF_##name], __ATOMIC_RELAXED);
+	PF_REASONS(PF_FOLD)
+#undef PF_FOLD
+}
+
+int
+xdp_read_counters(const struct xdp_prefilter *x, uint64_t *out, size_t n)
+{
+	for (uint32_t i = 0; i < n && i < PF_NREASONS; i++)
+		if (bpf_map__lookup_elem(x->skel->maps.counters, &i, sizeof(i),
+		                         &out[i], sizeof(out[i]), 0) != 0)
+			return -1;
+	return 0;
+}
