@@ -22,7 +22,7 @@ BPF_CFLAGS = -target bpf -O2 -g -Wall -Wextra -Werror \
 	     -I/usr/include/$(shell $(BPF_CLANG) -print-multiarch) -Isrc/bpf
 
 # Modules shared by echod, the unit tests and the fuzzers.
-CORE	 = units addr policy cli log counters gather loop listen tcp udp worker \
+CORE	 = units addr policy cli log logline counters gather loop listen tcp udp worker \
 	   supervisor sandbox privdrop sockact siphash ratelimit acl guard facts \
 	   errmsg xdp
 CORE_OBJ = $(CORE:%=$(BUILD)/obj/%.o) $(BUILD)/obj/default_policy.o

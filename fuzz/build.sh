@@ -36,10 +36,11 @@ declare -A MODS=(
 	[fuzz_units]="units"
 	[fuzz_cli]="cli policy units addr acl errmsg default_policy"
 	[fuzz_sockact]="sockact units addr errmsg"
+	[fuzz_logline]="logline"
 	[fuzz_guard]="guard ratelimit siphash acl addr units policy errmsg default_policy"
 	[fuzz_ratelimit]="ratelimit siphash addr units"
 )
-FUZZERS="fuzz_policy fuzz_addr fuzz_units fuzz_cli fuzz_sockact fuzz_guard fuzz_ratelimit"
+FUZZERS="fuzz_policy fuzz_addr fuzz_units fuzz_cli fuzz_sockact fuzz_guard fuzz_ratelimit fuzz_logline"
 
 # The built-in policy as a C string, exactly as the Makefile makes it.
 mkdir -p "$OBJ/gen"

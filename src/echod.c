@@ -311,6 +311,18 @@ start_prefilter(const struct listen_set *s)
 	           step, err);
 }
 
+/* log syslog: the socket is connected now, while the path is visible; the
+ * workers inherit it and only write to it. */
+static void
+open_syslog(void)
+{
+	char err[256];
+
+	if (policy.log_syslog &&
+	    log_open_syslog(policy.syslog_path, err, sizeof(err)) != 0)
+		refuse("syslog", err);
+}
+
 /* Called in each worker just before it serves: its own, stricter limits. */
 static void
 harden_worker(unsigned index)
@@ -359,6 +371,7 @@ main(int argc, char **argv)
 	/* A closed stderr must not kill us; sockets use MSG_NOSIGNAL. */
 	signal(SIGPIPE, SIG_IGN);
 	log_init(policy.log_level, "main", -1);
+	log_set_json(policy.log_json);
 	nworkers = worker_count(&policy);
 	if (policy.tcp && policy.tcp_max_connections < nworkers) {
 		fprintf(stderr,
@@ -383,10 +396,12 @@ main(int argc, char **argv)
 	nofile = fd_limit_needed(&policy, nworkers);
 	raise_fd_limit(nofile, opts.check_only);
 	if (opts.check_only) {
+		open_syslog();
 		puts("ok");
 		return 0;
 	}
 	close_inherited_fds();
+	open_syslog();
 	if (stderr_is_file()) {
 		if (!policy.allow_big_stderr)
 			refuse("rlimit_fsize",

@@ -1,16 +1,26 @@
 /* log: no peer can make echod write more than LOG_RATE lines a second. */
 #include "log.h"
 #include "counters.h"
+#include "errmsg.h"
+#include "logline.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 static enum log_level min_level = LOG_INFO;
 static char role_field[48] = "role=main";
+static long my_pid;
+
+/* Where lines go: stderr, or a datagram socket connected to syslog. */
+static int sink_fd = STDERR_FILENO;
+static bool sink_syslog, format_json;
 
 /* The line budget: a token bucket in whole lines, refilled from
  * CLOCK_MONOTONIC. */
@@ -24,11 +34,44 @@ void
 log_init(enum log_level level, const char *role, int index)
 {
 	min_level = level;
+	my_pid = (long)getpid();
 	if (index >= 0)
 		snprintf(role_field, sizeof(role_field), "role=%s worker=%d",
 		         role, index);
 	else
 		snprintf(role_field, sizeof(role_field), "role=%s", role);
+}
+
+int
+log_open_syslog(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return errmsg(err, errlen, "syslog socket path %s is too long",
+		              path);
+	memcpy(sa.sun_path, path, strlen(path));
+	/* Non-blocking: a stuck syslog daemon must not stall a worker. */
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return errmsg(err, errlen, "syslog socket: %s",
+		              strerror(errno));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		int e = errno;
+		close(fd);
+		return errmsg(err, errlen, "cannot connect to %s: %s", path,
+		              strerror(e));
+	}
+	sink_fd = fd;
+	sink_syslog = true;
+	return 0;
+}
+
+void
+log_set_json(bool json)
+{
+	format_json = json;
 }
 
 int
@@ -91,11 +134,44 @@ utc_fields(time_t t, int f[6])
 	f[5] = (int)(secs % 60);
 }
 
+/* One logfmt line (no newline) out to the sink, in the policy's format.
+ * One write per line: workers share the sink and lines must not mix. */
+static void
+emit(enum log_level level, const char *line, size_t n)
+{
+	char out[LOG_LINE_MAX * 3 + 64];
+	size_t used = 0, prefix;
+	ssize_t r;
+
+	if (sink_syslog)
+		used =
+		    logline_syslog_prefix((int)level, my_pid, out, sizeof(out));
+	prefix = used;
+	if (format_json) {
+		used += logline_json(line, n, out + used, sizeof(out) - used);
+	} else {
+		memcpy(out + used, line, n);
+		used += n;
+	}
+	if (!sink_syslog)
+		out[used++] = '\n';
+	while ((r = write(sink_fd, out, used)) < 0 && errno == EINTR)
+		;
+	/* syslog gone (restarted: the socket cannot be reconnected inside
+	 * the sandbox) or full: the line goes to stderr rather than nowhere. */
+	if (r < 0 && sink_syslog) {
+		out[used++] = '\n';
+		while (write(STDERR_FILENO, out + prefix, used - prefix) < 0 &&
+		       errno == EINTR)
+			;
+	}
+}
+
 static void __attribute__((format(printf, 3, 0)))
 write_line(enum log_level level, const char *event, const char *fmt, va_list ap)
 {
 	static const char *const names[] = {"error", "warn", "info", "debug"};
-	char line[2048];
+	char line[LOG_LINE_MAX];
 	struct timespec ts;
 	int tm[6];
 	size_t n;
@@ -117,10 +193,7 @@ write_line(enum log_level level, const char *event, const char *fmt, va_list ap)
 	}
 	if (n > sizeof(line) - 2)
 		n = sizeof(line) - 2;
-	line[n++] = '\n';
-	/* One write per line: workers share stderr and lines must not mix. */
-	while (write(STDERR_FILENO, line, n) < 0 && errno == EINTR)
-		;
+	emit(level, line, n);
 }
 
 static void

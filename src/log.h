@@ -1,19 +1,33 @@
-/* log: one event per line on stderr, logfmt, with a global line budget. */
+/* log: one event per line on stderr or to syslog, logfmt or JSON, with a
+ * global line budget. */
 #ifndef ECHOD_LOG_H
 #define ECHOD_LOG_H
 
 #include "policy.h"
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <time.h>
+
+#define LOG_LINE_MAX 2048 /* one event, as logfmt */
 
 /* Set the minimum level and the process name field (e.g. "worker"). */
 void log_init(enum log_level level, const char *role, int index);
+
+/* Send every later line to the syslog socket at path (e.g. /dev/log), one
+ * datagram per line, "<PRI>echod[PID]: " first. Before the sandbox: it
+ * needs socket and connect. 0, or -1 with the reason in err. */
+int log_open_syslog(const char *path, char *err, size_t errlen);
+
+/* Write each line as one JSON object instead of logfmt (same fields). */
+void log_set_json(bool json);
 
 /* True if an event at this level would be written (before rate limiting). */
 int log_enabled(enum log_level level);
 
 /*
- * Write "ts=... level=... event=EVENT role=... FIELDS\n" in one write(2).
+ * Write "ts=... level=... event=EVENT role=... FIELDS\n" in one write(2)
+ * (or that line as JSON, or as a syslog datagram, as configured above).
  * FIELDS is a printf format of key=value pairs; values that could hold
  * spaces must be quoted by the caller. Lines beyond the budget (LOG_RATE
  * per second) are counted and reported in a later log_suppressed event.

@@ -556,6 +556,43 @@ set_optional(const struct directive *d, struct policy *p, char **argv, int argc,
 	return set_duration(d, p, argv, argc, msg, msglen);
 }
 
+/* "log stderr" or "log syslog [PATH]": PATH an absolute socket path. */
+static int
+set_log(const struct directive *d, struct policy *p, char **argv, int argc,
+        char *msg, size_t msglen)
+{
+	if (want_args(d, argc, 1, 2, msg, msglen) != 0)
+		return -1;
+	if (strcmp(argv[0], "stderr") == 0 && argc == 1) {
+		p->log_syslog = false;
+		return 0;
+	}
+	if (strcmp(argv[0], "syslog") != 0)
+		return errmsg(msg, msglen,
+		              "'%s': expected stderr or syslog [PATH]",
+		              d->name);
+	if (argc == 2 &&
+	    (argv[1][0] != '/' || strlen(argv[1]) >= 108 /* sun_path */))
+		return errmsg(msg, msglen,
+		              "'%s': '%s' is not an absolute socket path "
+		              "under 108 bytes",
+		              d->name, argv[1]);
+	p->log_syslog = true;
+	snprintf(p->syslog_path, sizeof(p->syslog_path), "%s",
+	         argc == 2 ? argv[1] : "/dev/log");
+	return 0;
+}
+
+static int
+set_log_format(const struct directive *d, struct policy *p, char **argv,
+               int argc, char *msg, size_t msglen)
+{
+	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
+		return -1;
+	return set_on_off(d, argv[0], &p->log_json, "json", "logfmt", msg,
+	                  msglen);
+}
+
 #define FIELD(f) offsetof(struct policy, f)
 
 static const struct directive directives[] = {
@@ -574,6 +611,8 @@ static const struct directive directives[] = {
     {"udp-max-datagram", set_size, FIELD(udp_max_datagram), 0, 65535, false,
      false},
     {"log-level", set_log_level, 0, 0, 0, false, false},
+    {"log", set_log, 0, 0, 0, false, false},
+    {"log-format", set_log_format, 0, 0, 0, false, false},
     {"chroot", set_chroot, 0, 0, 0, false, false},
     {"sandbox-violation", set_sandbox_violation, 0, 0, 0, false, false},
     {"allow-downgrade", set_allow_downgrade, 0, 0, 0, false, false},

@@ -35,6 +35,9 @@ struct policy {
 	uint64_t tcp_buffer;
 	uint64_t udp_max_datagram;
 	enum log_level log_level;
+	bool log_syslog;                   /* log syslog: else stderr */
+	char syslog_path[POLICY_PATH_MAX]; /* log syslog PATH, /dev/log */
+	bool log_json;                     /* log-format json */
 	char chroot_dir[POLICY_PATH_MAX];
 	bool sandbox_log;      /* sandbox-violation log: SECCOMP_RET_LOG */
 	bool allow_big_stderr; /* allow-downgrade fsize-limit */
