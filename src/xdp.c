@@ -32,12 +32,14 @@
 
 struct xdp_prefilter {
 	struct prefilter *skel;
+	unsigned ncpus;
 };
 
 /* Process-wide: what stays after xdp_seal (the "counters" of this module). */
 static int links[POLICY_MAX_XDP];
 static size_t nlinks;
 static const uint64_t *mapped; /* the counters map, PROT_READ */
+static unsigned ncpus;         /* its PF_SLOT-counter slots */
 
 static char libbpf_last[200]; /* libbpf's last warning, for err */
 
@@ -201,6 +203,17 @@ fill_maps(struct prefilter *k, const struct policy *p, const struct facts *f,
 	return 0;
 }
 
+static int
+possible_cpus(unsigned *n)
+{
+	int k = libbpf_num_possible_cpus();
+
+	if (k <= 0)
+		return -1;
+	*n = (unsigned)k;
+	return 0;
+}
+
 static uint32_t
 at_least_one(size_t n)
 {
@@ -251,6 +264,9 @@ xdp_load(const struct policy *p, const struct facts *f,
 	rc |= bpf_map__set_max_entries(x->skel->maps.acl6, at_least_one(n6));
 	rc |=
 	    bpf_map__set_max_entries(x->skel->maps.buckets, p->rate_table_size);
+	rc |= possible_cpus(&x->ncpus);
+	rc |= bpf_map__set_max_entries(x->skel->maps.counters,
+	                               x->ncpus * PF_SLOT);
 	if (rc != 0) {
 		errmsg(err, errlen, "sizing the maps failed");
 		xdp_unload(x);
@@ -339,8 +355,9 @@ xdp_seal(struct xdp_prefilter *x, char *err, size_t errlen)
 	    x->skel->maps.buckets,   x->skel->maps.counters};
 	int cfd = bpf_map__fd(x->skel->maps.counters);
 	long page = sysconf(_SC_PAGESIZE);
-	size_t len = (PF_NREASONS * sizeof(uint64_t) + (size_t)page - 1) /
-	             (size_t)page * (size_t)page;
+	size_t len =
+	    (x->ncpus * PF_SLOT * sizeof(uint64_t) + (size_t)page - 1) /
+	    (size_t)page * (size_t)page;
 	void *m;
 
 	/* The kernel clears VM_MAYWRITE on a read-only mapping of a BPF map:
@@ -364,6 +381,7 @@ xdp_seal(struct xdp_prefilter *x, char *err, size_t errlen)
 			return -1;
 		}
 	mapped = m;
+	ncpus = x->ncpus;
 	/* The links hold the program, the program its maps. */
 	prefilter__destroy(x->skel);
 	free(x);
@@ -388,13 +406,24 @@ xdp_forget_links(void)
 	nlinks = 0;
 }
 
+/* Counter r summed over the CPUs' slots of `view`. */
+static uint64_t
+sum(const uint64_t *view, unsigned cpus, unsigned r)
+{
+	uint64_t total = 0;
+
+	for (unsigned c = 0; c < cpus; c++)
+		total +=
+		    __atomic_load_n(&view[c * PF_SLOT + r], __ATOMIC_RELAXED);
+	return total;
+}
+
 void
 xdp_fold_counters(struct counters *c)
 {
 	if (mapped == NULL)
 		return;
-#define PF_FOLD(name)                                                          \
-	c->xdp_##name = __atomic_load_n(&mapped[PF_##name], __ATOMIC_RELAXED);
+#define PF_FOLD(name) c->xdp_##name = sum(mapped, ncpus, PF_##name);
 	PF_REASONS(PF_FOLD)
 #undef PF_FOLD
 }
@@ -402,9 +431,17 @@ xdp_fold_counters(struct counters *c)
 int
 xdp_read_counters(const struct xdp_prefilter *x, uint64_t *out, size_t n)
 {
-	for (uint32_t i = 0; i < n && i < PF_NREASONS; i++)
-		if (bpf_map__lookup_elem(x->skel->maps.counters, &i, sizeof(i),
-		                         &out[i], sizeof(out[i]), 0) != 0)
-			return -1;
+	for (uint32_t r = 0; r < n && r < PF_NREASONS; r++) {
+		out[r] = 0;
+		for (uint32_t c = 0; c < x->ncpus; c++) {
+			uint32_t key = c * PF_SLOT + r;
+			uint64_t v;
+			if (bpf_map__lookup_elem(x->skel->maps.counters, &key,
+			                         sizeof(key), &v, sizeof(v),
+			                         0) != 0)
+				return -1;
+			out[r] += v;
+		}
+	}
 	return 0;
 }

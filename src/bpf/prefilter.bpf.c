@@ -68,10 +68,11 @@ struct {
 	__type(value, __u64);
 } buckets SEC(".maps");
 
-/* Mapped read-only by echod's supervisor: no bpf() call to read them. */
+/* Mapped read-only by echod's supervisor: no bpf() call to read them.
+ * PF_SLOT entries per possible CPU (the loader sets the size). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, PF_NREASONS);
+	__uint(max_entries, PF_SLOT);
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, __u64);
@@ -88,11 +89,13 @@ struct pkt {
 static __always_inline int
 verdict(enum pf_reason r)
 {
-	__u32 key = cfg.enforce ? (__u32)r : PF_would_drop;
+	__u32 key = bpf_get_smp_processor_id() * PF_SLOT +
+	            (cfg.enforce ? (__u32)r : PF_would_drop);
 	__u64 *n = bpf_map_lookup_elem(&counters, &key);
 
+	/* Only this CPU writes its slot, and XDP is not preempted. */
 	if (n)
-		__sync_fetch_and_add(n, 1);
+		*n += 1;
 	return cfg.enforce ? XDP_DROP : XDP_PASS;
 }
 

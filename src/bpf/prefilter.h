@@ -24,6 +24,12 @@ enum pf_reason {
 	    PF_NREASONS
 };
 
+/* The counters map holds one cache line of PF_SLOT counters per CPU, so
+ * that CPUs dropping a flood together never share a line: counter r of
+ * CPU c is entry c * PF_SLOT + r. */
+#define PF_SLOT 8
+_Static_assert(PF_NREASONS <= PF_SLOT, "a CPU's counters fit its slot");
+
 #define PF_AF_INET  2  /* AF_INET, without libc headers in the BPF build */
 #define PF_AF_INET6 10 /* AF_INET6 */
 
