@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <net/if.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -265,6 +266,22 @@ check_capability_ports(bool as_root)
 	}
 }
 
+/* -t: the prefilter's interfaces exist (loading it is left to the start). */
+static void
+check_prefilter_interfaces(void)
+{
+	char msg[128];
+
+	for (size_t i = 0; i < policy.nxdp && !policy.allow_no_xdp; i++)
+		if (if_nametoindex(policy.xdp_ifaces[i]) == 0) {
+			snprintf(msg, sizeof(msg),
+			         "no interface '%s' in echod's network "
+			         "namespace",
+			         policy.xdp_ifaces[i]);
+			refuse("xdp_attach", msg);
+		}
+}
+
 /*
  * Step 3b: the XDP prefilter, while the capabilities to load it are still
  * held. Afterwards only its links and a read-only view of its counters are
@@ -397,6 +414,7 @@ main(int argc, char **argv)
 	raise_fd_limit(nofile, opts.check_only);
 	if (opts.check_only) {
 		open_syslog();
+		check_prefilter_interfaces();
 		puts("ok");
 		return 0;
 	}

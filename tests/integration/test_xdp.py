@@ -25,7 +25,7 @@ import pytest
 
 import netns
 from conftest import (ECHOD_BIN, EXIT_OSERR, Echod, parse_logfmt, recv_exact,
-                      wait_until)
+                      run_echod, wait_until)
 from test_abuse import (CLI4, CLI6, EPHEMERAL, PORT, SRV4, SRV6, SRV_BCAST,
                         expect_echo, net, nsd, socks, udp_in)
 
@@ -394,6 +394,24 @@ def test_refusals_name_the_step(net):
     assert rc == EXIT_OSERR, log
     assert f["step"] == "xdp_load" and "CAP_BPF" in f["msg"], log
     assert not attached(p.srv)
+
+
+def test_check_only_names_a_missing_interface(tmp_path):
+    """-t checks that the interfaces exist (unless downgrading is allowed);
+    loading and attaching are left to the real start."""
+    for text, rc in (("xdp-prefilter lo nosuch0\n", EXIT_OSERR),
+                     ("xdp-prefilter lo\n", 0),
+                     ("xdp-prefilter nosuch0\nallow-downgrade xdp-prefilter\n",
+                      0)):
+        path = tmp_path / "p.conf"
+        path.write_text(text)
+        r = run_echod(["-c", path, "-t"])
+        assert r.returncode == rc, r.stderr
+        if rc:
+            assert b"step=xdp_attach" in r.stderr
+            assert b"no interface 'nosuch0'" in r.stderr
+        else:
+            assert r.stdout == b"ok\n"
 
 
 def test_one_program_per_interface_and_downgrade(net, nsd, socks):
