@@ -128,11 +128,11 @@ unit: all
 
 # The whole suite: both compilers warning-free, unit tests plain and under
 # ASan+UBSan, then the integration tests on real sockets.
-test: deps check-format all clang sanitize fuzz-replay-build
+test: deps check-format all clang sanitize fuzz-replay-build lab-build
 	/usr/bin/python3 tests/run.py
 
 FORMAT_FILES = $(wildcard src/*.[ch] src/client/*.[ch] src/bpf/*.[ch] \
-	       tests/unit/*.[ch] fuzz/*.[ch])
+	       tests/unit/*.[ch] fuzz/*.[ch] lab/*.c)
 
 check-format:
 	clang-format --dry-run --Werror $(FORMAT_FILES)
@@ -146,6 +146,9 @@ clean:
 # Fuzzing: harnesses, corpora and their targets (make fuzz, fuzz-run,
 # fuzz-coverage, fuzz-replay) live in fuzz/.
 -include fuzz/fuzz.mk
+
+# The reflection-attack lab: make lab [ATTACK=NAME] [POLICY=FILE].
+-include lab/lab.mk
 
 # Serve port 7 as an ordinary user: the binary carries the right to bind
 # (and CAP_SETPCAP, so it can also empty its bounding set before serving).

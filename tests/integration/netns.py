@@ -67,11 +67,12 @@ def _setns(fd):
 class Netns:
     """One named network namespace (created in __init__, gone after delete)."""
 
-    def __init__(self, tag):
+    def __init__(self, tag, name=None):
+        """`name` replaces the generated one (the lab names its own)."""
         if os.geteuid() != 0:
             raise NetnsUnavailable("not root: network namespaces need "
                                    "CAP_SYS_ADMIN")
-        self.name = unique_name(tag)
+        self.name = name or unique_name(tag)
         r = _run(["ip", "netns", "add", self.name], check=False)
         if r.returncode != 0:
             raise NetnsUnavailable(f"ip netns add failed: {r.stderr.strip()}")

@@ -1,0 +1,191 @@
+"""The lab's network: seven namespaces around a router, and their cleanup.
+
+    atk  198.18.1.2/24 (+ .10-.13)  2001:db8:0:100::2/64  the attacker
+    vic  198.18.2.2/24              2001:db8:0:200::2/64  the victim (and
+                                    its site 2001:db8:0:200::/56)
+    legit 198.18.3.2/24             2001:db8:0:300::2/64  a legitimate client
+    srv1..srv3  198.18.0.1-3/24 brd 198.18.0.255, 2001:db8::1-3/64, on one
+                bridge: the servers' LAN (srv1 is the server under attack;
+                fraggle also starts servers on srv2 and srv3)
+    rtr  the router between them: forwards everything, checks no source
+         (no BCP 38: that is what lets the attacker forge), and forwards
+         directed broadcasts into the LAN (bc_forwarding), as old routers
+         did.
+
+Each host routes only 198.18.0.0/15 and 2001:db8::/32, via rtr, and rtr
+knows nothing else: nothing can leave the lab. Namespaces are named
+echod-lab-<driver pid>-<host>; a run whose driver is gone is stale, and
+the next run kills what is left in its namespaces and deletes them.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" /
+                       "integration"))
+import netns  # noqa: E402  (tests/integration/netns.py)
+
+PREFIX = "echod-lab-"
+TMP_PREFIX = "/tmp/echod-lab-"
+
+SRV = ["198.18.0.1", "198.18.0.2", "198.18.0.3"]
+SRV6 = ["2001:db8::1", "2001:db8::2", "2001:db8::3"]
+SRV_BCAST = "198.18.0.255"
+SRV_NETS = ["198.18.0.0/24", "2001:db8::/64"]
+ATK, ATK6 = "198.18.1.2", "2001:db8:0:100::2"
+ATK_EXTRA = ["198.18.1.10", "198.18.1.11", "198.18.1.12", "198.18.1.13"]
+VIC, VIC6 = "198.18.2.2", "2001:db8:0:200::2"
+VIC_SITE6 = "2001:db8:0:200::/56"
+LEGIT, LEGIT6 = "198.18.3.2", "2001:db8:0:300::2"
+
+# host: (IPv4 address/len, router's IPv4, IPv6 address/len, router's IPv6)
+LINKS = {
+    "atk": (ATK + "/24", "198.18.1.1", ATK6 + "/64", "2001:db8:0:100::1"),
+    "vic": (VIC + "/24", "198.18.2.1", VIC6 + "/64", "2001:db8:0:200::1"),
+    "legit": (LEGIT + "/24", "198.18.3.1", LEGIT6 + "/64",
+              "2001:db8:0:300::1"),
+}
+RTR_LAN, RTR_LAN6 = "198.18.0.254", "2001:db8::fe"
+IFACE = "eth0"  # every host's interface
+
+
+def _pid_is_lab(pid):
+    """Is pid a live lab driver (this one included)?"""
+    if pid == os.getpid():
+        return True
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"lab.py" in f.read()
+    except OSError:
+        return False
+
+
+def _kill_pids(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def netns_pids(name):
+    r = subprocess.run(["ip", "netns", "pids", name], capture_output=True,
+                       text=True, timeout=10)
+    return [int(p) for p in r.stdout.split()]
+
+
+def clean_stale(log=print):
+    """Remove what runs of the lab whose driver is gone left behind: the
+    processes inside their namespaces (each started by that run), the
+    namespaces, their scratch directories. Returns what was removed."""
+    removed = []
+    try:
+        names = os.listdir("/run/netns")
+    except FileNotFoundError:
+        names = []
+    for name in sorted(names):
+        m = re.match(re.escape(PREFIX) + r"(\d+)-", name)
+        if not m or _pid_is_lab(int(m.group(1))):
+            continue
+        _kill_pids(netns_pids(name))
+        subprocess.run(["ip", "netns", "del", name], capture_output=True,
+                       timeout=10)
+        removed.append(name)
+    for d in Path("/tmp").glob(Path(TMP_PREFIX).name + "*"):
+        m = re.match(r"echod-lab-(\d+)$", d.name)
+        if m and not _pid_is_lab(int(m.group(1))):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(str(d))
+    if removed:
+        log(f"lab: removed a stale run: {' '.join(removed)}")
+    return removed
+
+
+class Topology:
+    """Builds the namespaces in __init__; delete() removes them (after the
+    caller has killed its processes and closed its sockets)."""
+
+    HOSTS = ["rtr", "srv1", "srv2", "srv3", "atk", "vic", "legit"]
+
+    def __init__(self):
+        for a in SRV + SRV6 + [ATK, ATK6, VIC, VIC6, LEGIT, LEGIT6] + \
+                ATK_EXTRA:
+            netns.check_address(a)
+        self.ns = {}
+        try:
+            for h in self.HOSTS:
+                self.ns[h] = netns.Netns(h, name=f"{PREFIX}{os.getpid()}-{h}")
+                for key in ("net.ipv6.conf.all.accept_dad",
+                            "net.ipv6.conf.default.accept_dad",
+                            "net.ipv4.conf.all.rp_filter",
+                            "net.ipv4.conf.default.rp_filter"):
+                    self.ns[h].sysctl(key, 0)
+            self._router()
+            self._lan()
+            for h, link in LINKS.items():
+                self._host_link(h, *link)
+            for a in ATK_EXTRA:
+                self.ns["atk"].ip("addr", "add", a + "/24", "dev", IFACE)
+        except Exception:
+            self.delete()
+            raise
+
+    def __getitem__(self, host):
+        return self.ns[host]
+
+    def _router(self):
+        r = self.ns["rtr"]
+        r.sysctl("net.ipv4.ip_forward", 1)
+        r.sysctl("net.ipv6.conf.all.forwarding", 1)
+        r.sysctl("net.ipv4.conf.all.bc_forwarding", 1)
+        r.ip("link", "add", "br-srv", "type", "bridge")
+        r.ip("addr", "add", RTR_LAN + "/24", "brd", "+", "dev", "br-srv")
+        r.ip("addr", "add", RTR_LAN6 + "/64", "dev", "br-srv", "nodad")
+        r.ip("link", "set", "br-srv", "up")
+        r.sysctl("net.ipv4.conf.br-srv.bc_forwarding", 1)
+        r.sysctl("net.ipv4.conf.br-srv.rp_filter", 0)
+
+    def _lan(self):
+        r = self.ns["rtr"]
+        for i, h in enumerate(["srv1", "srv2", "srv3"]):
+            port = f"to-{h}"
+            r.ip("link", "add", port, "type", "veth", "peer", "name", IFACE,
+                 "netns", self.ns[h].name)
+            r.ip("link", "set", port, "master", "br-srv", "up")
+            ns = self.ns[h]
+            ns.ip("addr", "add", SRV[i] + "/24", "brd", "+", "dev", IFACE)
+            ns.ip("addr", "add", SRV6[i] + "/64", "dev", IFACE, "nodad")
+            ns.ip("link", "set", IFACE, "up")
+            ns.ip("route", "add", "198.18.0.0/15", "via", RTR_LAN)
+            ns.ip("-6", "route", "add", "2001:db8::/32", "via", RTR_LAN6)
+
+    def _host_link(self, h, addr, gw, addr6, gw6):
+        r, ns = self.ns["rtr"], self.ns[h]
+        port = f"to-{h}"
+        r.ip("link", "add", port, "type", "veth", "peer", "name", IFACE,
+             "netns", ns.name)
+        r.ip("addr", "add", gw + "/24", "dev", port)
+        r.ip("addr", "add", gw6 + "/64", "dev", port, "nodad")
+        r.ip("link", "set", port, "up")
+        r.sysctl(f"net.ipv4.conf.{port}.rp_filter", 0)
+        # bc_forwarding applies where a directed broadcast comes in.
+        r.sysctl(f"net.ipv4.conf.{port}.bc_forwarding", 1)
+        ns.ip("addr", "add", addr, "dev", IFACE)
+        ns.ip("addr", "add", addr6, "dev", IFACE, "nodad")
+        ns.ip("link", "set", IFACE, "up")
+        ns.ip("route", "add", "198.18.0.0/15", "via", gw)
+        ns.ip("-6", "route", "add", "2001:db8::/32", "via", gw6)
+        if h == "vic":  # the victim's whole site is behind its address
+            r.ip("-6", "route", "add", VIC_SITE6, "via", addr6.split("/")[0])
+
+    def delete(self):
+        for h in reversed(self.HOSTS):
+            ns = self.ns.get(h)
+            if ns is not None:
+                _kill_pids(netns_pids(ns.name))
+                ns.delete()
