@@ -21,10 +21,8 @@ BPFTOOL	  ?= bpftool
 BPF_CFLAGS = -target bpf -O2 -g -Wall -Wextra -Werror \
 	     -I/usr/include/$(shell $(BPF_CLANG) -print-multiarch) -Isrc/bpf
 
-# Modules shared by echod, the unit tests and the fuzzers.
-CORE	 = units addr policy cli log logline counters gather loop listen tcp udp worker \
-	   supervisor sandbox privdrop sockact siphash ratelimit acl guard facts \
-	   errmsg xdp
+# Modules shared by echod and the unit tests: every src/*.c but main's.
+CORE	 = $(filter-out echod,$(basename $(notdir $(wildcard src/*.c))))
 CORE_OBJ = $(CORE:%=$(BUILD)/obj/%.o) $(BUILD)/obj/default_policy.o
 CLIENT_OBJ = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(wildcard src/client/*.c))
 # Every tests/unit/test_*.c is a cmocka program linked with the core.

@@ -13,14 +13,15 @@ FUZZERS = fuzz_policy fuzz_addr fuzz_units fuzz_cli fuzz_sockact \
 	  fuzz_guard fuzz_ratelimit fuzz_logline
 
 # Modules of src/ each harness links (default_policy: $(BUILD)/gen).
-FUZZ_MODS_fuzz_policy	 = policy units addr acl errmsg default_policy
+FUZZ_MODS_fuzz_policy	 = policy units addr acl errmsg log logline counters default_policy
 FUZZ_MODS_fuzz_addr	 = addr units
 FUZZ_MODS_fuzz_units	 = units
-FUZZ_MODS_fuzz_cli	 = cli policy units addr acl errmsg default_policy
+FUZZ_MODS_fuzz_cli	 = cli policy units addr acl errmsg log logline counters \
+			   default_policy
 FUZZ_MODS_fuzz_sockact	 = sockact units addr errmsg
 FUZZ_MODS_fuzz_logline	 = logline
 FUZZ_MODS_fuzz_guard	 = guard ratelimit siphash acl addr units policy \
-			   errmsg default_policy
+			   errmsg log logline counters default_policy
 FUZZ_MODS_fuzz_ratelimit = ratelimit siphash addr units
 
 # The parser sources each harness targets, for fuzz-coverage. A name of

@@ -1,4 +1,7 @@
-/* acl: allow and deny lists of CIDR prefixes, longest prefix wins. */
+/*
+ * acl: allow and deny lists of CIDR prefixes, longest prefix wins.
+ * Map: parser layer; calls addr.
+ */
 #ifndef ECHOD_ACL_H
 #define ECHOD_ACL_H
 

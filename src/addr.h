@@ -1,4 +1,7 @@
-/* addr: IP addresses, CIDR prefixes, endpoints and port sets; pure parsers. */
+/*
+ * addr: IP addresses, CIDR prefixes, endpoints and port sets; pure parsers.
+ * Map: base layer; calls units.
+ */
 #ifndef ECHOD_ADDR_H
 #define ECHOD_ADDR_H
 

@@ -1,4 +1,7 @@
-/* cli: echod's command line, parsed without getopt's hidden state. */
+/*
+ * cli: echod's command line, parsed without getopt's hidden state.
+ * Map: parser layer; calls errmsg, policy.
+ */
 #ifndef ECHOD_CLI_H
 #define ECHOD_CLI_H
 

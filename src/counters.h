@@ -1,5 +1,8 @@
-/* counters: every decision echod makes is counted, by the process that
- * made it, in its own memory. */
+/*
+ * counters: every decision echod makes is counted, by the process that
+ * made it, in its own memory.
+ * Map: base layer; calls nothing of echod.
+ */
 #ifndef ECHOD_COUNTERS_H
 #define ECHOD_COUNTERS_H
 

@@ -1,5 +1,8 @@
-/* errmsg: how a module says what failed: a message in the caller's buffer
- * and -1, so callers decide where it goes (log, stderr, FILE:LINE). */
+/*
+ * errmsg: how a module says what failed: a message in the caller's buffer
+ * and -1, so callers decide where it goes (log, stderr, FILE:LINE).
+ * Map: base layer; calls nothing of echod.
+ */
 #ifndef ECHOD_ERRMSG_H
 #define ECHOD_ERRMSG_H
 

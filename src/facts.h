@@ -1,5 +1,8 @@
-/* facts: what the guards need from the system, gathered before the sandbox
- * hides it (interfaces and their broadcast addresses, a secret). */
+/*
+ * facts: what the guards need from the system, gathered before the sandbox
+ * hides it (interfaces and their broadcast addresses, a secret).
+ * Map: base layer; calls addr, errmsg, siphash.
+ */
 #ifndef ECHOD_FACTS_H
 #define ECHOD_FACTS_H
 

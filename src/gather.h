@@ -12,6 +12,7 @@
  *
  * This is the interface for anything that reports counters (SIGUSR1, the
  * metrics endpoint): gather_worker() and gather_total().
+ * Map: process layer; calls counters.
  */
 #ifndef ECHOD_GATHER_H
 #define ECHOD_GATHER_H

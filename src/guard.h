@@ -1,5 +1,8 @@
-/* guard: may this datagram be answered? Every check of the UDP abuse
- * controls, as a pure decision over the datagram, the policy and state. */
+/*
+ * guard: may this datagram be answered? Every check of the UDP abuse
+ * controls, as a pure decision over the datagram, the policy and state.
+ * Map: packet-path layer; calls addr, facts, policy, ratelimit.
+ */
 #ifndef ECHOD_GUARD_H
 #define ECHOD_GUARD_H
 

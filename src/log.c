@@ -30,6 +30,27 @@ static struct {
 	int primed;
 } budget;
 
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+const char *
+log_level_name(enum log_level l)
+{
+	return level_names[l];
+}
+
+int
+log_level_parse(const char *name, enum log_level *out)
+{
+	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]);
+	     i++) {
+		if (strcmp(name, level_names[i]) == 0) {
+			*out = (enum log_level)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
 void
 log_init(enum log_level level, const char *role, int index)
 {
@@ -170,7 +191,6 @@ emit(enum log_level level, const char *line, size_t n)
 static void __attribute__((format(printf, 3, 0)))
 write_line(enum log_level level, const char *event, const char *fmt, va_list ap)
 {
-	static const char *const names[] = {"error", "warn", "info", "debug"};
 	char line[LOG_LINE_MAX];
 	struct timespec ts;
 	int tm[6];
@@ -183,7 +203,8 @@ write_line(enum log_level level, const char *event, const char *fmt, va_list ap)
 	             "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s "
 	             "event=%s %s",
 	             tm[0], tm[1], tm[2], tm[3], tm[4], tm[5],
-	             ts.tv_nsec / 1000000, names[level], event, role_field);
+	             ts.tv_nsec / 1000000, level_names[level], event,
+	             role_field);
 	n = (size_t)r;
 	if (fmt[0] != '\0' && n + 1 < sizeof(line)) {
 		line[n++] = ' ';

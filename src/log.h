@@ -1,15 +1,23 @@
-/* log: one event per line on stderr or to syslog, logfmt or JSON, with a
- * global line budget. */
+/*
+ * log: one event per line on stderr or to syslog, logfmt or JSON, with a
+ * global line budget.
+ * Map: base layer; calls counters, errmsg, logline.
+ */
 #ifndef ECHOD_LOG_H
 #define ECHOD_LOG_H
-
-#include "policy.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 
 #define LOG_LINE_MAX 2048 /* one event, as logfmt */
+
+enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+/* "error", "warn", "info", "debug": the policy's words and the lines'. */
+const char *log_level_name(enum log_level l);
+/* The level called name; 0, or -1 if there is none. */
+int log_level_parse(const char *name, enum log_level *out);
 
 /* Set the minimum level and the process name field (e.g. "worker"). */
 void log_init(enum log_level level, const char *role, int index);

@@ -1,5 +1,8 @@
-/* logline: one log event as the bytes its sink wants. Pure functions over
- * buffers (the fuzzer and the unit tests call them directly). */
+/*
+ * logline: one log event as the bytes its sink wants. Pure functions over
+ * buffers (the fuzzer and the unit tests call them directly).
+ * Map: base layer; calls nothing of echod.
+ */
 #ifndef ECHOD_LOGLINE_H
 #define ECHOD_LOGLINE_H
 

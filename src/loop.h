@@ -1,4 +1,7 @@
-/* loop: a level-triggered epoll loop with one periodic tick, as in ae.c. */
+/*
+ * loop: a level-triggered epoll loop with one periodic tick, as in ae.c.
+ * Map: base layer; calls nothing of echod.
+ */
 #ifndef ECHOD_LOOP_H
 #define ECHOD_LOOP_H
 

@@ -208,27 +208,14 @@ set_user(const struct directive *d, struct policy *p, char **argv, int argc,
 	return 0;
 }
 
-static const char *const level_names[] = {"error", "warn", "info", "debug"};
-
-const char *
-log_level_name(enum log_level l)
-{
-	return level_names[l];
-}
-
 static int
 set_log_level(const struct directive *d, struct policy *p, char **argv,
               int argc, char *msg, size_t msglen)
 {
 	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
 		return -1;
-	for (size_t i = 0; i < sizeof(level_names) / sizeof(*level_names);
-	     i++) {
-		if (strcmp(argv[0], level_names[i]) == 0) {
-			p->log_level = (enum log_level)i;
-			return 0;
-		}
-	}
+	if (log_level_parse(argv[0], &p->log_level) == 0)
+		return 0;
 	return errmsg(msg, msglen,
 	              "'%s': '%s' is not one of error, warn, info, debug",
 	              d->name, argv[0]);

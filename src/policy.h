@@ -1,10 +1,13 @@
-/* policy: the policy file's grammar and the settings it produces. */
+/*
+ * policy: the policy file's grammar and the settings it produces.
+ * Map: parser layer; calls acl, addr, errmsg, log, units.
+ */
 #ifndef ECHOD_POLICY_H
 #define ECHOD_POLICY_H
 
 #include "acl.h"
 #include "addr.h"
-#include "ratelimit.h"
+#include "log.h"
 #include "units.h"
 
 #include <stdbool.h>
@@ -18,8 +21,6 @@
 #define POLICY_PATH_MAX   256
 #define POLICY_MAX_XDP    8  /* interfaces of xdp-prefilter */
 #define POLICY_IFNAME_MAX 16 /* IFNAMSIZ */
-
-enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 /* How xdp-prefilter attaches: auto tries native (driver) then generic. */
 enum xdp_mode { XDP_MODE_AUTO, XDP_MODE_NATIVE, XDP_MODE_GENERIC };
@@ -94,8 +95,6 @@ size_t policy_listen_index(const struct policy *p, const struct endpoint *ep);
 
 /* A portable user name: letters, digits, '.', '_', '-', not leading '-'. */
 bool policy_valid_user(const char *name);
-
-const char *log_level_name(enum log_level l);
 
 /* "auto", "native" or "generic". */
 const char *xdp_mode_name(enum xdp_mode m);

@@ -1,5 +1,8 @@
-/* privdrop: each step that gives something up, one function each. All
- * return 0, or -1 with what failed and how to fix it in err. */
+/*
+ * privdrop: each step that gives something up, one function each. All
+ * return 0, or -1 with what failed and how to fix it in err.
+ * Map: bootstrap layer; calls errmsg.
+ */
 #ifndef ECHOD_PRIVDROP_H
 #define ECHOD_PRIVDROP_H
 

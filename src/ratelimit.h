@@ -1,21 +1,17 @@
-/* ratelimit: token buckets and the fixed-size per-source table. */
+/*
+ * ratelimit: token buckets and the fixed-size per-source table.
+ * Map: packet-path layer; calls addr, siphash, units.
+ */
 #ifndef ECHOD_RATELIMIT_H
 #define ECHOD_RATELIMIT_H
 
 #include "addr.h"
 #include "siphash.h"
+#include "units.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-/* `rate` tokens every `period_ms`, holding at most `burst` tokens. A rate
- * of 0 means unlimited (every take succeeds). */
-struct bucket_cfg {
-	uint64_t rate;
-	uint64_t period_ms;
-	uint64_t burst;
-};
 
 /* Tokens are kept in millitokens (x1000) so slow rates refill exactly. */
 struct bucket {

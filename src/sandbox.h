@@ -1,4 +1,7 @@
-/* sandbox: the seccomp allowlists of policy/seccomp-*.list, compiled in. */
+/*
+ * sandbox: the seccomp allowlists of policy/seccomp-*.list, compiled in.
+ * Map: bootstrap layer; calls errmsg.
+ */
 #ifndef ECHOD_SANDBOX_H
 #define ECHOD_SANDBOX_H
 

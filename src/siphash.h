@@ -1,5 +1,8 @@
-/* siphash: SipHash-2-4 (Aumasson, Bernstein), a keyed hash, so that no one
- * who lacks the key can aim many sources at one slot of a table. */
+/*
+ * siphash: SipHash-2-4 (Aumasson, Bernstein), a keyed hash, so that no one
+ * who lacks the key can aim many sources at one slot of a table.
+ * Map: base layer; calls nothing of echod.
+ */
 #ifndef ECHOD_SIPHASH_H
 #define ECHOD_SIPHASH_H
 

@@ -1,8 +1,11 @@
-/* sockact: systemd socket activation (LISTEN_PID, LISTEN_FDS). */
+/*
+ * sockact: systemd socket activation (LISTEN_PID, LISTEN_FDS).
+ * Map: parser layer; calls errmsg, listener, units.
+ */
 #ifndef ECHOD_SOCKACT_H
 #define ECHOD_SOCKACT_H
 
-#include "listen.h"
+#include "listener.h"
 
 #include <stddef.h>
 #include <sys/types.h>

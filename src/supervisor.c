@@ -3,6 +3,7 @@
 #include "counters.h"
 #include "gather.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "loop.h"
 #include "worker.h"
 #include "xdp.h"

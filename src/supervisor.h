@@ -1,9 +1,13 @@
-/* supervisor: forks the workers, restarts the ones that die, stops them. */
+/*
+ * supervisor: forks the workers, restarts the ones that die, stops them.
+ * Map: process layer; calls counters, facts, gather, listener, log, loop,
+ * policy, ratelimit, worker, xdp.
+ */
 #ifndef ECHOD_SUPERVISOR_H
 #define ECHOD_SUPERVISOR_H
 
 #include "facts.h"
-#include "listen.h"
+#include "listener.h"
 #include "policy.h"
 
 /* Called in each new worker after its setup, before it serves; it exits

@@ -1,9 +1,13 @@
-/* tcp: stream echo with backpressure; at most tcp-buffer held per peer. */
+/*
+ * tcp: stream echo with backpressure; at most tcp-buffer held per peer.
+ * Map: packet-path layer; calls counters, facts, guard, listener, log, loop,
+ * policy, ratelimit.
+ */
 #ifndef ECHOD_TCP_H
 #define ECHOD_TCP_H
 
 #include "facts.h"
-#include "listen.h"
+#include "listener.h"
 #include "loop.h"
 #include "policy.h"
 

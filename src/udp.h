@@ -1,9 +1,13 @@
-/* udp: datagram echo in batches, replying from the address it was sent to. */
+/*
+ * udp: datagram echo in batches, replying from the address it was sent to.
+ * Map: packet-path layer; calls counters, facts, guard, listener, log, loop,
+ * policy.
+ */
 #ifndef ECHOD_UDP_H
 #define ECHOD_UDP_H
 
 #include "facts.h"
-#include "listen.h"
+#include "listener.h"
 #include "loop.h"
 #include "policy.h"
 

@@ -1,4 +1,7 @@
-/* units: pure parsers for the policy grammar's values. */
+/*
+ * units: pure parsers for the policy grammar's values.
+ * Map: base layer; calls nothing of echod.
+ */
 #ifndef ECHOD_UNITS_H
 #define ECHOD_UNITS_H
 
@@ -9,6 +12,14 @@
 struct rate {
 	uint64_t count;
 	uint64_t period_ms;
+};
+
+/* `rate` tokens every `period_ms`, holding at most `burst` tokens. A rate
+ * of 0 means unlimited (every take succeeds). */
+struct bucket_cfg {
+	uint64_t rate;
+	uint64_t period_ms;
+	uint64_t burst;
 };
 
 /* Unsigned decimal integer, no sign, no spaces; 0 or -1 (overflow, junk). */

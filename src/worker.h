@@ -1,9 +1,13 @@
-/* worker: one process, one epoll loop, the TCP and UDP echo. */
+/*
+ * worker: one process, one epoll loop, the TCP and UDP echo.
+ * Map: process layer; calls counters, facts, listener, log, loop, policy, tcp,
+ * udp.
+ */
 #ifndef ECHOD_WORKER_H
 #define ECHOD_WORKER_H
 
 #include "facts.h"
-#include "listen.h"
+#include "listener.h"
 #include "policy.h"
 
 /* Serve this worker's sockets until SIGTERM/SIGINT; returns an exit code.

@@ -1,15 +1,19 @@
-/* xdp: the optional XDP prefilter (src/bpf/prefilter.bpf.c): load it with
+/*
+ * xdp: the optional XDP prefilter (src/bpf/prefilter.bpf.c): load it with
  * the policy's settings, attach it, then keep only the links and a
  * read-only view of its counters, so that no bpf() call is ever needed
  * again. Every function that can fail returns 0, or -1 with what failed
- * and what to do in err. */
+ * and what to do in err.
+ * Map: packet-path layer; calls addr, counters, errmsg, facts, listener, log,
+ * policy.
+ */
 #ifndef ECHOD_XDP_H
 #define ECHOD_XDP_H
 
 #include "addr.h"
 #include "counters.h"
 #include "facts.h"
-#include "listen.h"
+#include "listener.h"
 #include "policy.h"
 
 #include <stddef.h>

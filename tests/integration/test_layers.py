@@ -1,0 +1,68 @@
+"""The layers of src/: each header's "Map:" comment names its layer and
+every echod header it and its .c include, and no module includes a header
+from a layer above its own (README, Layout). A newcomer who adds an
+include that crosses a layer, or forgets the map, hears it here."""
+
+import re
+
+from conftest import ROOT
+
+SRC = ROOT / "src"
+ORDER = ["base", "parser", "packet-path", "process", "bootstrap"]
+MAP_RE = re.compile(r"Map: ([a-z-]+) layer; calls ([^.]+)\.", re.S)
+INCLUDE_RE = re.compile(r'^#include "([a-z_]+)\.h"', re.M)
+
+
+def maps():
+    """{module: (layer, set of modules it says it calls)}"""
+    out = {}
+    for h in sorted(SRC.glob("*.h")):
+        top = h.read_text().split("*/", 1)[0]
+        m = MAP_RE.search(top)
+        assert m, f"{h.name}: no 'Map: LAYER layer; calls ...' in its top comment"
+        layer = m.group(1)
+        assert layer in ORDER, f"{h.name}: unknown layer {layer}"
+        calls = re.sub(r"\s*\n\s*\*\s*", " ", m.group(2)).strip()
+        named = set() if calls == "nothing of echod" else {
+            c.strip() for c in calls.split(",")}
+        out[h.stem] = (layer, named)
+    return out
+
+
+def includes(module):
+    found = set()
+    for f in (SRC / f"{module}.h", SRC / f"{module}.c"):
+        if f.exists():
+            found |= set(INCLUDE_RE.findall(f.read_text()))
+    found.discard(module)
+    return found
+
+
+def test_every_map_names_exactly_what_the_module_includes():
+    for module, (_, named) in maps().items():
+        assert includes(module) == named, module
+
+
+def test_no_module_includes_a_higher_layer():
+    m = maps()
+    for module, (layer, _) in m.items():
+        for dep in includes(module):
+            assert dep in m, f"{module} includes {dep}.h, which has no map"
+            assert ORDER.index(m[dep][0]) <= ORDER.index(layer), (
+                f"{module} ({layer}) includes {dep} ({m[dep][0]})")
+
+
+def test_the_issues_rules():
+    """The parsers include no runtime or network module; the packet path
+    no bootstrap one; the log level is log.h's."""
+    m = maps()
+    for parser in ("policy", "cli", "addr", "units", "sockact"):
+        for dep in includes(parser):
+            assert m[dep][0] in ("base", "parser"), (parser, dep)
+            assert dep not in ("ratelimit", "loop", "listen", "tcp", "udp"), (
+                parser, dep)
+    for fast in ("udp", "tcp", "guard", "ratelimit", "acl"):
+        for dep in includes(fast):
+            assert m[dep][0] != "bootstrap", (fast, dep)
+    assert "enum log_level" in (SRC / "log.h").read_text()
+    assert "enum log_level {" not in (SRC / "policy.h").read_text()
