@@ -45,7 +45,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int argc = 1, rc;
 
 	if (!primed) {
-		policy_defaults(&defaults);
+		policy_defaults(&defaults, NULL);
 		primed = true;
 	}
 	/* A private copy with a terminating NUL, split in place. */

@@ -141,7 +141,7 @@ init_once(void)
 	CHECK(parse_ipaddr("10.255.255.255", &facts.broadcast[1]) == 0);
 	CHECK(parse_ipaddr("198.51.100.255", &facts.broadcast[2]) == 0);
 	facts.nbroadcast = 3;
-	policy_defaults(&defaults);
+	policy_defaults(&defaults, NULL);
 	udp_guard_free(NULL); /* allowed, like free(NULL) */
 }
 

@@ -154,7 +154,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t pos = 0;
 
 	if (!primed) {
-		policy_defaults(&defaults);
+		policy_defaults(&defaults, NULL);
 		check_policy(&defaults);
 		primed = true;
 	}

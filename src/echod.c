@@ -11,6 +11,7 @@
  * Nothing reads a byte from the network before step 6 completes.
  */
 #include "cli.h"
+#include "exitcodes.h"
 #include "facts.h"
 #include "listen.h"
 #include "log.h"
@@ -26,6 +27,7 @@
 #include <linux/capability.h>
 #include <net/if.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,32 +40,71 @@
 #define ECHOD_VERSION "0.1.0"
 #endif
 
-#define EXIT_USAGE  64
-#define EXIT_OSERR  71
-#define EXIT_CONFIG 78
-
 #define FD_RESERVE 64 /* listeners, epoll, signalfd, stdio */
 #define ECHO_PORT  7  /* RFC 862 */
 
 static struct policy policy;
 static struct facts facts;
 
-/* fatal(): say what failed, in one log line, and exit with its status. */
-static void
-die(int status, const char *event, const char *msg)
+/* What the steps of main() learn and hand on to later ones. */
+struct boot {
+	struct options opts;
+	unsigned nworkers;
+	bool as_root;
+	uid_t uid;
+	gid_t gid;
+	char user[POLICY_NAME_MAX];
+	rlim_t nofile;     /* the fd limit the policy needs */
+	bool keep_fsize;   /* allow-downgrade fsize-limit was used */
+	bool bounding;     /* the bounding set was emptied */
+	char skipped[128]; /* hardening steps not applied, comma-separated */
+	struct listen_set sockets;
+};
+
+/*
+ * The one way echod gives up: say what failed, then exit with its status
+ * (exitcodes.h). With an event, as one log line (and a step that could
+ * not be hardened names itself: SECURITY.md); without, as plain text for
+ * whoever typed the command: a bad flag (then the usage) or a policy file
+ * error as FILE:LINE: message, before logging starts.
+ */
+static _Noreturn void __attribute__((format(printf, 4, 5)))
+fail(int status, const char *event, const char *step, const char *fmt, ...)
 {
-	log_always(LOG_ERROR, event, "msg=\"%s\"", msg);
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (event == NULL)
+		fprintf(stderr, "%s\n%s", msg,
+		        status == EXIT_USAGE ? cli_usage : "");
+	else if (step != NULL)
+		log_always(LOG_ERROR, event,
+		           "step=%s msg=\"%s\" action=\"refusing to serve\"",
+		           step, msg);
+	else
+		log_always(LOG_ERROR, event, "msg=\"%s\"", msg);
 	exit(status);
 }
 
 /* A hardening step that could not be applied: refuse to serve. */
-static void
+static _Noreturn void
 refuse(const char *step, const char *why)
 {
-	log_always(LOG_ERROR, "hardening_failed",
-	           "step=%s msg=\"%s\" action=\"refusing to serve\"", step,
-	           why);
-	exit(EXIT_OSERR);
+	fail(EXIT_OSERR, "hardening_failed", step, "%s", why);
+}
+
+/* A step echod may skip (not root, or allow-downgrade): all of them are
+ * named in one hardening_skipped line before the sandbox. */
+static void
+skip_step(struct boot *b, const char *step)
+{
+	size_t n = strlen(b->skipped);
+
+	snprintf(b->skipped + n, sizeof(b->skipped) - n, "%s%s",
+	         n > 0 ? "," : "", step);
 }
 
 static unsigned
@@ -91,22 +132,21 @@ static void
 raise_fd_limit(rlim_t need, bool check_only)
 {
 	struct rlimit rl;
-	char msg[200];
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-		die(EXIT_OSERR, "fd_limit", strerror(errno));
+		fail(EXIT_OSERR, "fd_limit", NULL, "%s", strerror(errno));
 	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
-		snprintf(msg, sizeof(msg),
-		         "tcp-max-connections %u needs %llu open files but the "
-		         "hard limit is %llu: lower it or raise LimitNOFILE",
-		         policy.tcp_max_connections, (unsigned long long)need,
-		         (unsigned long long)rl.rlim_max);
-		die(EXIT_OSERR, "fd_limit", msg);
+		fail(EXIT_OSERR, "fd_limit", NULL,
+		     "tcp-max-connections %u needs %llu open files but the "
+		     "hard limit is %llu: lower it or raise LimitNOFILE",
+		     policy.tcp_max_connections, (unsigned long long)need,
+		     (unsigned long long)rl.rlim_max);
 	}
 	if (!check_only && rl.rlim_cur < need) {
 		rl.rlim_cur = need;
 		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-			die(EXIT_OSERR, "fd_limit", strerror(errno));
+			fail(EXIT_OSERR, "fd_limit", NULL, "%s",
+			     strerror(errno));
 	}
 }
 
@@ -116,20 +156,18 @@ load_policy(const struct options *o, struct policy *p)
 	struct policy_error err;
 	char msg[256];
 
-	policy_defaults(p);
+	if (policy_defaults(p, &err) != 0)
+		fail(EXIT_SOFTWARE, NULL, NULL, "echod: built-in policy:%u: %s",
+		     err.line, err.msg);
 	if (o->config != NULL && policy_load_file(o->config, p, &err) != 0) {
 		if (err.line > 0)
-			fprintf(stderr, "%s:%u: %s\n", o->config, err.line,
-			        err.msg);
-		else
-			fprintf(stderr, "%s: %s\n", o->config, err.msg);
-		exit(EXIT_CONFIG);
+			fail(EXIT_CONFIG, NULL, NULL, "%s:%u: %s", o->config,
+			     err.line, err.msg);
+		fail(EXIT_CONFIG, NULL, NULL, "%s: %s", o->config, err.msg);
 	}
 	cli_apply(o, p);
-	if (cli_check_listen(p, msg, sizeof(msg)) != 0) {
-		fprintf(stderr, "echod: %s\n%s", msg, cli_usage);
-		exit(EXIT_USAGE);
-	}
+	if (cli_check_listen(p, msg, sizeof(msg)) != 0)
+		fail(EXIT_USAGE, NULL, NULL, "echod: %s", msg);
 }
 
 /* RLIMIT_FSIZE 0 would stop a log that goes to a regular file. */
@@ -149,14 +187,14 @@ get_sockets(struct listen_set *s, unsigned nworkers)
 	int r = sockact_take(s, err, sizeof(err));
 
 	if (r < 0)
-		die(EXIT_OSERR, "socket_activation", err);
+		fail(EXIT_OSERR, "socket_activation", NULL, "%s", err);
 	if (r > 0) {
 		log_always(LOG_INFO, "socket_activation", "sockets=%zu", s->n);
 		return;
 	}
 	if (listen_bind(&policy, nworkers, policy.rate_prefix_v4,
 	                policy.rate_prefix_v6, s, err, sizeof(err)) != 0)
-		die(EXIT_OSERR, "bind_failed", err);
+		fail(EXIT_OSERR, "bind_failed", NULL, "%s", err);
 }
 
 /* How many sockets systemd passed (0 if none, or if LISTEN_* is wrong:
@@ -342,11 +380,10 @@ open_syslog(void)
 
 /* Called in each worker just before it serves: its own, stricter limits. */
 static void
-harden_worker(unsigned index)
+harden_worker(void)
 {
 	char err[256];
 
-	(void)index;
 	/* The supervisor's links keep the prefilter attached; a worker's
 	 * copies would keep it after the supervisor is gone. */
 	xdp_forget_links();
@@ -357,62 +394,185 @@ harden_worker(unsigned index)
 		refuse("worker_seccomp", err);
 }
 
+/* Flags first: -h, -V and a bad flag end here, before anything else. */
+static void
+parse_flags(int argc, char **argv, struct options *o)
+{
+	char err[256];
+
+	if (cli_parse(argc, argv, o, err, sizeof(err)) != 0)
+		fail(EXIT_USAGE, NULL, NULL, "echod: %s", err);
+	if (o->help) {
+		fputs(cli_usage, stdout);
+		exit(0);
+	}
+	if (o->version) {
+		puts("echod " ECHOD_VERSION);
+		exit(0);
+	}
+}
+
+/* Each worker serves its share of tcp-max-connections: at least one. */
+static void
+check_workers(struct boot *b)
+{
+	b->nworkers = worker_count(&policy);
+	if (policy.tcp && policy.tcp_max_connections < b->nworkers)
+		fail(EXIT_CONFIG, NULL, NULL,
+		     "echod: tcp-max-connections %u is split among %u "
+		     "workers: it must be at least the worker count",
+		     policy.tcp_max_connections, b->nworkers);
+}
+
+/* The user and the chroot are checked before anything is bound, so a
+ * mistake costs nothing; without root neither can be used. */
+static void
+check_user_and_chroot(struct boot *b)
+{
+	char err[256];
+
+	b->as_root = geteuid() == 0;
+	if (!b->as_root) {
+		b->uid = getuid();
+		skip_step(b, "chroot");
+		skip_step(b, "user");
+		return;
+	}
+	if (resolve_user(policy.user, b->user, sizeof(b->user), &b->uid,
+	                 &b->gid, err, sizeof(err)) != 0)
+		refuse("user", err);
+	if (prepare_chroot(policy.chroot_dir, !b->opts.check_only, err,
+	                   sizeof(err)) != 0)
+		refuse("chroot", err);
+}
+
+/* RLIMIT_FSIZE 0 would stop a log written to a regular file: refused,
+ * unless the policy allows that one downgrade. */
+static void
+check_stderr(struct boot *b)
+{
+	if (!stderr_is_file())
+		return;
+	if (!policy.allow_big_stderr)
+		refuse("rlimit_fsize",
+		       "stderr is a regular file and RLIMIT_FSIZE 0 "
+		       "would stop the log: log to a pipe or the "
+		       "journal, or set 'allow-downgrade fsize-limit'");
+	b->keep_fsize = true;
+	skip_step(b, "fsize_limit");
+}
+
+/* Step 3: the guards need facts the sandbox will hide. */
+static void
+gather_facts(void)
+{
+	char err[256];
+
+	if (facts_gather(&facts, err, sizeof(err)) != 0)
+		fail(EXIT_OSERR, "facts", NULL, "%s", err);
+}
+
+/* Step 4: out of the filesystem, out of root. The bounding set goes
+ * first: emptying it needs CAP_SETPCAP, which the user change drops. */
+static void
+drop_privileges(struct boot *b)
+{
+	char err[256];
+
+	b->bounding = b->as_root || have_capability(CAP_SETPCAP);
+	if (!b->bounding)
+		skip_step(b, "bounding_set");
+	else if (drop_bounding_set(err, sizeof(err)) != 0)
+		refuse("bounding_set", err);
+	if (!b->as_root)
+		return;
+	if (enter_chroot(policy.chroot_dir, err, sizeof(err)) != 0)
+		refuse("chroot", err);
+	if (change_user(b->uid, b->gid, err, sizeof(err)) != 0)
+		refuse("user", err);
+}
+
+/* Step 5: nothing left to lose: no capability, no way to regain one, no
+ * core or ptrace, no more resources than the policy needs. */
+static void
+seal_process(struct boot *b)
+{
+	char err[256];
+
+	if (drop_capabilities(b->bounding, err, sizeof(err)) != 0)
+		refuse("capabilities", err);
+	if (set_no_new_privs(err, sizeof(err)) != 0)
+		refuse("no_new_privs", err);
+	if (set_not_dumpable(err, sizeof(err)) != 0)
+		refuse("dumpable", err);
+	if (limit_resources((unsigned long)b->nofile, b->keep_fsize, err,
+	                    sizeof(err)) != 0)
+		refuse("rlimits", err);
+}
+
+/* A skipped step or a log-only sandbox is said once, loudly. */
+static void
+report_downgrades(const struct boot *b)
+{
+	if (b->skipped[0] != '\0')
+		log_always(LOG_WARN, "hardening_skipped",
+		           "steps=%s reason=\"%s\"", b->skipped,
+		           b->as_root ? "allowed by allow-downgrade"
+		                      : "not running as root: no chroot, no "
+		                        "user change, bounding set kept "
+		                        "without CAP_SETPCAP");
+	if (policy.sandbox_log)
+		log_always(LOG_WARN, "sandbox_log_only",
+		           "msg=\"WARNING: sandbox-violation log: syscalls "
+		           "outside the allowlist are only logged, not "
+		           "stopped. For debugging only; never in "
+		           "production.\"");
+}
+
+/* Step 6: the supervisor's own allowlist; workers stack theirs. */
+static void
+enter_sandbox(const struct boot *b)
+{
+	char err[256];
+
+	if (sandbox_enter(SANDBOX_SUPERVISOR, policy.sandbox_log, err,
+	                  sizeof(err)) != 0)
+		refuse("seccomp", err);
+	log_always(LOG_INFO, "sandboxed", "user=%s uid=%u chroot=%s seccomp=%s",
+	           b->as_root ? b->user : "-", (unsigned)b->uid,
+	           b->as_root ? policy.chroot_dir : "-",
+	           policy.sandbox_log ? "log" : "kill");
+}
+
+static void
+announce_listeners(const struct listen_set *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->l[i].worker == 0 || s->l[i].worker == LISTENER_SHARED)
+			log_always(LOG_INFO, "listening", "proto=%.3s addr=%s",
+			           s->l[i].name, s->l[i].name + 4);
+}
+
+/* The steps of SECURITY.md, "The bootstrap, step by step", in order. */
 int
 main(int argc, char **argv)
 {
-	struct options opts;
-	struct listen_set sockets;
-	char err[256], user[POLICY_NAME_MAX] = "";
-	char skipped[128] = "";
-	unsigned nworkers;
-	uid_t uid = 0;
-	gid_t gid = 0;
-	bool as_root, keep_fsize = false, bounding = true;
-	rlim_t nofile;
+	static struct boot b;
 
-	if (cli_parse(argc, argv, &opts, err, sizeof(err)) != 0) {
-		fprintf(stderr, "echod: %s\n%s", err, cli_usage);
-		return EXIT_USAGE;
-	}
-	if (opts.help) {
-		fputs(cli_usage, stdout);
-		return 0;
-	}
-	if (opts.version) {
-		puts("echod " ECHOD_VERSION);
-		return 0;
-	}
-	/* Step 1: the policy, the user and the chroot, all checked; -t stops
+	parse_flags(argc, argv, &b.opts);
+	/* Step 1: everything checked before anything is touched; -t stops
 	 * after the checks, before anything is bound or changed. */
-	load_policy(&opts, &policy);
+	load_policy(&b.opts, &policy);
 	/* A closed stderr must not kill us; sockets use MSG_NOSIGNAL. */
 	signal(SIGPIPE, SIG_IGN);
 	log_init(policy.log_level, "main", -1);
 	log_set_json(policy.log_json);
-	nworkers = worker_count(&policy);
-	if (policy.tcp && policy.tcp_max_connections < nworkers) {
-		fprintf(stderr,
-		        "echod: tcp-max-connections %u is split among %u "
-		        "workers: it must be at least the worker count\n",
-		        policy.tcp_max_connections, nworkers);
-		exit(EXIT_CONFIG);
-	}
-	as_root = geteuid() == 0;
-	if (as_root) {
-		if (resolve_user(policy.user, user, sizeof(user), &uid, &gid,
-		                 err, sizeof(err)) != 0)
-			refuse("user", err);
-		if (prepare_chroot(policy.chroot_dir, !opts.check_only, err,
-		                   sizeof(err)) != 0)
-			refuse("chroot", err);
-	} else {
-		uid = getuid();
-		snprintf(skipped, sizeof(skipped), "chroot,user");
-	}
-	check_capability_ports(as_root);
-	nofile = fd_limit_needed(&policy, nworkers);
-	raise_fd_limit(nofile, opts.check_only);
-	if (opts.check_only) {
+	check_workers(&b);
+	check_user_and_chroot(&b);
+	check_capability_ports(b.as_root);
+	b.nofile = fd_limit_needed(&policy, b.nworkers);
+	raise_fd_limit(b.nofile, b.opts.check_only);
+	if (b.opts.check_only) {
 		open_syslog();
 		check_prefilter_interfaces();
 		puts("ok");
@@ -420,80 +580,16 @@ main(int argc, char **argv)
 	}
 	close_inherited_fds();
 	open_syslog();
-	if (stderr_is_file()) {
-		if (!policy.allow_big_stderr)
-			refuse("rlimit_fsize",
-			       "stderr is a regular file and RLIMIT_FSIZE 0 "
-			       "would stop the log: log to a pipe or the "
-			       "journal, or set 'allow-downgrade fsize-limit'");
-		keep_fsize = true;
-		snprintf(skipped + strlen(skipped),
-		         sizeof(skipped) - strlen(skipped), "%sfsize_limit",
-		         skipped[0] ? "," : "");
-	}
-
+	check_stderr(&b);
 	/* Step 2: the only step that needs privilege. */
-	get_sockets(&sockets, nworkers);
-
-	/* Step 3: what the guards need. */
-	if (facts_gather(&facts, err, sizeof(err)) != 0)
-		die(EXIT_OSERR, "facts", err);
-	start_prefilter(&sockets);
-
-	/* Step 4: out of the filesystem, out of root. */
-	if (as_root || have_capability(CAP_SETPCAP)) {
-		if (drop_bounding_set(err, sizeof(err)) != 0)
-			refuse("bounding_set", err);
-	} else {
-		bounding = false;
-		snprintf(skipped + strlen(skipped),
-		         sizeof(skipped) - strlen(skipped), "%sbounding_set",
-		         skipped[0] ? "," : "");
-	}
-	if (as_root) {
-		if (enter_chroot(policy.chroot_dir, err, sizeof(err)) != 0)
-			refuse("chroot", err);
-		if (change_user(uid, gid, err, sizeof(err)) != 0)
-			refuse("user", err);
-	}
-
-	/* Step 5: nothing left to lose. */
-	if (drop_capabilities(bounding, err, sizeof(err)) != 0)
-		refuse("capabilities", err);
-	if (set_no_new_privs(err, sizeof(err)) != 0)
-		refuse("no_new_privs", err);
-	if (set_not_dumpable(err, sizeof(err)) != 0)
-		refuse("dumpable", err);
-	if (limit_resources((unsigned long)nofile, keep_fsize, err,
-	                    sizeof(err)) != 0)
-		refuse("rlimits", err);
-	if (skipped[0] != '\0')
-		log_always(LOG_WARN, "hardening_skipped",
-		           "steps=%s reason=\"%s\"", skipped,
-		           as_root ? "allowed by allow-downgrade"
-		                   : "not running as root: no chroot, no user "
-		                     "change, bounding set kept without "
-		                     "CAP_SETPCAP");
-	if (policy.sandbox_log)
-		log_always(LOG_WARN, "sandbox_log_only",
-		           "msg=\"WARNING: sandbox-violation log: syscalls "
-		           "outside the allowlist are only logged, not "
-		           "stopped. For debugging only; never in "
-		           "production.\"");
-
-	/* Step 6: the supervisor's filter, then the workers. */
-	if (sandbox_enter(SANDBOX_SUPERVISOR, policy.sandbox_log, err,
-	                  sizeof(err)) != 0)
-		refuse("seccomp", err);
-	log_always(LOG_INFO, "sandboxed", "user=%s uid=%u chroot=%s seccomp=%s",
-	           as_root ? user : "-", (unsigned)uid,
-	           as_root ? policy.chroot_dir : "-",
-	           policy.sandbox_log ? "log" : "kill");
-	for (size_t i = 0; i < sockets.n; i++)
-		if (sockets.l[i].worker == 0 ||
-		    sockets.l[i].worker == LISTENER_SHARED)
-			log_always(LOG_INFO, "listening", "proto=%.3s addr=%s",
-			           sockets.l[i].name, sockets.l[i].name + 4);
-	return supervisor_run(&policy, &facts, &sockets, nworkers,
+	get_sockets(&b.sockets, b.nworkers);
+	gather_facts();
+	start_prefilter(&b.sockets);
+	drop_privileges(&b);
+	seal_process(&b);
+	report_downgrades(&b);
+	enter_sandbox(&b);
+	announce_listeners(&b.sockets);
+	return supervisor_run(&policy, &facts, &b.sockets, b.nworkers,
 	                      harden_worker);
 }

@@ -79,8 +79,9 @@ struct policy_error {
 int policy_parse(const char *buf, size_t len, struct policy *p,
                  struct policy_error *err);
 
-/* Fill *p from the built-in default policy (the text of policy/echod.conf). */
-void policy_defaults(struct policy *p);
+/* Fill *p from the built-in default policy (the text of policy/echod.conf).
+ * 0, or -1 (a broken build) with *err set unless err is NULL. */
+int policy_defaults(struct policy *p, struct policy_error *err);
 
 /* The built-in default policy text, NUL-terminated. */
 extern const char policy_default_text[];

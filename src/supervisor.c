@@ -1,6 +1,7 @@
 /* supervisor: forks, reaps and signals; it never touches a peer's bytes. */
 #include "supervisor.h"
 #include "counters.h"
+#include "exitcodes.h"
 #include "gather.h"
 #include "log.h"
 #include "ratelimit.h"
@@ -27,7 +28,6 @@
 #define STABLE_MS        10000 /* a worker this old resets the backoff */
 #define STOP_GRACE_MS    800   /* then SIGKILL: SIGTERM must end us in 1 s */
 #define REPORT_WAIT_MS   500   /* SIGUSR1: how long to wait for replies */
-#define EXIT_RESTARTS    70    /* EX_SOFTWARE: a worker kept crashing */
 
 struct child {
 	pid_t pid; /* 0: not running */
@@ -40,7 +40,7 @@ struct supervisor {
 	const struct policy *policy;
 	const struct facts *facts;
 	struct listen_set *sockets;
-	worker_setup_fn setup;
+	worker_harden_fn harden;
 	struct child *children;
 	unsigned n;
 	bool stopping;
@@ -139,7 +139,7 @@ start_worker(struct supervisor *sv, unsigned i)
 		log_init(sv->policy->log_level, "worker", (int)i);
 		listen_keep_only(sv->sockets, i);
 		_exit(worker_run(sv->policy, sv->facts, sv->n, sv->sockets, i,
-		                 report, sv->setup));
+		                 report, sv->harden));
 	}
 	close(report);
 	c->pid = pid;
@@ -169,14 +169,6 @@ describe_death(int status, char *why, size_t len)
 	}
 }
 
-/* The statuses of a worker that refused to start (bad configuration or a
- * hardening step that failed): restarting it would only fail again. */
-static bool
-refusal_status(int status)
-{
-	return status == 64 || status == 71 || status == 78;
-}
-
 /* Stop the service: every worker gets SIGTERM, then SIGKILL. */
 static void
 stop_all(struct supervisor *sv, int status)
@@ -190,7 +182,8 @@ stop_all(struct supervisor *sv, int status)
 }
 
 /*
- * One worker is gone. Before it said it was ready, exit 64, 71 or 78 is
+ * One worker is gone. Before it said it was ready, a refusal status
+ * (exitcodes.h: 64, 71 or 78) is
  * its refusal to start (bad configuration or a hardening step that
  * failed): restarting would only fail again. After that, any end is a
  * crash: restart with backoff, within worker-restart-limit.
@@ -206,7 +199,7 @@ worker_gone(struct supervisor *sv, unsigned i, pid_t pid, int status,
 
 	describe_death(status, why, sizeof(why));
 	if (!was_ready && WIFEXITED(status) &&
-	    refusal_status(WEXITSTATUS(status))) {
+	    exit_is_refusal(WEXITSTATUS(status))) {
 		log_always(LOG_ERROR, "worker_failed",
 		           "worker=%u pid=%d %s action=stop", i, pid, why);
 		stop_all(sv, WEXITSTATUS(status));
@@ -219,7 +212,7 @@ worker_gone(struct supervisor *sv, unsigned i, pid_t pid, int status,
 		           i, pid, why,
 		           (unsigned long long)(limit->burst ? limit->burst
 		                                             : limit->rate));
-		stop_all(sv, EXIT_RESTARTS);
+		stop_all(sv, EXIT_SOFTWARE);
 		return;
 	}
 	if (now - c->started >= STABLE_MS)
@@ -349,12 +342,12 @@ tick(struct loop *l, uint64_t now, void *arg)
 
 int
 supervisor_run(const struct policy *p, const struct facts *f,
-               struct listen_set *s, unsigned nworkers, worker_setup_fn setup)
+               struct listen_set *s, unsigned nworkers, worker_harden_fn harden)
 {
 	struct supervisor sv = {.policy = p,
 	                        .facts = f,
 	                        .sockets = s,
-	                        .setup = setup,
+	                        .harden = harden,
 	                        .n = nworkers};
 	struct rlimit rl;
 	sigset_t mask;
@@ -369,7 +362,7 @@ supervisor_run(const struct policy *p, const struct facts *f,
 	    (sv.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0 ||
 	    getrlimit(RLIMIT_NOFILE, &rl) != 0) {
 		log_always(LOG_ERROR, "supervisor_failed", "step=signalfd");
-		return 71;
+		return EXIT_OSERR;
 	}
 	sv.children = calloc(nworkers, sizeof(*sv.children));
 	sv.gather = gather_new(nworkers);
@@ -380,7 +373,7 @@ supervisor_run(const struct policy *p, const struct facts *f,
 	if (sv.children == NULL || sv.gather == NULL || sv.loop == NULL ||
 	    loop_add(sv.loop, sv.sigfd, EPOLLIN, signal_event, &sv) != 0) {
 		log_always(LOG_ERROR, "supervisor_failed", "step=epoll");
-		return 71;
+		return EXIT_OSERR;
 	}
 	for (unsigned i = 0; i < nworkers && !sv.stopping; i++)
 		start_worker(&sv, i);

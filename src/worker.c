@@ -1,6 +1,7 @@
 /* worker: owns its sockets, its connections and nothing else. */
 #include "worker.h"
 #include "counters.h"
+#include "exitcodes.h"
 #include "log.h"
 #include "loop.h"
 #include "tcp.h"
@@ -88,7 +89,7 @@ tcp_share(const struct policy *p, unsigned nworkers, unsigned index)
 int
 worker_run(const struct policy *p, const struct facts *f, unsigned nworkers,
            struct listen_set *s, unsigned index, int report,
-           void (*harden)(unsigned index))
+           worker_harden_fn harden)
 {
 	struct worker w = {.report = report};
 	struct rlimit rl;
@@ -102,28 +103,28 @@ worker_run(const struct policy *p, const struct facts *f, unsigned nworkers,
 	w.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (w.sigfd < 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0) {
 		log_always(LOG_ERROR, "worker_failed", "step=signalfd");
-		return 71;
+		return EXIT_OSERR;
 	}
 	w.loop = loop_new((int)rl.rlim_cur);
 	if (w.loop == NULL ||
 	    loop_add(w.loop, w.sigfd, EPOLLIN, signal_event, &w) != 0) {
 		log_always(LOG_ERROR, "worker_failed", "step=epoll");
-		return 71;
+		return EXIT_OSERR;
 	}
 	if (p->tcp &&
 	    (w.tcp = tcp_server_new(w.loop, p, s, f,
 	                            tcp_share(p, nworkers, index))) == NULL) {
 		log_always(LOG_ERROR, "worker_failed", "step=tcp");
-		return 71;
+		return EXIT_OSERR;
 	}
 	if (p->udp &&
 	    (w.udp = udp_server_new(w.loop, p, s, f, nworkers)) == NULL) {
 		log_always(LOG_ERROR, "worker_failed", "step=udp");
-		return 71;
+		return EXIT_OSERR;
 	}
 	loop_set_tick(w.loop, TICK_MS, tick, &w);
 	if (harden != NULL)
-		harden(index);
+		harden();
 	/* Hardened and about to serve: the supervisor may now say "ready". */
 	COUNT(workers_ready, 1);
 	counters_send(w.report, COUNTERS_UPDATE);

@@ -1,7 +1,7 @@
 /*
  * worker: one process, one epoll loop, the TCP and UDP echo.
- * Map: process layer; calls counters, facts, listener, log, loop, policy, tcp,
- * udp.
+ * Map: process layer; calls counters, exitcodes, facts, listener, log, loop,
+ * policy, tcp, udp.
  */
 #ifndef ECHOD_WORKER_H
 #define ECHOD_WORKER_H
@@ -10,11 +10,15 @@
 #include "listener.h"
 #include "policy.h"
 
+/* The worker's own hardening, run after its setup and before its first
+ * read; it exits EXIT_OSERR (exitcodes.h) if a step cannot be applied. */
+typedef void (*worker_harden_fn)(void);
+
 /* Serve this worker's sockets until SIGTERM/SIGINT; returns an exit code.
  * Its counters go down `report` (see gather.h): on change, and on SIGUSR1.
- * harden(index), if not NULL, runs after setup and before the first read. */
+ * harden, if not NULL, runs before the first read. */
 int worker_run(const struct policy *p, const struct facts *f, unsigned nworkers,
                struct listen_set *s, unsigned index, int report,
-               void (*harden)(unsigned index));
+               worker_harden_fn harden);
 
 #endif

@@ -293,12 +293,12 @@ test_listen_same_after_port(void **state)
 
 	(void)state;
 	PARSE_OK(&o, "-l", "127.0.0.1", "-l", "127.0.0.1:9", "-p", "9");
-	policy_defaults(&p);
+	policy_defaults(&p, NULL);
 	cli_apply(&o, &p);
 	assert_int_equal(cli_check_listen(&p, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "127.0.0.1:9 is given twice"));
 	PARSE_OK(&o, "-l", "127.0.0.1", "-l", "127.0.0.1:9", "-p", "8");
-	policy_defaults(&p);
+	policy_defaults(&p, NULL);
 	cli_apply(&o, &p);
 	assert_int_equal(cli_check_listen(&p, err, sizeof(err)), 0);
 }
@@ -461,7 +461,7 @@ parse_policy(const char *text, struct policy *p)
 {
 	struct policy_error err;
 
-	policy_defaults(p);
+	policy_defaults(p, NULL);
 	if (policy_parse(text, strlen(text), p, &err) != 0)
 		fail_msg("policy rejected at %u: %s", err.line, err.msg);
 }
@@ -474,7 +474,7 @@ test_apply_nothing(void **state)
 
 	(void)state;
 	PARSE_OK(&o, "-t");
-	policy_defaults(&p);
+	policy_defaults(&p, NULL);
 	memcpy(&before, &p, sizeof(p));
 	cli_apply(&o, &p);
 	/* Default listen addresses get the default port 7. */
@@ -531,7 +531,7 @@ test_apply_port_fills(void **state)
 	assert_ep6(&p.listen[3], "::2", 7007, false);
 
 	/* With -l too. */
-	policy_defaults(&p);
+	policy_defaults(&p, NULL);
 	PARSE_OK(&o, "-l", "1.2.3.4:8", "-l", "::1", "-p9");
 	cli_apply(&o, &p);
 	assert_int_equal(p.nlisten, 2);
@@ -539,7 +539,7 @@ test_apply_port_fills(void **state)
 	assert_ep6(&p.listen[1], "::1", 9, false);
 
 	/* Defaults with -p. */
-	policy_defaults(&p);
+	policy_defaults(&p, NULL);
 	PARSE_OK(&o, "-p", "65535");
 	cli_apply(&o, &p);
 	assert_ep4(&p.listen[0], "0.0.0.0", 65535, false);
@@ -553,13 +553,13 @@ test_apply_verbose(void **state)
 	struct policy p;
 
 	(void)state;
-	policy_defaults(&p);
+	policy_defaults(&p, NULL);
 	PARSE_OK(&o, "-v");
 	cli_apply(&o, &p);
 	assert_int_equal(p.log_level, LOG_DEBUG);
 
 	/* Capped at debug. */
-	policy_defaults(&p);
+	policy_defaults(&p, NULL);
 	PARSE_OK(&o, "-vvvvv");
 	cli_apply(&o, &p);
 	assert_int_equal(p.log_level, LOG_DEBUG);
@@ -613,7 +613,7 @@ test_apply_user_workers(void **state)
 	assert_int_equal(p.workers, 4);
 
 	/* -u on the (unset) default. */
-	policy_defaults(&p);
+	policy_defaults(&p, NULL);
 	PARSE_OK(&o, "-u_echod");
 	cli_apply(&o, &p);
 	assert_string_equal(p.user, "_echod");

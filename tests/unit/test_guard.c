@@ -20,7 +20,7 @@ guard_with(const char *text, unsigned share)
 {
 	struct policy_error err;
 
-	policy_defaults(&pol);
+	policy_defaults(&pol, NULL);
 	if (text != NULL)
 		assert_int_equal(policy_parse(text, strlen(text), &pol, &err),
 		                 0);

@@ -21,7 +21,7 @@ static int
 parse_len(const char *buf, size_t len, struct policy *p,
           struct policy_error *err)
 {
-	policy_defaults(p);
+	policy_defaults(p, NULL);
 	memset(err, 0x5a, sizeof(*err));
 	return policy_parse(buf, len, p, err);
 }
@@ -91,7 +91,7 @@ test_defaults(void **state)
 
 	(void)state;
 	memset(&p, 0xa5, sizeof(p));
-	policy_defaults(&p);
+	policy_defaults(&p, NULL);
 	assert_defaults(&p);
 }
 
@@ -109,7 +109,7 @@ test_default_text(void **state)
 	                              strlen(policy_default_text), &q, &err),
 	                 0);
 	assert_int_equal(err.line, 0);
-	policy_defaults(&p);
+	policy_defaults(&p, NULL);
 	assert_memory_equal(&p, &q, sizeof(p));
 	/* Re-applying the defaults on top of themselves changes nothing. */
 	assert_int_equal(policy_parse(policy_default_text,
@@ -128,7 +128,7 @@ test_default_file_matches(void **state)
 	(void)state;
 	if (access("policy/echod.conf", R_OK) != 0)
 		skip();
-	policy_defaults(&p);
+	policy_defaults(&p, NULL);
 	memset(&q, 0, sizeof(q));
 	assert_int_equal(policy_load_file("policy/echod.conf", &q, &err), 0);
 	assert_memory_equal(&p, &q, sizeof(p));
@@ -223,7 +223,7 @@ test_xdp_prefilter(void **state)
 	struct policy p;
 
 	(void)state;
-	policy_defaults(&p);
+	policy_defaults(&p, NULL);
 	assert_int_equal(p.nxdp, 0);
 	assert_false(p.allow_no_xdp);
 	parse_ok("xdp-prefilter eth0\n", &p);
@@ -344,7 +344,7 @@ test_listen_replaced_per_parse(void **state)
 	const char *b = "listen 3.3.3.3:3\n";
 
 	(void)state;
-	policy_defaults(&p);
+	policy_defaults(&p, NULL);
 	assert_int_equal(policy_parse(a, strlen(a), &p, &err), 0);
 	assert_int_equal(p.nlisten, 2);
 	assert_int_equal(policy_parse(b, strlen(b), &p, &err), 0);
@@ -712,7 +712,7 @@ test_empty(void **state)
 	struct policy_error err;
 
 	(void)state;
-	policy_defaults(&d);
+	policy_defaults(&d, NULL);
 	assert_int_equal(parse_len("", 0, &p, &err), 0);
 	assert_int_equal(err.line, 0);
 	assert_memory_equal(&p, &d, sizeof(p));
@@ -941,7 +941,7 @@ test_load_file(void **state)
 
 	t = "workers 3\nlisten 127.0.0.1:7\n";
 	write_file(path, t, strlen(t));
-	policy_defaults(&p);
+	policy_defaults(&p, NULL);
 	assert_int_equal(policy_load_file(path, &p, &err), 0);
 	assert_int_equal(p.workers, 3);
 	assert_int_equal(p.nlisten, 1);
@@ -949,7 +949,7 @@ test_load_file(void **state)
 
 	t = "workers 3\n\nbogus\n";
 	write_file(path, t, strlen(t));
-	policy_defaults(&p);
+	policy_defaults(&p, NULL);
 	assert_int_equal(policy_load_file(path, &p, &err), -1);
 	assert_int_equal(err.line, 3);
 	assert_string_equal(err.msg, "unknown keyword 'bogus'");
@@ -960,7 +960,7 @@ test_load_file(void **state)
 	memset(big, '\n', 1024 * 1024);
 	write_file(path, big, 1024 * 1024);
 	free(big);
-	policy_defaults(&p);
+	policy_defaults(&p, NULL);
 	assert_int_equal(policy_load_file(path, &p, &err), -1);
 	assert_int_equal(err.line, 0);
 	assert_non_null(strstr(err.msg, "larger than"));

@@ -198,7 +198,7 @@ load(const char *extra)
 	    {IPPROTO_UDP, {AF_INET, {0}}, 9}, /* SRV4:9 only */
 	};
 
-	policy_defaults(&pol);
+	policy_defaults(&pol, NULL);
 	snprintf(text, sizeof(text), "%s%s", base_policy, extra);
 	assert_int_equal(policy_parse(text, strlen(text), &pol, &err), 0);
 	memset(&facts, 0, sizeof(facts));
