@@ -35,9 +35,10 @@ SAN	 = -fsanitize=address,undefined -fno-sanitize-recover=all \
 .SECONDARY:
 
 .PHONY: all deps run test unit sanitize clang check-format format clean setcap \
-	install uninstall deb
+	install uninstall deb bench unguarded
 
-all: $(BUILD)/echod $(BUILD)/echo-client $(UNIT_TESTS:%=$(BUILD)/%)
+all: $(BUILD)/echod $(BUILD)/echo-client $(BUILD)/echo-bench \
+	$(UNIT_TESTS:%=$(BUILD)/%)
 
 deps:
 	@bash .ci/deps
@@ -45,7 +46,7 @@ deps:
 run: deps all
 	./$(BUILD)/echod $(ARGS)
 
-$(BUILD)/obj $(BUILD)/obj/client $(BUILD)/gen:
+$(BUILD)/obj $(BUILD)/obj/client $(BUILD)/obj/bench $(BUILD)/gen:
 	mkdir -p $@
 
 # The compiler and flags of the last build. The file is rewritten only when
@@ -64,7 +65,7 @@ FORCE:
 # Header dependencies are written by the compiler (-MMD) next to each
 # object; -MP keeps a deleted header from breaking the build.
 DEPFLAGS = -MMD -MP
--include $(wildcard $(BUILD)/obj/*.d $(BUILD)/obj/client/*.d)
+-include $(wildcard $(BUILD)/obj/*.d $(BUILD)/obj/client/*.d $(BUILD)/obj/bench/*.d)
 
 # The built-in policy is policy/echod.conf itself, as a C string.
 $(BUILD)/gen/default_policy.c: policy/echod.conf | $(BUILD)/gen
@@ -113,6 +114,11 @@ $(BUILD)/echo-client: $(CLIENT_OBJ) $(BUILD)/obj/units.o $(BUILD)/flags
 
 $(BUILD)/test_%: $(BUILD)/obj/test_%.o $(CORE_OBJ) $(BUILD)/flags
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBS) -lcmocka
+$(BUILD)/obj/bench/%.o: src/bench/%.c $(BUILD)/flags | $(BUILD)/obj/bench
+	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -c -o $@ $<
+
+$(BUILD)/echo-bench: $(BUILD)/obj/bench/echo-bench.o $(BUILD)/flags
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^)
 
 sanitize:
 	$(MAKE) BUILD=build/asan CC=clang EXTRA_CFLAGS='$(SAN)' \
@@ -121,16 +127,32 @@ sanitize:
 clang:
 	$(MAKE) BUILD=build/clang CC=clang all
 
+# The bench-only comparison build (src/variant.h): abuse checks and
+# seccomp compiled out, its own directory, refuses all but loopback and
+# 198.18.0.0/15. Nothing installs or starts it but src/bench/bench.py.
+unguarded:
+	$(MAKE) BUILD=build/unguarded EXTRA_CFLAGS=-DECHOD_BENCH_UNGUARDED \
+		build/unguarded/echod
+
+# `make bench`: echod against itself unguarded and the Go tutorial server
+# (built if golang-go is installed), every echoed byte verified. Needs
+# root for the under-attack row (network namespaces); BENCH_ARGS=--quick
+# for a short run. See README "Performance".
+BENCH_ARGS ?=
+bench: all unguarded
+	/usr/bin/python3 src/bench/bench.py $(BENCH_ARGS)
+
 unit: all
 	@for t in $(UNIT_TESTS); do ./$(BUILD)/$$t || exit 1; done
 
 # The whole suite: both compilers warning-free, unit tests plain and under
 # ASan+UBSan, then the integration tests on real sockets.
-test: deps check-format all clang sanitize fuzz-replay-build lab-build
+test: deps check-format all clang sanitize unguarded fuzz-replay-build \
+	lab-build
 	/usr/bin/python3 tests/run.py
 
 FORMAT_FILES = $(wildcard src/*.[ch] src/client/*.[ch] src/bpf/*.[ch] \
-	       tests/unit/*.[ch] fuzz/*.[ch] lab/*.c)
+	       src/bench/*.c tests/unit/*.[ch] fuzz/*.[ch] lab/*.c)
 
 check-format:
 	clang-format --dry-run --Werror $(FORMAT_FILES)

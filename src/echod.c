@@ -20,6 +20,7 @@
 #include "sandbox.h"
 #include "sockact.h"
 #include "supervisor.h"
+#include "variant.h"
 #include "xdp.h"
 
 #include <errno.h>
@@ -378,6 +379,32 @@ open_syslog(void)
 		refuse("syslog", err);
 }
 
+/* The bench-only unguarded build (variant.h) serves the benchmark and
+ * nothing else: loopback and 198.18.0.0/15, never a wildcard address. */
+static void
+refuse_unguarded_exposure(const struct policy *p)
+{
+	for (size_t i = 0; i < p->nlisten && !GUARDS_ON; i++) {
+		struct ipaddr a;
+		ipaddr_from_sockaddr((const struct sockaddr *)&p->listen[i].ss,
+		                     &a, NULL);
+		bool loop6 = a.family == AF_INET6 && a.bytes[15] == 1 &&
+		             memcmp(a.bytes, (uint8_t[15]){0}, 15) == 0;
+		bool v4 = a.family == AF_INET &&
+		          (a.bytes[0] == 127 ||
+		           (a.bytes[0] == 198 && (a.bytes[1] & 0xfe) == 18));
+		if (!loop6 && !v4)
+			refuse("unguarded_build",
+			       "this bench-only build has no abuse checks and "
+			       "no sandbox: it listens on 127.0.0.0/8, ::1 and "
+			       "198.18.0.0/15 only");
+	}
+	if (!GUARDS_ON)
+		log_always(LOG_WARN, "unguarded_build",
+		           "msg=\"WARNING: bench-only build: abuse checks and "
+		           "seccomp are compiled out\"");
+}
+
 /* Called in each worker just before it serves: its own, stricter limits. */
 static void
 harden_worker(void)
@@ -389,8 +416,8 @@ harden_worker(void)
 	xdp_forget_links();
 	if (forbid_new_processes(err, sizeof(err)) != 0)
 		refuse("worker_nproc", err);
-	if (sandbox_enter(SANDBOX_WORKER, policy.sandbox_log, err,
-	                  sizeof(err)) != 0)
+	if (GUARDS_ON && sandbox_enter(SANDBOX_WORKER, policy.sandbox_log, err,
+	                               sizeof(err)) != 0)
 		refuse("worker_seccomp", err);
 }
 
@@ -535,8 +562,8 @@ enter_sandbox(const struct boot *b)
 {
 	char err[256];
 
-	if (sandbox_enter(SANDBOX_SUPERVISOR, policy.sandbox_log, err,
-	                  sizeof(err)) != 0)
+	if (GUARDS_ON && sandbox_enter(SANDBOX_SUPERVISOR, policy.sandbox_log,
+	                               err, sizeof(err)) != 0)
 		refuse("seccomp", err);
 	log_always(LOG_INFO, "sandboxed", "user=%s uid=%u chroot=%s seccomp=%s",
 	           b->as_root ? b->user : "-", (unsigned)b->uid,
@@ -566,6 +593,7 @@ main(int argc, char **argv)
 	/* A closed stderr must not kill us; sockets use MSG_NOSIGNAL. */
 	signal(SIGPIPE, SIG_IGN);
 	log_init(policy.log_level, "main", -1);
+	refuse_unguarded_exposure(&policy);
 	log_set_json(policy.log_json);
 	check_workers(&b);
 	check_user_and_chroot(&b);

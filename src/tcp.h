@@ -1,7 +1,7 @@
 /*
  * tcp: stream echo with backpressure; at most tcp-buffer held per peer.
  * Map: packet-path layer; calls counters, facts, guard, listener, log, loop,
- * policy, ratelimit.
+ * policy, ratelimit, variant.
  */
 #ifndef ECHOD_TCP_H
 #define ECHOD_TCP_H

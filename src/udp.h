@@ -1,7 +1,7 @@
 /*
  * udp: datagram echo in batches, replying from the address it was sent to.
  * Map: packet-path layer; calls counters, facts, guard, listener, log, loop,
- * policy.
+ * policy, variant.
  */
 #ifndef ECHOD_UDP_H
 #define ECHOD_UDP_H

@@ -1,0 +1,503 @@
+#!/usr/bin/python3
+"""`make bench`: echod against its unguarded build and the Go tutorial server.
+
+Run from the repository root as /usr/bin/python3 src/bench/bench.py, after
+`make all unguarded` (make bench does both). In one run, with the server
+pinned to CPU 0 and the load generator (build/echo-bench, which verifies
+every echoed byte) to CPU 1 where there are two CPUs:
+
+  rounds   interleaved: each round starts each server afresh and measures
+           TCP at 1 and 64 connections, UDP at 64 and 1400 bytes (64
+           datagrams outstanding at most), TCP and UDP round trips;
+           the table shows the median of the rounds
+  idle     RSS of all the server's processes holding 10,000 idle TCP
+           connections (spread over 40 loopback /24s)
+  cores    echod with 1 and 2 workers, neither pinned, 8 source prefixes
+  attack   in two network namespaces the bench creates (198.18.0.0/15
+           only): legitimate UDP and TCP from one client while a spoofed
+           flood from 100,000 sources hits the server; bounded in count
+           and time (as root only, else skipped with a note)
+
+echod and the unguarded build run policy/bench.conf (the defaults with the
+rate limits lifted). Prints a table, then one machine-readable line per
+figure: "BENCH key=value ...". Exit 1 if a run failed or an echo differed.
+"""
+
+import argparse
+import ipaddress
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "build" / "echo-bench"
+POLICY = ROOT / "policy" / "bench.conf"
+GO_SRC = ROOT / "src" / "bench" / "goecho" / "main.go"
+GO_BIN = ROOT / "build" / "bench" / "go-echo"
+BENCH_NET = ipaddress.ip_network("198.18.0.0/15")
+IDLE_CONNS = 10000
+IDLE_PREFIXES = 40  # 40 x 256 (the per-source cap) > 10,000
+FLOOD_SOURCES = 100000
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+class Server:
+    """One server process; stderr drained by a thread so it never blocks."""
+
+    def __init__(self, kind, argv, host, port):
+        self.kind, self.host, self.port = kind, host, port
+        self.lines = []
+        self.ready = threading.Event()
+        self.proc = subprocess.Popen(argv, cwd=str(ROOT),
+                                     stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        threading.Thread(target=self._drain, daemon=True).start()
+        self._wait_ready()
+
+    def _drain(self):
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace")
+            self.lines.append(line)
+            if " event=ready " in f" {line} ":
+                self.ready.set()
+
+    def _wait_ready(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        if self.kind != "go":
+            if not self.ready.wait(timeout):
+                self.stop()
+                raise BenchError(f"{self.kind} not ready:\n"
+                                 + "".join(self.lines[-5:]))
+            return
+        while time.monotonic() < deadline:  # Go logs nothing when ready
+            if self.proc.poll() is not None:
+                break
+            try:
+                socket.create_connection((self.host, self.port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise BenchError("the Go server did not start")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def rss_kib(self):
+        """VmRSS summed over the server and its descendants."""
+        pids, todo = [], [self.proc.pid]
+        parents = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    stat = Path(f"/proc/{d}/stat").read_text()
+                    parents.setdefault(int(stat.rsplit(")", 1)[1].split()[1]),
+                                       []).append(int(d))
+                except OSError:
+                    pass
+        while todo:
+            p = todo.pop()
+            pids.append(p)
+            todo.extend(parents.get(p, []))
+        total = 0
+        for p in pids:
+            try:
+                for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+        return total
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def parse_kv(line):
+    return dict(w.split("=", 1) for w in line.split() if "=" in w)
+
+
+def run_load(args, cpus, prefix=(), timeout=60):
+    argv = list(prefix) + (["taskset", "-c", cpus] if cpus else []) + \
+        [str(BENCH)] + [str(a) for a in args]
+    r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise BenchError(f"{' '.join(argv)}: exit {r.returncode}: "
+                         f"{r.stderr.strip()}")
+    return parse_kv(r.stdout.strip().splitlines()[-1])
+
+
+def free_port(host="127.0.0.1"):
+    for _ in range(100):
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            t.bind((host, 0))
+            port = t.getsockname()[1]
+            u.bind((host, port))
+            return port
+        except OSError:
+            continue
+        finally:
+            t.close()
+            u.close()
+    raise BenchError("no free port")
+
+
+def server_argv(kind, host, port, workers=1, cpus=None, prefix=()):
+    pin = ["taskset", "-c", cpus] if cpus else []
+    if kind == "go":
+        return list(prefix) + pin + [str(GO_BIN), f"{host}:{port}"]
+    binary = ROOT / "build" / ("unguarded/echod" if kind == "unguarded"
+                               else "echod")
+    return list(prefix) + pin + [str(binary), "-c", str(POLICY),
+                                 "-w", str(workers), "-l", f"{host}:{port}"]
+
+
+def start(kind, cpus, host="127.0.0.1", workers=1, prefix=()):
+    port = free_port() if host == "127.0.0.1" else 20007
+    return Server(kind, server_argv(kind, host, port, workers, cpus, prefix),
+                  host, port)
+
+
+def build_go():
+    if shutil.which("go") is None:
+        return "golang-go is not installed: the Go column is skipped"
+    GO_BIN.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, GOCACHE=str(ROOT / "build" / "go-cache"),
+               GOPATH=str(ROOT / "build" / "gopath"), GO111MODULE="off",
+               GOFLAGS="")
+    r = subprocess.run(["go", "build", "-o", str(GO_BIN), str(GO_SRC)],
+                       env=env, capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        return f"go build failed: {r.stderr.strip()[:200]}"
+    return None
+
+
+# ---- the measurements ----
+
+ROUND_METRICS = [
+    # key, label, unit, echo-bench args, result field
+    ("tcp1", "TCP, 1 connection", "MB/s", ["tcp", "-c", 1], "mb_per_s"),
+    ("tcp64", "TCP, 64 connections", "MB/s", ["tcp", "-c", 64], "mb_per_s"),
+    ("udp64", "UDP, 64 B datagrams/s", "dgram/s",
+     ["udp", "-s", 64, "-w", 64], "per_s"),
+    ("udp1400", "UDP, 1400 B datagrams/s", "dgram/s",
+     ["udp", "-s", 1400, "-w", 64], "per_s"),
+    ("tcp_rtt_p50", "TCP RTT p50", "us", ["tcp-rtt", "-n", 5000], "p50_us"),
+    ("tcp_rtt_p99", "TCP RTT p99", "us", None, "p99_us"),
+    ("udp_rtt_p50", "UDP RTT p50", "us", ["udp-rtt", "-n", 5000], "p50_us"),
+    ("udp_rtt_p99", "UDP RTT p99", "us", None, "p99_us"),
+]
+LOWER_IS_BETTER = {"tcp_rtt_p50", "tcp_rtt_p99", "udp_rtt_p50",
+                   "udp_rtt_p99", "idle_rss"}
+
+
+def one_round(kind, seconds, srv_cpu, load_cpu, results):
+    s = start(kind, srv_cpu)
+    try:
+        last = None
+        for key, _, _, args, field in ROUND_METRICS:
+            if args is not None:
+                extra = ["-d", seconds] if args[0] in ("tcp", "udp") else []
+                last = run_load(args + extra + [s.host, s.port], load_cpu)
+            results.setdefault((kind, key), []).append(float(last[field]))
+        if not s.alive():
+            raise BenchError(f"{kind} died during the round")
+    finally:
+        s.stop()
+
+
+def idle_rss(kind, srv_cpu, load_cpu, results, notes):
+    s = start(kind, srv_cpu)
+    before = s.rss_kib()
+    binds = []
+    for i in range(IDLE_PREFIXES):
+        binds += ["-b", f"127.77.{i}.1"]
+    argv = (["taskset", "-c", load_cpu] if load_cpu else []) + \
+        [str(BENCH), "idle", "-c", IDLE_CONNS] + binds + [s.host, s.port]
+    p = subprocess.Popen([str(a) for a in argv], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        kv = parse_kv(p.stdout.readline())
+        rss = s.rss_kib() if s.alive() else None
+        opened = int(kv.get("open", 0))
+    finally:
+        p.stdin.close()
+        p.wait(30)
+        alive = s.alive()
+        s.stop()
+    if rss is None or not alive:
+        last = s.lines[-1].strip() if s.lines else "no message"
+        notes.append(f"{kind}: died while holding idle connections "
+                     f"({opened} were echoed; its last words: {last})")
+        results[(kind, "idle_rss")] = [float("nan")]
+        return
+    if opened < IDLE_CONNS:
+        notes.append(f"{kind}: only {opened} of {IDLE_CONNS} idle "
+                     f"connections were served")
+    results[(kind, "idle_rss")] = [rss / 1024.0]
+    results[(kind, "idle_open")] = [float(opened)]
+    results[(kind, "idle_rss_before")] = [before / 1024.0]
+
+
+def cores(seconds, results):
+    """echod with 1 and 2 workers, unpinned, 8 source prefixes."""
+    binds = []
+    for i in range(8):
+        binds += ["-b", f"127.78.{i}.1"]
+    for workers in (1, 2):
+        s = start("echod", None, workers=workers)
+        try:
+            r = run_load(["udp", "-s", 64, "-w", 16, "-d", seconds] + binds
+                         + [s.host, s.port], None)
+            results[("echod", f"cores_udp64_w{workers}")] = [float(r["per_s"])]
+            r = run_load(["tcp", "-c", 64, "-d", seconds] + binds
+                         + [s.host, s.port], None)
+            results[("echod", f"cores_tcp64_w{workers}")] = [
+                float(r["mb_per_s"])]
+        finally:
+            s.stop()
+
+
+# ---- under attack, in namespaces ----
+
+class Namespaces:
+    """srv (198.18.0.1) and cli (198.18.0.2) joined by a veth pair; srv
+    routes all of 198.18.0.0/15 back through cli, so spoofed sources need
+    one neighbour entry, and cli drops the replies (no forwarding)."""
+
+    def __init__(self):
+        tag = f"echod-b-{os.getpid()}"
+        self.srv, self.cli = f"{tag}-srv", f"{tag}-cli"
+        self.made = []
+        for ns in (self.srv, self.cli):
+            self.sh("ip", "netns", "add", ns)
+            self.made.append(ns)
+            self.sh("ip", "-n", ns, "link", "set", "lo", "up")
+        self.sh("ip", "link", "add", "ebv-s", "netns", self.srv, "type",
+                "veth", "peer", "name", "ebv-c", "netns", self.cli)
+        for ns, dev, addr in ((self.srv, "ebv-s", "198.18.0.1/24"),
+                              (self.cli, "ebv-c", "198.18.0.2/24")):
+            assert ipaddress.ip_interface(addr).ip in BENCH_NET
+            self.sh("ip", "-n", ns, "addr", "add", addr, "dev", dev)
+            self.sh("ip", "-n", ns, "link", "set", dev, "up")
+        self.sh("ip", "-n", self.srv, "route", "add", "198.18.0.0/15",
+                "via", "198.18.0.2")
+        for key in ("all", "default", "ebv-s"):
+            self.sh("ip", "netns", "exec", self.srv, "sysctl", "-qw",
+                    f"net.ipv4.conf.{key}.rp_filter=0")
+
+    @staticmethod
+    def sh(*argv):
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+        if r.returncode != 0:
+            raise BenchError(f"{' '.join(argv)}: {r.stderr.strip()}")
+
+    def exec_prefix(self, ns):
+        return ["ip", "netns", "exec", ns]
+
+    def delete(self):
+        for ns in self.made:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def attack(kinds, seconds, srv_cpu, load_cpu, flood_rate, results, notes):
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        notes.append("attack row skipped: needs root and iproute2 "
+                     "(network namespaces)")
+        return
+    try:
+        ns = Namespaces()
+    except BenchError as e:
+        notes.append(f"attack row skipped: {e}")
+        return
+    cli = ns.exec_prefix(ns.cli)
+    flood_seconds = 2 * seconds + 1.5
+    try:
+        for kind in kinds:
+            s = start(kind, srv_cpu, host="198.18.0.1",
+                      prefix=ns.exec_prefix(ns.srv))
+            try:
+                target = [s.host, s.port]
+                udp = ["udp", "-s", 64, "-w", 32, "-r", 20000, "-d", seconds]
+                tcp = ["tcp", "-c", 1, "-d", seconds]
+                base_udp = run_load(udp + target, load_cpu, cli)
+                base_tcp = run_load(tcp + target, load_cpu, cli)
+                flood = subprocess.Popen(
+                    cli + (["taskset", "-c", load_cpu] if load_cpu else [])
+                    + [str(BENCH), "flood", "-S", str(FLOOD_SOURCES), "-F",
+                       "198.18.4.0", "-r", str(flood_rate), "-d",
+                       str(flood_seconds), "-n",
+                       str(int(flood_rate * flood_seconds)), "-s", "64",
+                       s.host, str(s.port)],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                time.sleep(0.5)  # let the flood reach its rate
+                hit_udp = run_load(udp + target, load_cpu, cli)
+                hit_tcp = run_load(tcp + target, load_cpu, cli)
+                out, err = flood.communicate(timeout=flood_seconds + 10)
+                if flood.returncode != 0:
+                    raise BenchError(f"flood: {err.strip()}")
+                fl = parse_kv(out.strip().splitlines()[-1])
+                alive = s.alive()
+            finally:
+                s.stop()
+            if not alive:
+                notes.append(f"{kind} died under the flood")
+            results[(kind, "attack_udp_pct")] = [float(hit_udp["echoed_pct"])]
+            results[(kind, "attack_udp_base_pct")] = [
+                float(base_udp["echoed_pct"])]
+            results[(kind, "attack_tcp_ratio")] = [
+                float(hit_tcp["mb_per_s"]) / float(base_tcp["mb_per_s"])]
+            results[(kind, "attack_tcp_mbs")] = [float(hit_tcp["mb_per_s"])]
+            results[(kind, "attack_flood_pps")] = [float(fl["per_s"])]
+    finally:
+        ns.delete()
+
+
+# ---- report ----
+
+def fmt(key, v):
+    if v != v:  # NaN
+        return "died"
+    if "rtt" in key:
+        return f"{v:.0f}" if v >= 100 else f"{v:.1f}"
+    if key.startswith("udp") or key.startswith("cores_udp"):
+        return f"{v / 1000:.0f}k" if v >= 1000 else f"{v:.0f}"
+    if key == "idle_rss":
+        return f"{v:.1f} MiB"
+    if key.endswith("_pct"):
+        return f"{v:.1f}%"
+    if key.endswith("_ratio"):
+        return f"{v:.2f}x"
+    return f"{v:.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def report(kinds, results, notes, cmd):
+    med = {k: statistics.median(v) for k, v in results.items()}
+    names = {"echod": "echod", "unguarded": "echod unguarded",
+             "go": "Go tutorial server"}
+    rows = [(k, f"{label} ({unit})") for k, label, unit, _, _ in ROUND_METRICS]
+    rows += [("idle_rss", f"RSS, {IDLE_CONNS:,} idle TCP connections"),
+             ("attack_udp_pct", "under attack: legit UDP echoed"),
+             ("attack_tcp_ratio", "under attack: legit TCP vs unloaded")]
+    head = "| metric | " + " | ".join(names[k] for k in kinds) + " |"
+    print(head)
+    print("|---" * (len(kinds) + 1) + "|")
+    for key, label in rows:
+        cells = []
+        for k in kinds:
+            v = med.get((k, key))
+            if v is None:
+                cells.append("—")
+                continue
+            cell = fmt(key, v)
+            mine = med.get(("echod", key))
+            if k != "echod" and mine is not None and v == v and v > 0 \
+                    and mine == mine and not key.startswith("attack"):
+                ratio = v / mine if key in LOWER_IS_BETTER else mine / v
+                cell += f" (echod {ratio:.2f}x)"
+            cells.append(cell)
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print()
+    for w in (1, 2):
+        u, t = med.get(("echod", f"cores_udp64_w{w}")), \
+            med.get(("echod", f"cores_tcp64_w{w}"))
+        if u is not None:
+            print(f"cores: echod, {w} worker{'s' if w > 1 else ''}, "
+                  f"unpinned, 8 source prefixes: UDP 64 B {fmt('udp', u)}/s, "
+                  f"TCP 64 connections {t:.0f} MB/s")
+    for n in notes:
+        print(f"note: {n}")
+    print(f"command: {cmd}")
+    for (k, key), vals in sorted(results.items()):
+        print(f"BENCH server={k} metric={key} median={statistics.median(vals):.3f}"
+              f" rounds={len(vals)} values="
+              + ",".join(f"{v:.3f}" for v in vals))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--flood-rate", type=int, default=100000,
+                    help="spoofed datagrams per second (bounded)")
+    ap.add_argument("--quick", action="store_true",
+                    help="1 round of 1 s, no idle/cores/attack rows")
+    ap.add_argument("--skip", default="",
+                    help="comma list of: idle,cores,attack,go,unguarded")
+    a = ap.parse_args()
+    if a.quick:
+        a.rounds, a.seconds = 1, 1.0
+        a.skip += ",idle,cores,attack"
+    skip = set(a.skip.split(","))
+    for need in (BENCH, ROOT / "build/echod", ROOT / "build/unguarded/echod"):
+        if not need.exists():
+            sys.exit(f"bench: {need} is missing: run make bench")
+    notes = []
+    kinds = ["echod"]
+    if "unguarded" not in skip:
+        kinds.append("unguarded")
+    if "go" not in skip:
+        why = build_go()
+        if why:
+            notes.append(why)
+        else:
+            kinds.append("go")
+    ncpu = len(os.sched_getaffinity(0))
+    srv_cpu, load_cpu = ("0", "1") if ncpu >= 2 else (None, None)
+    if not srv_cpu:
+        notes.append("one CPU: server and load are not pinned")
+    notes.append(f"load average at start: {os.getloadavg()[0]:.2f}")
+    results = {}
+    t0 = time.monotonic()
+    try:
+        for r in range(a.rounds):
+            for kind in kinds:
+                log(f"bench: round {r + 1}/{a.rounds}: {kind}")
+                one_round(kind, a.seconds, srv_cpu, load_cpu, results)
+        if "idle" not in skip:
+            for kind in kinds:
+                log(f"bench: idle connections: {kind}")
+                idle_rss(kind, srv_cpu, load_cpu, results, notes)
+        if "cores" not in skip:
+            log("bench: 1 and 2 workers")
+            cores(a.seconds, results)
+        if "attack" not in skip:
+            log("bench: under attack")
+            attack(kinds, a.seconds, srv_cpu, load_cpu, a.flood_rate,
+                   results, notes)
+    except (BenchError, subprocess.TimeoutExpired) as e:
+        log(f"bench: FAILED: {e}")
+        return 1
+    notes.append(f"load average at end: {os.getloadavg()[0]:.2f}; "
+                 f"{time.monotonic() - t0:.0f} s in all")
+    report(kinds, results, notes,
+           "make bench" + (f" BENCH_ARGS='{' '.join(sys.argv[1:])}'"
+                           if sys.argv[1:] else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,806 @@
+/*
+ * echo-bench: the load generator of `make bench`. Every echoed byte is
+ * checked against what was sent, so a server that is fast because it is
+ * wrong fails instead of winning. One mode per run, one result line of
+ * key=value pairs on stdout (src/bench/bench.py reads it).
+ *
+ *   tcp      C connections stream for D seconds, at most W bytes in flight
+ *            each; the rate counts verified echo bytes
+ *   udp      datagrams of S bytes, at most W outstanding per socket (so the
+ *            server is measured, not the kernel's drops), optionally paced
+ *   tcp-rtt  N round trips of S bytes, one at a time: p50 and p99
+ *   udp-rtt  the same with datagrams
+ *   idle     open C connections, prove each with a 1-byte echo, hold them
+ *            until stdin closes
+ *   flood    spoofed UDP from S sources counted up from -F, raw IPv4;
+ *            only to and from 198.18.0.0/15, bounded by -n and -d
+ *
+ * Exit: 0 ok, 1 an echo differed, 2 network error, 64 usage.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/ip.h>
+#include <netinet/tcp.h>
+#include <netinet/udp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_MISMATCH 1
+#define EXIT_NETWORK  2
+#define EXIT_USAGE    64
+
+#define PAT_LEN     65521 /* prime: a misplaced chunk never lines up */
+#define MAX_CHUNK   (256 * 1024)
+#define MAX_BIND    64
+#define MAX_CONNS   20000
+#define UDP_BATCH   64
+#define UDP_HEADER  8  /* sequence number */
+#define UDP_LOSS_MS 50 /* nothing back this long: the outstanding are lost */
+#define RTT_WAIT_MS 1000
+#define NS          1000000000.0
+
+/* Source ports echod's default policy refuses although they are in Linux's
+ * ephemeral range (udp-deny-source-ports): never send from them. */
+#define REFUSED_EPHEMERAL(p) ((p) == 33848 || (p) == 37810)
+
+static struct {
+	const char *mode;
+	unsigned conns, window, sources;
+	size_t size;
+	double seconds, rate;
+	uint64_t count;
+	struct sockaddr_storage target, first_source;
+	socklen_t target_len;
+	struct sockaddr_storage bind[MAX_BIND];
+	unsigned nbind;
+} opt = {.conns = 1, .window = 0, .sources = 1, .size = 0, .seconds = 2};
+
+/* pat[PAT_LEN..] repeats its start, so any MAX_CHUNK slice is contiguous. */
+static unsigned char pat[PAT_LEN + MAX_CHUNK];
+static unsigned char rxbuf[MAX_CHUNK];
+
+static void __attribute__((noreturn, format(printf, 2, 3)))
+die(int status, const char *fmt, ...)
+{
+	va_list ap;
+	int e = errno;
+
+	fputs("echo-bench: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	if (status == EXIT_NETWORK && e != 0)
+		fprintf(stderr, ": %s", strerror(e));
+	fputc('\n', stderr);
+	exit(status);
+}
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / NS;
+}
+
+static void
+fill_pattern(void)
+{
+	uint32_t x = 2463534242u;
+
+	for (size_t i = 0; i < PAT_LEN; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		pat[i] = (unsigned char)x;
+	}
+	for (size_t i = PAT_LEN; i < sizeof(pat); i++)
+		pat[i] = pat[i - PAT_LEN];
+}
+
+/* Where a stream's byte at offset `off` comes from in pat. */
+static size_t
+stream_pos(unsigned id, uint64_t off)
+{
+	return (size_t)((off + (uint64_t)id * 4099) % PAT_LEN);
+}
+
+/* Check n received bytes that sit at stream offset off; false if any is
+ * not the byte sent there. */
+static bool
+stream_verify(unsigned id, uint64_t off, const unsigned char *buf, size_t n)
+{
+	while (n > 0) {
+		size_t piece = n < MAX_CHUNK ? n : MAX_CHUNK;
+		if (memcmp(buf, pat + stream_pos(id, off), piece) != 0)
+			return false;
+		buf += piece;
+		off += piece;
+		n -= piece;
+	}
+	return true;
+}
+
+static int
+parse_addr(const char *s, uint16_t port, struct sockaddr_storage *ss,
+           socklen_t *len)
+{
+	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, s, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons(port);
+		*len = sizeof(*a4);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, s, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons(port);
+		*len = sizeof(*a6);
+		return 0;
+	}
+	return -1;
+}
+
+static socklen_t
+sa_len(const struct sockaddr_storage *ss)
+{
+	return ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+	                                 : sizeof(struct sockaddr_in);
+}
+
+static uint16_t
+sa_port(const struct sockaddr_storage *ss)
+{
+	return ntohs(ss->ss_family == AF_INET6
+	                 ? ((const struct sockaddr_in6 *)ss)->sin6_port
+	                 : ((const struct sockaddr_in *)ss)->sin_port);
+}
+
+/* A socket to the target, bound to the i-th -b address (round robin). */
+static int
+open_socket(int type, unsigned i)
+{
+	int fd = -1;
+
+	for (int tries = 0; tries < 8; tries++) {
+		struct sockaddr_storage local;
+		socklen_t len = sizeof(local);
+
+		fd = socket(opt.target.ss_family, type | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			die(EXIT_NETWORK, "socket");
+		if (opt.nbind > 0) {
+			const struct sockaddr_storage *b =
+			    &opt.bind[i % opt.nbind];
+			if (bind(fd, (const struct sockaddr *)b, sa_len(b)) !=
+			    0)
+				die(EXIT_NETWORK, "bind");
+		}
+		if (connect(fd, (struct sockaddr *)&opt.target,
+		            opt.target_len) != 0)
+			return -1;
+		if (type != SOCK_DGRAM ||
+		    getsockname(fd, (struct sockaddr *)&local, &len) != 0 ||
+		    !REFUSED_EPHEMERAL(sa_port(&local)))
+			return fd;
+		close(fd);
+	}
+	die(EXIT_NETWORK, "no usable UDP source port");
+}
+
+static void
+set_nonblocking(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
+		die(EXIT_NETWORK, "FIONBIO");
+}
+
+/* ---- tcp: verified stream throughput ---- */
+
+struct stream {
+	int fd;
+	unsigned id;
+	uint64_t sent, rcvd;
+	uint32_t events;
+};
+
+static void
+stream_watch(int ep, struct stream *s, uint32_t want)
+{
+	struct epoll_event ev = {.events = want, .data.ptr = s};
+
+	if (s->events != want && epoll_ctl(ep, EPOLL_CTL_MOD, s->fd, &ev) != 0)
+		die(EXIT_NETWORK, "epoll_ctl");
+	s->events = want;
+}
+
+/* Send while the window allows; then watch for output only if it is open. */
+static void
+stream_send(int ep, struct stream *s, size_t chunk, uint64_t window)
+{
+	while (s->sent - s->rcvd < window) {
+		size_t len = window - (s->sent - s->rcvd);
+		ssize_t n;
+
+		if (len > chunk)
+			len = chunk;
+		n = send(s->fd, pat + stream_pos(s->id, s->sent), len,
+		         MSG_NOSIGNAL);
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n < 0)
+			die(EXIT_NETWORK, "tcp send (connection %u)", s->id);
+		s->sent += (uint64_t)n;
+	}
+	stream_watch(ep, s,
+	             EPOLLIN | (s->sent - s->rcvd < window ? EPOLLOUT : 0));
+}
+
+static int
+run_tcp(void)
+{
+	size_t chunk = opt.size ? opt.size : 64 * 1024;
+	uint64_t window = opt.window ? opt.window : 256 * 1024;
+	struct stream *s = calloc(opt.conns, sizeof(*s));
+	struct epoll_event evs[256];
+	uint64_t total = 0;
+	double start, end, t;
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+
+	if (s == NULL || ep < 0)
+		die(EXIT_NETWORK, "setup");
+	if (chunk > MAX_CHUNK)
+		die(EXIT_USAGE, "-s: at most %d for tcp", MAX_CHUNK);
+	for (unsigned i = 0; i < opt.conns; i++) {
+		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &s[i]};
+		s[i].id = i;
+		s[i].fd = open_socket(SOCK_STREAM, i);
+		if (s[i].fd < 0)
+			die(EXIT_NETWORK, "connect (connection %u)", i);
+		set_nonblocking(s[i].fd);
+		s[i].events = EPOLLIN;
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, s[i].fd, &ev) != 0)
+			die(EXIT_NETWORK, "epoll_ctl");
+	}
+	start = now_s();
+	end = start + opt.seconds;
+	for (unsigned i = 0; i < opt.conns; i++)
+		stream_send(ep, &s[i], chunk, window);
+	while ((t = now_s()) < end) {
+		int ms = (int)((end - t) * 1000) + 1;
+		int n = epoll_wait(ep, evs, 256, ms);
+
+		if (n < 0 && errno != EINTR)
+			die(EXIT_NETWORK, "epoll_wait");
+		for (int i = 0; i < n; i++) {
+			struct stream *c = evs[i].data.ptr;
+			if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+				ssize_t r = recv(c->fd, rxbuf, sizeof(rxbuf),
+				                 MSG_DONTWAIT);
+				if (r == 0 || (r < 0 && errno != EAGAIN))
+					die(EXIT_NETWORK,
+					    "tcp connection %u ended after "
+					    "%llu bytes",
+					    c->id, (unsigned long long)c->rcvd);
+				if (r > 0) {
+					if (!stream_verify(c->id, c->rcvd,
+					                   rxbuf, (size_t)r))
+						die(EXIT_MISMATCH,
+						    "tcp connection %u: echo "
+						    "differs near byte %llu",
+						    c->id,
+						    (unsigned long long)
+						        c->rcvd);
+					c->rcvd += (uint64_t)r;
+					total += (uint64_t)r;
+				}
+			}
+			stream_send(ep, c, chunk, window);
+		}
+	}
+	t = now_s() - start;
+	printf("mode=tcp conns=%u chunk=%zu window=%llu seconds=%.3f "
+	       "bytes=%llu verified=yes mb_per_s=%.1f\n",
+	       opt.conns, chunk, (unsigned long long)window, t,
+	       (unsigned long long)total, (double)total / t / 1e6);
+	return 0;
+}
+
+/* ---- udp: verified datagrams per second ---- */
+
+struct dsock {
+	int fd;
+	uint64_t next_seq, rcvd, lost;
+	double last_rx;
+};
+
+static const unsigned char *
+dgram_body(uint64_t seq)
+{
+	return pat + (seq * 131) % PAT_LEN;
+}
+
+/* Check one echo: right length, a sequence number we sent, the body that
+ * goes with it. */
+static bool
+dgram_verify(const struct dsock *d, const unsigned char *buf, size_t len)
+{
+	uint64_t seq;
+
+	if (len != opt.size)
+		return false;
+	memcpy(&seq, buf, sizeof(seq));
+	return seq < d->next_seq && memcmp(buf + UDP_HEADER, dgram_body(seq),
+	                                   opt.size - UDP_HEADER) == 0;
+}
+
+static unsigned char udp_tx[UDP_BATCH][65536];
+static unsigned char udp_rx[UDP_BATCH][65536];
+
+/* m[i] and iov[i] describe one datagram in buf. */
+static void
+mmsg_one(struct mmsghdr *m, struct iovec *iov, void *buf, size_t len)
+{
+	*iov = (struct iovec){buf, len};
+	*m = (struct mmsghdr){.msg_hdr = {.msg_iov = iov, .msg_iovlen = 1}};
+}
+
+static void
+dgram_send(struct dsock *d, unsigned n)
+{
+	struct mmsghdr m[UDP_BATCH];
+	struct iovec iov[UDP_BATCH];
+	int sent;
+
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t seq = d->next_seq + i;
+		memcpy(udp_tx[i], &seq, sizeof(seq));
+		memcpy(udp_tx[i] + UDP_HEADER, dgram_body(seq),
+		       opt.size - UDP_HEADER);
+		mmsg_one(&m[i], &iov[i], udp_tx[i], opt.size);
+	}
+	sent = sendmmsg(d->fd, m, n, MSG_DONTWAIT);
+	if (sent < 0 && errno != EAGAIN && errno != ECONNREFUSED)
+		die(EXIT_NETWORK, "sendmmsg");
+	if (sent > 0)
+		d->next_seq += (uint64_t)sent;
+}
+
+/* Receive what is there; false if an echo was wrong. */
+static bool
+dgram_receive(struct dsock *d, double t)
+{
+	struct mmsghdr m[UDP_BATCH];
+	struct iovec iov[UDP_BATCH];
+	int n;
+
+	for (int i = 0; i < UDP_BATCH; i++)
+		mmsg_one(&m[i], &iov[i], udp_rx[i], sizeof(udp_rx[i]));
+	n = recvmmsg(d->fd, m, UDP_BATCH, MSG_DONTWAIT, NULL);
+	for (int i = 0; i < n; i++) {
+		if (!dgram_verify(d, udp_rx[i], m[i].msg_len))
+			return false;
+		d->rcvd++;
+		/* A late echo of one written off as lost. */
+		if (d->next_seq - d->rcvd < d->lost)
+			d->lost--;
+		d->last_rx = t;
+	}
+	return true;
+}
+
+static int
+run_udp(void)
+{
+	unsigned nsock = opt.nbind ? opt.nbind : 1;
+	unsigned window = opt.window ? opt.window : 64;
+	struct dsock d[MAX_BIND] = {0};
+	struct pollfd pfd[MAX_BIND];
+	uint64_t sent = 0, rcvd = 0, lost = 0;
+	double start, end, t;
+
+	if (opt.size == 0)
+		opt.size = 64;
+	if (opt.size < UDP_HEADER || opt.size > 65507)
+		die(EXIT_USAGE, "-s: %d to 65507 bytes for udp", UDP_HEADER);
+	for (unsigned i = 0; i < nsock; i++) {
+		d[i].fd = open_socket(SOCK_DGRAM, i);
+		if (d[i].fd < 0)
+			die(EXIT_NETWORK, "udp connect");
+		pfd[i] = (struct pollfd){d[i].fd, POLLIN, 0};
+	}
+	start = now_s();
+	end = start + opt.seconds;
+	for (unsigned i = 0; i < nsock; i++)
+		d[i].last_rx = start;
+	while ((t = now_s()) < end) {
+		uint64_t total_sent = 0;
+		for (unsigned i = 0; i < nsock; i++)
+			total_sent += d[i].next_seq;
+		for (unsigned i = 0; i < nsock; i++) {
+			uint64_t out = d[i].next_seq - d[i].rcvd - d[i].lost;
+			uint64_t room = out < window ? window - out : 0;
+			if (opt.rate > 0) {
+				double allowed = opt.rate * (t - start);
+				double left = allowed - (double)total_sent;
+				room = left < 1              ? 0
+				       : left < (double)room ? (uint64_t)left
+				                             : room;
+			}
+			if (room > UDP_BATCH)
+				room = UDP_BATCH;
+			if (room > 0) {
+				dgram_send(&d[i], (unsigned)room);
+				total_sent += room;
+			}
+			/* Written off: nothing came back for a while. */
+			if (out > 0 && t - d[i].last_rx > UDP_LOSS_MS / 1e3) {
+				d[i].lost += out;
+				d[i].last_rx = t;
+			}
+		}
+		if (poll(pfd, nsock, 1) < 0 && errno != EINTR)
+			die(EXIT_NETWORK, "poll");
+		t = now_s();
+		for (unsigned i = 0; i < nsock; i++)
+			if ((pfd[i].revents & POLLIN) &&
+			    !dgram_receive(&d[i], t))
+				die(EXIT_MISMATCH, "udp: an echo differs from "
+				                   "the datagram sent");
+	}
+	t = now_s() - start;
+	for (unsigned i = 0; i < nsock; i++) {
+		sent += d[i].next_seq;
+		rcvd += d[i].rcvd;
+		lost += d[i].next_seq - d[i].rcvd;
+	}
+	printf("mode=udp size=%zu window=%u sockets=%u seconds=%.3f "
+	       "sent=%llu received=%llu unanswered=%llu verified=yes "
+	       "per_s=%.0f echoed_pct=%.2f\n",
+	       opt.size, window, nsock, t, (unsigned long long)sent,
+	       (unsigned long long)rcvd, (unsigned long long)lost,
+	       (double)rcvd / t,
+	       sent ? 100.0 * (double)rcvd / (double)sent : 0.0);
+	return 0;
+}
+
+/* ---- round trips ---- */
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static bool
+recv_all(int fd, unsigned char *buf, size_t len, int timeout_ms)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		struct pollfd p = {fd, POLLIN, 0};
+		ssize_t n;
+
+		if (poll(&p, 1, timeout_ms) <= 0)
+			return false;
+		n = recv(fd, buf + got, len - got, MSG_DONTWAIT);
+		if (n <= 0 && !(n < 0 && errno == EAGAIN))
+			return false;
+		if (n > 0)
+			got += (size_t)n;
+	}
+	return true;
+}
+
+static int
+run_rtt(bool udp)
+{
+	uint64_t count = opt.count ? opt.count : 2000, lost = 0, ok = 0;
+	size_t size = opt.size ? opt.size : 64;
+	double *lat = calloc(count, sizeof(double)), t0;
+	int fd, one = 1;
+
+	if (lat == NULL || size < UDP_HEADER || size > 65507)
+		die(EXIT_USAGE, "-s: %d to 65507 bytes", UDP_HEADER);
+	fd = open_socket(udp ? SOCK_DGRAM : SOCK_STREAM, 0);
+	if (fd < 0)
+		die(EXIT_NETWORK, "connect");
+	if (!udp)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	for (uint64_t seq = 0; seq < count; seq++) {
+		memcpy(udp_tx[0], &seq, sizeof(seq));
+		memcpy(udp_tx[0] + UDP_HEADER, dgram_body(seq),
+		       size - UDP_HEADER);
+		t0 = now_s();
+		if (send(fd, udp_tx[0], size, MSG_NOSIGNAL) != (ssize_t)size)
+			die(EXIT_NETWORK, "send");
+		if (!recv_all(fd, udp_rx[0], size, RTT_WAIT_MS)) {
+			if (!udp)
+				die(EXIT_NETWORK, "tcp echo %llu missing",
+				    (unsigned long long)seq);
+			lost++;
+			continue;
+		}
+		lat[ok++] = (now_s() - t0) * 1e6;
+		if (memcmp(udp_rx[0], udp_tx[0], size) != 0)
+			die(EXIT_MISMATCH, "echo %llu differs",
+			    (unsigned long long)seq);
+	}
+	if (ok == 0)
+		die(EXIT_NETWORK, "no echo at all");
+	qsort(lat, ok, sizeof(double), cmp_double);
+	printf("mode=%s size=%zu count=%llu lost=%llu verified=yes "
+	       "p50_us=%.1f p99_us=%.1f max_us=%.1f\n",
+	       udp ? "udp-rtt" : "tcp-rtt", size, (unsigned long long)count,
+	       (unsigned long long)lost, lat[ok / 2], lat[ok * 99 / 100],
+	       lat[ok - 1]);
+	return 0;
+}
+
+/* ---- idle: hold connections open for an RSS reading ---- */
+
+static void
+raise_fd_limit(rlim_t need)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < need) {
+		rl.rlim_cur = need;
+		if (rl.rlim_max < need)
+			rl.rlim_max = need;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			die(EXIT_NETWORK, "cannot raise RLIMIT_NOFILE to %llu",
+			    (unsigned long long)need);
+	}
+}
+
+static int
+run_idle(void)
+{
+	int *fds = calloc(opt.conns, sizeof(int));
+	unsigned open = 0, failed = 0;
+	char c;
+
+	if (fds == NULL)
+		die(EXIT_NETWORK, "calloc");
+	raise_fd_limit((rlim_t)opt.conns + 64);
+	for (unsigned i = 0; i < opt.conns && failed < 16; i++) {
+		unsigned char b = (unsigned char)('a' + i % 26), e = 0;
+		int fd = open_socket(SOCK_STREAM, i);
+		/* Served means echoed: accepted, not only in the backlog. */
+		if (fd >= 0 && send(fd, &b, 1, MSG_NOSIGNAL) == 1 &&
+		    recv_all(fd, &e, 1, 2000) && e == b) {
+			fds[open++] = fd;
+			continue;
+		}
+		if (fd >= 0)
+			close(fd);
+		failed++;
+	}
+	printf("mode=idle asked=%u open=%u failed=%u\n", opt.conns, open,
+	       failed);
+	fflush(stdout);
+	while (read(STDIN_FILENO, &c, 1) > 0)
+		;
+	for (unsigned i = 0; i < open; i++)
+		close(fds[i]);
+	return 0;
+}
+
+/* ---- flood: spoofed sources, benchmark range only ---- */
+
+static bool
+in_bench_range(const struct sockaddr_storage *ss)
+{
+	const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+
+	return ss->ss_family == AF_INET &&
+	       (ntohl(a->sin_addr.s_addr) & 0xfffe0000u) == 0xc6120000u;
+}
+
+struct flood_pkt {
+	struct iphdr ip;
+	struct udphdr udp;
+	unsigned char body[1400];
+};
+
+static int
+run_flood(void)
+{
+	static struct flood_pkt pkt[UDP_BATCH];
+	struct mmsghdr m[UDP_BATCH];
+	struct iovec iov[UDP_BATCH];
+	size_t body = opt.size ? opt.size : 64;
+	uint32_t first =
+	    ntohl(((struct sockaddr_in *)&opt.first_source)->sin_addr.s_addr);
+	struct sockaddr_storage last = opt.first_source;
+	uint64_t limit = opt.count ? opt.count : 1000000, sent = 0;
+	double start = now_s(), t;
+	int fd;
+
+	((struct sockaddr_in *)&last)->sin_addr.s_addr =
+	    htonl(first + opt.sources - 1);
+	if (!in_bench_range(&opt.target) ||
+	    !in_bench_range(&opt.first_source) || !in_bench_range(&last))
+		die(EXIT_USAGE, "flood: target and every source must be in "
+		                "198.18.0.0/15");
+	if (body > sizeof(pkt[0].body))
+		die(EXIT_USAGE, "-s: at most %zu for flood",
+		    sizeof(pkt[0].body));
+	fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+	if (fd < 0)
+		die(EXIT_NETWORK, "raw socket (needs CAP_NET_RAW)");
+	while (sent < limit && (t = now_s()) - start < opt.seconds) {
+		uint64_t n = limit - sent;
+		if (opt.rate > 0) {
+			double allowed = opt.rate * (t - start) - (double)sent;
+			if (allowed < 1) {
+				struct timespec ts = {0, 200000};
+				nanosleep(&ts, NULL);
+				continue;
+			}
+			if ((double)n > allowed)
+				n = (uint64_t)allowed;
+		}
+		if (n > UDP_BATCH)
+			n = UDP_BATCH;
+		for (unsigned i = 0; i < n; i++) {
+			uint64_t k = sent + i;
+			struct flood_pkt *p = &pkt[i];
+			/* The kernel fills in the checksum, id and length. */
+			p->ip = (struct iphdr){
+			    .version = 4,
+			    .ihl = 5,
+			    .ttl = 64,
+			    .protocol = IPPROTO_UDP,
+			    .saddr = htonl(first + (uint32_t)(k % opt.sources)),
+			    .daddr = ((struct sockaddr_in *)&opt.target)
+			                 ->sin_addr.s_addr,
+			};
+			p->udp = (struct udphdr){
+			    .source = htons((uint16_t)(40000 + k % 20000)),
+			    .dest =
+			        ((struct sockaddr_in *)&opt.target)->sin_port,
+			    .len = htons((uint16_t)(sizeof(p->udp) + body)),
+			};
+			memcpy(p->body, dgram_body(k), body);
+			iov[i] = (struct iovec){p, sizeof(p->ip) +
+			                               sizeof(p->udp) + body};
+			m[i] = (struct mmsghdr){
+			    .msg_hdr = {.msg_name = &opt.target,
+			                .msg_namelen = opt.target_len,
+			                .msg_iov = &iov[i],
+			                .msg_iovlen = 1}};
+		}
+		int r = sendmmsg(fd, m, (unsigned)n, 0);
+		if (r < 0 && errno != ENOBUFS && errno != EAGAIN)
+			die(EXIT_NETWORK, "flood sendmmsg");
+		if (r > 0)
+			sent += (uint64_t)r;
+	}
+	t = now_s() - start;
+	printf("mode=flood sources=%u sent=%llu seconds=%.3f per_s=%.0f\n",
+	       opt.sources, (unsigned long long)sent, t, (double)sent / t);
+	return 0;
+}
+
+/* ---- options ---- */
+
+static const char usage[] =
+    "usage: echo-bench MODE [-c CONNS] [-d SECONDS] [-s SIZE] [-w WINDOW]\n"
+    "                  [-n COUNT] [-r RATE] [-b BINDADDR]... [-S SOURCES]\n"
+    "                  [-F FIRSTSOURCE] HOST PORT\n"
+    "MODE: tcp, udp, tcp-rtt, udp-rtt, idle, flood (see the source's "
+    "head)\n";
+
+static double
+num(const char *s, double lo, double hi, char flag)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (*s == '\0' || *end != '\0' || v < lo || v > hi)
+		die(EXIT_USAGE, "-%c: '%s' is not a number from %g to %g\n%s",
+		    flag, s, lo, hi, usage);
+	return v;
+}
+
+static void
+parse_args(int argc, char **argv)
+{
+	socklen_t len;
+	int c;
+
+	if (argc < 2)
+		die(EXIT_USAGE, "no mode\n%s", usage);
+	opt.mode = argv[1];
+	optind = 2;
+	while ((c = getopt(argc, argv, "c:d:s:w:n:r:b:S:F:")) != -1) {
+		switch (c) {
+		case 'c':
+			opt.conns = (unsigned)num(optarg, 1, MAX_CONNS, 'c');
+			break;
+		case 'd':
+			opt.seconds = num(optarg, 0.1, 600, 'd');
+			break;
+		case 's':
+			opt.size = (size_t)num(optarg, 1, 1 << 20, 's');
+			break;
+		case 'w':
+			opt.window = (unsigned)num(optarg, 1, 1 << 30, 'w');
+			break;
+		case 'n':
+			opt.count = (uint64_t)num(optarg, 1, 1e8, 'n');
+			break;
+		case 'r':
+			opt.rate = num(optarg, 1, 1e8, 'r');
+			break;
+		case 'S':
+			opt.sources = (unsigned)num(optarg, 1, 131072, 'S');
+			break;
+		case 'b':
+			if (opt.nbind == MAX_BIND ||
+			    parse_addr(optarg, 0, &opt.bind[opt.nbind++],
+			               &len) != 0)
+				die(EXIT_USAGE,
+				    "-b: '%s': a numeric address, "
+				    "at most 64",
+				    optarg);
+			break;
+		case 'F':
+			if (parse_addr(optarg, 0, &opt.first_source, &len) != 0)
+				die(EXIT_USAGE, "-F: '%s' is not an address",
+				    optarg);
+			break;
+		default:
+			die(EXIT_USAGE, "%s", usage);
+		}
+	}
+	if (argc - optind != 2)
+		die(EXIT_USAGE, "need HOST and PORT\n%s", usage);
+	if (parse_addr(argv[optind],
+	               (uint16_t)num(argv[optind + 1], 1, 65535, 'p'),
+	               &opt.target, &opt.target_len) != 0)
+		die(EXIT_USAGE, "'%s' is not a numeric address", argv[optind]);
+}
+
+int
+main(int argc, char **argv)
+{
+	parse_args(argc, argv);
+	fill_pattern();
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (strcmp(opt.mode, "tcp") == 0)
+		return run_tcp();
+	if (strcmp(opt.mode, "udp") == 0)
+		return run_udp();
+	if (strcmp(opt.mode, "tcp-rtt") == 0)
+		return run_rtt(false);
+	if (strcmp(opt.mode, "udp-rtt") == 0)
+		return run_rtt(true);
+	if (strcmp(opt.mode, "idle") == 0)
+		return run_idle();
+	if (strcmp(opt.mode, "flood") == 0)
+		return run_flood();
+	die(EXIT_USAGE, "unknown mode '%s'\n%s", opt.mode, usage);
+}

@@ -1,0 +1,179 @@
+"""`make bench`'s parts: the load generator verifies every echoed byte (so a
+wrong server fails instead of winning), and the unguarded comparison build
+cannot become a production server (SECURITY.md, "The benchmark build")."""
+
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, EXIT_OSERR, Echod, children_of, free_port
+
+BENCH = ROOT / "build" / "echo-bench"
+UNGUARDED = ROOT / "build" / "unguarded" / "echod"
+BENCH_POLICY = ROOT / "policy" / "bench.conf"
+
+
+def bench(*args, timeout=30):
+    r = subprocess.run([str(BENCH)] + [str(a) for a in args],
+                       stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=timeout)
+    fields = {}
+    if r.stdout.strip():
+        fields = dict(w.split("=", 1)
+                      for w in r.stdout.split() if "=" in w)
+    return r.returncode, fields, r.stderr
+
+
+def seccomp_mode(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Seccomp:"):
+            return int(line.split()[1])
+    raise AssertionError("no Seccomp line")
+
+
+class CorruptingServer:
+    """Echoes TCP and UDP on 127.0.0.1, but flips one byte after the first
+    `clean` bytes of each connection and in every 100th datagram."""
+
+    def __init__(self, clean=100000):
+        self.clean = clean
+        self.tcp = socket.socket()
+        self.tcp.bind(("127.0.0.1", 0))
+        self.port = self.tcp.getsockname()[1]
+        self.tcp.listen(8)
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", self.port))
+        self.stopping = False
+        for target in (self._accept, self._datagrams):
+            threading.Thread(target=target, daemon=True).start()
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                c, _ = self.tcp.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._stream, args=(c,),
+                             daemon=True).start()
+
+    def _stream(self, c):
+        seen = 0
+        with c:
+            while True:
+                try:
+                    data = bytearray(c.recv(65536))
+                except OSError:
+                    return
+                if not data:
+                    return
+                if seen <= self.clean < seen + len(data):
+                    data[self.clean - seen] ^= 0x01
+                seen += len(data)
+                try:
+                    c.sendall(data)
+                except OSError:
+                    return
+
+    def _datagrams(self):
+        n = 0
+        while not self.stopping:
+            try:
+                data, peer = self.udp.recvfrom(65536)
+            except OSError:
+                return
+            data = bytearray(data)
+            n += 1
+            if n % 100 == 0:
+                data[-1] ^= 0x01
+            self.udp.sendto(bytes(data), peer)
+
+    def close(self):
+        self.stopping = True
+        self.tcp.close()
+        self.udp.close()
+
+
+def test_every_mode_verifies_a_real_echod(echod):
+    d = echod(policy_text=BENCH_POLICY.read_text(), listen=("127.0.0.1",))
+    rc, f, err = bench("tcp", "-c", 4, "-d", 0.5, "127.0.0.1", d.port)
+    assert rc == 0, err
+    assert f["verified"] == "yes" and int(f["bytes"]) > 1_000_000
+    rc, f, err = bench("udp", "-s", 64, "-d", 0.5, "127.0.0.1", d.port)
+    assert rc == 0, err
+    assert int(f["received"]) > 1000
+    assert int(f["received"]) == int(f["sent"]) - int(f["unanswered"])
+    for mode in ("tcp-rtt", "udp-rtt"):
+        rc, f, err = bench(mode, "-n", 200, "127.0.0.1", d.port)
+        assert rc == 0, err
+        assert int(f["lost"]) == 0 and float(f["p99_us"]) > 0
+    c = d.counters()
+    assert c["udp_echoed"] >= 1200 and c["tcp_bytes_out"] > 1_000_000
+
+
+def test_a_wrong_echo_fails_the_run():
+    srv = CorruptingServer()
+    try:
+        rc, _, err = bench("tcp", "-c", 1, "-d", 3, "127.0.0.1", srv.port)
+        assert rc == 1, err
+        assert "differs near byte" in err
+        rc, _, err = bench("udp", "-s", 64, "-w", 8, "-d", 3, "127.0.0.1",
+                           srv.port)
+        assert rc == 1, err
+        assert "differs" in err
+    finally:
+        srv.close()
+
+
+def test_flood_refuses_addresses_outside_the_bench_range():
+    for target, first in (("192.0.2.1", "198.18.4.0"),
+                          ("198.18.0.1", "10.0.0.0"),
+                          ("198.18.0.1", "198.19.255.0")):  # runs past /15
+        rc, _, err = bench("flood", "-S", 1000, "-F", first, "-n", 10,
+                           target, 7)
+        assert rc == 64, err
+        assert "198.18.0.0/15" in err
+
+
+def test_the_ordinary_build_has_no_unguarded_code():
+    assert b"unguarded_build" not in (ROOT / "build" / "echod").read_bytes()
+    assert b"unguarded_build" in UNGUARDED.read_bytes()
+
+
+def test_unguarded_build_refuses_anything_but_loopback_and_bench_range():
+    for addr in ("0.0.0.0", "192.0.2.1", "[::]"):
+        r = subprocess.run([str(UNGUARDED), "-w", "1", "-l", f"{addr}:7"],
+                           stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=10)
+        assert r.returncode == EXIT_OSERR, r.stderr
+        assert "step=unguarded_build" in r.stderr
+
+
+def test_unguarded_build_warns_and_runs_without_seccomp(echod):
+    port = free_port()
+    d = Echod([str(UNGUARDED), "-c", str(BENCH_POLICY), "-w", "1",
+               "-l", f"127.0.0.1:{port}"], port, None)
+    try:
+        d.wait_ready()
+        assert "event=unguarded_build" in d.log_text()
+        worker = children_of(d.pid)[0]
+        assert seccomp_mode(worker) == 0
+        rc, f, err = bench("udp-rtt", "-n", 50, "127.0.0.1", port)
+        assert rc == 0, err
+    finally:
+        d.kill_all()
+    # ... while the ordinary build under the same policy is filtered.
+    g = echod(policy_text=BENCH_POLICY.read_text(), listen=("127.0.0.1",))
+    assert seccomp_mode(children_of(g.pid)[0]) == 2
+
+
+def test_no_io_uring_in_either_allowlist():
+    """SECURITY.md: io_uring's queued operations bypass seccomp, so no
+    allowlist may contain it (make bench measures echod without it)."""
+    for name in ("seccomp-worker.list", "seccomp-supervisor.list"):
+        text = (ROOT / "policy" / name).read_text()
+        words = {line.split("#")[0].split()[0]
+                 for line in text.splitlines() if line.split("#")[0].split()}
+        assert not {w for w in words if w.startswith("io_uring")}, name
