@@ -217,6 +217,8 @@ $(BUILD)/echod.conf: policy/echod.conf | $(BUILD)/obj
 	  sed -e 's|^chroot .*|chroot $(UNIT_CHROOT)|' $<; } > $@
 
 install: $(BUILD)/echod $(BUILD)/echo-client $(BUILD)/echod.conf
+	@! grep -q unguarded_build $(BUILD)/echod || { echo "install: \
+	$(BUILD)/echod is the bench-only unguarded build; refusing" >&2; exit 1; }
 	install -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
 		$(DESTDIR)$(SYSCONFDIR)/echod $(DESTDIR)$(MANDIR)/man1 \
 		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \

@@ -177,3 +177,14 @@ def test_no_io_uring_in_either_allowlist():
         words = {line.split("#")[0].split()[0]
                  for line in text.splitlines() if line.split("#")[0].split()}
         assert not {w for w in words if w.startswith("io_uring")}, name
+
+
+def test_make_install_refuses_the_unguarded_build(tmp_path):
+    r = subprocess.run(["make", "-s", "install", "BUILD=build/unguarded",
+                        "EXTRA_CFLAGS=-DECHOD_BENCH_UNGUARDED",
+                        f"DESTDIR={tmp_path}"], cwd=str(ROOT),
+                       stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode != 0
+    assert "bench-only unguarded build; refusing" in r.stderr
+    assert not list(tmp_path.rglob("echod"))
