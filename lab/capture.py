@@ -10,7 +10,8 @@ whichever comes first, then prints one JSON object on stdout:
 
   in, out       {"packets", "bytes" (IP length), "ports" {port: packets},
                  "addresses" (distinct local addresses hit)}
-  bins_in, bins_out   packets per --bin seconds since --t0 (CLOCK_MONOTONIC)
+  bins_in, bins_out   packets per --bin seconds since --t0 (CLOCK_MONOTONIC),
+                by the kernel's time of arrival
   seconds       from --t0 to the end of the capture
   other         packets on the wire not counted above (ARP, ICMP, ...)
   kernel_drops  frames the kernel dropped before this capture read them
@@ -35,6 +36,7 @@ SOL_PACKET = 263
 PACKET_STATISTICS = 6
 PACKET_OUTGOING = 4
 PR_SET_PDEATHSIG = 1
+SO_TIMESTAMPNS = 35  # also the cmsg type (SCM_TIMESTAMPNS)
 
 
 class Side:
@@ -110,6 +112,10 @@ def main():
                          socket.htons(ETH_P_ALL))
     sock.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)  # SO_RCVBUFFORCE
     sock.bind((args.iface, ETH_P_ALL))
+    # Bin by the kernel's arrival time, not by when this process got to the
+    # frame: under load the capture may read a loop's packets late.
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    realtime_minus_monotonic = time.time() - time.monotonic()
     sock.setblocking(False)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append("signal"))
@@ -125,7 +131,8 @@ def main():
     total = 0
     deadline = time.monotonic() + args.max_seconds
     max_addresses = args.max_packets
-    recv = sock.recvfrom
+    recv = sock.recvmsg
+    cmsg_space = socket.CMSG_SPACE(16)
     while not stop:
         now = time.monotonic()
         if now >= deadline:
@@ -138,7 +145,7 @@ def main():
                 continue
             while total < args.max_packets:
                 try:
-                    frame, addr = recv(65536)
+                    frame, anc, _, addr = recv(65536, cmsg_space)
                 except BlockingIOError:
                     break
                 total += 1
@@ -155,7 +162,12 @@ def main():
                     other += 1
                     continue
                 sides[d].add(length, port, local, max_addresses)
-                b = int((time.monotonic() - args.t0) / args.bin)
+                t = time.monotonic()
+                for level, kind, data in anc:
+                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                        sec, nsec = struct.unpack("qq", data[:16])
+                        t = sec + nsec / 1e9 - realtime_minus_monotonic
+                b = int((t - args.t0) / args.bin)
                 if b >= 0:
                     row = bins[d]
                     if b >= len(row):

@@ -11,6 +11,21 @@ server's counters (SIGUSR1, event=counters), /proc (memory) and what the
 legitimate client got. Then it writes results.json, table.md and chart.svg
 into --out and prints the table.
 
+results.json: {"version": 1, "policy", "scale" (full or short), "seconds",
+"attacks": {NAME: {"kind", "naive": R, "echod": R}}}, where each R holds
+  attacker           what the attacker sent (sent, sent_bytes, start: s
+                     after the capture began; per attack: window, held...)
+  victim_packets, victim_bytes, victim_addresses   what reached the victim
+                     from the servers (capture), and how many of its
+                     addresses it hit; victim_sent: what the victim sent
+  loop_length        loops: packets both ways between server and victim
+  amplification      bytes at the victim per byte the attacker sent
+  memory_growth_kib, rss_kib [before, after]   the server's processes
+  legit              {sent, echoed} of the legitimate client
+  counters           the server's counters that moved (SIGUSR1)
+  capture            capture.py's whole output (bins for the chart)
+  worked, why        the verdict: did the attack get what it wanted?
+
 Everything is bounded in count and time; the namespaces, processes and
 scratch files go on exit, on Ctrl-C and on SIGTERM, and a run whose driver
 died is cleaned up by the next one. Needs root.

@@ -97,6 +97,8 @@ def _panel(name, a, x0, y0):
         series[side] = _series(a[side])
         width = a[side]["capture"]["bin"]
     n = max(2, max(len(s) for s in series.values()))
+    for side in series:  # the shorter capture ended with its quiet tail
+        series[side] += [0.0] * (n - len(series[side]))
     top = max([1.0] + [v for s in series.values() for v in s])
     decades = max(1, math.ceil(math.log10(top + 1)))
 

@@ -18,6 +18,8 @@ echod-lab-<driver pid>-<host>; a run whose driver is gone is stale, and
 the next run kills what is left in its namespaces and deletes them.
 """
 
+import ipaddress
+import json
 import os
 import re
 import shutil
@@ -131,6 +133,7 @@ class Topology:
                 self._host_link(h, *link)
             for a in ATK_EXTRA:
                 self.ns["atk"].ip("addr", "add", a + "/24", "dev", IFACE)
+            self.check()
         except Exception:
             self.delete()
             raise
@@ -182,6 +185,38 @@ class Topology:
         ns.ip("-6", "route", "add", "2001:db8::/32", "via", gw6)
         if h == "vic":  # the victim's whole site is behind its address
             r.ip("-6", "route", "add", VIC_SITE6, "via", addr6.split("/")[0])
+
+    def check(self):
+        """Refuse to run unless every address and route in every namespace
+        lies in the lab's ranges (or is loopback or link-local): no
+        default route, no way out."""
+        local = [ipaddress.ip_network(n) for n in
+                 ("127.0.0.0/8", "::1/128", "fe80::/10", "ff00::/8")]
+        allowed = [ipaddress.ip_network(n) for n in
+                   ("198.18.0.0/15", "2001:db8::/32")]
+
+        def inside(net):
+            return any(net.subnet_of(n) for n in allowed + local
+                       if n.version == net.version)
+        for h, ns in self.ns.items():
+            addrs = json.loads(ns.ip("-j", "addr", "show").stdout)
+            for link in addrs:
+                for a in link.get("addr_info", []):
+                    net = ipaddress.ip_network(
+                        f"{a['local']}/{a['prefixlen']}", strict=False)
+                    if not inside(net):
+                        raise RuntimeError(f"{h}: address {net} outside "
+                                           "the lab's ranges")
+            for fam in ("-4", "-6"):
+                for table in ("main", "local"):
+                    routes = json.loads(ns.ip("-j", fam, "route", "show",
+                                              "table", table).stdout)
+                    for r in routes:
+                        dst = r["dst"]
+                        if dst == "default" or not inside(
+                                ipaddress.ip_network(dst, strict=False)):
+                            raise RuntimeError(f"{h}: route to {dst} "
+                                               "outside the lab's ranges")
 
     def delete(self):
         for h in reversed(self.HOSTS):

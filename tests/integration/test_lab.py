@@ -271,3 +271,19 @@ def test_lab_cleans_up_a_stale_run(tmp_path):
     assert not lab_namespaces(proc.pid)
     assert not [p for p in pids if alive(p)]
     assert not os.path.exists(f"/tmp/echod-lab-{proc.pid}")
+
+
+def test_lab_network_has_no_way_out():
+    """Every address and route of the lab's namespaces lies in its ranges;
+    the check the lab runs before any attack refuses a default route."""
+    sys.path.insert(0, str(ROOT / "lab"))
+    import topo
+    t = topo.Topology()
+    try:
+        t.check()
+        t["atk"].ip("route", "add", "default", "via", "198.18.1.1")
+        with pytest.raises(RuntimeError, match="atk: route to default"):
+            t.check()
+    finally:
+        t.delete()
+    assert not lab_namespaces(os.getpid())
