@@ -658,6 +658,9 @@ def main():
         print("lab: needs root (network namespaces, raw sockets, port 7): "
               "sudo make lab", file=sys.stderr)
         return 1
+    if args.clean:
+        topo.clean_stale()
+        return 0
     for path in (args.echod, args.naive, args.client):
         if not os.access(path, os.X_OK):
             print(f"lab: {path} not built (make lab builds it)",
@@ -670,9 +673,6 @@ def main():
             print(f"lab: echod refuses the policy: {r.stderr.strip()}",
                   file=sys.stderr)
             return 1
-    if args.clean:
-        topo.clean_stale()
-        return 0
     # One connection per slot of the lockout attacks, and then some.
     resource.setrlimit(resource.RLIMIT_NOFILE, (16384, 16384))
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

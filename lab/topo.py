@@ -15,7 +15,8 @@
 Each host routes only 198.18.0.0/15 and 2001:db8::/32, via rtr, and rtr
 knows nothing else: nothing can leave the lab. Namespaces are named
 echod-lab-<driver pid>-<host>; a run whose driver is gone is stale, and
-the next run kills what is left in its namespaces and deletes them.
+the next run kills what is left in its namespaces and deletes them. Runs
+whose drivers live are never touched: several may run at once.
 """
 
 import ipaddress
@@ -56,15 +57,23 @@ RTR_LAN, RTR_LAN6 = "198.18.0.254", "2001:db8::fe"
 IFACE = "eth0"  # every host's interface
 
 
-def _pid_is_lab(pid):
-    """Is pid a live lab driver (this one included)?"""
+def _owner_alive(pid, path):
+    """Is the process that made `path` (named after its pid) still there?
+    Only if a process `pid` exists and started before `path` last changed:
+    a later one only reused the number. Any live owner counts, whatever it
+    runs (the tests build the topology from pytest)."""
     if pid == os.getpid():
         return True
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"lab.py" in f.read()
-    except OSError:
+        with open(f"/proc/{pid}/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as f:
+            btime = next(int(line.split()[1]) for line in f
+                         if line.startswith("btime "))
+        changed = os.stat(path).st_mtime
+    except (OSError, StopIteration, ValueError, IndexError):
         return False
+    return btime + start_ticks / os.sysconf("SC_CLK_TCK") <= changed + 1
 
 
 def _kill_pids(pids):
@@ -92,7 +101,7 @@ def clean_stale(log=print):
         names = []
     for name in sorted(names):
         m = re.match(re.escape(PREFIX) + r"(\d+)-", name)
-        if not m or _pid_is_lab(int(m.group(1))):
+        if not m or _owner_alive(int(m.group(1)), f"/run/netns/{name}"):
             continue
         _kill_pids(netns_pids(name))
         subprocess.run(["ip", "netns", "del", name], capture_output=True,
@@ -100,7 +109,7 @@ def clean_stale(log=print):
         removed.append(name)
     for d in Path("/tmp").glob(Path(TMP_PREFIX).name + "*"):
         m = re.match(r"echod-lab-(\d+)$", d.name)
-        if m and not _pid_is_lab(int(m.group(1))):
+        if m and not _owner_alive(int(m.group(1)), d):
             shutil.rmtree(d, ignore_errors=True)
             removed.append(str(d))
     if removed:
