@@ -29,18 +29,15 @@ fi
 
 cd "$SRC_ROOT"
 
-# The modules each harness links; keep in step with fuzz/fuzz.mk.
-declare -A MODS=(
-	[fuzz_policy]="policy units addr acl errmsg default_policy"
-	[fuzz_addr]="addr units"
-	[fuzz_units]="units"
-	[fuzz_cli]="cli policy units addr acl errmsg default_policy"
-	[fuzz_sockact]="sockact units addr errmsg"
-	[fuzz_logline]="logline"
-	[fuzz_guard]="guard ratelimit siphash acl addr units policy errmsg default_policy"
-	[fuzz_ratelimit]="ratelimit siphash addr units"
-)
-FUZZERS="fuzz_policy fuzz_addr fuzz_units fuzz_cli fuzz_sockact fuzz_guard fuzz_ratelimit fuzz_logline"
+# The harnesses, the modules each links and any extra link flags, as
+# fuzz/fuzz.mk lists them.
+declare -A MODS=() LINK=()
+FUZZERS=""
+while IFS='|' read -r f mods link; do
+	MODS[$f]=$mods
+	LINK[$f]=$link
+	FUZZERS="$FUZZERS $f"
+done < <(make -s --no-print-directory fuzz-list)
 
 # The built-in policy as a C string, exactly as the Makefile makes it.
 mkdir -p "$OBJ/gen"
@@ -75,7 +72,7 @@ for f in $FUZZERS; do
 		objs+=("$OBJ/$m.o")
 	done
 	# libFuzzer and most engines are C++: link with the C++ driver.
-	$CXX $CFLAGS -o "$OUT/$f" "${objs[@]}" $LIB_FUZZING_ENGINE
+	$CXX $CFLAGS ${LINK[$f]} -o "$OUT/$f" "${objs[@]}" $LIB_FUZZING_ENGINE
 
 	if [ -f "fuzz/$f.dict" ]; then
 		cp "fuzz/$f.dict" "$OUT/$f.dict"

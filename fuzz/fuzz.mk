@@ -9,7 +9,7 @@
 # The harnesses link the real sources from src/, recompiled with the fuzz
 # flags; each one links only the modules it needs.
 
-FUZZERS = fuzz_policy fuzz_addr fuzz_units fuzz_cli fuzz_sockact \
+FUZZERS = fuzz_policy fuzz_addr fuzz_units fuzz_cli fuzz_sockact fuzz_tcp \
 	  fuzz_guard fuzz_ratelimit fuzz_logline
 
 # Modules of src/ each harness links (default_policy: $(BUILD)/gen).
@@ -23,6 +23,12 @@ FUZZ_MODS_fuzz_logline	 = logline
 FUZZ_MODS_fuzz_guard	 = guard ratelimit siphash acl addr units policy \
 			   errmsg log logline counters default_policy
 FUZZ_MODS_fuzz_ratelimit = ratelimit siphash addr units
+FUZZ_MODS_fuzz_tcp	 = tcp guard ratelimit siphash acl addr units policy \
+			   errmsg log logline counters listener facts \
+			   default_policy
+
+# Extra link flags: fuzz_tcp's fake socket layer takes tcp.c's calls.
+FUZZ_LINK_fuzz_tcp = $(foreach f,accept4 recv send shutdown close,-Wl,--wrap=$(f))
 
 # The parser sources each harness targets, for fuzz-coverage. A name of
 # the form FILE:FUNCTION counts that function's lines only.
@@ -34,6 +40,7 @@ FUZZ_TARGET_fuzz_sockact   = src/sockact.c:sockact_parse
 FUZZ_TARGET_fuzz_logline   = src/logline.c
 FUZZ_TARGET_fuzz_guard	   = src/guard.c
 FUZZ_TARGET_fuzz_ratelimit = src/ratelimit.c
+FUZZ_TARGET_fuzz_tcp	   = src/tcp.c
 
 FUZZ_CC		?= clang
 FUZZ_SECONDS	?= 10
@@ -90,15 +97,16 @@ $(eval $(call fuzz_objects,$(FUZZ_COV_DIR),$(FUZZ_CC),$(FUZZ_COV_CFLAGS)))
 define fuzz_links
 $(FUZZ_DIR)/$(1): $(FUZZ_DIR)/obj/$(1).o \
 		  $(FUZZ_MODS_$(1):%=$(FUZZ_DIR)/obj/%.o)
-	$(FUZZ_CC) $(FUZZ_LDFLAGS) -o $$@ $$(filter %.o,$$^)
+	$(FUZZ_CC) $(FUZZ_LDFLAGS) $(FUZZ_LINK_$(1)) -o $$@ $$(filter %.o,$$^)
 $(FUZZ_REPLAY_DIR)/$(1): $(FUZZ_REPLAY_DIR)/obj/$(1).o \
 		  $(FUZZ_REPLAY_DIR)/obj/replay_main.o \
 		  $(FUZZ_MODS_$(1):%=$(FUZZ_REPLAY_DIR)/obj/%.o)
-	$(CC) $(FUZZ_SAN) -o $$@ $$(filter %.o,$$^)
+	$(CC) $(FUZZ_SAN) $(FUZZ_LINK_$(1)) -o $$@ $$(filter %.o,$$^)
 $(FUZZ_COV_DIR)/$(1): $(FUZZ_COV_DIR)/obj/$(1).o \
 		  $(FUZZ_COV_DIR)/obj/replay_main.o \
 		  $(FUZZ_MODS_$(1):%=$(FUZZ_COV_DIR)/obj/%.o)
-	$(FUZZ_CC) -fprofile-instr-generate -o $$@ $$(filter %.o,$$^)
+	$(FUZZ_CC) -fprofile-instr-generate $(FUZZ_LINK_$(1)) -o $$@ \
+		$$(filter %.o,$$^)
 endef
 $(foreach f,$(FUZZERS),$(eval $(call fuzz_links,$(f))))
 
@@ -172,3 +180,8 @@ fuzz-clean:
 # The replay programs only, for `make test` (tests/run.py runs them).
 .PHONY: fuzz-replay-build
 fuzz-replay-build: $(FUZZERS:%=$(FUZZ_REPLAY_DIR)/%)
+
+# For fuzz/build.sh (OSS-Fuzz): NAME|MODULES|LINK FLAGS, one harness a line.
+.PHONY: fuzz-list
+fuzz-list:
+	@$(foreach f,$(FUZZERS),echo '$(f)|$(FUZZ_MODS_$(f))|$(FUZZ_LINK_$(f))';)

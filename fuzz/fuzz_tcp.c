@@ -1,0 +1,559 @@
+/*
+ * fuzz_tcp: the TCP connection state machine (src/tcp.c) over a fake
+ * socket layer and a fake event loop, through random sequences of events.
+ *
+ * The harness is linked with -Wl,--wrap for accept4, recv, send, shutdown
+ * and close (fuzz.mk): tcp.c's calls land in the __wrap_ functions below,
+ * which model peers; any other descriptor goes to the real call. The loop
+ * (loop.h) is this file's own: it remembers each fd's handler and mask,
+ * and the harness delivers level-triggered events as epoll would.
+ *
+ * Input: two header bytes, then two-byte records (op, arg).
+ *   h0 bit 0: tcp-buffer 512 (else 4k); bit 1: tcp-max-bytes, 1..4096
+ *     from h1; bit 2: tcp-byte-rate 2k/s burst 4k; bit 3: enforce
+ *     log-only; bit 4: tcp-max-lifetime 2s; bit 5: tcp-idle-timeout 200ms
+ *     (else 1h); bits 6-7: this worker's share of tcp-max-connections,
+ *     1, 2, 4 or 64; h1 bits 0-1: tcp-max-connections-per-source 1, 2, 3
+ *     or 256; bit 2: tcp-connect-rate 5/s burst 5.
+ *   record op % 8, on the connection `arg >> 5` (of those still open):
+ *     0 a peer connects (source from arg: 198.18.0.x or 2001:db8::x);
+ *     1 the peer sends (arg & 31) * 61 + 1 bytes;
+ *     2 the peer reads up to (arg & 31) * 97 + 1 bytes of its echo;
+ *     3 the peer shuts down its writing half (FIN);
+ *     4 the peer resets;
+ *     5 the clock advances (arg * 37 ms), then tcp_server_tick;
+ *     6 nothing happens (a spurious wakeup);
+ *     7 the next accept fails (EMFILE, ECONNABORTED or ENOBUFS).
+ *   After each record every ready fd gets its events until none is ready
+ *   (bounded), as a level-triggered epoll would deliver them.
+ *
+ * Invariants:
+ *  - what tcp.c sends a peer is exactly a prefix of what that peer sent,
+ *    in order: never a byte it did not read, never one twice or reordered;
+ *  - it never holds more than tcp-buffer bytes read but not yet echoed;
+ *  - nothing is sent after its FIN (shutdown SHUT_WR);
+ *  - each accepted descriptor is closed exactly once (at the latest by
+ *    tcp_server_free), and is out of the loop when closed: no event can
+ *    arrive after close; tcp.c never reads, writes or watches a
+ *    descriptor that is not open;
+ *  - with nothing ending it early (no limits, no reset), a peer that sent
+ *    FIN and read everything is echoed everything, then closed.
+ */
+#include "facts.h"
+#include "listener.h"
+#include "log.h"
+#include "loop.h"
+#include "policy.h"
+#include "tcp.h"
+
+#include "fuzz.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#define FAKE_BASE   100000 /* fake descriptors: far above real ones */
+#define LISTENER_FD FAKE_BASE
+#define MAX_CONNS   256
+#define MAX_FDS     (MAX_CONNS + 1)
+#define SETTLE_MAX  64 /* rounds of event delivery per record */
+
+/* One peer of a fake connection, as the harness sees it. */
+struct peer {
+	bool open;        /* accepted and not yet closed by tcp.c */
+	bool fin, reset;  /* the peer's side */
+	bool our_fin;     /* tcp.c shut down its writing half */
+	uint32_t seed;    /* what the peer sends: stream_byte(seed, i) */
+	uint64_t sent;    /* bytes the peer has written */
+	uint64_t read;    /* bytes tcp.c has received */
+	uint64_t echoed;  /* bytes tcp.c has sent back */
+	uint64_t dropped; /* read after its FIN: discarded, not held */
+	uint64_t room;    /* bytes the peer will take now */
+	unsigned serial;  /* which incarnation of the fd number */
+};
+
+/* The fake loop's view of one descriptor. */
+struct watch {
+	loop_fn fn;
+	void *arg;
+	uint32_t events;
+	bool on;
+};
+
+static struct {
+	struct peer peer[MAX_FDS]; /* index: fd - FAKE_BASE; 0 the listener */
+	struct watch watch[MAX_FDS];
+	unsigned serials;
+	unsigned pending_accepts;
+	uint8_t pending_src[MAX_CONNS];
+	int accept_error;
+	uint64_t now;
+	uint64_t tcp_buffer;
+	int top;        /* 1 + the highest descriptor index used */
+	unsigned share; /* this worker's share of tcp-max-connections */
+	bool limits;    /* something may end a connection early */
+	struct loop *loop;
+} w;
+
+struct loop {
+	int unused;
+};
+
+static bool
+is_fake(int fd)
+{
+	return fd >= FAKE_BASE && fd < FAKE_BASE + MAX_FDS;
+}
+
+static uint8_t
+stream_byte(uint32_t seed, uint64_t i)
+{
+	uint64_t x = (i + seed) * UINT64_C(0x9e3779b97f4a7c15);
+
+	return (uint8_t)(x >> 56);
+}
+
+/* ---------------------------------------------------------- fake loop */
+
+uint64_t
+now_ms(void)
+{
+	return w.now;
+}
+
+struct loop *
+loop_new(int maxfd)
+{
+	static struct loop l;
+
+	(void)maxfd;
+	return &l;
+}
+
+void
+loop_free(struct loop *l)
+{
+	(void)l;
+}
+
+int
+loop_add(struct loop *l, int fd, uint32_t events, loop_fn fn, void *arg)
+{
+	(void)l;
+	CHECK(is_fake(fd));
+	CHECK(fd == LISTENER_FD || w.peer[fd - FAKE_BASE].open);
+	CHECK(!w.watch[fd - FAKE_BASE].on);
+	w.watch[fd - FAKE_BASE] = (struct watch){fn, arg, events, true};
+	return 0;
+}
+
+int
+loop_set_events(struct loop *l, int fd, uint32_t events)
+{
+	(void)l;
+	CHECK(is_fake(fd) && w.watch[fd - FAKE_BASE].on);
+	w.watch[fd - FAKE_BASE].events = events;
+	return 0;
+}
+
+uint32_t
+loop_events(const struct loop *l, int fd)
+{
+	(void)l;
+	if (!is_fake(fd) || !w.watch[fd - FAKE_BASE].on)
+		return 0;
+	return w.watch[fd - FAKE_BASE].events;
+}
+
+void
+loop_del(struct loop *l, int fd)
+{
+	(void)l;
+	if (is_fake(fd))
+		w.watch[fd - FAKE_BASE].on = false;
+}
+
+void
+loop_set_tick(struct loop *l, unsigned period_ms, tick_fn fn, void *arg)
+{
+	(void)l, (void)period_ms, (void)fn, (void)arg;
+}
+
+int
+loop_run(struct loop *l)
+{
+	(void)l;
+	return 0;
+}
+
+void
+loop_stop(struct loop *l)
+{
+	(void)l;
+}
+
+/* ------------------------------------------------- fake socket layer */
+
+int __real_accept4(int, struct sockaddr *, socklen_t *, int);
+ssize_t __real_recv(int, void *, size_t, int);
+ssize_t __real_send(int, const void *, size_t, int);
+int __real_shutdown(int, int);
+int __real_close(int);
+int __wrap_accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags);
+ssize_t __wrap_recv(int fd, void *buf, size_t len, int flags);
+ssize_t __wrap_send(int fd, const void *buf, size_t len, int flags);
+int __wrap_shutdown(int fd, int how);
+int __wrap_close(int fd);
+
+static struct peer *
+open_peer(int fd)
+{
+	struct peer *p;
+
+	CHECK(is_fake(fd) && fd != LISTENER_FD);
+	p = &w.peer[fd - FAKE_BASE];
+	CHECK(p->open); /* never a descriptor it has closed */
+	return p;
+}
+
+int
+__wrap_accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
+{
+	uint8_t src;
+	int i;
+
+	if (!is_fake(fd))
+		return __real_accept4(fd, sa, len, flags);
+	CHECK(fd == LISTENER_FD);
+	if (w.accept_error != 0) {
+		errno = w.accept_error;
+		w.accept_error = 0;
+		return -1;
+	}
+	if (w.pending_accepts == 0) {
+		errno = EAGAIN;
+		return -1;
+	}
+	/* The lowest free number, as the kernel does: reuse is exercised. */
+	for (i = 1; i < MAX_FDS && w.peer[i].open; i++)
+		;
+	if (i == MAX_FDS) {
+		errno = EMFILE;
+		return -1;
+	}
+	if (i >= w.top)
+		w.top = i + 1;
+	src = w.pending_src[--w.pending_accepts];
+	if ((unsigned)i >= w.share)
+		w.limits = true; /* at the cap: a connection may be evicted */
+	w.peer[i] = (struct peer){
+	    .open = true, .seed = ++w.serials * 7919u, .serial = w.serials};
+	if (src & 0x80) {
+		struct sockaddr_in6 a = {.sin6_family = AF_INET6,
+		                         .sin6_port = htons(40000 + src)};
+
+		a.sin6_addr.s6_addr[0] = 0x20, a.sin6_addr.s6_addr[1] = 0x01;
+		a.sin6_addr.s6_addr[2] = 0x0d, a.sin6_addr.s6_addr[3] = 0xb8;
+		a.sin6_addr.s6_addr[7] = src & 3; /* a few /64s */
+		a.sin6_addr.s6_addr[15] = src & 0x7f;
+		CHECK(*len >= sizeof(a));
+		memcpy(sa, &a, sizeof(a));
+		*len = sizeof(a);
+	} else {
+		struct sockaddr_in a = {.sin_family = AF_INET,
+		                        .sin_port = htons(40000 + src)};
+
+		a.sin_addr.s_addr = htonl(0xc6120000u | (src & 3) << 8 | src);
+		CHECK(*len >= sizeof(a));
+		memcpy(sa, &a, sizeof(a));
+		*len = sizeof(a);
+	}
+	return FAKE_BASE + i;
+}
+
+ssize_t
+__wrap_recv(int fd, void *buf, size_t len, int flags)
+{
+	struct peer *p;
+	size_t n;
+
+	if (!is_fake(fd))
+		return __real_recv(fd, buf, len, flags);
+	p = open_peer(fd);
+	if (p->reset) {
+		errno = ECONNRESET;
+		return -1;
+	}
+	if (p->read == p->sent) {
+		if (p->fin)
+			return 0;
+		errno = EAGAIN;
+		return -1;
+	}
+	n = p->sent - p->read < len ? (size_t)(p->sent - p->read) : len;
+	for (size_t i = 0; i < n; i++)
+		((uint8_t *)buf)[i] = stream_byte(p->seed, p->read + i);
+	p->read += n;
+	if (p->our_fin)
+		p->dropped += n;
+	/* Held (read, not yet echoed) within tcp-buffer. */
+	CHECK(p->read - p->dropped - p->echoed <= w.tcp_buffer);
+	return (ssize_t)n;
+}
+
+ssize_t
+__wrap_send(int fd, const void *buf, size_t len, int flags)
+{
+	const uint8_t *b = buf;
+	struct peer *p;
+	size_t n;
+
+	if (!is_fake(fd))
+		return __real_send(fd, buf, len, flags);
+	p = open_peer(fd);
+	CHECK(!p->our_fin); /* nothing after our FIN */
+	CHECK((flags & MSG_NOSIGNAL) != 0);
+	if (p->reset) {
+		errno = EPIPE;
+		return -1;
+	}
+	if (p->room == 0) {
+		errno = EAGAIN;
+		return -1;
+	}
+	n = p->room < len ? (size_t)p->room : len;
+	/* A prefix of what the peer sent: in order, each byte once. */
+	CHECK(p->echoed + n <= p->read - p->dropped);
+	for (size_t i = 0; i < n; i++)
+		CHECK(b[i] == stream_byte(p->seed, p->echoed + i));
+	p->echoed += n;
+	p->room -= n;
+	return (ssize_t)n;
+}
+
+int
+__wrap_shutdown(int fd, int how)
+{
+	if (!is_fake(fd))
+		return __real_shutdown(fd, how);
+	CHECK(how == SHUT_WR);
+	open_peer(fd)->our_fin = true;
+	return 0;
+}
+
+int
+__wrap_close(int fd)
+{
+	struct peer *p;
+
+	if (!is_fake(fd))
+		return __real_close(fd);
+	CHECK(fd != LISTENER_FD); /* listeners are not the server's */
+	p = open_peer(fd);
+	CHECK(!w.watch[fd - FAKE_BASE].on); /* no event after close */
+	p->open = false;
+	/* Nothing ended it early: everything was echoed before the close. */
+	if (!w.limits && !p->reset && p->fin && p->echoed == p->read)
+		CHECK(p->read == p->sent);
+	return 0;
+}
+
+/* ------------------------------------------------------------ driver */
+
+/* What a level-triggered epoll would report for fd now. */
+static uint32_t
+ready(int i)
+{
+	const struct peer *p = &w.peer[i];
+	uint32_t ev = 0;
+
+	if (i == 0)
+		return w.pending_accepts > 0 || w.accept_error ? EPOLLIN : 0;
+	if (p->sent > p->read || p->fin || p->reset)
+		ev |= EPOLLIN;
+	if (p->room > 0 || p->reset)
+		ev |= EPOLLOUT;
+	if (p->reset)
+		ev |= EPOLLERR | EPOLLHUP;
+	if (p->fin && p->our_fin)
+		ev |= EPOLLHUP;
+	return ev;
+}
+
+/* Deliver events until no watched fd is ready (bounded: a handler that
+ * ignores its events must not hang the harness). */
+static void
+settle(void)
+{
+	for (int round = 0; round < SETTLE_MAX; round++) {
+		bool any = false;
+
+		for (int i = 0; i < w.top; i++) {
+			struct watch *wt = &w.watch[i];
+			uint32_t ev;
+
+			if (!wt->on)
+				continue;
+			ev = ready(i) & (wt->events | EPOLLERR | EPOLLHUP);
+			if (ev == 0)
+				continue;
+			any = true;
+			wt->fn(w.loop, FAKE_BASE + i, ev, wt->arg);
+		}
+		if (!any)
+			return;
+	}
+}
+
+/* The open connection chosen by k, or -1 if there is none. */
+static int
+pick(unsigned k)
+{
+	int open[MAX_CONNS], n = 0;
+
+	for (int i = 1; i < w.top; i++)
+		if (w.peer[i].open)
+			open[n++] = i;
+	return n == 0 ? -1 : open[k % (unsigned)n];
+}
+
+static void
+make_policy(struct policy *p, uint8_t h0, uint8_t h1)
+{
+	static const char *const per_source[] = {"1", "2", "3", "256"};
+	struct policy_error err;
+	char text[1024];
+	int n = 0;
+
+	CHECK(policy_defaults(p, &err) == 0);
+	n += snprintf(text + n, sizeof(text) - (size_t)n,
+	              "tcp-buffer %s\ntcp-idle-timeout %s\n"
+	              "tcp-max-connections-per-source %s\n"
+	              "rate-table-size 256\n",
+	              h0 & 0x01 ? "512" : "4k", h0 & 0x20 ? "200ms" : "1h",
+	              per_source[h1 & 3]);
+	if (h0 & 0x02)
+		n += snprintf(text + n, sizeof(text) - (size_t)n,
+		              "tcp-max-bytes %u\n", (h1 >> 3) * 131u + 1);
+	if (h0 & 0x04)
+		n += snprintf(text + n, sizeof(text) - (size_t)n,
+		              "tcp-byte-rate 2k/s burst 4k\n");
+	if (h0 & 0x08)
+		n += snprintf(text + n, sizeof(text) - (size_t)n,
+		              "enforce log-only\n");
+	if (h0 & 0x10)
+		n += snprintf(text + n, sizeof(text) - (size_t)n,
+		              "tcp-max-lifetime 2s\n");
+	if (h1 & 0x04)
+		n += snprintf(text + n, sizeof(text) - (size_t)n,
+		              "tcp-connect-rate 5/s burst 5\n");
+	CHECK(policy_parse(text, (size_t)n, p, &err) == 0);
+	w.tcp_buffer = p->tcp_buffer;
+	/* tcp-max-bytes, the byte rate, a lifetime or idle timeout. */
+	w.limits = (h0 & 0x36) != 0;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const unsigned shares[] = {1, 2, 4, 64};
+	static const int accept_errors[] = {EMFILE, ECONNABORTED, ENOBUFS};
+	struct listener lst = {.fd = LISTENER_FD,
+	                       .type = SOCK_STREAM,
+	                       .family = AF_INET6,
+	                       .worker = LISTENER_SHARED,
+	                       .name = "tcp [::]:7"};
+	struct listen_set set = {.l = &lst, .n = 1};
+	struct facts facts;
+	static struct policy pol;
+	struct tcp_server *srv;
+	static bool logging;
+
+	if (size < 2)
+		return 0;
+	if (!logging) {
+		log_init(LOG_ERROR, "worker", 0); /* quiet: errors only */
+		logging = true;
+	}
+	memset(&w, 0, sizeof(w));
+	memset(&facts, 0, sizeof(facts));
+	w.now = 1000000;
+	w.share = shares[data[0] >> 6];
+	w.top = 1;
+	make_policy(&pol, data[0], data[1]);
+	w.loop = loop_new(0);
+	srv = tcp_server_new(w.loop, &pol, &set, &facts, w.share);
+	CHECK(srv != NULL);
+	CHECK(w.watch[0].on); /* the listener is watched */
+
+	for (size_t i = 2; i + 1 < size; i += 2) {
+		uint8_t op = data[i] % 8, arg = data[i + 1];
+		int c = pick(arg >> 5);
+		struct peer *p = c > 0 ? &w.peer[c] : NULL;
+
+		switch (op) {
+		case 0:
+			if (w.pending_accepts < MAX_CONNS)
+				w.pending_src[w.pending_accepts++] = arg;
+			break;
+		case 1:
+			if (p != NULL && !p->fin && !p->reset)
+				p->sent += (arg & 31u) * 61 + 1;
+			break;
+		case 2:
+			if (p != NULL)
+				p->room += (arg & 31u) * 97 + 1;
+			break;
+		case 3:
+			if (p != NULL)
+				p->fin = true;
+			break;
+		case 4:
+			if (p != NULL)
+				p->reset = true;
+			break;
+		case 5:
+			w.now += (uint64_t)arg * 37;
+			if (w.now > 1000000 + 3000000) /* near the default 1h */
+				w.limits = true;       /* tcp-max-lifetime */
+			tcp_server_tick(srv, w.now);
+			break;
+		case 6:
+			break;
+		case 7:
+			w.accept_error = accept_errors[arg % 3];
+			break;
+		}
+		settle();
+		/* A paused listener comes back with the tick. */
+		if (!w.watch[0].on && w.pending_accepts > 0) {
+			w.now += 1;
+			tcp_server_tick(srv, w.now);
+			settle();
+		}
+	}
+
+	/* Without limits, a peer that sends FIN and reads everything gets
+	 * its whole echo and a close. */
+	if (!w.limits) {
+		for (int i = 1; i < MAX_FDS; i++) {
+			if (!w.peer[i].open || w.peer[i].reset)
+				continue;
+			w.peer[i].fin = true;
+			w.peer[i].room = UINT64_MAX / 2;
+		}
+		settle();
+		for (int i = 1; i < MAX_FDS; i++)
+			CHECK(!w.peer[i].open || w.peer[i].reset);
+	}
+	tcp_server_free(srv);
+	for (int i = 1; i < MAX_FDS; i++) {
+		CHECK(!w.peer[i].open);
+		CHECK(!w.watch[i].on);
+	}
+	w.pending_accepts = 0;
+	return 0;
+}
