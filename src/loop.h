@@ -5,6 +5,7 @@
 #ifndef ECHOD_LOOP_H
 #define ECHOD_LOOP_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct loop;
@@ -32,6 +33,10 @@ void loop_set_tick(struct loop *l, unsigned period_ms, tick_fn fn, void *arg);
 /* Dispatch until loop_stop; returns 0, or -1 if epoll_wait failed. */
 int loop_run(struct loop *l);
 void loop_stop(struct loop *l);
+
+/* Block the n signals and return a signalfd (non-blocking, close-on-exec)
+ * that reports them, for loop_add: signals become events. -1 with errno. */
+int loop_signalfd(const int *signals, size_t n);
 
 /* CLOCK_MONOTONIC in milliseconds. */
 uint64_t now_ms(void);

@@ -169,6 +169,15 @@ describe_death(int status, char *why, size_t len)
 	}
 }
 
+/* Every running worker gets sig: the one loop over them that kills. */
+static void
+signal_workers(const struct supervisor *sv, int sig)
+{
+	for (unsigned i = 0; i < sv->n; i++)
+		if (sv->children[i].pid > 0)
+			kill(sv->children[i].pid, sig);
+}
+
 /* Stop the service: every worker gets SIGTERM, then SIGKILL. */
 static void
 stop_all(struct supervisor *sv, int status)
@@ -176,16 +185,14 @@ stop_all(struct supervisor *sv, int status)
 	sv->exit_status = status;
 	sv->stopping = true;
 	sv->stop_deadline = now_ms() + STOP_GRACE_MS;
-	for (unsigned j = 0; j < sv->n; j++)
-		if (sv->children[j].pid > 0)
-			kill(sv->children[j].pid, SIGTERM);
+	signal_workers(sv, SIGTERM);
 }
 
 /*
- * One worker is gone. Before it said it was ready, a refusal status
- * (exitcodes.h: 64, 71 or 78) is
- * its refusal to start (bad configuration or a hardening step that
- * failed): restarting would only fail again. After that, any end is a
+ * One worker is gone. Before it said it was ready, an exit status that
+ * exit_is_refusal() names (64, 71, 78) is its refusal to start (bad
+ * configuration or a hardening step that failed): restarting would only
+ * fail again. After that, any end is a
  * crash: restart with backoff, within worker-restart-limit.
  */
 static void
@@ -287,9 +294,7 @@ signal_event(struct loop *l, int fd, uint32_t events, void *arg)
 		case SIGUSR1:
 			/* Fresh figures: each worker replies at once. */
 			gather_request(sv->gather);
-			for (unsigned i = 0; i < sv->n; i++)
-				if (sv->children[i].pid > 0)
-					kill(sv->children[i].pid, SIGUSR1);
+			signal_workers(sv, SIGUSR1);
 			sv->report_deadline = now_ms() + REPORT_WAIT_MS;
 			break;
 		case SIGCHLD:
@@ -327,9 +332,7 @@ tick(struct loop *l, uint64_t now, void *arg)
 			return;
 		}
 		if (now >= sv->stop_deadline)
-			for (unsigned i = 0; i < sv->n; i++)
-				if (sv->children[i].pid > 0)
-					kill(sv->children[i].pid, SIGKILL);
+			signal_workers(sv, SIGKILL);
 		return;
 	}
 	for (unsigned i = 0; i < sv->n; i++) {
@@ -349,18 +352,12 @@ supervisor_run(const struct policy *p, const struct facts *f,
 	                        .sockets = s,
 	                        .harden = harden,
 	                        .n = nworkers};
+	static const int signals[] = {SIGTERM, SIGINT, SIGUSR1, SIGCHLD};
 	struct rlimit rl;
-	sigset_t mask;
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGUSR1);
-	sigaddset(&mask, SIGCHLD);
 	/* Blocked before the first fork: workers inherit the mask. */
-	if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0 ||
-	    (sv.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0 ||
-	    getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+	sv.sigfd = loop_signalfd(signals, sizeof(signals) / sizeof(signals[0]));
+	if (sv.sigfd < 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0) {
 		log_always(LOG_ERROR, "supervisor_failed", "step=signalfd");
 		return EXIT_OSERR;
 	}

@@ -92,15 +92,11 @@ worker_run(const struct policy *p, const struct facts *f, unsigned nworkers,
            worker_harden_fn harden)
 {
 	struct worker w = {.report = report};
+	static const int signals[] = {SIGTERM, SIGINT, SIGUSR1};
 	struct rlimit rl;
-	sigset_t mask;
 	int status = 0;
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGUSR1);
-	w.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	w.sigfd = loop_signalfd(signals, sizeof(signals) / sizeof(signals[0]));
 	if (w.sigfd < 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0) {
 		log_always(LOG_ERROR, "worker_failed", "step=signalfd");
 		return EXIT_OSERR;

@@ -10,8 +10,10 @@
 #include "loop.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #define MAXFD 1024
@@ -250,6 +252,28 @@ test_tick(void **state)
 	loop_free(l);
 }
 
+/* A blocked signal arrives through the fd, not as a handler call. */
+static void
+test_signalfd(void **state)
+{
+	static const int signals[] = {SIGUSR2, SIGWINCH};
+	struct signalfd_siginfo si;
+	sigset_t now;
+	int fd = loop_signalfd(signals, 2);
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(sigprocmask(SIG_BLOCK, NULL, &now), 0);
+	assert_true(sigismember(&now, SIGUSR2) && sigismember(&now, SIGWINCH));
+	/* Nothing yet: non-blocking. */
+	assert_int_equal(read(fd, &si, sizeof(si)), -1);
+	assert_int_equal(errno, EAGAIN);
+	assert_int_equal(raise(SIGUSR2), 0); /* would end the test if not */
+	assert_int_equal(read(fd, &si, sizeof(si)), (ssize_t)sizeof(si));
+	assert_int_equal(si.ssi_signo, SIGUSR2);
+	close(fd);
+}
+
 int
 main(void)
 {
@@ -259,6 +283,7 @@ main(void)
 	    cmocka_unit_test(test_level_triggered),
 	    cmocka_unit_test(test_registration),
 	    cmocka_unit_test(test_tick),
+	    cmocka_unit_test(test_signalfd),
 	};
 
 	return cmocka_run_group_tests_name("loop", tests, NULL, NULL);
