@@ -26,9 +26,10 @@ results.json: {"version": 1, "policy", "scale" (full or short), "seconds",
   capture            capture.py's whole output (bins for the chart)
   worked, why        the verdict: did the attack get what it wanted?
 
-Everything is bounded in count and time; the namespaces, processes and
-scratch files go on exit, on Ctrl-C and on SIGTERM, and a run whose driver
-died is cleaned up by the next one. Needs root.
+Everything is bounded in count and time; the namespaces and processes go
+on exit, on Ctrl-C and on SIGTERM (the lab writes no file but its three
+results, at the end), and a run whose driver died is cleaned up by the
+next one. Needs root.
 """
 
 import argparse
@@ -37,10 +38,8 @@ import os
 import random
 import resource
 import select
-import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -508,7 +507,6 @@ class Lab:
         self.pids = []      # other Popen objects (captures)
         self.socks = []
         self.topo = None
-        self.tmp = Path(f"{topo.TMP_PREFIX}{os.getpid()}")
 
     def attack_starts(self):
         """Called by each attack just before its first forged packet or
@@ -580,7 +578,6 @@ class Lab:
         return r
 
     def run(self, names, out):
-        self.tmp.mkdir(exist_ok=True)
         topo.clean_stale()
         t_start = time.monotonic()
         self.topo = topo.Topology()
@@ -626,7 +623,6 @@ class Lab:
                 p.wait(5)
         if self.topo is not None:
             self.topo.delete()
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def main():

@@ -23,7 +23,6 @@ import ipaddress
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,7 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" /
 import netns  # noqa: E402  (tests/integration/netns.py)
 
 PREFIX = "echod-lab-"
-TMP_PREFIX = "/tmp/echod-lab-"
 
 SRV = ["198.18.0.1", "198.18.0.2", "198.18.0.3"]
 SRV6 = ["2001:db8::1", "2001:db8::2", "2001:db8::3"]
@@ -92,8 +90,8 @@ def netns_pids(name):
 
 def clean_stale(log=print):
     """Remove what runs of the lab whose driver is gone left behind: the
-    processes inside their namespaces (each started by that run), the
-    namespaces, their scratch directories. Returns what was removed."""
+    processes inside their namespaces (each started by that run) and the
+    namespaces. Returns what was removed."""
     removed = []
     try:
         names = os.listdir("/run/netns")
@@ -107,11 +105,6 @@ def clean_stale(log=print):
         subprocess.run(["ip", "netns", "del", name], capture_output=True,
                        timeout=10)
         removed.append(name)
-    for d in Path("/tmp").glob(Path(TMP_PREFIX).name + "*"):
-        m = re.match(r"echod-lab-(\d+)$", d.name)
-        if m and not _owner_alive(int(m.group(1)), d):
-            shutil.rmtree(d, ignore_errors=True)
-            removed.append(str(d))
     if removed:
         log(f"lab: removed a stale run: {' '.join(removed)}")
     return removed
