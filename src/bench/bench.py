@@ -17,6 +17,9 @@ every echoed byte) to CPU 1 where there are two CPUs:
            only): legitimate UDP and TCP from one client while a spoofed
            flood from 100,000 sources hits the server; bounded in count
            and time (as root only, else skipped with a note)
+  xdp      the same namespaces: echod with and without xdp-prefilter under
+           a source-port-19 flood and a 100,000-source flood at the
+           default rates (src/bench/xdp_rows.py; as root only)
 
 echod and the unguarded build run policy/bench.conf (the defaults with the
 rate limits lifted). Prints a table, then one machine-readable line per
@@ -34,6 +37,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+import xdp_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "build" / "echo-bench"
@@ -421,6 +426,7 @@ def report(kinds, results, notes, cmd):
             cells.append(cell)
         print(f"| {label} | " + " | ".join(cells) + " |")
     print()
+    xdp_rows.report(med)
     for w in (1, 2):
         u, t = med.get(("echod", f"cores_udp64_w{w}")), \
             med.get(("echod", f"cores_tcp64_w{w}"))
@@ -446,11 +452,11 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="1 round of 1 s, no idle/cores/attack rows")
     ap.add_argument("--skip", default="",
-                    help="comma list of: idle,cores,attack,go,unguarded")
+                    help="comma list of: idle,cores,attack,xdp,go,unguarded")
     a = ap.parse_args()
     if a.quick:
         a.rounds, a.seconds = 1, 1.0
-        a.skip += ",idle,cores,attack"
+        a.skip += ",idle,cores,attack,xdp"
     skip = set(a.skip.split(","))
     for need in (BENCH, ROOT / "build/echod", ROOT / "build/unguarded/echod"):
         if not need.exists():
@@ -488,6 +494,10 @@ def main():
             log("bench: under attack")
             attack(kinds, a.seconds, srv_cpu, load_cpu, a.flood_rate,
                    results, notes)
+        if "xdp" not in skip:
+            log("bench: under attack, with and without the XDP prefilter")
+            xdp_rows.run(sys.modules[__name__], a.seconds, srv_cpu,
+                         load_cpu, results, notes)
     except (BenchError, subprocess.TimeoutExpired) as e:
         log(f"bench: FAILED: {e}")
         return 1

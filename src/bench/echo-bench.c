@@ -13,7 +13,9 @@
  *   idle     open C connections, prove each with a 1-byte echo, hold them
  *            until stdin closes
  *   flood    spoofed UDP from S sources counted up from -F, raw IPv4;
- *            only to and from 198.18.0.0/15, bounded by -n and -d
+ *            only to and from 198.18.0.0/15, bounded by -n and -d; from
+ *            source port -P if given (e.g. a port the guards refuse),
+ *            else from ports 40000-59999
  *
  * Exit: 0 ok, 1 an echo differed, 2 network error, 64 usage.
  */
@@ -57,7 +59,7 @@
 
 static struct {
 	const char *mode;
-	unsigned conns, window, sources;
+	unsigned conns, window, sources, sport;
 	size_t size;
 	double seconds, rate;
 	uint64_t count;
@@ -678,7 +680,9 @@ run_flood(void)
 			                 ->sin_addr.s_addr,
 			};
 			p->udp = (struct udphdr){
-			    .source = htons((uint16_t)(40000 + k % 20000)),
+			    .source = htons(
+			        opt.sport ? (uint16_t)opt.sport
+			                  : (uint16_t)(40000 + k % 20000)),
 			    .dest =
 			        ((struct sockaddr_in *)&opt.target)->sin_port,
 			    .len = htons((uint16_t)(sizeof(p->udp) + body)),
@@ -709,7 +713,7 @@ run_flood(void)
 static const char usage[] =
     "usage: echo-bench MODE [-c CONNS] [-d SECONDS] [-s SIZE] [-w WINDOW]\n"
     "                  [-n COUNT] [-r RATE] [-b BINDADDR]... [-S SOURCES]\n"
-    "                  [-F FIRSTSOURCE] HOST PORT\n"
+    "                  [-F FIRSTSOURCE] [-P SOURCEPORT] HOST PORT\n"
     "MODE: tcp, udp, tcp-rtt, udp-rtt, idle, flood (see the source's "
     "head)\n";
 
@@ -735,7 +739,7 @@ parse_args(int argc, char **argv)
 		die(EXIT_USAGE, "no mode\n%s", usage);
 	opt.mode = argv[1];
 	optind = 2;
-	while ((c = getopt(argc, argv, "c:d:s:w:n:r:b:S:F:")) != -1) {
+	while ((c = getopt(argc, argv, "c:d:s:w:n:r:b:S:F:P:")) != -1) {
 		switch (c) {
 		case 'c':
 			opt.conns = (unsigned)num(optarg, 1, MAX_CONNS, 'c');
@@ -754,6 +758,9 @@ parse_args(int argc, char **argv)
 			break;
 		case 'r':
 			opt.rate = num(optarg, 1, 1e8, 'r');
+			break;
+		case 'P':
+			opt.sport = (unsigned)num(optarg, 1, 65535, 'P');
 			break;
 		case 'S':
 			opt.sources = (unsigned)num(optarg, 1, 131072, 'S');
