@@ -1,5 +1,9 @@
-/* tcp: read only when the previous bytes have been written back, so a peer
- * that stops reading stops being read: the kernel's windows push back. */
+/* tcp: echo straight out of the kernel's receive queue. A read peeks
+ * (MSG_PEEK) up to TCP_READ_CHUNK into one per-worker buffer, the send
+ * takes what the peer's window allows, and only the bytes sent are then
+ * consumed (MSG_TRUNC, no copy). The rest stays queued in the kernel, so
+ * echod holds no echo bytes of its own: a peer that stops reading stops
+ * being read, and the kernel's windows push back. */
 #include "tcp.h"
 #include "counters.h"
 #include "guard.h"
@@ -17,6 +21,7 @@
 
 #define ACCEPTS_PER_EVENT 64 /* fairness between listeners and peers */
 #define READS_PER_EVENT   8
+#define TCP_READ_CHUNK    (256 * 1024) /* one peek, shared by a worker */
 #define SWEEP_MS          1000 /* lifetime checks: once a second is enough */
 #define SOURCE_LOG_LINES  3    /* refusals logged per source prefix */
 
@@ -27,12 +32,12 @@ struct conn {
 	                 * FIN and discard input until the peer closes */
 	bool draining;  /* FIN sent after `spent`; reading only to discard */
 	bool throttled; /* over the source's byte rate: not reading */
+	bool blocked;   /* the peer's window is full: wait for EPOLLOUT */
+	bool slow;      /* the last send was partial: peek tcp-buffer only */
 	uint64_t last_active, started;
 	uint64_t bytes, bytes_in;
 	struct rate_entry *source; /* pinned while the connection lives */
-	char *pending;             /* echo bytes the peer has not taken yet */
-	size_t pending_off, pending_len;
-	struct conn *prev, *next; /* idle list, least recently active first */
+	struct conn *prev, *next;  /* idle list, least recently active first */
 	struct tcp_server *srv;
 	char peer[ADDR_STRLEN];
 };
@@ -41,7 +46,7 @@ struct tcp_server {
 	struct loop *loop;
 	const struct policy *policy;
 	unsigned max_connections; /* this worker's share of the cap */
-	char *scratch; /* tcp-buffer bytes shared by all connections */
+	char *scratch; /* TCP_READ_CHUNK bytes shared by all connections */
 	struct conn *oldest, *newest;
 	struct paused {
 		int fd;
@@ -111,56 +116,20 @@ conn_close(struct conn *c, const char *why)
 		c->source->pinned--;
 	if (c->throttled)
 		srv->nthrottled--;
-	free(c->pending);
 	free(c);
 }
 
-/* Write what is pending; true if it is all gone. */
-static bool
-flush_pending(struct conn *c, bool *dead)
-{
-	while (c->pending_len > 0) {
-		ssize_t n = send(c->fd, c->pending + c->pending_off,
-		                 c->pending_len, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN)
-				*dead = true;
-			return false;
-		}
-		c->pending_off += (size_t)n;
-		c->pending_len -= (size_t)n;
-		c->bytes += (uint64_t)n;
-		COUNT(tcp_bytes_out, n);
-		touch(c, now_ms());
-	}
-	free(c->pending);
-	c->pending = NULL;
-	c->pending_off = 0;
-	return true;
-}
-
-/* Keep the unsent tail of an echo; the caller stops reading until it goes. */
-static bool
-hold_tail(struct conn *c, const char *data, size_t len)
-{
-	c->pending = malloc(len);
-	if (c->pending == NULL)
-		return false;
-	memcpy(c->pending, data, len);
-	c->pending_off = 0;
-	c->pending_len = len;
-	return true;
-}
-
-/* How much may be read now: the buffer, the source's byte rate, the
- * connection's byte budget. 0 means pause (or stop, at the budget). */
+/* How much may be peeked now: the chunk (tcp-buffer for a peer that is
+ * not keeping up, so its wake-ups copy little), the source's byte rate,
+ * the connection's byte budget. 0 means pause (or stop, at the budget). */
 static size_t
 read_allowance(struct conn *c, uint64_t now)
 {
 	const struct policy *p = c->srv->policy;
-	uint64_t cap = p->tcp_buffer, level;
+	uint64_t cap = TCP_READ_CHUNK, level;
+
+	if (c->slow && p->tcp_buffer < cap)
+		cap = p->tcp_buffer;
 
 	if (p->tcp_max_bytes > 0 && p->tcp_max_bytes - c->bytes_in < cap)
 		cap = p->tcp_max_bytes - c->bytes_in;
@@ -172,14 +141,49 @@ read_allowance(struct conn *c, uint64_t now)
 	return (size_t)cap;
 }
 
-/* Echo one read's worth; false when the connection must close. */
+/* Send what was peeked; how much the peer's window took, or -1. */
+static ssize_t
+send_peeked(struct conn *c, size_t n)
+{
+	size_t w = 0;
+
+	while (w < n) {
+		ssize_t k = send(c->fd, c->srv->scratch + w, n - w,
+		                 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && errno == EAGAIN)
+			break;
+		if (k < 0)
+			return -1;
+		w += (size_t)k;
+	}
+	return (ssize_t)w;
+}
+
+/* Consume n bytes already peeked and sent, without copying them again. */
+static bool
+consume(struct conn *c, size_t n)
+{
+	while (n > 0) {
+		ssize_t k = recv(c->fd, NULL, n, MSG_TRUNC | MSG_DONTWAIT);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return false;
+		n -= (size_t)k;
+	}
+	return true;
+}
+
+/* Echo one peek's worth; false when the connection must close. */
 static bool
 echo_once(struct conn *c, bool *drained, const char **why)
 {
 	const struct policy *p = c->srv->policy;
 	uint64_t now = now_ms();
 	size_t cap = read_allowance(c, now);
-	ssize_t n, w = 0;
+	ssize_t n, w;
 
 	if (cap == 0) {
 		/* Over the byte rate: the kernel's window slows the peer. */
@@ -191,7 +195,7 @@ echo_once(struct conn *c, bool *drained, const char **why)
 		}
 		return true;
 	}
-	n = recv(c->fd, c->srv->scratch, cap, 0);
+	n = recv(c->fd, c->srv->scratch, cap, MSG_PEEK | MSG_DONTWAIT);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EINTR) {
 			*drained = errno == EAGAIN;
@@ -205,37 +209,35 @@ echo_once(struct conn *c, bool *drained, const char **why)
 		*drained = true;
 		return true;
 	}
-	COUNT(tcp_bytes_in, n);
-	c->bytes_in += (uint64_t)n;
+	w = send_peeked(c, (size_t)n);
+	if (w < 0) {
+		*why = "write_error";
+		return false;
+	}
+	if (w > 0 && !consume(c, (size_t)w)) {
+		*why = "read_error";
+		return false;
+	}
+	/* A partial send: the peer is not keeping up. Wait for room, and
+	 * peek only tcp-buffer at a time until it takes a whole peek. */
+	c->blocked = w < n;
+	c->slow = c->blocked;
+	if (w == 0)
+		return true;
+	COUNT(tcp_bytes_in, w);
+	COUNT(tcp_bytes_out, w);
+	c->bytes_in += (uint64_t)w;
+	c->bytes += (uint64_t)w;
 	if (p->tcp_max_bytes > 0 && c->bytes_in >= p->tcp_max_bytes) {
-		/* Budget spent: echo what is held, then FIN (conn_event). */
+		/* Budget spent: FIN, then discard (conn_event). */
 		COUNT(tcp_max_bytes_closes, 1);
 		c->eof = true;
 		c->spent = true;
 	}
 	if (c->source != NULL && p->tcp_byte_rate.rate > 0)
 		bucket_take(&c->source->bytes, &p->tcp_byte_rate, now,
-		            (uint64_t)n);
+		            (uint64_t)w);
 	touch(c, now);
-	while (w < n) {
-		ssize_t k = send(c->fd, c->srv->scratch + w, (size_t)(n - w),
-		                 MSG_NOSIGNAL);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0 && errno != EAGAIN) {
-			*why = "write_error";
-			return false;
-		}
-		if (k < 0)
-			break;
-		w += k;
-	}
-	c->bytes += (uint64_t)w;
-	COUNT(tcp_bytes_out, w);
-	if (w < n && !hold_tail(c, c->srv->scratch + w, (size_t)(n - w))) {
-		*why = "out_of_memory";
-		return false;
-	}
 	*drained = (size_t)n < cap;
 	return true;
 }
@@ -251,7 +253,7 @@ drain(struct conn *c)
 {
 	for (int i = 0; i < READS_PER_EVENT; i++) {
 		ssize_t n =
-		    recv(c->fd, c->srv->scratch, c->srv->policy->tcp_buffer, 0);
+		    recv(c->fd, NULL, TCP_READ_CHUNK, MSG_TRUNC | MSG_DONTWAIT);
 		if (n > 0)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -266,7 +268,6 @@ conn_event(struct loop *l, int fd, uint32_t events, void *arg)
 {
 	struct conn *c = arg;
 	const char *why = "error";
-	bool dead = false;
 
 	(void)fd;
 	if (c->draining) {
@@ -279,29 +280,22 @@ conn_event(struct loop *l, int fd, uint32_t events, void *arg)
 		conn_close(c, "peer_gone");
 		return;
 	}
-	if (c->pending_len > 0 && !flush_pending(c, &dead)) {
-		if (dead) {
-			conn_close(c, "write_error");
-			return;
-		}
-		loop_set_events(l, c->fd, EPOLLOUT);
-		return;
-	}
-	if (!c->eof && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+	if (!c->eof && (events & (EPOLLIN | EPOLLOUT | EPOLLHUP | EPOLLERR))) {
 		for (int i = 0; i < READS_PER_EVENT && !c->eof; i++) {
 			bool drained = false;
 			if (!echo_once(c, &drained, &why)) {
 				conn_close(c, why);
 				return;
 			}
-			if (c->pending_len > 0 || drained || c->throttled)
+			if (c->blocked || drained || c->throttled)
 				break;
 		}
 	}
-	if (c->throttled && c->pending_len == 0 && !c->eof) {
+	if (c->throttled && !c->blocked && !c->eof) {
 		loop_set_events(l, c->fd, 0);
-	} else if (c->pending_len > 0) {
-		/* Backpressure: stop reading until the peer takes its echo. */
+	} else if (c->blocked) {
+		/* Backpressure: the unsent rest waits in the kernel's queue
+		 * until the peer takes its echo. */
 		loop_set_events(l, c->fd, EPOLLOUT);
 	} else if (c->spent) {
 		shutdown(c->fd, SHUT_WR);
@@ -555,7 +549,7 @@ tcp_server_new(struct loop *l, const struct policy *p,
 	srv->policy = p;
 	srv->max_connections = max_connections;
 	srv->last_sweep = now_ms();
-	srv->scratch = malloc(p->tcp_buffer);
+	srv->scratch = malloc(TCP_READ_CHUNK);
 	srv->sources = rate_table_new(p->rate_table_size, f->secret);
 	if (srv->scratch == NULL || srv->sources == NULL) {
 		tcp_server_free(srv);

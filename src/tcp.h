@@ -1,5 +1,5 @@
 /*
- * tcp: stream echo with backpressure; at most tcp-buffer held per peer.
+ * tcp: stream echo with backpressure; the unsent echo stays in the kernel.
  * Map: packet-path layer; calls counters, facts, guard, listener, log, loop,
  * policy, ratelimit, variant.
  */
