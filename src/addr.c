@@ -47,13 +47,16 @@ family_bits(const struct ipaddr *a)
 void
 ipaddr_prefix(const struct ipaddr *a, unsigned bits, struct ipaddr *out)
 {
-	unsigned i, total = family_bits(a);
+	unsigned total = family_bits(a), whole;
 
 	*out = *a;
 	if (bits > total)
 		bits = total;
-	for (i = bits; i < 128; i++)
-		out->bytes[i / 8] &= (uint8_t) ~(0x80u >> (i % 8));
+	/* Whole bytes, then the partial one: this runs on every datagram. */
+	whole = bits / 8;
+	if (bits % 8 != 0)
+		out->bytes[whole++] &= (uint8_t)(0xff00u >> (bits % 8));
+	memset(out->bytes + whole, 0, sizeof(out->bytes) - whole);
 }
 
 bool

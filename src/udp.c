@@ -48,8 +48,10 @@ struct udp_server {
 		char buf[CMSG_SPACE_MAX];
 		struct cmsghdr align;
 	} in_ctl[BATCH], out_ctl[BATCH];
+	int used; /* receive slots the last batch filled */
 };
 
+/* Point every receive slot at its buffers, once. */
 static void
 arm_receive(struct udp_server *srv)
 {
@@ -66,6 +68,19 @@ arm_receive(struct udp_server *srv)
 		    .msg_controllen = sizeof(srv->in_ctl[i].buf),
 		};
 	}
+	srv->used = 0;
+}
+
+/* recvmmsg rewrote the lengths of the slots the last batch used: only
+ * those need resetting. */
+static void
+rearm_receive(struct udp_server *srv)
+{
+	for (int i = 0; i < srv->used; i++) {
+		srv->in[i].msg_hdr.msg_namelen = sizeof(srv->peers[i]);
+		srv->in[i].msg_hdr.msg_controllen = sizeof(srv->in_ctl[i].buf);
+	}
+	srv->used = 0;
 }
 
 /* The datagram's destination address, from IP_PKTINFO / IPV6_PKTINFO.
@@ -213,10 +228,12 @@ send_batch(int fd, struct mmsghdr *out, int n)
 			sent++;
 			continue;
 		}
-		for (int i = sent; i < sent + r; i++) {
-			COUNT(udp_echoed, 1);
-			COUNT(udp_bytes_out, out[i].msg_len);
-		}
+		/* Counted once per batch, not per datagram. */
+		uint64_t bytes = 0;
+		for (int i = sent; i < sent + r; i++)
+			bytes += out[i].msg_len;
+		COUNT(udp_echoed, r);
+		COUNT(udp_bytes_out, bytes);
 		sent += r;
 	}
 }
@@ -228,10 +245,10 @@ datagram_event(struct loop *l, int fd, uint32_t events, void *arg)
 	struct destination dest;
 	struct datagram dg;
 	enum guard_reason verdict;
-	uint64_t now = now_ms();
+	uint64_t now = now_ms(), bytes_in = 0;
 	int n, nout = 0;
 
-	arm_receive(srv);
+	rearm_receive(srv);
 	n = recvmmsg(fd, srv->in, BATCH, MSG_DONTWAIT, NULL);
 	if (n < 0 &&
 	    (errno == EAGAIN || errno == EINTR || errno == ENOMEM ||
@@ -248,13 +265,16 @@ datagram_event(struct loop *l, int fd, uint32_t events, void *arg)
 	}
 	if (n == 0)
 		return;
+	srv->used = n;
+	COUNT(udp_received, n);
+	for (int i = 0; i < n; i++)
+		bytes_in += srv->in[i].msg_len;
+	COUNT(udp_bytes_in, bytes_in);
 	for (int i = 0; i < n; i++) {
 		struct msghdr *in = &srv->in[i].msg_hdr;
 		struct msghdr *out = &srv->out[nout].msg_hdr;
 		size_t len = srv->in[i].msg_len;
 
-		COUNT(udp_received, 1);
-		COUNT(udp_bytes_in, len);
 		/* Never echo part of a datagram: drop the whole of it. */
 		if ((in->msg_flags & MSG_TRUNC) ||
 		    len > srv->policy->udp_max_datagram) {
@@ -316,6 +336,7 @@ udp_server_new(struct loop *l, const struct policy *p,
 		udp_server_free(srv);
 		return NULL;
 	}
+	arm_receive(srv);
 	for (size_t i = 0; i < s->n; i++) {
 		if (s->l[i].type != SOCK_DGRAM)
 			continue;
