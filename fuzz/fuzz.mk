@@ -10,7 +10,7 @@
 # flags; each one links only the modules it needs.
 
 FUZZERS = fuzz_policy fuzz_addr fuzz_units fuzz_cli fuzz_sockact fuzz_tcp \
-	  fuzz_guard fuzz_ratelimit fuzz_logline
+	  fuzz_guard fuzz_ratelimit fuzz_logline fuzz_http
 
 # Modules of src/ each harness links (default_policy: $(BUILD)/gen).
 FUZZ_MODS_fuzz_policy	 = policy units addr acl errmsg log logline counters default_policy
@@ -20,6 +20,7 @@ FUZZ_MODS_fuzz_cli	 = cli policy units addr acl errmsg log logline counters \
 			   default_policy
 FUZZ_MODS_fuzz_sockact	 = sockact units addr errmsg
 FUZZ_MODS_fuzz_logline	 = logline
+FUZZ_MODS_fuzz_http	 = http
 FUZZ_MODS_fuzz_guard	 = guard ratelimit siphash acl addr units policy \
 			   errmsg log logline counters default_policy
 FUZZ_MODS_fuzz_ratelimit = ratelimit siphash addr units
@@ -38,6 +39,7 @@ FUZZ_TARGET_fuzz_units	   = src/units.c
 FUZZ_TARGET_fuzz_cli	   = src/cli.c
 FUZZ_TARGET_fuzz_sockact   = src/sockact.c:sockact_parse
 FUZZ_TARGET_fuzz_logline   = src/logline.c
+FUZZ_TARGET_fuzz_http	   = src/http.c
 FUZZ_TARGET_fuzz_guard	   = src/guard.c
 FUZZ_TARGET_fuzz_ratelimit = src/ratelimit.c
 FUZZ_TARGET_fuzz_tcp	   = src/tcp.c

@@ -56,7 +56,10 @@
 	X(xdp_would_drop)                                                      \
 	X(worker_restarts)                                                     \
 	X(workers_ready)                                                       \
-	X(log_suppressed)
+	X(log_suppressed)                                                      \
+	X(metrics_ok)                                                          \
+	X(metrics_errors)                                                      \
+	X(metrics_refused)
 
 struct counters {
 #define COUNTER_FIELD(name) uint64_t name;

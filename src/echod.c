@@ -15,6 +15,7 @@
 #include "facts.h"
 #include "listen.h"
 #include "log.h"
+#include "metrics.h"
 #include "policy.h"
 #include "privdrop.h"
 #include "sandbox.h"
@@ -46,6 +47,7 @@
 
 static struct policy policy;
 static struct facts facts;
+static struct metrics_setup metrics;
 
 /* What the steps of main() learn and hand on to later ones. */
 struct boot {
@@ -580,6 +582,39 @@ announce_listeners(const struct listen_set *s)
 			           s->l[i].name, s->l[i].name + 4);
 }
 
+/* Step 2, for "metrics ADDR:PORT": its socket is bound with the others;
+ * the supervisor serves it inside the sandbox. */
+static void
+bind_metrics(void)
+{
+	char err[256];
+
+	if (policy.metrics_on &&
+	    (metrics.fd = metrics_bind(&policy, err, sizeof(err))) < 0)
+		fail(EXIT_OSERR, "bind_failed", NULL, "%s", err);
+}
+
+/* What the metrics' info line says, known once the sandbox is entered. */
+static const struct metrics_setup *
+metrics_for(const struct boot *b)
+{
+	char where[ADDR_STRLEN];
+
+	if (!policy.metrics_on)
+		return NULL;
+	format_sockaddr((const struct sockaddr *)&policy.metrics.ss, where,
+	                sizeof(where));
+	log_always(LOG_INFO, "listening", "proto=metrics addr=%s", where);
+	metrics.facts = (struct metrics_facts){
+	    .version = ECHOD_VERSION,
+	    .seccomp = policy.sandbox_log ? "log" : "kill",
+	    .landlock = "none",
+	    .chroot = b->as_root ? policy.chroot_dir : "none",
+	    .user = b->as_root ? b->user : "-",
+	};
+	return &metrics;
+}
+
 /* The steps of SECURITY.md, "The bootstrap, step by step", in order. */
 int
 main(int argc, char **argv)
@@ -611,6 +646,7 @@ main(int argc, char **argv)
 	check_stderr(&b);
 	/* Step 2: the only step that needs privilege. */
 	get_sockets(&b.sockets, b.nworkers);
+	bind_metrics();
 	gather_facts();
 	start_prefilter(&b.sockets);
 	drop_privileges(&b);
@@ -619,5 +655,5 @@ main(int argc, char **argv)
 	enter_sandbox(&b);
 	announce_listeners(&b.sockets);
 	return supervisor_run(&policy, &facts, &b.sockets, b.nworkers,
-	                      harden_worker);
+	                      harden_worker, metrics_for(&b));
 }

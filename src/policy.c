@@ -373,11 +373,17 @@ set_xdp_prefilter(const struct directive *d, struct policy *p, char **argv,
 	return 0;
 }
 
+/* allow, deny (one list, longest prefix wins) and metrics-allow (the
+ * sources besides loopback that may scrape; the metrics server adds four
+ * rules of its own: loopback, then deny everything else). */
 static int
 set_cidrs(const struct directive *d, struct policy *p, char **argv, int argc,
           char *msg, size_t msglen)
 {
-	bool allow = strcmp(d->name, "allow") == 0;
+	bool metrics = strcmp(d->name, "metrics-allow") == 0;
+	bool allow = metrics || strcmp(d->name, "allow") == 0;
+	struct acl *acl = metrics ? &p->metrics_allow : &p->acl;
+	size_t max = metrics ? ACL_MAX - 4 : ACL_MAX;
 	struct cidr net;
 
 	if (want_args(d, argc, 1, POLICY_MAX_CIDRS, msg, msglen) != 0)
@@ -388,13 +394,14 @@ set_cidrs(const struct directive *d, struct policy *p, char **argv, int argc,
 			              "'%s': '%s' is not ADDR or ADDR/LEN with "
 			              "zero host bits",
 			              d->name, argv[i]);
-		if (acl_add(&p->acl, &net, allow) != 0)
-			return errmsg(msg, msglen,
-			              "'%s': '%s' is already listed with the "
-			              "other verdict, or more than %d prefixes",
-			              d->name, argv[i], ACL_MAX);
+		if (acl->n == max || acl_add(acl, &net, allow) != 0)
+			return errmsg(
+			    msg, msglen,
+			    "'%s': '%s' is already listed with the "
+			    "other verdict, or more than %zu prefixes",
+			    d->name, argv[i], max);
 	}
-	acl_finish(&p->acl);
+	acl_finish(acl);
 	return 0;
 }
 
@@ -580,6 +587,42 @@ set_log_format(const struct directive *d, struct policy *p, char **argv,
 	                  msglen);
 }
 
+/* "metrics off" or "metrics ADDR:PORT" (a port is required: no default
+ * would suit everyone, and none may collide with the echo port). */
+static int
+set_metrics(const struct directive *d, struct policy *p, char **argv, int argc,
+            char *msg, size_t msglen)
+{
+	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
+		return -1;
+	if (strcmp(argv[0], "off") == 0) {
+		p->metrics_on = false;
+		return 0;
+	}
+	if (parse_endpoint(argv[0], &p->metrics) != 0 || !p->metrics.has_port)
+		return errmsg(msg, msglen,
+		              "'%s': '%s' is not off, ADDR:PORT or [V6]:PORT "
+		              "with a numeric address",
+		              d->name, argv[0]);
+	p->metrics_on = true;
+	return 0;
+}
+
+/* Loopback: 127.0.0.0/8 or ::1. */
+static bool
+is_loopback(const struct endpoint *ep)
+{
+	struct ipaddr a;
+
+	ipaddr_from_sockaddr((const struct sockaddr *)&ep->ss, &a, NULL);
+	if (a.family == AF_INET)
+		return a.bytes[0] == 127;
+	for (int i = 0; i < 15; i++)
+		if (a.bytes[i] != 0)
+			return false;
+	return a.bytes[15] == 1;
+}
+
 #define FIELD(f) offsetof(struct policy, f)
 
 static const struct directive directives[] = {
@@ -600,6 +643,8 @@ static const struct directive directives[] = {
     {"log-level", set_log_level, 0, 0, 0, false, false},
     {"log", set_log, 0, 0, 0, false, false},
     {"log-format", set_log_format, 0, 0, 0, false, false},
+    {"metrics", set_metrics, 0, 0, 0, false, false},
+    {"metrics-allow", set_cidrs, 0, 0, 0, true, false},
     {"chroot", set_chroot, 0, 0, 0, false, false},
     {"sandbox-violation", set_sandbox_violation, 0, 0, 0, false, false},
     {"allow-downgrade", set_allow_downgrade, 0, 0, 0, false, false},
@@ -662,8 +707,11 @@ reset_list(const struct directive *d, struct policy *p, const struct seen *seen)
 {
 	if (d->apply == set_listen)
 		p->nlisten = 0;
+	else if (d == find_directive("metrics-allow"))
+		memset(&p->metrics_allow, 0, sizeof(p->metrics_allow));
 	else if (d->apply == set_ports)
 		memset(&p->udp_deny_ports, 0, sizeof(p->udp_deny_ports));
+
 	else if (d->apply == set_cidrs &&
 	         seen[find_directive("allow") - directives].line == 0 &&
 	         seen[find_directive("deny") - directives].line == 0)
@@ -740,6 +788,21 @@ parse_line(char *line, unsigned lineno, struct policy *p, struct seen *seen,
 	return d->apply(d, p, argv + 1, argc - 1, err->msg, sizeof(err->msg));
 }
 
+/* The endpoint serves counters to whoever may connect: on an address other
+ * than loopback it needs an explicit list of who may. */
+static int
+check_metrics(const struct policy *p, const struct seen *seen,
+              struct policy_error *err)
+{
+	if (!p->metrics_on || is_loopback(&p->metrics) ||
+	    p->metrics_allow.n > 0)
+		return 0;
+	err->line = seen[find_directive("metrics") - directives].line;
+	return errmsg(err->msg, sizeof(err->msg),
+	              "'metrics' on an address other than loopback needs "
+	              "'metrics-allow' (the prefixes that may scrape)");
+}
+
 int
 policy_parse(const char *buf, size_t len, struct policy *p,
              struct policy_error *err)
@@ -771,7 +834,7 @@ policy_parse(const char *buf, size_t len, struct policy *p,
 		pos += n + 1;
 	}
 	err->line = 0;
-	return 0;
+	return check_metrics(p, seen, err);
 }
 
 int

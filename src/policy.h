@@ -39,6 +39,9 @@ struct policy {
 	bool log_syslog;                   /* log syslog: else stderr */
 	char syslog_path[POLICY_PATH_MAX]; /* log syslog PATH, /dev/log */
 	bool log_json;                     /* log-format json */
+	bool metrics_on;                   /* metrics ADDR:PORT, not off */
+	struct endpoint metrics;           /* where GET /metrics is served */
+	struct acl metrics_allow;          /* metrics-allow: who may scrape */
 	char chroot_dir[POLICY_PATH_MAX];
 	bool sandbox_log;      /* sandbox-violation log: SECCOMP_RET_LOG */
 	bool allow_big_stderr; /* allow-downgrade fsize-limit */

@@ -6,6 +6,7 @@
 #include "log.h"
 #include "ratelimit.h"
 #include "loop.h"
+#include "metrics.h"
 #include "worker.h"
 #include "xdp.h"
 
@@ -51,6 +52,8 @@ struct supervisor {
 	int sigfd;
 	struct gather *gather;
 	uint64_t report_deadline; /* 0: no SIGUSR1 report pending */
+	const struct metrics_setup *metrics_setup; /* NULL: metrics off */
+	struct metrics_server *metrics;
 };
 
 static void
@@ -132,6 +135,8 @@ start_worker(struct supervisor *sv, unsigned i)
 			_exit(0);
 		/* The worker keeps its sockets, stderr and its own counters
 		 * pipe, nothing else; it counts from zero. */
+		if (sv->metrics != NULL)
+			metrics_server_close_fds(sv->metrics);
 		loop_free(sv->loop);
 		close(sv->sigfd);
 		gather_close_readers(sv->gather);
@@ -320,11 +325,25 @@ announce_ready(struct supervisor *sv)
 	log_always(LOG_INFO, "ready", "workers=%u pid=%d", sv->n, getpid());
 }
 
+/* A scrape: the gathered totals and the facts, as of now. */
+static void
+metrics_snapshot(void *arg, struct counters *sum, struct metrics_facts *f)
+{
+	struct supervisor *sv = arg;
+
+	gather_total(sv->gather, counters, sum);
+	*f = sv->metrics_setup->facts;
+	f->workers = sv->n;
+	f->workers_alive = running(sv);
+}
+
 static void
 tick(struct loop *l, uint64_t now, void *arg)
 {
 	struct supervisor *sv = arg;
 
+	if (sv->metrics != NULL)
+		metrics_server_tick(sv->metrics, now);
 	report_if_answered(sv, now);
 	if (sv->stopping) {
 		if (running(sv) == 0) {
@@ -345,13 +364,15 @@ tick(struct loop *l, uint64_t now, void *arg)
 
 int
 supervisor_run(const struct policy *p, const struct facts *f,
-               struct listen_set *s, unsigned nworkers, worker_harden_fn harden)
+               struct listen_set *s, unsigned nworkers, worker_harden_fn harden,
+               const struct metrics_setup *metrics)
 {
 	struct supervisor sv = {.policy = p,
 	                        .facts = f,
 	                        .sockets = s,
 	                        .harden = harden,
-	                        .n = nworkers};
+	                        .n = nworkers,
+	                        .metrics_setup = metrics};
 	static const int signals[] = {SIGTERM, SIGINT, SIGUSR1, SIGCHLD};
 	struct rlimit rl;
 
@@ -372,12 +393,22 @@ supervisor_run(const struct policy *p, const struct facts *f,
 		log_always(LOG_ERROR, "supervisor_failed", "step=epoll");
 		return EXIT_OSERR;
 	}
+	if (metrics != NULL &&
+	    (sv.metrics = metrics_server_new(sv.loop, metrics->fd, p,
+	                                     metrics_snapshot, &sv)) == NULL) {
+		log_always(LOG_ERROR, "supervisor_failed", "step=metrics");
+		return EXIT_OSERR;
+	}
 	for (unsigned i = 0; i < nworkers && !sv.stopping; i++)
 		start_worker(&sv, i);
 	loop_set_tick(sv.loop, TICK_MS, tick, &sv);
 	loop_run(sv.loop);
 	reap(&sv);
 	listen_close(s);
+	if (sv.metrics != NULL) {
+		metrics_server_free(sv.metrics);
+		close(metrics->fd);
+	}
 	log_counters(&sv, "final_counters");
 	log_always(LOG_INFO, "stopped", "exit_status=%d", sv.exit_status);
 	loop_free(sv.loop);

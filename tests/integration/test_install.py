@@ -243,7 +243,7 @@ def test_kubernetes_example_parses_and_its_policy_passes(tmp_path):
     assert pod["hostNetwork"] is True
     ports = {(p["containerPort"], p["protocol"])
              for p in pod["containers"][0]["ports"]}
-    assert ports == {(7, "TCP"), (7, "UDP")}
+    assert ports == {(7, "TCP"), (7, "UDP"), (9107, "TCP")}
     policy = tmp_path / "echod.conf"
     policy.write_text(kinds["ConfigMap"]["data"]["echod.conf"])
     r = subprocess.run([ECHOD_BIN, "-c", policy, "-t"], capture_output=True,
