@@ -14,16 +14,19 @@
  *     log-only; bit 4: tcp-max-lifetime 2s; bit 5: tcp-idle-timeout 200ms
  *     (else 1h); bits 6-7: this worker's share of tcp-max-connections,
  *     1, 2, 4 or 64; h1 bits 0-1: tcp-max-connections-per-source 1, 2, 3
- *     or 256; bit 2: tcp-connect-rate 5/s burst 5.
+ *     or 256; bit 2: tcp-connect-rate 5/s burst 5; bit 3: deny
+ *     198.18.0.0/24 and 2001:db8::/64, rate-table-size 64 (else 256).
  *   record op % 8, on the connection `arg >> 5` (of those still open):
  *     0 a peer connects (source from arg: 198.18.0.x or 2001:db8::x);
  *     1 the peer sends (arg & 31) * 61 + 1 bytes;
  *     2 the peer reads up to (arg & 31) * 97 + 1 bytes of its echo;
  *     3 the peer shuts down its writing half (FIN);
- *     4 the peer resets;
+ *     4 the peer resets (arg odd: only its reads stop: sends fail);
  *     5 the clock advances (arg * 37 ms), then tcp_server_tick;
- *     6 nothing happens (a spurious wakeup);
- *     7 the next accept fails (EMFILE, ECONNABORTED or ENOBUFS).
+ *     6 nothing happens (a spurious wakeup; arg odd: the next call on
+ *       the connection is interrupted, EINTR);
+ *     7 the next accept fails (EMFILE, ECONNABORTED, ENOBUFS, or EINVAL:
+ *       the listener is dropped).
  *   After each record every ready fd gets its events until none is ready
  *   (bounded), as a level-triggered epoll would deliver them.
  *
@@ -65,6 +68,8 @@
 struct peer {
 	bool open;        /* accepted and not yet closed by tcp.c */
 	bool fin, reset;  /* the peer's side */
+	bool broken;      /* sends fail (EPIPE), reads still work */
+	bool eintr;       /* the next call is interrupted */
 	bool our_fin;     /* tcp.c shut down its writing half */
 	uint32_t seed;    /* what the peer sends: stream_byte(seed, i) */
 	uint64_t sent;    /* bytes the peer has written */
@@ -283,6 +288,11 @@ __wrap_recv(int fd, void *buf, size_t len, int flags)
 	if (!is_fake(fd))
 		return __real_recv(fd, buf, len, flags);
 	p = open_peer(fd);
+	if (p->eintr) {
+		p->eintr = false;
+		errno = EINTR;
+		return -1;
+	}
 	if (p->reset) {
 		errno = ECONNRESET;
 		return -1;
@@ -316,7 +326,12 @@ __wrap_send(int fd, const void *buf, size_t len, int flags)
 	p = open_peer(fd);
 	CHECK(!p->our_fin); /* nothing after our FIN */
 	CHECK((flags & MSG_NOSIGNAL) != 0);
-	if (p->reset) {
+	if (p->eintr) {
+		p->eintr = false;
+		errno = EINTR;
+		return -1;
+	}
+	if (p->reset || p->broken) {
 		errno = EPIPE;
 		return -1;
 	}
@@ -356,7 +371,8 @@ __wrap_close(int fd)
 	CHECK(!w.watch[fd - FAKE_BASE].on); /* no event after close */
 	p->open = false;
 	/* Nothing ended it early: everything was echoed before the close. */
-	if (!w.limits && !p->reset && p->fin && p->echoed == p->read)
+	if (!w.limits && !p->reset && !p->broken && p->fin &&
+	    p->echoed == p->read)
 		CHECK(p->read == p->sent);
 	return 0;
 }
@@ -432,9 +448,12 @@ make_policy(struct policy *p, uint8_t h0, uint8_t h1)
 	n += snprintf(text + n, sizeof(text) - (size_t)n,
 	              "tcp-buffer %s\ntcp-idle-timeout %s\n"
 	              "tcp-max-connections-per-source %s\n"
-	              "rate-table-size 256\n",
+	              "rate-table-size %s\n",
 	              h0 & 0x01 ? "512" : "4k", h0 & 0x20 ? "200ms" : "1h",
-	              per_source[h1 & 3]);
+	              per_source[h1 & 3], h1 & 0x08 ? "64" : "256");
+	if (h1 & 0x08)
+		n += snprintf(text + n, sizeof(text) - (size_t)n,
+		              "deny 198.18.0.0/24 2001:db8::/64\n");
 	if (h0 & 0x02)
 		n += snprintf(text + n, sizeof(text) - (size_t)n,
 		              "tcp-max-bytes %u\n", (h1 >> 3) * 131u + 1);
@@ -460,7 +479,8 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const unsigned shares[] = {1, 2, 4, 64};
-	static const int accept_errors[] = {EMFILE, ECONNABORTED, ENOBUFS};
+	static const int accept_errors[] = {EMFILE, ECONNABORTED, ENOBUFS,
+	                                    EINVAL};
 	struct listener lst = {.fd = LISTENER_FD,
 	                       .type = SOCK_STREAM,
 	                       .family = AF_INET6,
@@ -512,7 +532,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				p->fin = true;
 			break;
 		case 4:
-			if (p != NULL)
+			if (p != NULL && (arg & 1))
+				p->broken = true;
+			else if (p != NULL)
 				p->reset = true;
 			break;
 		case 5:
@@ -522,9 +544,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			tcp_server_tick(srv, w.now);
 			break;
 		case 6:
+			if (p != NULL && (arg & 1))
+				p->eintr = true;
 			break;
 		case 7:
-			w.accept_error = accept_errors[arg % 3];
+			w.accept_error = accept_errors[arg % 4];
 			break;
 		}
 		settle();
@@ -540,14 +564,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * its whole echo and a close. */
 	if (!w.limits) {
 		for (int i = 1; i < MAX_FDS; i++) {
-			if (!w.peer[i].open || w.peer[i].reset)
+			if (!w.peer[i].open || w.peer[i].reset ||
+			    w.peer[i].broken)
 				continue;
 			w.peer[i].fin = true;
 			w.peer[i].room = UINT64_MAX / 2;
 		}
 		settle();
 		for (int i = 1; i < MAX_FDS; i++)
-			CHECK(!w.peer[i].open || w.peer[i].reset);
+			CHECK(!w.peer[i].open || w.peer[i].reset ||
+			      w.peer[i].broken);
 	}
 	tcp_server_free(srv);
 	for (int i = 1; i < MAX_FDS; i++) {
