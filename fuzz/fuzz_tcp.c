@@ -33,12 +33,19 @@
  * Invariants:
  *  - what tcp.c sends a peer is exactly a prefix of what that peer sent,
  *    in order: never a byte it did not read, never one twice or reordered;
- *  - it never holds more than tcp-buffer bytes read but not yet echoed;
+ *  - it holds no echo bytes between events: every byte it consumed from a
+ *    queue it has sent (bytes discarded after its FIN aside), and it
+ *    consumes a byte only once it is sent (tcp.c peeks, sends, then
+ *    consumes what went: MSG_PEEK, MSG_TRUNC), so never more than
+ *    tcp-buffer;
  *  - nothing is sent after its FIN (shutdown SHUT_WR);
  *  - each accepted descriptor is closed exactly once (at the latest by
  *    tcp_server_free), and is out of the loop when closed: no event can
  *    arrive after close; tcp.c never reads, writes or watches a
  *    descriptor that is not open;
+ *  - no busy loop: after a record, events stop within SETTLE_MAX rounds
+ *    (a handler that leaves a watched fd ready without progress would
+ *    spin a worker);
  *  - with nothing ending it early (no limits, no reset), a peer that sent
  *    FIN and read everything is echoed everything, then closed.
  */
@@ -76,6 +83,7 @@ struct peer {
 	uint64_t read;    /* bytes tcp.c has received */
 	uint64_t echoed;  /* bytes tcp.c has sent back */
 	uint64_t dropped; /* read after its FIN: discarded, not held */
+	uint64_t peeked;  /* the end of what tcp.c has seen (MSG_PEEK) */
 	uint64_t room;    /* bytes the peer will take now */
 	unsigned serial;  /* which incarnation of the fd number */
 };
@@ -304,13 +312,19 @@ __wrap_recv(int fd, void *buf, size_t len, int flags)
 		return -1;
 	}
 	n = p->sent - p->read < len ? (size_t)(p->sent - p->read) : len;
-	for (size_t i = 0; i < n; i++)
-		((uint8_t *)buf)[i] = stream_byte(p->seed, p->read + i);
+	if (buf != NULL && !(flags & MSG_TRUNC))
+		for (size_t i = 0; i < n; i++)
+			((uint8_t *)buf)[i] = stream_byte(p->seed, p->read + i);
+	if (flags & MSG_PEEK) { /* copied, still queued */
+		if (p->read + n > p->peeked)
+			p->peeked = p->read + n;
+		return (ssize_t)n;
+	}
 	p->read += n;
 	if (p->our_fin)
-		p->dropped += n;
-	/* Held (read, not yet echoed) within tcp-buffer. */
-	CHECK(p->read - p->dropped - p->echoed <= w.tcp_buffer);
+		p->dropped += n; /* discarded after our FIN */
+	else
+		CHECK(p->read <= p->echoed); /* consumed only once echoed */
 	return (ssize_t)n;
 }
 
@@ -340,8 +354,9 @@ __wrap_send(int fd, const void *buf, size_t len, int flags)
 		return -1;
 	}
 	n = p->room < len ? (size_t)p->room : len;
-	/* A prefix of what the peer sent: in order, each byte once. */
-	CHECK(p->echoed + n <= p->read - p->dropped);
+	/* A prefix of what the peer sent: in order, each byte once, and
+	 * only bytes tcp.c has read (or peeked at). */
+	CHECK(p->echoed + n <= (p->peeked > p->read ? p->peeked : p->read));
 	for (size_t i = 0; i < n; i++)
 		CHECK(b[i] == stream_byte(p->seed, p->echoed + i));
 	p->echoed += n;
@@ -399,8 +414,18 @@ ready(int i)
 	return ev;
 }
 
-/* Deliver events until no watched fd is ready (bounded: a handler that
- * ignores its events must not hang the harness). */
+/* Between events tcp.c holds no echo byte: what it consumed from a queue
+ * (after our FIN: discards aside) it has sent, and nothing more. */
+static void
+check_nothing_held(void)
+{
+	for (int i = 1; i < w.top; i++)
+		if (w.peer[i].open)
+			CHECK(w.peer[i].read - w.peer[i].dropped ==
+			      w.peer[i].echoed);
+}
+
+/* Deliver events until no watched fd is ready, as epoll would. */
 static void
 settle(void)
 {
@@ -418,10 +443,15 @@ settle(void)
 				continue;
 			any = true;
 			wt->fn(w.loop, FAKE_BASE + i, ev, wt->arg);
+			check_nothing_held();
 		}
 		if (!any)
 			return;
 	}
+	/* Still ready after SETTLE_MAX rounds with no new input: a handler
+	 * that leaves its fd ready and watched without progress spins the
+	 * worker (level-triggered epoll calls it again at once). */
+	CHECK(!"busy loop: a watched fd stays ready");
 }
 
 /* The open connection chosen by k, or -1 if there is none. */
