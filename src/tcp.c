@@ -11,8 +11,10 @@
 #include "ratelimit.h"
 #include "variant.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -25,15 +27,46 @@
 #define SWEEP_MS          1000 /* lifetime checks: once a second is enough */
 #define SOURCE_LOG_LINES  3    /* refusals logged per source prefix */
 
+/*
+ * A connection's state. Whether the peer's window is full (`blocked`, so
+ * wait for EPOLLOUT) is not a state but a condition of ECHOING; echo
+ * bytes wait in the kernel's queue, not here.
+ *
+ *   from       event                                      to
+ *   ECHOING    the source's byte rate is spent            THROTTLED
+ *   THROTTLED  a tick (tokens again)                      ECHOING
+ *   ECHOING    the peer's FIN (a peek returns 0)          FLUSHING
+ *   ECHOING    tcp-max-bytes echoed                       SPENT
+ *   SPENT      our FIN is sent                            DRAINING
+ *   FLUSHING   (everything was echoed)                    closed ("eof")
+ *   DRAINING   the peer closes, or an error               closed
+ *   any        reset, error, idle timeout, lifetime,      closed
+ *              eviction, shutdown
+ */
+enum conn_state {
+	CONN_ECHOING,   /* reading, and echoing what it reads */
+	CONN_THROTTLED, /* watched for nothing (not even EPOLLOUT) until a
+	                 * tick: an EPOLLOUT watch would fire again and again */
+	CONN_FLUSHING,  /* the peer sent FIN and has its whole echo: close */
+	CONN_SPENT,     /* tcp-max-bytes echoed: FIN */
+	CONN_DRAINING,  /* our FIN sent: discard input until the peer closes
+	                 * (closing on unread input would reset the echo) */
+	CONN_NSTATES
+};
+
+/* The table above, as conn_enter() enforces it (closing is conn_close). */
+static const bool conn_may_enter[CONN_NSTATES][CONN_NSTATES] = {
+    [CONN_ECHOING] =
+        {[CONN_THROTTLED] = true, [CONN_FLUSHING] = true, [CONN_SPENT] = true},
+    [CONN_THROTTLED] = {[CONN_ECHOING] = true},
+    [CONN_SPENT] = {[CONN_DRAINING] = true},
+};
+
 struct conn {
 	int fd;
-	bool eof;       /* the peer sent FIN: echo what is left, close */
-	bool spent;     /* tcp-max-bytes reached: echo what is held, then
-	                 * FIN and discard input until the peer closes */
-	bool draining;  /* FIN sent after `spent`; reading only to discard */
-	bool throttled; /* over the source's byte rate: not reading */
-	bool blocked;   /* the peer's window is full: wait for EPOLLOUT */
-	bool slow;      /* the last send was partial: peek tcp-buffer only */
+	enum conn_state state;
+	bool blocked; /* the peer's window is full: wait for EPOLLOUT */
+	bool slow;    /* the last send was partial: peek tcp-buffer only */
 	uint64_t last_active, started;
 	uint64_t bytes, bytes_in;
 	struct rate_entry *source; /* pinned while the connection lives */
@@ -60,6 +93,20 @@ struct tcp_server {
 };
 
 static void conn_event(struct loop *l, int fd, uint32_t events, void *arg);
+
+/* The one way a connection changes state (conn_may_enter says which). */
+static void
+conn_enter(struct conn *c, enum conn_state to)
+{
+	assert(conn_may_enter[c->state][to]);
+	if (c->state == CONN_THROTTLED)
+		c->srv->nthrottled--;
+	if (to == CONN_THROTTLED) {
+		c->srv->nthrottled++;
+		COUNT(tcp_throttled, 1);
+	}
+	c->state = to;
+}
 
 static void
 idle_unlink(struct tcp_server *srv, struct conn *c)
@@ -114,7 +161,7 @@ conn_close(struct conn *c, const char *why)
 	idle_unlink(srv, c);
 	if (c->source != NULL)
 		c->source->pinned--;
-	if (c->throttled)
+	if (c->state == CONN_THROTTLED)
 		srv->nthrottled--;
 	free(c);
 }
@@ -188,11 +235,7 @@ echo_once(struct conn *c, bool *drained, const char **why)
 	if (cap == 0) {
 		/* Over the byte rate: the kernel's window slows the peer. */
 		*drained = true;
-		if (!c->throttled) {
-			c->throttled = true;
-			c->srv->nthrottled++;
-			COUNT(tcp_throttled, 1);
-		}
+		conn_enter(c, CONN_THROTTLED);
 		return true;
 	}
 	n = recv(c->fd, c->srv->scratch, cap, MSG_PEEK | MSG_DONTWAIT);
@@ -205,7 +248,7 @@ echo_once(struct conn *c, bool *drained, const char **why)
 		return false;
 	}
 	if (n == 0) {
-		c->eof = true;
+		conn_enter(c, CONN_FLUSHING);
 		*drained = true;
 		return true;
 	}
@@ -231,8 +274,7 @@ echo_once(struct conn *c, bool *drained, const char **why)
 	if (p->tcp_max_bytes > 0 && c->bytes_in >= p->tcp_max_bytes) {
 		/* Budget spent: FIN, then discard (conn_event). */
 		COUNT(tcp_max_bytes_closes, 1);
-		c->eof = true;
-		c->spent = true;
+		conn_enter(c, CONN_SPENT);
 	}
 	if (c->source != NULL && p->tcp_byte_rate.rate > 0)
 		bucket_take(&c->source->bytes, &p->tcp_byte_rate, now,
@@ -270,41 +312,47 @@ conn_event(struct loop *l, int fd, uint32_t events, void *arg)
 	const char *why = "error";
 
 	(void)fd;
-	if (c->draining) {
+	if (c->state == CONN_DRAINING) {
 		drain(c);
 		return;
 	}
 	/* Watched for nothing while throttled, the kernel still reports a
 	 * reset or hang-up: the peer is gone, do not wait for tokens. */
-	if (c->throttled && (events & (EPOLLERR | EPOLLHUP))) {
+	if (c->state == CONN_THROTTLED && (events & (EPOLLERR | EPOLLHUP))) {
 		conn_close(c, "peer_gone");
 		return;
 	}
-	if (!c->eof && (events & (EPOLLIN | EPOLLOUT | EPOLLHUP | EPOLLERR))) {
-		for (int i = 0; i < READS_PER_EVENT && !c->eof; i++) {
+	if (c->state == CONN_ECHOING &&
+	    (events & (EPOLLIN | EPOLLOUT | EPOLLHUP | EPOLLERR))) {
+		for (int i = 0; i < READS_PER_EVENT; i++) {
 			bool drained = false;
 			if (!echo_once(c, &drained, &why)) {
 				conn_close(c, why);
 				return;
 			}
-			if (c->blocked || drained || c->throttled)
+			if (c->blocked || drained || c->state != CONN_ECHOING)
 				break;
 		}
 	}
-	if (c->throttled && !c->blocked && !c->eof) {
-		loop_set_events(l, c->fd, 0);
-	} else if (c->blocked) {
+	switch (c->state) {
+	case CONN_ECHOING:
 		/* Backpressure: the unsent rest waits in the kernel's queue
 		 * until the peer takes its echo. */
-		loop_set_events(l, c->fd, EPOLLOUT);
-	} else if (c->spent) {
+		loop_set_events(l, c->fd, c->blocked ? EPOLLOUT : EPOLLIN);
+		break;
+	case CONN_THROTTLED:
+		loop_set_events(l, c->fd, 0);
+		break;
+	case CONN_SPENT:
 		shutdown(c->fd, SHUT_WR);
-		c->draining = true;
+		conn_enter(c, CONN_DRAINING);
 		loop_set_events(l, c->fd, EPOLLIN);
-	} else if (c->eof) {
+		break;
+	case CONN_FLUSHING:
 		conn_close(c, "eof");
-	} else {
-		loop_set_events(l, c->fd, EPOLLIN);
+		break;
+	default:
+		assert(!"DRAINING is handled above");
 	}
 }
 
@@ -385,6 +433,33 @@ admit(struct tcp_server *srv, const struct sockaddr *sa, const char *peer,
 	return false;
 }
 
+/* A connection for an accepted fd, watched for input, counted and
+ * logged; NULL (and nothing changed) without memory or a loop slot. */
+static struct conn *
+conn_new(struct tcp_server *srv, int fd, const char *peer,
+         struct rate_entry *source)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+
+	if (c == NULL || loop_add(srv->loop, fd, EPOLLIN, conn_event, c) != 0) {
+		free(c);
+		return NULL;
+	}
+	c->fd = fd;
+	c->state = CONN_ECHOING;
+	c->srv = srv;
+	c->source = source;
+	if (source != NULL)
+		source->pinned++;
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	c->last_active = c->started = now_ms();
+	idle_append(srv, c);
+	COUNT(tcp_accepted, 1);
+	COUNT(tcp_active, 1);
+	log_event(LOG_DEBUG, "tcp_open", "peer=%s", peer);
+	return c;
+}
+
 /* A socket shared by all workers wakes only one of them. */
 static uint32_t
 listener_events(const struct listener *l)
@@ -438,7 +513,6 @@ accept_event(struct loop *l, int lfd, uint32_t events, void *arg)
 	for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
-		struct conn *c;
 		char peer[ADDR_STRLEN];
 		int fd;
 
@@ -473,24 +547,10 @@ accept_event(struct loop *l, int lfd, uint32_t events, void *arg)
 			close(fd);
 			continue;
 		}
-		c = calloc(1, sizeof(*c));
-		if (c == NULL || loop_add(l, fd, EPOLLIN, conn_event, c) != 0) {
+		if (conn_new(srv, fd, peer, source) == NULL) {
 			COUNT(tcp_accept_errors, 1);
-			free(c);
 			close(fd);
-			continue;
 		}
-		c->fd = fd;
-		c->srv = srv;
-		c->source = source;
-		if (source != NULL)
-			source->pinned++;
-		memcpy(c->peer, peer, sizeof(peer));
-		c->last_active = c->started = now_ms();
-		idle_append(srv, c);
-		COUNT(tcp_accepted, 1);
-		COUNT(tcp_active, 1);
-		log_event(LOG_DEBUG, "tcp_open", "peer=%s", peer);
 	}
 }
 
@@ -508,9 +568,8 @@ sweep(struct tcp_server *srv, uint64_t now, bool lifetimes)
 			conn_close(c, "max_lifetime");
 			continue;
 		}
-		if (c->throttled) {
-			c->throttled = false;
-			srv->nthrottled--;
+		if (c->state == CONN_THROTTLED) {
+			conn_enter(c, CONN_ECHOING);
 			loop_set_events(srv->loop, c->fd, EPOLLIN);
 		}
 	}
