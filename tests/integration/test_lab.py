@@ -12,11 +12,13 @@ Needs root (namespaces, raw sockets, port 7 inside the namespaces).
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+import zlib
 
 import pytest
 
@@ -215,6 +217,79 @@ def test_short_lab_table_and_chart(short_run):
                 "victim_packets"]
     r, _, _ = short_run
     assert f"chart: {out / 'chart.svg'}" in r.stdout
+
+
+def png_pixels(path):
+    """(width, height, rows of RGB bytes) of an 8-bit RGB or RGBA PNG
+    without interlacing, as chromium writes its screenshots."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    i, idat = 8, b""
+    while i < len(data):
+        n = int.from_bytes(data[i:i + 4], "big")
+        kind, body = data[i + 4:i + 8], data[i + 8:i + 8 + n]
+        if kind == b"IHDR":
+            w, h = int.from_bytes(body[:4], "big"), \
+                int.from_bytes(body[4:8], "big")
+            assert body[8] == 8 and body[9] in (2, 6) and body[12] == 0
+            bpp = 3 if body[9] == 2 else 4
+        elif kind == b"IDAT":
+            idat += body
+        i += 12 + n
+    raw, stride, prev, rows = zlib.decompress(idat), w * bpp, None, []
+    for y in range(h):
+        f = raw[y * (stride + 1)]
+        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        up = prev or bytearray(stride)
+        for x in range(stride):
+            a = line[x - bpp] if x >= bpp else 0
+            b, c = up[x], (up[x - bpp] if x >= bpp else 0)
+            if f == 1:
+                line[x] = (line[x] + a) & 255
+            elif f == 2:
+                line[x] = (line[x] + b) & 255
+            elif f == 3:
+                line[x] = (line[x] + (a + b) // 2) & 255
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                pred = a if pa <= pb and pa <= pc else b if pb <= pc else c
+                line[x] = (line[x] + pred) & 255
+        rows.append(bytes(line) if bpp == 3 else bytes(
+            v for k, v in enumerate(line) if k % 4 != 3))
+        prev = line
+    return w, h, rows
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None,
+                    reason="chromium not installed (.ci/deps has it)")
+def test_short_lab_chart_renders_in_a_browser(short_run, tmp_path):
+    """Debian's chromium, headless, draws chart.svg: both series' colours
+    appear, on a light page, at the size the SVG declares."""
+    _, out, _ = short_run
+    png = tmp_path / "chart.png"
+    svg = ET.parse(out / "chart.svg").getroot()
+    width, height = int(svg.get("width")), int(svg.get("height"))
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                    "--hide-scrollbars", "--no-first-run",
+                    "--force-device-scale-factor=0.5",
+                    f"--window-size={width},{height}",
+                    f"--screenshot={png}", (out / "chart.svg").as_uri()],
+                   capture_output=True, timeout=60, cwd=str(tmp_path))
+    w, h, rows = png_pixels(png)
+    assert (w, h) == ((width + 1) // 2, (height + 1) // 2)
+
+    # The lines are thin and smoothed into the background: judge by hue
+    # (naive #d62728 is red, echod #1f77b4 blue; text and grid are grey).
+    counts = {"naive": 0, "echod": 0, "light": 0}
+    for row in rows:
+        for k in range(0, len(row), 3):
+            r, g, b = row[k:k + 3]
+            counts["naive"] += r > g + 60 and r > b + 60
+            counts["echod"] += b > r + 60 and b > g + 20
+            counts["light"] += min(r, g, b) > 240
+    assert counts["naive"] > 1000 and counts["echod"] > 300, counts
+    assert counts["light"] > 0.5 * w * h, counts
 
 
 def test_lab_policy_file_changes_the_outcome(tmp_path):
