@@ -331,6 +331,7 @@ metrics_snapshot(void *arg, struct counters *sum, struct metrics_facts *f)
 {
 	struct supervisor *sv = arg;
 
+	xdp_fold_counters(counters);
 	gather_total(sv->gather, counters, sum);
 	*f = sv->metrics_setup->facts;
 	f->workers = sv->n;

@@ -62,7 +62,8 @@ void xdp_unload(struct xdp_prefilter *x);
 void xdp_forget_links(void);
 
 /* Copy the program's counters into c's xdp_* fields (untouched without
- * one): the supervisor does it to its own counters before gather_total(). */
+ * one): the supervisor does it to its own counters before each report
+ * (SIGUSR1, a metrics scrape), so gather_total() includes them. */
 void xdp_fold_counters(struct counters *c);
 
 /* The program's counters by reason (src/bpf/prefilter.h), for the tests. */
