@@ -192,17 +192,30 @@ def test_each_stateless_reason_dropped_before_the_socket(net, nsd, socks):
 
 def test_bench_flood_from_a_denied_port_is_counted_exactly(net, nsd):
     """make bench's flood (echo-bench flood -P 19): every datagram is one
-    xdp_udp_drop_port, none reaches the socket."""
+    xdp_udp_drop_port, none reaches the socket; a metrics scrape (in srv's
+    namespace) shows the same count."""
     bench = os.path.join(os.path.dirname(ECHOD_BIN), "echo-bench")
     p = net()
-    d = nsd(p.srv, PREFILTER, listen=(SRV4,))
+    d = nsd(p.srv, PREFILTER + "metrics 127.0.0.1:9107\n", listen=(SRV4,))
     d.wait_event("xdp_attached")
     r = subprocess.run(p.cli.exec_argv(
         [bench, "flood", "-S", 1000, "-F", "198.18.4.0", "-n", 500, "-d", 5,
          "-P", 19, SRV4, PORT]), capture_output=True, text=True, timeout=20)
     assert r.returncode == 0, r.stderr
     assert parse_logfmt(r.stdout)["sent"] == "500"
-    c = d.counters_when(lambda c: c["xdp_udp_drop_port"] >= 500)
+    # The scrape first: it must see the program's count by itself.
+    line = 'echod_xdp_dropped_total{proto="udp",reason="source_port"} 500'
+
+    def scraped():
+        r = subprocess.run(p.srv.exec_argv(
+            ["curl", "-sS", "--max-time", "5",
+             "http://127.0.0.1:9107/metrics"]),
+            capture_output=True, text=True, timeout=10)
+        assert r.returncode == 0, r.stderr
+        return line in r.stdout.splitlines()
+
+    wait_until(scraped, 3.0, interval=0.1, what=line)
+    c = d.counters()
     assert xdp_counts(c) == {"xdp_udp_drop_port": 500}
     assert c["udp_received"] == 0
 
