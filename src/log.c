@@ -259,3 +259,62 @@ log_always(enum log_level level, const char *event, const char *fmt, ...)
 	write_line(level, event, fmt, ap);
 	va_end(ap);
 }
+
+static char *
+put_str(char *p, char *end, const char *s)
+{
+	while (*s != '\0' && p < end)
+		*p++ = *s++;
+	return p;
+}
+
+/* v in decimal, at least `width` digits. */
+static char *
+put_num(char *p, char *end, unsigned long long v, int width)
+{
+	char d[24];
+	int n = 0;
+
+	do {
+		d[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0 || n < width);
+	while (n > 0 && p < end)
+		*p++ = d[--n];
+	return p;
+}
+
+void
+log_signal_safe(enum log_level level, const char *event, const char *fields)
+{
+	static const char *const names[] = {"error", "warn", "info", "debug"};
+	static const int widths[6] = {4, 2, 2, 2, 2, 2};
+	static const char seps[6] = {'-', '-', 'T', ':', ':', '.'};
+	char line[512], *p = line, *end = line + sizeof(line) - 1;
+	struct timespec ts;
+	int tm[6];
+
+	if (!log_enabled(level))
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	utc_fields(ts.tv_sec, tm);
+	p = put_str(p, end, "ts=");
+	for (int i = 0; i < 6; i++) {
+		p = put_num(p, end, (unsigned long long)tm[i], widths[i]);
+		if (p < end)
+			*p++ = seps[i];
+	}
+	p = put_num(p, end, (unsigned long long)(ts.tv_nsec / 1000000), 3);
+	p = put_str(p, end, "Z level=");
+	p = put_str(p, end, names[level]);
+	p = put_str(p, end, " event=");
+	p = put_str(p, end, event);
+	p = put_str(p, end, " ");
+	p = put_str(p, end, role_field);
+	p = put_str(p, end, " ");
+	p = put_str(p, end, fields);
+	*p++ = '\n';
+	while (write(STDERR_FILENO, line, (size_t)(p - line)) < 0 &&
+	       errno == EINTR)
+		;
+}

@@ -54,6 +54,11 @@ void log_always(enum log_level level, const char *event, const char *fmt, ...)
  */
 void utc_fields(time_t t, int f[6]);
 
+/* The same line for a signal handler: async-signal-safe (no stdio, no
+ * locks, no budget), `fields` written as is. */
+void log_signal_safe(enum log_level level, const char *event,
+                     const char *fields);
+
 #define LOG_RATE  50 /* lines per second once the burst is spent */
 #define LOG_BURST 200
 

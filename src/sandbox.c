@@ -1,15 +1,21 @@
 /* sandbox: after this, a worker can echo and do nothing else. */
 #include "sandbox.h"
 #include "errmsg.h"
+#include "log.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/seccomp.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* Generated from policy/seccomp-worker.list and seccomp-supervisor.list. */
 static const struct sandbox_rule worker_rules[] = {
@@ -19,6 +25,72 @@ static const struct sandbox_rule worker_rules[] = {
 static const struct sandbox_rule supervisor_rules[] = {
 #include "seccomp_supervisor.inc"
 };
+
+/* Generated from policy/seccomp-enosys.list: answered ENOSYS, not killed. */
+static const struct sandbox_rule enosys_rules[] = {
+#include "seccomp_enosys.inc"
+};
+
+/*
+ * A filter death names its syscall. The default action is SECCOMP_RET_TRAP:
+ * the call does not run, and the kernel sends SIGSYS. on_sigsys, installed
+ * before the first filter (which then forbids rt_sigaction, so nothing can
+ * replace it; a blocked or ignored SIGSYS is reset to the default, death,
+ * by the kernel), writes one line from a table filled before the filter and
+ * makes DIE_SYSCALL, which every filter answers with
+ * SECCOMP_RET_KILL_PROCESS: the process still dies by SIGSYS, at the
+ * kernel's hand, and the supervisor replaces it as before.
+ */
+#define NAMES_MAX 512
+#ifndef SYS_SECCOMP /* si_code of a seccomp SIGSYS (asm-generic/siginfo.h) */
+#define SYS_SECCOMP 1
+#endif
+#define DIE_SYSCALL "tkill" /* obsolete; nothing in echod or glibc uses it */
+
+static char violation_fields[NAMES_MAX][48]; /* "syscall=NAME nr=N" */
+static bool trap_installed;
+
+static void
+on_sigsys(int sig, siginfo_t *si, void *ctx)
+{
+	int nr = si->si_syscall;
+
+	(void)sig;
+	(void)ctx;
+	/* A SIGSYS sent by kill(2) is no violation: just die of it. */
+	if (si->si_code == SYS_SECCOMP)
+		log_signal_safe(LOG_ERROR, "sandbox_violation",
+		                nr >= 0 && nr < NAMES_MAX
+		                    ? violation_fields[nr]
+		                    : "syscall=unknown nr=out_of_range");
+	syscall(SYS_tkill, 0, SIGSYS);
+	_exit(159); /* not reached: the filter kills on DIE_SYSCALL */
+}
+
+/* Name every syscall number while libseccomp's tables can still be read,
+ * then install the handler; once per process tree (workers inherit it). */
+static int
+install_trap(char *err, size_t errlen)
+{
+	struct sigaction sa = {.sa_sigaction = on_sigsys,
+	                       .sa_flags = SA_SIGINFO};
+
+	if (trap_installed)
+		return 0;
+	for (int nr = 0; nr < NAMES_MAX; nr++) {
+		char *name =
+		    seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+		snprintf(violation_fields[nr], sizeof(violation_fields[nr]),
+		         "syscall=%s nr=%d", name ? name : "unknown", nr);
+		free(name);
+	}
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSYS, &sa, NULL) != 0)
+		return errmsg(err, errlen, "sigaction(SIGSYS): %s",
+		              strerror(errno));
+	trap_installed = true;
+	return 0;
+}
 
 #define LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -33,19 +105,29 @@ sandbox_rules(enum sandbox_role role, const struct sandbox_rule **out)
 	return LEN(worker_rules);
 }
 
-static int
-add_rules(scmp_filter_ctx ctx, enum sandbox_role role, char *err, size_t errlen)
+size_t
+sandbox_enosys_rules(const struct sandbox_rule **out)
 {
-	const struct sandbox_rule *r;
-	size_t n = sandbox_rules(role, &r);
+	*out = enosys_rules;
+	return LEN(enosys_rules);
+}
 
+/* Add rules with one action. A name this libseccomp does not know is an
+ * error in an allowlist, and skipped in the ENOSYS list (the call then
+ * traps like any other). */
+static int
+add_array(scmp_filter_ctx ctx, const struct sandbox_rule *r, size_t n,
+          uint32_t action, char *err, size_t errlen)
+{
 	for (size_t i = 0; i < n; i++) {
 		int nr = seccomp_syscall_resolve_name(r[i].syscall), rc;
+		if (nr == __NR_SCMP_ERROR && action != SCMP_ACT_ALLOW)
+			continue;
 		if (nr == __NR_SCMP_ERROR)
 			return errmsg(err, errlen,
 			              "unknown syscall '%s' in the allowlist",
 			              r[i].syscall);
-		rc = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, nr, r[i].ncmp,
+		rc = seccomp_rule_add_array(ctx, action, nr, r[i].ncmp,
 		                            r[i].cmp);
 		if (rc != 0)
 			return errmsg(err, errlen, "cannot add rule for %s: %s",
@@ -54,10 +136,19 @@ add_rules(scmp_filter_ctx ctx, enum sandbox_role role, char *err, size_t errlen)
 	return 0;
 }
 
+static int
+add_rules(scmp_filter_ctx ctx, enum sandbox_role role, char *err, size_t errlen)
+{
+	const struct sandbox_rule *r;
+	size_t n = sandbox_rules(role, &r);
+
+	return add_array(ctx, r, n, SCMP_ACT_ALLOW, err, errlen);
+}
+
 scmp_filter_ctx
 sandbox_build(enum sandbox_role role, bool log_only, char *err, size_t errlen)
 {
-	uint32_t deny = log_only ? SCMP_ACT_LOG : SCMP_ACT_KILL_PROCESS;
+	uint32_t deny = log_only ? SCMP_ACT_LOG : SCMP_ACT_TRAP;
 	scmp_filter_ctx ctx;
 	int rc;
 
@@ -93,7 +184,18 @@ sandbox_build(enum sandbox_role role, bool log_only, char *err, size_t errlen)
 	/* The supervisor's children inherit its filter: it holds theirs too. */
 	if (add_rules(ctx, SANDBOX_WORKER, err, errlen) != 0 ||
 	    (role == SANDBOX_SUPERVISOR &&
-	     add_rules(ctx, SANDBOX_SUPERVISOR, err, errlen) != 0)) {
+	     add_rules(ctx, SANDBOX_SUPERVISOR, err, errlen) != 0) ||
+	    add_array(ctx, enosys_rules, LEN(enosys_rules),
+	              SCMP_ACT_ERRNO(ENOSYS), err, errlen) != 0) {
+		seccomp_release(ctx);
+		return NULL;
+	}
+	/* The SIGSYS handler's way out (see on_sigsys). */
+	rc = seccomp_rule_add(ctx, SCMP_ACT_KILL_PROCESS,
+	                      seccomp_syscall_resolve_name(DIE_SYSCALL), 0);
+	if (rc != 0) {
+		errmsg(err, errlen, "cannot add the %s rule: %s", DIE_SYSCALL,
+		       strerror(-rc));
 		seccomp_release(ctx);
 		return NULL;
 	}
@@ -107,6 +209,8 @@ sandbox_enter(enum sandbox_role role, bool log_only, char *err, size_t errlen)
 	int rc;
 
 	err[0] = '\0';
+	if (install_trap(err, errlen) != 0)
+		return -1;
 	ctx = sandbox_build(role, log_only, err, errlen);
 	if (ctx == NULL)
 		return -1;

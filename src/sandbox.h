@@ -22,15 +22,23 @@ struct sandbox_rule {
  * the worker's). Returns how many; *rules points at static storage. */
 size_t sandbox_rules(enum sandbox_role role, const struct sandbox_rule **rules);
 
+/* The syscalls both filters answer with ENOSYS (policy/seccomp-enosys.list):
+ * glibc falls back when they are missing. */
+size_t sandbox_enosys_rules(const struct sandbox_rule **rules);
+
 /*
- * Build the filter for a role: native architecture only, default action
- * kill the process, or log it when log_only (the `sandbox-violation log`
- * debugging setting). NULL with a reason in err.
+ * Build the filter for a role: native architecture only, the role's
+ * allowlist, ENOSYS for the optional calls, and for anything else
+ * SECCOMP_RET_TRAP (see sandbox_enter), or SECCOMP_RET_LOG when log_only
+ * (the `sandbox-violation log` debugging setting). NULL with a reason.
  */
 scmp_filter_ctx sandbox_build(enum sandbox_role role, bool log_only, char *err,
                               size_t errlen);
 
-/* Build and load the filter for a role; 0, or -1 with a reason in err. */
+/* Build and load the filter for a role; 0, or -1 with a reason in err.
+ * The first call installs the SIGSYS handler: a forbidden call does not
+ * run, the process logs event=sandbox_violation syscall=NAME nr=N and dies
+ * by SIGSYS (SECCOMP_RET_KILL_PROCESS on the handler's way out). */
 int sandbox_enter(enum sandbox_role role, bool log_only, char *err,
                   size_t errlen);
 

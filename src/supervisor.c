@@ -159,11 +159,10 @@ describe_death(int status, char *why, size_t len)
 	if (WIFEXITED(status)) {
 		snprintf(why, len, "exit_status=%d", WEXITSTATUS(status));
 	} else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS) {
-		snprintf(
-		    why, len,
-		    "signal=SIGSYS cause=\"sandbox violation: a system "
-		    "call outside the seccomp allowlist; the kernel log "
-		    "(dmesg or audit, type=SECCOMP) names it: syscall=N\"");
+		snprintf(why, len,
+		         "signal=SIGSYS cause=\"sandbox violation: a system "
+		         "call outside the seccomp allowlist; the worker's "
+		         "event=sandbox_violation line names it\"");
 	} else if (WIFSIGNALED(status)) {
 		snprintf(why, len, "signal=%s",
 		         sigabbrev_np(WTERMSIG(status))

@@ -331,3 +331,120 @@ def test_check_refuses_policy_not_a_regular_file(tmp_path, kind):
     assert time.monotonic() - t0 < 3
     assert r.returncode == 78, r
     assert b"not a regular file" in r.stderr, r
+
+
+# ------------------------------------------------- 5. a violation names itself
+
+
+def _one_worker(echod, policy):
+    """echod with one hardened worker: (d, worker pid, log mark)."""
+    d = echod(args=["-c", policy()], workers=1)
+    [w] = d.workers()
+    wait_worker_hardened(w)
+    return d, w, len(d.log_lines())
+
+
+def _violation(d, pid, call, mark):
+    """gdb makes pid call `call`; the event=sandbox_violation line."""
+    gdb(pid, "handle SIGSYS nostop noprint pass", f"call {call}")
+    return parse_logfmt(d.wait_for_line(
+        lambda l: is_event(l, "sandbox_violation"), 5.0, mark,
+        "event=sandbox_violation"))
+
+
+@needs_root
+@needs_gdb
+@pytest.mark.parametrize("call, name, nr", [
+    ("(int)socket(2, 1, 0)", "socket", 41),
+    ("(int)getuid()", "getuid", 102),
+    # Replacing the handler is itself a violation: it cannot be replaced.
+    ("(long)signal(31, (void *)1)", "rt_sigaction", 13),
+], ids=["socket", "getuid", "replace-handler"])
+def test_worker_violation_is_named_and_worker_replaced(policy, echod, call,
+                                                        name, nr):
+    d, victim, mark = _one_worker(echod, policy)
+    v = _violation(d, victim, call, mark)
+    assert (v["role"], v["worker"], v["syscall"], v["nr"]) == \
+        ("worker", "0", name, str(nr)), v
+    assert v["level"] == "error"
+    died = parse_logfmt(d.wait_for_line(
+        lambda l: is_event(l, "worker_died"), 5.0, mark, "worker_died"))
+    assert died["pid"] == str(victim) and died["signal"] == "SIGSYS", died
+    new = wait_until(lambda: [p for p in d.workers() if p != victim] or None,
+                     5.0, what="a replacement worker")
+    wait_worker_hardened(new[0])
+    serves_tcp_udp(d.port)
+    assert d.stop() == 0
+
+
+@needs_root
+@needs_gdb
+def test_trapped_call_never_runs(policy, echod):
+    """A worker's kill(supervisor, SIGUSR1) would make the supervisor log
+    event=counters: the trap stops it before it runs."""
+    d, victim, mark = _one_worker(echod, policy)
+    v = _violation(d, victim, f"(int)kill({d.pid}, 10)", mark)
+    assert v["syscall"] == "kill", v
+    d.wait_for_line(lambda l: is_event(l, "worker_died"), 5.0, mark,
+                    "worker_died")
+    assert not any(is_event(l, "counters") for l in d.log_lines()[mark:])
+    assert d.stop() == 0
+
+
+# ------------------------------------------------- 6. optional calls: ENOSYS
+
+
+@needs_root
+@needs_gdb
+def test_optional_syscalls_get_enosys_and_worker_lives(policy, echod):
+    d, w, _ = _one_worker(echod, policy)
+    out = gdb(w, "handle SIGSYS nostop noprint pass",
+              "print (long)syscall(435, 0, 0)",        # clone3
+              "print *(int *)__errno_location()",
+              "print (long)syscall(334, 0, 0, 0, 0)",  # rseq
+              "print *(int *)__errno_location()")
+    assert "$1 = -1" in out and "$2 = 38" in out, out  # ENOSYS
+    assert "$3 = -1" in out and "$4 = 38" in out, out
+    assert d.workers() == [w]
+    assert not any(is_event(l, "sandbox_violation") for l in d.log_lines())
+    serves_tcp_udp(d.port)
+    assert d.stop() == 0
+
+
+# ------------------------------------------------- 7. narrower filters
+
+
+@needs_root
+@needs_gdb
+@pytest.mark.parametrize("call, name", [
+    ("(int)kill(-1, 15)", "kill"),                   # every process
+    ("(int)kill(1, 9)", None),                       # allowed signal...
+    ("(int)kill(1, 2)", "kill"),                     # SIGINT: not sent
+    ("(long)syscall(56, 0x10000011, 0, 0, 0, 0)", "clone"),  # CLONE_NEWUSER
+    ("(long)syscall(302, 1, 7, 0, 0)", "prlimit64"),  # another pid
+], ids=["kill-all", "kill-pid1-sigkill", "kill-sigint", "clone-newuser",
+        "prlimit-other"])
+def test_supervisor_filter_checks_arguments(policy, echod, call, name):
+    d = echod(args=["-c", policy()], workers=1)
+    mark = len(d.log_lines())
+    if name is None:
+        # kill(1, SIGKILL) passes the filter (pid and signal are in
+        # range) and the kernel refuses it: EPERM, and the supervisor lives.
+        out = gdb(d.pid, f"print {call}", "print *(int *)__errno_location()")
+        assert "$1 = -1" in out and "$2 = 1" in out, out
+        assert d.stop() == 0
+        return
+    v = _violation(d, d.pid, call, mark)
+    assert (v["role"], v["syscall"]) == ("main", name), v
+    assert d.proc.wait(5) == -31  # SIGSYS, the whole service stops
+    d._reader.join(2.0)
+
+
+@needs_root
+@needs_gdb
+@pytest.mark.parametrize("how", [0, 2], ids=["SHUT_RD", "SHUT_RDWR"])
+def test_worker_shutdown_only_write_half(policy, echod, how):
+    d, w, mark = _one_worker(echod, policy)
+    v = _violation(d, w, f"(int)shutdown(3, {how})", mark)
+    assert v["syscall"] == "shutdown", v
+    assert d.stop() == 0
