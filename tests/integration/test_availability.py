@@ -61,6 +61,12 @@ def tcp_listener_fd(pid, port):
     return None
 
 
+# The worker's filter allows shutdown(SHUT_WR) only (SECURITY.md, issue 9):
+# the tests that break a listener from gdb run with `sandbox-violation log`,
+# so the seccomp filter lets that one call through.
+GDB_MAY_SHUT = "sandbox-violation log\n"
+
+
 def shut_down_in(pid, fd):
     """shutdown(fd, SHUT_RD) inside pid, as a broken socket would look."""
     r = subprocess.run(
@@ -73,7 +79,7 @@ def shut_down_in(pid, fd):
 
 @needs_root
 def test_failed_listener_is_dropped_not_spun(echod):
-    d = echod(workers=2, listen=(HOST,))
+    d = echod(policy_text=GDB_MAY_SHUT, workers=2, listen=(HOST,))
     workers = d.workers()
     victim = next(w for w in workers if tcp_listener_fd(w, d.port))
     fd = tcp_listener_fd(victim, d.port)
@@ -101,7 +107,8 @@ def test_failed_listener_is_dropped_not_spun(echod):
 
 @needs_root
 def test_worker_with_nothing_left_says_so_and_stays(echod):
-    d = echod(policy_text="protocols tcp\n", workers=1, listen=(HOST,))
+    d = echod(policy_text=GDB_MAY_SHUT + "protocols tcp\n", workers=1,
+              listen=(HOST,))
     (worker,) = d.workers()
     assert tcp_echo(HOST, d.port, b"before") == b"before"
     mark = len(d.log_lines())
