@@ -7,12 +7,14 @@
  *      the XDP prefilter, if the policy asks for it, loaded and attached
  *   4. chroot, drop the bounding set, change user, prove root is gone
  *   5. drop every capability, no_new_privs, not dumpable, rlimits
- *   6. seccomp (supervisor list), fork workers, each stacks the worker list
+ *   6. Landlock, seccomp (supervisor list), fork workers; each limits its
+ *      memory and stacks the worker list
  * Nothing reads a byte from the network before step 6 completes.
  */
 #include "cli.h"
 #include "exitcodes.h"
 #include "facts.h"
+#include "landlock.h"
 #include "listen.h"
 #include "log.h"
 #include "metrics.h"
@@ -22,6 +24,7 @@
 #include "sockact.h"
 #include "supervisor.h"
 #include "variant.h"
+#include "worker.h"
 #include "xdp.h"
 
 #include <errno.h>
@@ -48,6 +51,20 @@
 static struct policy policy;
 static struct facts facts;
 static struct metrics_setup metrics;
+static unsigned long long worker_memory; /* each worker's RLIMIT_DATA */
+
+/* ASan maps terabytes of shadow memory that RLIMIT_DATA would count: the
+ * sanitizer build runs its workers without the memory limit. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MEMORY_LIMIT 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MEMORY_LIMIT 0
+#endif
+#endif
+#ifndef MEMORY_LIMIT
+#define MEMORY_LIMIT 1
+#endif
 
 /* What the steps of main() learn and hand on to later ones. */
 struct boot {
@@ -416,6 +433,8 @@ harden_worker(void)
 	/* The supervisor's links keep the prefilter attached; a worker's
 	 * copies would keep it after the supervisor is gone. */
 	xdp_forget_links();
+	if (MEMORY_LIMIT && limit_memory(worker_memory, err, sizeof(err)) != 0)
+		refuse("worker_memory", err);
 	if (forbid_new_processes(err, sizeof(err)) != 0)
 		refuse("worker_nproc", err);
 	if (GUARDS_ON && sandbox_enter(SANDBOX_WORKER, policy.sandbox_log, err,
@@ -558,19 +577,52 @@ report_downgrades(const struct boot *b)
 		           "production.\"");
 }
 
-/* Step 6: the supervisor's own allowlist; workers stack theirs. */
+/* A second fence behind seccomp, inherited by the workers: the ABI level
+ * reached ("abi7"), or "none" where the kernel has no Landlock and the
+ * policy allows that (said in one line). */
+static const char *
+enter_landlock(void)
+{
+	static char level[16];
+	char err[256];
+	int abi = landlock_restrict(err, sizeof(err));
+
+	if (abi < 0)
+		refuse("landlock", err);
+	if (abi == 0 && policy.landlock_required)
+		refuse("landlock",
+		       "the kernel offers no Landlock (not built in "
+		       "or not enabled at boot: lsm=...,landlock) "
+		       "and the policy says 'landlock required'");
+	if (abi == 0) {
+		log_always(LOG_WARN, "landlock_unavailable",
+		           "msg=\"the kernel offers no Landlock: seccomp, the "
+		           "chroot and the user change stand alone\"");
+		return "none";
+	}
+	snprintf(level, sizeof(level), "abi%d", abi);
+	return level;
+}
+
+/* Step 6: Landlock and the supervisor's own allowlist; workers limit
+ * their memory and stack their allowlist. */
 static void
 enter_sandbox(const struct boot *b)
 {
-	char err[256];
+	const char *landlock = enter_landlock();
+	char err[256], memory[32] = "unlimited(asan)";
 
 	if (GUARDS_ON && sandbox_enter(SANDBOX_SUPERVISOR, policy.sandbox_log,
 	                               err, sizeof(err)) != 0)
 		refuse("seccomp", err);
-	log_always(LOG_INFO, "sandboxed", "user=%s uid=%u chroot=%s seccomp=%s",
+	if (MEMORY_LIMIT)
+		snprintf(memory, sizeof(memory), "%llu", worker_memory);
+	log_always(LOG_INFO, "sandboxed",
+	           "user=%s uid=%u chroot=%s seccomp=%s landlock=%s "
+	           "worker_memory=%s",
 	           b->as_root ? b->user : "-", (unsigned)b->uid,
 	           b->as_root ? policy.chroot_dir : "-",
-	           policy.sandbox_log ? "log" : "kill");
+	           policy.sandbox_log ? "log" : "kill", landlock, memory);
 }
 
 static void
@@ -635,6 +687,8 @@ main(int argc, char **argv)
 	check_capability_ports(b.as_root);
 	b.nofile = fd_limit_needed(&policy, b.nworkers);
 	raise_fd_limit(b.nofile, b.opts.check_only);
+	worker_memory =
+	    worker_memory_bound(&policy, b.nworkers, (unsigned long)b.nofile);
 	if (b.opts.check_only) {
 		open_syslog();
 		check_prefilter_interfaces();

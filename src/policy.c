@@ -279,6 +279,23 @@ set_sandbox_violation(const struct directive *d, struct policy *p, char **argv,
 
 /* "none", or one or more of the steps echod may then skip. */
 static int
+set_landlock(const struct directive *d, struct policy *p, char **argv, int argc,
+             char *msg, size_t msglen)
+{
+	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
+		return -1;
+	if (strcmp(argv[0], "optional") == 0)
+		p->landlock_required = false;
+	else if (strcmp(argv[0], "required") == 0)
+		p->landlock_required = true;
+	else
+		return errmsg(msg, msglen,
+		              "'%s': '%s' is neither optional nor required",
+		              d->name, argv[0]);
+	return 0;
+}
+
+static int
 set_allow_downgrade(const struct directive *d, struct policy *p, char **argv,
                     int argc, char *msg, size_t msglen)
 {
@@ -647,6 +664,7 @@ static const struct directive directives[] = {
     {"metrics-allow", set_cidrs, 0, 0, 0, true, false},
     {"chroot", set_chroot, 0, 0, 0, false, false},
     {"sandbox-violation", set_sandbox_violation, 0, 0, 0, false, false},
+    {"landlock", set_landlock, 0, 0, 0, false, false},
     {"allow-downgrade", set_allow_downgrade, 0, 0, 0, false, false},
     {"xdp-prefilter", set_xdp_prefilter, 0, 0, 0, false, false},
     {"enforce", set_enforce, 0, 0, 0, false, false},

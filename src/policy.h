@@ -43,9 +43,10 @@ struct policy {
 	struct endpoint metrics;           /* where GET /metrics is served */
 	struct acl metrics_allow;          /* metrics-allow: who may scrape */
 	char chroot_dir[POLICY_PATH_MAX];
-	bool sandbox_log;      /* sandbox-violation log: SECCOMP_RET_LOG */
-	bool allow_big_stderr; /* allow-downgrade fsize-limit */
-	bool allow_no_xdp;     /* allow-downgrade xdp-prefilter */
+	bool sandbox_log;       /* sandbox-violation log: SECCOMP_RET_LOG */
+	bool landlock_required; /* landlock required: refuse without it */
+	bool allow_big_stderr;  /* allow-downgrade fsize-limit */
+	bool allow_no_xdp;      /* allow-downgrade xdp-prefilter */
 	struct bucket_cfg worker_restarts; /* per worker; past it, stop */
 
 	/* xdp-prefilter: the interfaces (none: off) and how to attach. */

@@ -312,6 +312,13 @@ limit_resources(unsigned long nofile, bool keep_fsize, char *err, size_t errlen)
 }
 
 int
+limit_memory(unsigned long long bytes, char *err, size_t errlen)
+{
+	return set_limit(RLIMIT_DATA, (rlim_t)bytes, "RLIMIT_DATA", err,
+	                 errlen);
+}
+
+int
 forbid_new_processes(char *err, size_t errlen)
 {
 	return set_limit(RLIMIT_NPROC, 0, "RLIMIT_NPROC", err, errlen);

@@ -44,6 +44,11 @@ int set_not_dumpable(char *err, size_t errlen);
 int limit_resources(unsigned long nofile, bool keep_fsize, char *err,
                     size_t errlen);
 
+/* RLIMIT_DATA = bytes (soft and hard): heap and private mappings, so a
+ * compromised worker fails its allocations instead of taking the host's
+ * memory. */
+int limit_memory(unsigned long long bytes, char *err, size_t errlen);
+
 /* RLIMIT_NPROC 0: a worker cannot fork even if seccomp let it. */
 int forbid_new_processes(char *err, size_t errlen);
 

@@ -13,7 +13,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
-#define BATCH            32
+#define BATCH            UDP_BATCH
 #define DROP_LOG_LINES   5     /* per reason per window, then a summary */
 #define SOURCE_LOG_LINES 3     /* per source prefix, while it is in the table */
 #define DROP_LOG_WINDOW  10000 /* ms */

@@ -11,6 +11,8 @@
 #include "loop.h"
 #include "policy.h"
 
+#define UDP_BATCH 32 /* datagrams per recvmmsg/sendmmsg */
+
 struct udp_server;
 
 /* Serve every SOCK_DGRAM listener of s on loop l, guarded by the policy's

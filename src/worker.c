@@ -86,6 +86,23 @@ tcp_share(const struct policy *p, unsigned nworkers, unsigned index)
 	       (index < p->tcp_max_connections % nworkers);
 }
 
+#define MEMORY_MARGIN (32ULL << 20) /* libc, libraries, arenas, stack */
+#define CONN_OVERHEAD 1024          /* struct conn, epoll and malloc */
+#define ENTRY_BOUND   256           /* a rate table entry, rounded up */
+#define SLOT_BOUND    64            /* a loop handler per fd */
+
+unsigned long long
+worker_memory_bound(const struct policy *p, unsigned nworkers,
+                    unsigned long nofile)
+{
+	unsigned long long share = tcp_share(p, nworkers, 0); /* the largest */
+
+	return MEMORY_MARGIN + share * (p->tcp_buffer + CONN_OVERHEAD) +
+	       p->tcp_buffer + 2ULL * UDP_BATCH * (p->udp_max_datagram + 1) +
+	       3ULL * p->rate_table_size * ENTRY_BOUND +
+	       (unsigned long long)nofile * SLOT_BOUND;
+}
+
 int
 worker_run(const struct policy *p, const struct facts *f, unsigned nworkers,
            struct listen_set *s, unsigned index, int report,

@@ -14,6 +14,14 @@
  * read; it exits EXIT_OSERR (exitcodes.h) if a step cannot be applied. */
 typedef void (*worker_harden_fn)(void);
 
+/* What a worker may allocate, from the policy: the largest share of
+ * tcp-max-connections among nworkers with a tcp-buffer tail each, the
+ * scratch and UDP batch buffers, the rate tables, one loop slot per fd
+ * (nofile), and a margin for libc and the loaded libraries. */
+unsigned long long worker_memory_bound(const struct policy *p,
+                                       unsigned nworkers,
+                                       unsigned long nofile);
+
 /* Serve this worker's sockets until SIGTERM/SIGINT; returns an exit code.
  * Its counters go down `report` (see gather.h): on change, and on SIGUSR1.
  * harden, if not NULL, runs before the first read. */

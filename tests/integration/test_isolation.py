@@ -448,3 +448,131 @@ def test_worker_shutdown_only_write_half(policy, echod, how):
     v = _violation(d, w, f"(int)shutdown(3, {how})", mark)
     assert v["syscall"] == "shutdown", v
     assert d.stop() == 0
+
+
+# ------------------------------------------------- 8. Landlock
+
+
+def kernel_landlock_abi():
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    v = libc.syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint(1))
+    return max(v, 0)
+
+
+@needs_root
+def test_startup_line_reports_landlock_level(policy, echod):
+    abi = kernel_landlock_abi()
+    d = echod(args=["-c", policy("landlock required\n" if abi else "")],
+              workers=1)
+    sb = parse_logfmt(d.wait_event("sandboxed"))
+    assert sb["landlock"] == (f"abi{abi}" if abi else "none"), sb
+    unavailable = [l for l in d.log_lines()
+                   if is_event(l, "landlock_unavailable")]
+    assert len(unavailable) == (0 if abi else 1), unavailable
+    assert d.stop() == 0
+
+
+@pytest.mark.parametrize("text, code", [("landlock required\n", 0),
+                                        ("landlock optional\n", 0),
+                                        ("landlock maybe\n", 78),
+                                        ("landlock\n", 78)])
+def test_landlock_keyword(tmp_path, text, code):
+    conf = tmp_path / "l.conf"
+    conf.write_text(f"chroot {tmp_path}/absent\n{text}")
+    r = run_echod(["-t", "-c", conf])
+    assert r.returncode == code, r
+    if code:
+        assert f"{conf}:2: ".encode() in r.stderr, r
+
+
+@needs_root
+@needs_gdb
+def test_landlock_stands_behind_seccomp(public_bin_dir, spawn):
+    """With seccomp only logging (`sandbox-violation log`), an echod that
+    runs as nobody without chroot still cannot open a file nobody may read,
+    /etc/hostname: Landlock refuses it on its own."""
+    abi = kernel_landlock_abi()
+    if abi == 0:
+        pytest.skip("this kernel offers no Landlock")
+    binary = _nobody_binary(public_bin_dir)
+    conf = public_bin_dir / "log.conf"
+    conf.write_text("sandbox-violation log\n")
+    os.chmod(conf, 0o644)
+    assert os.stat("/etc/hostname").st_mode & 0o004  # others may read it
+    port = free_port()
+    d = spawn(as_nobody([binary, "-c", conf, "-l", "127.0.0.1", "-p", port,
+                         "-w", "1"]), port)
+    [w] = d.workers()
+    wait_worker_hardened(w)
+    out = gdb(w, 'print (int)open("/etc/hostname", 0)',
+              "print *(int *)__errno_location()")
+    assert "$1 = -1" in out and "$2 = 13" in out, out  # EACCES
+    assert d.workers() == [w]
+    assert d.stop() == 0
+
+
+# ------------------------------------------------- 9. memory bound
+
+GDB_ALLOCATE = """
+set $chunk = 16 << 20
+set $held = (char **)malloc(64 * sizeof(char *))
+set $n = 0
+while $n < 64
+  set $p = (char *)malloc($chunk)
+  if $p == 0
+    loop_break
+  end
+  call (void *)memset($p, 1, $chunk)
+  set $held[$n] = $p
+  set $n = $n + 1
+end
+printf "chunks=%d\\n", $n
+shell cat /proc/meminfo > {meminfo}
+set $i = 0
+while $i < $n
+  call (void)free($held[$i])
+  set $i = $i + 1
+end
+"""
+
+
+def mem_available_kib(path="/proc/meminfo"):
+    with open(path) as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1])
+    raise AssertionError("no MemAvailable")
+
+
+@needs_root
+@needs_gdb
+def test_worker_memory_is_bounded(policy, echod, tmp_path):
+    """A worker made to allocate (16 MiB at a time, touched) gets NULL at
+    its RLIMIT_DATA, derived from the policy, long before 1 GiB; the host's
+    available memory drops by less than that bound; the service goes on."""
+    d = echod(args=["-c", policy("tcp-max-connections 8\ntcp-buffer 4k\n"
+                                 "rate-table-size 1024\n")], workers=1)
+    bound = int(parse_logfmt(d.wait_event("sandboxed"))["worker_memory"])
+    [w] = d.workers()
+    wait_worker_hardened(w)
+    with open(f"/proc/{w}/limits") as f:
+        line = next(l for l in f if l.startswith("Max data size"))
+    assert line.split()[3:5] == [str(bound), str(bound)], line
+    assert bound < 64 << 20, bound
+    script = tmp_path / "alloc.gdb"
+    meminfo = tmp_path / "meminfo"
+    script.write_text(GDB_ALLOCATE.format(meminfo=meminfo))
+    before = mem_available_kib()
+    out = subprocess.run([GDB, "-nx", "-batch", "-p", str(w), "-x",
+                          str(script)], capture_output=True, timeout=60,
+                         stdin=subprocess.DEVNULL).stdout.decode()
+    chunks = int(out.split("chunks=")[1].split()[0])
+    assert 0 < chunks * (16 << 20) <= bound, out
+    drop_kib = before - mem_available_kib(meminfo)
+    print(f"bound {bound} B, {chunks} chunks of 16 MiB, "
+          f"MemAvailable dropped {drop_kib} KiB")
+    assert drop_kib * 1024 < bound + (32 << 20), drop_kib
+    assert d.workers() == [w]
+    serves_tcp_udp(d.port)
+    assert d.stop() == 0

@@ -1,0 +1,21 @@
+/* landlock: a second, independent fence behind seccomp. Where the kernel
+ * offers Landlock, a process gives up every filesystem access, TCP bind and
+ * connect (ABI 4), and signals and abstract unix sockets outside its own
+ * domain (ABI 6). Inherited across fork; never undone. */
+#ifndef ECHOD_LANDLOCK_H
+#define ECHOD_LANDLOCK_H
+
+#include <stddef.h>
+
+/* The kernel's Landlock ABI version, 0 if it has none (not built in, or
+ * not enabled at boot). */
+int landlock_abi(void);
+
+/*
+ * Restrict this process and its future children with everything the ABI
+ * offers (needs no_new_privs or CAP_SYS_ADMIN). Returns the ABI applied
+ * (0: none to apply), or -1 with the reason in err.
+ */
+int landlock_restrict(char *err, size_t errlen);
+
+#endif
