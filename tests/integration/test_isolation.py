@@ -576,3 +576,29 @@ def test_worker_memory_is_bounded(policy, echod, tmp_path):
     assert d.workers() == [w]
     serves_tcp_udp(d.port)
     assert d.stop() == 0
+
+
+# ------------------------------------------------- docs
+
+
+def test_security_table_names_tests_that_exist():
+    """Each row of SECURITY.md's "What each process can still do" names
+    tests, and every one named exists."""
+    import re
+    text = (ROOT / "SECURITY.md").read_text()
+    table = text.split("## What each process can still do")[1]
+    table = table.split("\n## ")[0]
+    rows = [l for l in table.splitlines()
+            if l.startswith("| ") and not l.startswith("| process")]
+    assert len(rows) >= 10
+    for row in rows:
+        named = re.findall(r"`((?:tests/unit/)?test_\w+\.[cp]y?)(?:::(\w+))?`",
+                           row)
+        assert named, f"no test named in: {row}"
+        for path, func in named:
+            f = ROOT / path if path.startswith("tests/") else \
+                ROOT / "tests" / "integration" / path
+            assert f.exists(), path
+            if func:
+                assert re.search(rf"^def {func}\(", f.read_text(), re.M), \
+                    f"{path}::{func}"
