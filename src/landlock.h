@@ -1,7 +1,10 @@
-/* landlock: a second, independent fence behind seccomp. Where the kernel
+/*
+ * landlock: a second, independent fence behind seccomp. Where the kernel
  * offers Landlock, a process gives up every filesystem access, TCP bind and
  * connect (ABI 4), and signals and abstract unix sockets outside its own
- * domain (ABI 6). Inherited across fork; never undone. */
+ * domain (ABI 6). Inherited across fork; never undone.
+ * Map: bootstrap layer; calls errmsg.
+ */
 #ifndef ECHOD_LANDLOCK_H
 #define ECHOD_LANDLOCK_H
 

@@ -1,6 +1,6 @@
 /*
  * sandbox: the seccomp allowlists of policy/seccomp-*.list, compiled in.
- * Map: bootstrap layer; calls errmsg.
+ * Map: bootstrap layer; calls errmsg, log.
  */
 #ifndef ECHOD_SANDBOX_H
 #define ECHOD_SANDBOX_H
