@@ -19,8 +19,7 @@ typedef void (*worker_harden_fn)(void);
  * scratch and UDP batch buffers, the rate tables, one loop slot per fd
  * (nofile), and a margin for libc and the loaded libraries. */
 unsigned long long worker_memory_bound(const struct policy *p,
-                                       unsigned nworkers,
-                                       unsigned long nofile);
+                                       unsigned nworkers, unsigned long nofile);
 
 /* Serve this worker's sockets until SIGTERM/SIGINT; returns an exit code.
  * Its counters go down `report` (see gather.h): on change, and on SIGUSR1.
