@@ -2,14 +2,21 @@
  * echod: parse, bind, give everything up, serve. The order below is the
  * security argument (SECURITY.md lists each step and why):
  *   1. policy and flags; resolve the user and the empty chroot directory
+ *      (load_policy, check_user_and_chroot, ..., close_inherited_fds)
  *   2. the listening sockets: bound here, or passed by systemd
+ *      (get_sockets)
  *   3. what the workers will need from the system, while it is visible;
  *      the XDP prefilter, if the policy asks for it, loaded and attached
- *   4. chroot, drop the bounding set, change user, prove root is gone
+ *      (gather_facts, start_prefilter)
+ *   4. drop the bounding set, chroot, change user, prove root is gone
+ *      (drop_privileges)
  *   5. drop every capability, no_new_privs, not dumpable, rlimits
+ *      (seal_process)
  *   6. Landlock, seccomp (supervisor list), fork workers; each limits its
  *      memory and stacks the worker list
- * Nothing reads a byte from the network before step 6 completes.
+ *      (enter_sandbox, supervisor_run; harden_worker in each worker)
+ * Nothing reads a byte from the network before step 6 completes. main(),
+ * at the end of this file, is that list; every way out is fail().
  */
 #include "cli.h"
 #include "exitcodes.h"
