@@ -44,6 +44,8 @@
 	X(tcp_refused_table)                                                   \
 	X(tcp_would_refuse)                                                    \
 	X(tcp_table_evictions)                                                 \
+	X(udp_table_entries)                                                   \
+	X(tcp_table_entries)                                                   \
 	X(tcp_throttled)                                                       \
 	X(tcp_lifetime_closes)                                                 \
 	X(tcp_max_bytes_closes)                                                \

@@ -670,6 +670,7 @@ metrics_for(const struct boot *b)
 	    .landlock = "none",
 	    .chroot = b->as_root ? policy.chroot_dir : "none",
 	    .user = b->as_root ? b->user : "-",
+	    .table_slots = policy.rate_table_size,
 	};
 	return &metrics;
 }

@@ -126,6 +126,8 @@ gather_retire(struct gather *g, unsigned i)
 	gather_receive(g, i);
 	s->latest.tcp_active = 0;
 	s->latest.workers_ready = 0;
+	s->latest.udp_table_entries = 0; /* its tables died with it */
+	s->latest.tcp_table_entries = 0;
 	counters_add(&g->retired, &s->latest);
 	memset(&s->latest, 0, sizeof(s->latest));
 	s->awaited = false;

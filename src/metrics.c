@@ -25,12 +25,15 @@ struct row {
 	const char *counter, *metric, *labels, *type, *help;
 };
 
-#define DROPPED   "UDP datagrams not answered, by reason."
-#define REFUSED   "TCP connections closed at once, by reason."
-#define LIMITED   "TCP connections closed by a limit, by reason."
-#define SCRAPES   "Requests to this endpoint, by result."
-#define EVICTED   "Rate-table entries evicted for new sources, by protocol."
-#define BYTES_IN  "Payload bytes received, by protocol."
+#define DROPPED  "UDP datagrams not answered, by reason."
+#define REFUSED  "TCP connections closed at once, by reason."
+#define LIMITED  "TCP connections closed by a limit, by reason."
+#define SCRAPES  "Requests to this endpoint, by result."
+#define EVICTED  "Rate-table entries evicted for new sources, by protocol."
+#define BYTES_IN "Payload bytes received, by protocol."
+#define ENTRIES                                                                \
+	"Sources held in the rate tables of all workers, by protocol (each "   \
+	"worker has rate-table-size slots per protocol)."
 #define XDP       "Packets the XDP prefilter dropped, by protocol and reason."
 #define BYTES_OUT "Payload bytes echoed, by protocol."
 
@@ -117,6 +120,10 @@ static const struct row rows[] = {
      "proto=\"tcp\",reason=\"deny\"", "counter", XDP},
     {"xdp_would_drop", "echod_xdp_would_drop_total", "", "counter",
      "enforce log-only: packets the XDP prefilter would have dropped."},
+    {"udp_table_entries", "echod_rate_table_entries", "proto=\"udp\"", "gauge",
+     ENTRIES},
+    {"tcp_table_entries", "echod_rate_table_entries", "proto=\"tcp\"", "gauge",
+     ENTRIES},
     {"workers_ready", "echod_workers_ready", "", "gauge",
      "Workers sandboxed and serving."},
     {"worker_restarts", "echod_worker_restarts_total", "", "counter",
@@ -236,6 +243,11 @@ metrics_render(const struct counters *sum, const struct metrics_facts *f,
 	add(&t, "echod_workers %u\n", f->workers);
 	family(&t, "echod_workers_alive", "gauge", "Workers running now.");
 	add(&t, "echod_workers_alive %u\n", f->workers_alive);
+	family(&t, "echod_rate_table_slots", "gauge",
+	       "Rate-table slots of all workers, per protocol (rate-table-size "
+	       "times the workers).");
+	add(&t, "echod_rate_table_slots %llu\n",
+	    (unsigned long long)f->table_slots * f->workers);
 
 	for (size_t r = 0; r < NROWS; r++) {
 		int i = counter_index(rows[r].counter);

@@ -33,6 +33,7 @@ struct metrics_facts {
 	const char *user;       /* name, or "-" (not run as root) */
 	unsigned workers;       /* configured */
 	unsigned workers_alive; /* running now */
+	uint64_t table_slots;   /* rate-table-size: per worker and protocol */
 };
 
 /*

@@ -49,6 +49,7 @@ typedef unsigned __int128 u128;
 struct rate_table {
 	uint8_t secret[SIPHASH_KEY_LEN];
 	size_t nsets;
+	size_t used;               /* slots taken without an eviction */
 	struct rate_entry slots[]; /* nsets * RATE_WAYS, in the same calloc */
 };
 
@@ -258,6 +259,8 @@ rate_table_get(struct rate_table *t, const struct ipaddr *key, uint64_t now,
 			e->key = *key;
 			e->used = true;
 			cr = true;
+			if (!ev)
+				t->used++;
 		}
 	}
 	if (e != NULL)
@@ -273,6 +276,12 @@ struct rate_entry *
 rate_table_find(struct rate_table *t, const struct ipaddr *key)
 {
 	return set_lookup(rate_set(t, key), key);
+}
+
+size_t
+rate_table_used(const struct rate_table *t)
+{
+	return t->used;
 }
 
 size_t

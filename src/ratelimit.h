@@ -71,6 +71,10 @@ struct rate_entry *rate_table_get(struct rate_table *t,
 struct rate_entry *rate_table_find(struct rate_table *t,
                                    const struct ipaddr *key);
 
+/* Slots that hold a source: they fill up and stay full (a new source
+ * evicts an old one, nothing frees a slot). For the occupancy gauges. */
+size_t rate_table_used(const struct rate_table *t);
+
 /* Slots in the table, and bytes it holds (constant after creation). */
 size_t rate_table_slots(const struct rate_table *t);
 size_t rate_table_bytes(const struct rate_table *t);

@@ -581,6 +581,8 @@ tcp_server_tick(struct tcp_server *srv, uint64_t now)
 	uint64_t idle = srv->policy->tcp_idle_timeout_ms;
 	bool lifetimes = now - srv->last_sweep >= SWEEP_MS;
 
+	/* A gauge: set, not added. */
+	counters->tcp_table_entries = rate_table_used(srv->sources);
 	while (srv->oldest != NULL && now - srv->oldest->last_active >= idle) {
 		COUNT(tcp_idle_timeouts, 1);
 		conn_close(srv->oldest, "idle_timeout");

@@ -192,6 +192,9 @@ udp_server_tick(struct udp_server *srv, uint64_t now)
 
 	COUNT(udp_table_evictions, evictions - srv->evictions_counted);
 	srv->evictions_counted = evictions;
+	/* A gauge: set, not added. */
+	counters->udp_table_entries =
+	    rate_table_used(udp_guard_table(srv->guard));
 	if (now - srv->window_start < DROP_LOG_WINDOW)
 		return;
 	srv->window_start = now;

@@ -17,7 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import netns
 from conftest import (EXIT_CONFIG, Echod, ECHOD_BIN, free_port, rss_kib,
-                      run_echod, tcp_connect, tcp_echo, udp_echo)
+                      run_echod, tcp_connect, tcp_echo, udp_echo,
+                      udp_socket)
 
 SRV4, CLI4 = "198.18.7.1", "198.18.7.2"
 
@@ -319,3 +320,27 @@ def test_only_allowed_sources_may_scrape(tmp_path):
         for d in daemons:
             d.kill_all()
         pair.delete()
+
+
+def test_rate_table_occupancy(metered):
+    d = metered(extra="rate-prefix-v4 32\n", workers=1)
+    for src in ("127.0.0.1", "127.0.0.3", "127.0.0.4"):
+        with udp_socket(socket.AF_INET, host=src) as s:
+            s.settimeout(2)
+            s.sendto(b"t", ("127.0.0.1", d.port))
+            assert s.recvfrom(10)[0] == b"t"
+    for src in ("127.0.0.1", "127.0.0.5"):
+        with socket.create_connection(("127.0.0.1", d.port), 5,
+                                      source_address=(src, 0)) as c:
+            c.sendall(b"t")
+            assert c.recv(1) == b"t"
+    deadline = time.monotonic() + 5
+    while True:  # workers report at most every 100 ms
+        vals = samples(scrape(d.mport)[2])
+        got = (value(vals, "echod_rate_table_entries", proto="udp"),
+               value(vals, "echod_rate_table_entries", proto="tcp"))
+        if got == (3, 2) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert got == (3, 2)
+    assert value(vals, "echod_rate_table_slots") == 16384
