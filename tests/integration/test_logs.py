@@ -6,6 +6,7 @@ priority; a syslog socket that cannot be reached refuses the start."""
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -202,3 +203,33 @@ def test_bad_log_directives(tmp_path, line, message):
     assert r.returncode == EXIT_CONFIG, err
     assert err.startswith(f"{policy}:1: '{line.split()[0]}': "), err
     assert message in err, err
+
+
+def test_syslog_gone_lines_go_to_stderr(tmp_path):
+    """The syslog socket cannot be reconnected inside the sandbox: when the
+    daemon goes away, lines go to stderr instead of nowhere."""
+    sock_path = tmp_path / "gone.sock"
+    policy = tmp_path / "p.conf"
+    policy.write_text(f"log syslog {sock_path}\n")
+    sink = SyslogSink(sock_path)
+    port = free_port()
+    proc = subprocess.Popen(
+        [ECHOD_BIN, "-c", policy, "-l", "127.0.0.1", "-p", str(port), "-w",
+         "1"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: any(has_event(l, "ready") for l in sink.lines()),
+                   10, what="event ready on the syslog socket")
+        sink.close()
+        os.unlink(sock_path)
+        os.kill(proc.pid, signal.SIGUSR1)
+        ready, _, _ = select.select([proc.stderr], [], [], 5)
+        assert ready, "nothing on stderr within 5 s"
+        line = proc.stderr.readline().decode()
+        assert has_event(line, "counters") and line.startswith("ts="), line
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
