@@ -81,10 +81,11 @@ struct boot {
 	uid_t uid;
 	gid_t gid;
 	char user[POLICY_NAME_MAX];
-	rlim_t nofile;     /* the fd limit the policy needs */
-	bool keep_fsize;   /* allow-downgrade fsize-limit was used */
-	bool bounding;     /* the bounding set was emptied */
-	char skipped[128]; /* hardening steps not applied, comma-separated */
+	rlim_t nofile;        /* the fd limit the policy needs */
+	bool keep_fsize;      /* allow-downgrade fsize-limit was used */
+	bool bounding;        /* the bounding set was emptied */
+	char skipped[128];    /* hardening steps not applied, comma-separated */
+	const char *landlock; /* the Landlock level reached ("abi7", "none") */
 	struct listen_set sockets;
 };
 
@@ -614,9 +615,9 @@ enter_landlock(void)
 /* Step 6: Landlock and the supervisor's own allowlist; workers limit
  * their memory and stack their allowlist. */
 static void
-enter_sandbox(const struct boot *b)
+enter_sandbox(struct boot *b)
 {
-	const char *landlock = enter_landlock();
+	const char *landlock = b->landlock = enter_landlock();
 	char err[256], memory[32] = "unlimited(asan)";
 
 	if (GUARDS_ON && sandbox_enter(SANDBOX_SUPERVISOR, policy.sandbox_log,
@@ -667,7 +668,7 @@ metrics_for(const struct boot *b)
 	metrics.facts = (struct metrics_facts){
 	    .version = ECHOD_VERSION,
 	    .seccomp = policy.sandbox_log ? "log" : "kill",
-	    .landlock = "none",
+	    .landlock = b->landlock,
 	    .chroot = b->as_root ? policy.chroot_dir : "none",
 	    .user = b->as_root ? b->user : "-",
 	    .table_slots = policy.rate_table_size,
