@@ -10,7 +10,8 @@
 # flags; each one links only the modules it needs.
 
 FUZZERS = fuzz_policy fuzz_addr fuzz_units fuzz_cli fuzz_sockact fuzz_tcp \
-	  fuzz_guard fuzz_ratelimit fuzz_logline fuzz_http
+	  fuzz_guard fuzz_ratelimit fuzz_logline fuzz_http \
+	  fuzz_tcp_admit
 
 # Modules of src/ each harness links (default_policy: $(BUILD)/gen).
 FUZZ_MODS_fuzz_policy	 = policy units addr acl errmsg log logline counters default_policy
@@ -27,6 +28,8 @@ FUZZ_MODS_fuzz_ratelimit = ratelimit siphash addr units
 FUZZ_MODS_fuzz_tcp	 = tcp guard ratelimit siphash acl addr units policy \
 			   errmsg log logline counters listener facts \
 			   default_policy
+FUZZ_MODS_fuzz_tcp_admit = guard ratelimit siphash acl addr units policy \
+			   errmsg log logline counters default_policy
 
 # Extra link flags: fuzz_tcp's fake socket layer takes tcp.c's calls.
 FUZZ_LINK_fuzz_tcp = $(foreach f,accept4 recv send shutdown close,-Wl,--wrap=$(f))
@@ -43,6 +46,7 @@ FUZZ_TARGET_fuzz_http	   = src/http.c
 FUZZ_TARGET_fuzz_guard	   = src/guard.c
 FUZZ_TARGET_fuzz_ratelimit = src/ratelimit.c
 FUZZ_TARGET_fuzz_tcp	   = src/tcp.c
+FUZZ_TARGET_fuzz_tcp_admit = src/guard.c:tcp_guard_admit
 
 FUZZ_CC		?= clang
 FUZZ_SECONDS	?= 10

@@ -15,7 +15,8 @@
  *     h bit 0: IPv6 (the datagram arrives on a v6 socket; v4-mapped folds
  *     to IPv4 as in udp.c); bit 1: src is one byte indexing a pool of
  *     interesting addresses, else raw 4 or 16 bytes; bit 2: same for dst;
- *     bit 3: dst of the other family.
+ *     bit 3: dst of the other family; bit 4: it arrived on the loopback
+ *     interface (index 1), else on index 2.
  *     len: payload length (records above udp-max-datagram are skipped, as
  *     udp.c drops them before the guard); tag: which bytes the payload is
  *     (payloads of equal len and tag are equal); step: clock advance in
@@ -28,7 +29,8 @@
  * Invariants, for every datagram the guard answers GUARD_ok:
  *  - its source port is not in udp-deny-source-ports (and not below 1024,
  *    which the built-in list denies);
- *  - guard_bad_source and guard_bad_dest say no; the ACL allows the source
+ *  - guard_bad_source and guard_bad_dest say no; the ACL allows the source;
+ *    a source that is one of the host's own addresses arrived on loopback
  *    (and, independently, the rules this harness added allow it);
  *  - the destination is not 255.255.255.255, a known directed broadcast,
  *    224.0.0.0/4 or ff00::/8; the source is not unspecified, multicast, or
@@ -38,9 +40,10 @@
  *    appeared <= burst + rate * elapsed / period, and the same for bytes;
  *    all oks together <= the worker's share of the global rate;
  *  - the loop guard matches an exact model: the `repeats`-th equal payload
- *    in a row from one host and port within `window` is refused, then
- *    everything from that prefix for `hold`; nothing else is refused as a
- *    loop (the run is kept per source prefix, as the guard keeps it);
+ *    from one host and port within `window` is refused, then that payload
+ *    from that host and port for `hold`, and nothing else: no neighbour,
+ *    no other port or payload (the model is reset when the guard's loop
+ *    table no longer holds the key, i.e. after an eviction);
  *  - the echo udp.c sends is the request itself: d.len and d.payload are
  *    what was checked, len <= udp-max-datagram (amplification <= 1).
  * And always: rate_table_bytes(udp_guard_table(g)) never changes.
@@ -98,18 +101,17 @@ static const char *const pool_v6[] = {
 #define NPOOL4 (sizeof(pool_v4) / sizeof(*pool_v4))
 #define NPOOL6 (sizeof(pool_v6) / sizeof(*pool_v6))
 
+/* Per source prefix (rates) or per loop key (hold, run). */
 struct model {
 	struct ipaddr key;
 	unsigned gen;
 	uint64_t t0, oks, bytes;
 	uint64_t hold_until;
-	unsigned run;          /* equal payloads in a row seen by looping() */
-	uint64_t run_first;    /* when the run started */
-	uint64_t run_id;       /* sport, len, tag of the run's payload */
-	struct ipaddr run_src; /* and the host that sent it */
+	unsigned run;       /* equal payloads seen by looping() this window */
+	uint64_t run_first; /* when the run started */
 };
 
-static struct model models[MODEL_SLOTS];
+static struct model models[MODEL_SLOTS], loop_models[MODEL_SLOTS];
 static unsigned gen;
 static struct ipaddr ip4[NPOOL4], ip6[NPOOL6];
 static uint8_t pattern[PATTERN_LEN];
@@ -141,12 +143,20 @@ init_once(void)
 	CHECK(parse_ipaddr("10.255.255.255", &facts.broadcast[1]) == 0);
 	CHECK(parse_ipaddr("198.51.100.255", &facts.broadcast[2]) == 0);
 	facts.nbroadcast = 3;
+	/* Own addresses: some of the pools', on lo (1) and elsewhere. */
+	CHECK(parse_ipaddr("127.0.0.1", &facts.local[0]) == 0);
+	CHECK(parse_ipaddr("::1", &facts.local[1]) == 0);
+	CHECK(parse_ipaddr("10.2.3.4", &facts.local[2]) == 0);
+	CHECK(parse_ipaddr("2001:db8::1", &facts.local[3]) == 0);
+	facts.nlocal = 4;
+	facts.loopback_ifindex[0] = 1;
+	facts.nloopback = 1;
 	policy_defaults(&defaults, NULL);
 	udp_guard_free(NULL); /* allowed, like free(NULL) */
 }
 
 static struct model *
-model_for(const struct ipaddr *key)
+model_in(struct model *table, const struct ipaddr *key)
 {
 	uint32_t h = 2166136261u;
 	const uint8_t *b = key->bytes;
@@ -155,7 +165,7 @@ model_for(const struct ipaddr *key)
 	for (int i = 0; i < 16; i++)
 		h = (h ^ b[i]) * 16777619u;
 	for (uint32_t i = 0;; i++) {
-		struct model *m = &models[(h + i) % MODEL_SLOTS];
+		struct model *m = &table[(h + i) % MODEL_SLOTS];
 		if (m->gen != gen) {
 			memset(m, 0, sizeof(*m));
 			m->gen = gen;
@@ -218,7 +228,10 @@ check_answerable(const struct datagram *d, const struct policy *p,
 
 	CHECK(!portset_has(&p->udp_deny_ports, d->sport));
 	CHECK(d->sport >= 1024);
-	CHECK(!guard_bad_source(s, t, &facts));
+	CHECK(!guard_bad_source(d, &facts));
+	for (size_t i = 0; i < facts.nlocal; i++)
+		if (ipaddr_equal(s, &facts.local[i]))
+			CHECK(d->ifindex == 1);
 	CHECK(!guard_bad_dest(t, &facts));
 	CHECK(acl_allows(&p->acl, s));
 
@@ -321,7 +334,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct policy p;
 	struct udp_guard *g;
-	struct rate_table *table;
+	struct rate_table *table, *loops;
 	struct bucket_cfg global;
 	const uint8_t *in;
 	size_t left, table_bytes;
@@ -342,6 +355,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Only for rate_table_find, which reads and never writes. */
 	table = (struct rate_table *)udp_guard_table(g);
 	table_bytes = rate_table_bytes(table);
+	loops = (struct rate_table *)udp_guard_loop_table(g);
+	CHECK(rate_table_bytes(loops) == table_bytes);
 	CHECK(rate_table_slots(table) >= p.rate_table_size);
 	global = p.udp_global_rate;
 	if (share == 0)
@@ -354,8 +369,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	while (left >= 1 && records++ < MAX_RECORDS) {
 		struct datagram d;
-		struct ipaddr key;
-		struct model *m;
+		struct ipaddr key, loop_key;
+		struct model *m, *lm;
 		enum guard_reason r;
 		uint8_t h = *in++;
 		uint16_t len;
@@ -367,6 +382,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    !take_addr(&in, &left, (h & 8) ? !v6 : v6, h & 4, &d.dst) ||
 		    left < 6)
 			break;
+		d.ifindex = h & 16 ? 1 : 2;
 		d.sport = (uint16_t)(in[0] << 8 | in[1]);
 		len = (uint16_t)(in[2] << 8 | in[3]);
 		tag = in[4];
@@ -390,14 +406,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		              d.src.family == AF_INET ? p.rate_prefix_v4
 		                                      : p.rate_prefix_v6,
 		              &key);
-		m = model_for(&key);
+		m = model_in(models, &key);
 		if (rate_table_find(table, &key) == NULL) {
 			/* New or evicted: the guard starts it afresh. */
 			m->t0 = now;
 			m->oks = m->bytes = 0;
-			m->hold_until = 0;
-			m->run = 0;
 		}
+		udp_guard_loop_key(g, &d, &loop_key);
+		CHECK(loop_key.family == AF_UNSPEC);
+		lm = model_in(loop_models, &loop_key);
+		if (rate_table_find(loops, &loop_key) == NULL)
+			lm->hold_until = lm->run = 0;
 
 		r = udp_guard_check(g, &d, now);
 		if (trace) {
@@ -434,25 +453,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!p.loop_guard) {
 			CHECK(r != GUARD_loop);
 		} else if (reached) {
-			uint64_t id = (uint64_t)d.sport << 32 |
-			              (uint64_t)len << 8 | (len ? tag : 0);
-			if (now < m->hold_until) {
+			if (now < lm->hold_until) {
 				CHECK(r == GUARD_loop);
 			} else {
-				if (m->run > 0 && id == m->run_id &&
-				    ipaddr_equal(&d.src, &m->run_src) &&
-				    now - m->run_first <= p.loop_window_ms) {
-					m->run++;
+				if (lm->run > 0 &&
+				    now - lm->run_first <= p.loop_window_ms) {
+					lm->run++;
 				} else {
-					m->run = 1;
-					m->run_id = id;
-					m->run_src = d.src;
-					m->run_first = now;
+					lm->run = 1;
+					lm->run_first = now;
 				}
-				if (m->run >= p.loop_repeats) {
+				if (lm->run >= p.loop_repeats) {
 					CHECK(r == GUARD_loop);
-					m->hold_until = now + p.loop_hold_ms;
-					m->run = 0;
+					lm->hold_until = now + p.loop_hold_ms;
+					lm->run = 0;
 				} else {
 					CHECK(r != GUARD_loop);
 				}

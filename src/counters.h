@@ -46,6 +46,9 @@
 	X(tcp_table_evictions)                                                 \
 	X(udp_table_entries)                                                   \
 	X(tcp_table_entries)                                                   \
+	X(tcp_evicted_largest)                                                 \
+	X(tcp_evicted_slow)                                                    \
+	X(tcp_would_evict)                                                     \
 	X(tcp_throttled)                                                       \
 	X(tcp_lifetime_closes)                                                 \
 	X(tcp_max_bytes_closes)                                                \

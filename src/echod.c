@@ -43,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/param.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -220,8 +221,12 @@ get_sockets(struct listen_set *s, unsigned nworkers)
 		log_always(LOG_INFO, "socket_activation", "sockets=%zu", s->n);
 		return;
 	}
-	if (listen_bind(&policy, nworkers, policy.rate_prefix_v4,
-	                policy.rate_prefix_v6, s, err, sizeof(err)) != 0)
+	/* Steer by the shorter of the UDP and TCP prefixes, so that every
+	 * per-source key of either protocol lives in exactly one worker. */
+	if (listen_bind(&policy, nworkers,
+	                MIN(policy.rate_prefix_v4, policy.tcp_prefix_v4),
+	                MIN(policy.rate_prefix_v6, policy.tcp_prefix_v6), s,
+	                err, sizeof(err)) != 0)
 		fail(EXIT_OSERR, "bind_failed", NULL, "%s", err);
 }
 

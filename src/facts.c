@@ -9,14 +9,35 @@
 #include <string.h>
 #include <sys/random.h>
 
+/* Add a to list[*n] unless it is there or the list is full. */
 static void
-add_address(struct facts *f, const struct ipaddr *a)
+add_address(struct ipaddr *list, size_t *n, const struct ipaddr *a)
 {
-	for (size_t k = 0; k < f->nbroadcast; k++)
-		if (ipaddr_equal(&f->broadcast[k], a))
+	for (size_t k = 0; k < *n; k++)
+		if (ipaddr_equal(&list[k], a))
 			return;
-	if (f->nbroadcast < FACTS_MAX_ADDRS)
-		f->broadcast[f->nbroadcast++] = *a;
+	if (*n < FACTS_MAX_ADDRS)
+		list[(*n)++] = *a;
+}
+
+/* The host's own address on i, and i's index if it is a loopback
+ * interface (only the host itself can send from there). */
+static void
+add_local(struct facts *f, const struct ifaddrs *i)
+{
+	struct ipaddr addr;
+	unsigned idx;
+
+	ipaddr_from_sockaddr(i->ifa_addr, &addr, NULL);
+	add_address(f->local, &f->nlocal, &addr);
+	if (!(i->ifa_flags & IFF_LOOPBACK) ||
+	    (idx = if_nametoindex(i->ifa_name)) == 0)
+		return;
+	for (size_t k = 0; k < f->nloopback; k++)
+		if (f->loopback_ifindex[k] == (int)idx)
+			return;
+	if (f->nloopback < FACTS_MAX_LOOPBACK)
+		f->loopback_ifindex[f->nloopback++] = (int)idx;
 }
 
 /*
@@ -37,13 +58,13 @@ add_broadcasts(struct facts *f, const struct ifaddrs *i)
 			bcast = addr;
 			for (int k = 0; k < 4; k++)
 				bcast.bytes[k] |= (uint8_t)~mask.bytes[k];
-			add_address(f, &bcast);
+			add_address(f->broadcast, &f->nbroadcast, &bcast);
 		}
 	}
 	if ((i->ifa_flags & IFF_BROADCAST) && i->ifa_broadaddr != NULL) {
 		ipaddr_from_sockaddr(i->ifa_broadaddr, &bcast, NULL);
 		if (!ipaddr_equal(&bcast, &addr))
-			add_address(f, &bcast);
+			add_address(f->broadcast, &f->nbroadcast, &bcast);
 	}
 }
 
@@ -61,9 +82,12 @@ facts_gather(struct facts *f, char *err, size_t errlen)
 	if (getifaddrs(&ifs) != 0)
 		return errmsg(err, errlen, "getifaddrs: %s", strerror(errno));
 	for (i = ifs; i != NULL; i = i->ifa_next) {
-		if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET)
+		if (i->ifa_addr == NULL || (i->ifa_addr->sa_family != AF_INET &&
+		                            i->ifa_addr->sa_family != AF_INET6))
 			continue;
-		add_broadcasts(f, i);
+		add_local(f, i);
+		if (i->ifa_addr->sa_family == AF_INET)
+			add_broadcasts(f, i);
 	}
 	freeifaddrs(ifs);
 	return 0;

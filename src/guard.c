@@ -7,7 +7,8 @@
 struct udp_guard {
 	const struct policy *policy;
 	const struct facts *facts;
-	struct rate_table *table;
+	struct rate_table *table; /* per source prefix: rates */
+	struct rate_table *loops; /* per source, port and payload: loop holds */
 	struct bucket_cfg global_cfg; /* this worker's share */
 	struct bucket global;
 	bool global_primed;
@@ -75,16 +76,41 @@ is_unspecified(const struct ipaddr *a)
 	return memcmp(a->bytes, zero, 16) == 0;
 }
 
+bool
+guard_is_local(const struct ipaddr *a, const struct facts *f)
+{
+	for (size_t i = 0; i < f->nlocal; i++)
+		if (ipaddr_equal(a, &f->local[i]))
+			return true;
+	return false;
+}
+
+static bool
+arrived_on_loopback(int ifindex, const struct facts *f)
+{
+	for (size_t i = 0; i < f->nloopback; i++)
+		if (f->loopback_ifindex[i] == ifindex)
+			return true;
+	return false;
+}
+
 /* No honest peer sends from these; a reply would go nowhere or everywhere. */
 bool
-guard_bad_source(const struct ipaddr *src, const struct ipaddr *dst,
-                 const struct facts *f)
+guard_bad_source(const struct datagram *d, const struct facts *f)
 {
+	const struct ipaddr *src = &d->src;
+
 	if (is_unspecified(src) || is_multicast(src) ||
 	    is_local_broadcast(src, f) || v4_in(src, 240, 0xf0))
 		return true;
 	/* Loopback only ever arrives on loopback; elsewhere it is forged. */
-	return guard_is_loopback(src) && !guard_is_loopback(dst);
+	if (guard_is_loopback(src) && !guard_is_loopback(&d->dst))
+		return true;
+	/* The host's own address from outside is forged too (the kernel
+	 * takes it with accept_local=1 or when forwarding): the echo would
+	 * go to the host itself. Only the host sends on a loopback
+	 * interface, so from there it is the host talking to itself. */
+	return guard_is_local(src, f) && !arrived_on_loopback(d->ifindex, f);
 }
 
 /* A datagram to many hosts must not get an answer from each (fraggle). */
@@ -105,8 +131,9 @@ udp_guard_new(const struct policy *p, const struct facts *f, unsigned share)
 	g->policy = p;
 	g->facts = f;
 	g->table = rate_table_new(p->rate_table_size, f->secret);
-	if (g->table == NULL) {
-		free(g);
+	g->loops = rate_table_new(p->rate_table_size, f->secret);
+	if (g->table == NULL || g->loops == NULL) {
+		udp_guard_free(g);
 		return NULL;
 	}
 	if (share == 0)
@@ -125,6 +152,7 @@ udp_guard_free(struct udp_guard *g)
 	if (g == NULL)
 		return;
 	rate_table_free(g->table);
+	rate_table_free(g->loops);
 	free(g);
 }
 
@@ -146,30 +174,57 @@ udp_guard_table(const struct udp_guard *g)
 	return g->table;
 }
 
-/* The same payload from the same port, again and again, at a loop's pace. */
+const struct rate_table *
+udp_guard_loop_table(const struct udp_guard *g)
+{
+	return g->loops;
+}
+
+void
+udp_guard_loop_key(const struct udp_guard *g, const struct datagram *d,
+                   struct ipaddr *key)
+{
+	uint8_t head[1 + sizeof(d->src.bytes) + 2 + 8];
+	uint64_t payload = siphash24(g->facts->secret, d->payload, d->len);
+	uint64_t h;
+
+	head[0] = d->src.family;
+	memcpy(head + 1, d->src.bytes, sizeof(d->src.bytes));
+	head[17] = (uint8_t)(d->sport >> 8);
+	head[18] = (uint8_t)d->sport;
+	memcpy(head + 19, &payload, sizeof(payload));
+	h = siphash24(g->facts->secret, head, sizeof(head));
+	memset(key, 0, sizeof(*key));
+	key->family = AF_UNSPEC;
+	memcpy(key->bytes, &h, sizeof(h));
+}
+
+/*
+ * A loop runs between two services: one address and port sending one
+ * payload back at the pace of the round trip. The run and the hold are
+ * kept for exactly that (source, port, payload), so a forged "loop" from
+ * a host holds only that host's port and payload, never its neighbours,
+ * and `repeats` within `window` sets the pace: faster than any prober.
+ */
 static bool
-looping(struct udp_guard *g, struct rate_entry *e, const struct datagram *d,
-        uint64_t now)
+looping(struct udp_guard *g, const struct datagram *d, uint64_t now)
 {
 	const struct policy *p = g->policy;
-	uint8_t head[2 + sizeof(d->src)];
-	uint64_t h;
+	struct rate_entry *e;
+	struct ipaddr key;
 
 	if (!p->loop_guard)
 		return false;
+	udp_guard_loop_key(g, d, &key);
+	e = rate_table_get(g->loops, &key, now, NULL, NULL);
+	if (e == NULL) /* never: nothing pins a loop entry */
+		return false;
 	if (now < e->suppressed_until)
 		return true;
-	/* A loop is one host and port sending one payload again and again. */
-	head[0] = (uint8_t)(d->sport >> 8);
-	head[1] = (uint8_t)d->sport;
-	memcpy(head + 2, &d->src, sizeof(d->src));
-	h = siphash24(g->facts->secret, d->payload, d->len) ^
-	    siphash24(g->facts->secret, head, sizeof(head));
-	if (e->loop_repeats > 0 && h == e->loop_hash &&
+	if (e->loop_repeats > 0 &&
 	    now - e->loop_first_ms <= p->loop_window_ms) {
 		e->loop_repeats++;
 	} else {
-		e->loop_hash = h;
 		e->loop_repeats = 1;
 		e->loop_first_ms = now;
 	}
@@ -192,7 +247,7 @@ udp_guard_check(struct udp_guard *g, const struct datagram *d, uint64_t now)
 	g->last_source = NULL;
 	if (portset_has(&p->udp_deny_ports, d->sport))
 		return GUARD_port;
-	if (guard_bad_source(&d->src, &d->dst, g->facts))
+	if (guard_bad_source(d, g->facts))
 		return GUARD_bad_source;
 	if (guard_bad_dest(&d->dst, g->facts))
 		return GUARD_bad_dest;
@@ -211,7 +266,7 @@ udp_guard_check(struct udp_guard *g, const struct datagram *d, uint64_t now)
 		bucket_init(&e->packets, &p->udp_rate, now);
 		bucket_init(&e->bytes, &p->udp_byte_rate, now);
 	}
-	if (looping(g, e, d, now))
+	if (looping(g, d, now))
 		return GUARD_loop;
 	/* Both allowances must hold before either is spent. */
 	if (bucket_level(&e->packets, &p->udp_rate, now) < 1 ||
@@ -226,4 +281,209 @@ udp_guard_check(struct udp_guard *g, const struct datagram *d, uint64_t now)
 	if (!bucket_take(&g->global, &g->global_cfg, now, 1))
 		return GUARD_global_rate;
 	return GUARD_ok;
+}
+
+/* ---------------------------------------------------------------- TCP */
+
+struct tcp_guard {
+	const struct policy *policy;
+	struct rate_table *table;
+	unsigned cap, active;
+	unsigned top;               /* the most connections any source holds */
+	struct rate_entry **levels; /* [n]: sources holding n, n = 1..cap, */
+	struct rate_entry **tails;  /* in the order they came to hold n */
+	uint64_t evictions;
+};
+
+static const char *const tcp_reason_names[] = {
+#define TCP_NAME(name) #name,
+    TCP_REASONS(TCP_NAME)
+#undef TCP_NAME
+};
+
+const char *
+tcp_reason_name(enum tcp_reason r)
+{
+	return r < TCP_NREASONS ? tcp_reason_names[r] : "?";
+}
+
+struct tcp_guard *
+tcp_guard_new(const struct policy *p, const struct facts *f, unsigned cap)
+{
+	struct tcp_guard *g = calloc(1, sizeof(*g));
+
+	if (g == NULL)
+		return NULL;
+	g->policy = p;
+	g->cap = cap > 0 ? cap : 1;
+	g->table = rate_table_new(p->rate_table_size, f->secret);
+	g->levels = calloc((size_t)g->cap + 1, sizeof(*g->levels));
+	g->tails = calloc((size_t)g->cap + 1, sizeof(*g->tails));
+	if (g->table == NULL || g->levels == NULL || g->tails == NULL) {
+		tcp_guard_free(g);
+		return NULL;
+	}
+	return g;
+}
+
+void
+tcp_guard_free(struct tcp_guard *g)
+{
+	if (g == NULL)
+		return;
+	rate_table_free(g->table);
+	free(g->levels);
+	free(g->tails);
+	free(g);
+}
+
+unsigned
+tcp_guard_active(const struct tcp_guard *g)
+{
+	return g->active;
+}
+
+unsigned
+tcp_guard_cap(const struct tcp_guard *g)
+{
+	return g->cap;
+}
+
+struct rate_entry *
+tcp_guard_largest(const struct tcp_guard *g)
+{
+	return g->top > 0 ? g->levels[g->top] : NULL;
+}
+
+uint64_t
+tcp_guard_evictions(const struct tcp_guard *g)
+{
+	return g->evictions;
+}
+
+const struct rate_table *
+tcp_guard_table(const struct tcp_guard *g)
+{
+	return g->table;
+}
+
+/* Sources are kept in lists by how many connections they hold, so the
+ * largest holder is found in O(1) however many connections are open; of
+ * equal holders, the one that has held that many longest comes first
+ * (the newest arrival at a level is the last to lose a connection). */
+static void
+level_unlink(struct tcp_guard *g, struct rate_entry *e)
+{
+	if (e->level_prev != NULL)
+		e->level_prev->level_next = e->level_next;
+	else
+		g->levels[e->pinned] = e->level_next;
+	if (e->level_next != NULL)
+		e->level_next->level_prev = e->level_prev;
+	else
+		g->tails[e->pinned] = e->level_prev;
+	e->level_prev = e->level_next = NULL;
+}
+
+static void
+level_link(struct tcp_guard *g, struct rate_entry *e)
+{
+	e->level_next = NULL;
+	e->level_prev = g->tails[e->pinned];
+	if (e->level_prev != NULL)
+		e->level_prev->level_next = e;
+	else
+		g->levels[e->pinned] = e;
+	g->tails[e->pinned] = e;
+}
+
+void
+tcp_guard_opened(struct tcp_guard *g, struct rate_entry *e)
+{
+	g->active++;
+	if (e == NULL)
+		return;
+	if (e->pinned > 0)
+		level_unlink(g, e);
+	e->pinned++;
+	level_link(g, e);
+	if (e->pinned > g->top)
+		g->top = e->pinned;
+}
+
+void
+tcp_guard_closed(struct tcp_guard *g, struct rate_entry *e)
+{
+	g->active--;
+	if (e == NULL)
+		return;
+	level_unlink(g, e);
+	e->pinned--;
+	if (e->pinned > 0)
+		level_link(g, e);
+	while (g->top > 0 && g->levels[g->top] == NULL)
+		g->top--;
+}
+
+/* A refusal: the first check that failed, and nothing to open. */
+static void
+refuse(struct tcp_admission *out, enum tcp_reason r)
+{
+	out->admit = false;
+	out->verdict = r;
+	out->evict = NULL;
+}
+
+void
+tcp_guard_admit(struct tcp_guard *g, const struct ipaddr *src, uint64_t now,
+                struct tcp_admission *out)
+{
+	const struct policy *p = g->policy;
+	enum tcp_reason abuse = TCP_ok;
+	struct rate_entry *e, *largest;
+	struct ipaddr key;
+	bool created, evicted;
+
+	*out = (struct tcp_admission){.verdict = TCP_ok};
+	if (!acl_allows(&p->acl, src)) {
+		if (p->enforce) {
+			refuse(out, TCP_deny);
+			return;
+		}
+		abuse = TCP_deny;
+	}
+	ipaddr_prefix(
+	    src, src->family == AF_INET ? p->tcp_prefix_v4 : p->tcp_prefix_v6,
+	    &key);
+	e = rate_table_get(g->table, &key, now, &created, &evicted);
+	if (e == NULL) { /* a resource: holds in log-only too */
+		refuse(out, TCP_table);
+		return;
+	}
+	out->source = e;
+	g->evictions += evicted;
+	if (created) {
+		bucket_init(&e->packets, &p->tcp_connect_rate, now);
+		bucket_init(&e->bytes, &p->tcp_byte_rate, now);
+	}
+	if (abuse == TCP_ok && e->pinned >= p->tcp_max_per_source)
+		abuse = TCP_per_source;
+	else if (abuse == TCP_ok &&
+	         !bucket_take(&e->packets, &p->tcp_connect_rate, now, 1))
+		abuse = TCP_rate;
+	if (abuse != TCP_ok && p->enforce) {
+		refuse(out, abuse);
+		return;
+	}
+	/* The cap is a resource: log-only or not, it holds. */
+	if (g->active >= g->cap) {
+		largest = tcp_guard_largest(g);
+		if (largest == NULL || largest->pinned <= e->pinned) {
+			refuse(out, TCP_max);
+			return;
+		}
+		out->evict = largest;
+	}
+	out->admit = true;
+	out->verdict = abuse;
 }

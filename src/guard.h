@@ -1,6 +1,7 @@
 /*
- * guard: may this datagram be answered? Every check of the UDP abuse
- * controls, as a pure decision over the datagram, the policy and state.
+ * guard: may this datagram be answered, may this connection open? Every
+ * check of the abuse controls, as a pure decision over the request, the
+ * policy and the guard's state.
  * Map: packet-path layer; calls addr, facts, policy, ratelimit.
  */
 #ifndef ECHOD_GUARD_H
@@ -36,6 +37,7 @@ enum guard_reason {
 
 struct datagram {
 	struct ipaddr src, dst; /* dst: where the peer sent it (pktinfo) */
+	int ifindex;            /* the interface it arrived on (pktinfo) */
 	uint16_t sport;
 	const uint8_t *payload;
 	size_t len;
@@ -64,12 +66,81 @@ uint64_t udp_guard_evictions(const struct udp_guard *g);
 /* The rate table, for tests and the fuzzer's memory bound. */
 const struct rate_table *udp_guard_table(const struct udp_guard *g);
 
-/* Stateless source and destination checks, shared with TCP. */
-bool guard_bad_source(const struct ipaddr *src, const struct ipaddr *dst,
-                      const struct facts *f);
+/* The loop-hold table, keyed by udp_guard_loop_key (fixed size too). */
+const struct rate_table *udp_guard_loop_table(const struct udp_guard *g);
+
+/* d's key in the loop-hold table: a keyed hash of its source address,
+ * source port and payload (family AF_UNSPEC: never a real address). */
+void udp_guard_loop_key(const struct udp_guard *g, const struct datagram *d,
+                        struct ipaddr *key);
+
+/* Stateless checks: no honest peer sends from d's source as it arrived. */
+bool guard_bad_source(const struct datagram *d, const struct facts *f);
 bool guard_bad_dest(const struct ipaddr *dst, const struct facts *f);
 bool guard_is_loopback(const struct ipaddr *a);
+/* One of the host's own addresses (learned at start). */
+bool guard_is_local(const struct ipaddr *a, const struct facts *f);
 
 const char *guard_reason_name(enum guard_reason r);
+
+/* Why a TCP connection is refused, in the order the checks run; each has
+ * its counter tcp_refused_NAME. deny, per_source and rate are abuse
+ * checks (log-only lets them through); table and max are resources. */
+#define TCP_REFUSE_REASONS(X)                                                  \
+	X(deny)                                                                \
+	X(table)                                                               \
+	X(per_source)                                                          \
+	X(rate)                                                                \
+	X(max)
+#define TCP_REASONS(X) X(ok) TCP_REFUSE_REASONS(X)
+
+enum tcp_reason {
+#define TCP_ENUM(name) TCP_##name,
+	TCP_REASONS(TCP_ENUM)
+#undef TCP_ENUM
+	    TCP_NREASONS
+};
+
+struct tcp_admission {
+	bool admit;                /* open it (perhaps after the eviction) */
+	enum tcp_reason verdict;   /* TCP_ok, or the first check that failed
+	                            * (with admit: log-only's would-refuse) */
+	struct rate_entry *source; /* the source's entry; NULL if not reached */
+	struct rate_entry *evict;  /* at the cap: close one connection of this
+	                            * source first (the largest holder) */
+};
+
+struct tcp_guard;
+
+/* The per-source table and the connection counts of one worker, which
+ * holds at most cap connections (its share of tcp-max-connections). */
+struct tcp_guard *tcp_guard_new(const struct policy *p, const struct facts *f,
+                                unsigned cap);
+void tcp_guard_free(struct tcp_guard *g);
+
+/*
+ * May a connection from src open now? Takes a connect token as an
+ * accepted connection would; changes nothing else. At the cap, a source
+ * that holds fewer connections than the largest holder is let in at the
+ * cost of one of the largest holder's (out->evict); anyone else is
+ * refused (max). The caller reports the outcome with tcp_guard_opened
+ * and tcp_guard_closed.
+ */
+void tcp_guard_admit(struct tcp_guard *g, const struct ipaddr *src,
+                     uint64_t now, struct tcp_admission *out);
+
+/* A connection of source e opened, or closed (e may be NULL: no entry). */
+void tcp_guard_opened(struct tcp_guard *g, struct rate_entry *e);
+void tcp_guard_closed(struct tcp_guard *g, struct rate_entry *e);
+
+/* Open connections, the cap, the source that holds the most (NULL when
+ * none is open), table evictions so far, the table itself. */
+unsigned tcp_guard_active(const struct tcp_guard *g);
+unsigned tcp_guard_cap(const struct tcp_guard *g);
+struct rate_entry *tcp_guard_largest(const struct tcp_guard *g);
+uint64_t tcp_guard_evictions(const struct tcp_guard *g);
+const struct rate_table *tcp_guard_table(const struct tcp_guard *g);
+
+const char *tcp_reason_name(enum tcp_reason r);
 
 #endif

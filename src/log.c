@@ -23,12 +23,25 @@ static int sink_fd = STDERR_FILENO;
 static bool sink_syslog, format_json;
 
 /* The line budget: a token bucket in whole lines, refilled from
- * CLOCK_MONOTONIC. */
+ * CLOCK_MONOTONIC. Each of N workers spends 1/N of the service's. */
 static struct {
 	double tokens;
 	struct timespec last;
 	int primed;
-} budget;
+	double rate, burst;
+} budget = {.rate = LOG_RATE, .burst = LOG_BURST};
+
+void
+log_share_budget(unsigned n)
+{
+	if (n == 0)
+		n = 1;
+	budget.rate = (double)LOG_RATE / n;
+	budget.burst = (double)LOG_BURST / n;
+	if (budget.burst < 1)
+		budget.burst = 1;
+	budget.primed = 0;
+}
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -109,15 +122,15 @@ take_budget(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (!budget.primed) {
-		budget.tokens = LOG_BURST;
+		budget.tokens = budget.burst;
 		budget.primed = 1;
 	} else {
 		elapsed = (double)(now.tv_sec - budget.last.tv_sec) +
 		          (double)(now.tv_nsec - budget.last.tv_nsec) / 1e9;
 		if (elapsed > 0)
-			budget.tokens += elapsed * LOG_RATE;
-		if (budget.tokens > LOG_BURST)
-			budget.tokens = LOG_BURST;
+			budget.tokens += elapsed * budget.rate;
+		if (budget.tokens > budget.burst)
+			budget.tokens = budget.burst;
 	}
 	budget.last = now;
 	if (budget.tokens < 1)
@@ -217,17 +230,23 @@ write_line(enum log_level level, const char *event, const char *fmt, va_list ap)
 	emit(level, line, n);
 }
 
-static void
-report_suppressed(void)
+static void __attribute__((format(printf, 3, 4)))
+put_line(enum log_level level, const char *event, const char *fmt, ...)
 {
-	static uint64_t reported;
-	uint64_t now = counters ? counters->log_suppressed : 0;
+	va_list ap;
 
-	if (now == reported)
-		return;
-	log_always(LOG_WARN, "log_suppressed", "suppressed=%llu",
-	           (unsigned long long)(now - reported));
-	reported = now;
+	va_start(ap, fmt);
+	write_line(level, event, fmt, ap);
+	va_end(ap);
+}
+
+/* Lines dropped (counters->log_suppressed) as of the last report. */
+static uint64_t suppressed_reported;
+
+static uint64_t
+suppressed_since_report(void)
+{
+	return counters ? counters->log_suppressed - suppressed_reported : 0;
 }
 
 void
@@ -237,12 +256,18 @@ log_event(enum log_level level, const char *event, const char *fmt, ...)
 
 	if (!log_enabled(level))
 		return;
+	/* The report of dropped lines is a line like any other: it spends a
+	 * token, and the line that follows needs one more. */
+	if (suppressed_since_report() > 0 && take_budget()) {
+		put_line(LOG_WARN, "log_suppressed", "suppressed=%llu",
+		         (unsigned long long)suppressed_since_report());
+		suppressed_reported = counters->log_suppressed;
+	}
 	if (!take_budget()) {
 		if (counters != NULL)
 			COUNT(log_suppressed, 1);
 		return;
 	}
-	report_suppressed();
 	va_start(ap, fmt);
 	write_line(level, event, fmt, ap);
 	va_end(ap);
@@ -317,4 +342,38 @@ log_signal_safe(enum log_level level, const char *event, const char *fields)
 	while (write(STDERR_FILENO, line, (size_t)(p - line)) < 0 &&
 	       errno == EINTR)
 		;
+}
+
+int
+log_limit_allow(struct log_limit *l, unsigned r, uint32_t *source_lines)
+{
+	if (r >= LOG_LIMIT_MAX_REASONS || !log_enabled(LOG_INFO))
+		return 0;
+	if (l->logged[r] >= LOG_LIMIT_LINES ||
+	    (source_lines != NULL && *source_lines >= LOG_LIMIT_SOURCE_LINES)) {
+		l->suppressed[r]++;
+		return 0;
+	}
+	l->logged[r]++;
+	if (source_lines != NULL)
+		(*source_lines)++;
+	return 1;
+}
+
+void
+log_limit_tick(struct log_limit *l, uint64_t now)
+{
+	if (now - l->window_start < LOG_LIMIT_WINDOW_MS)
+		return;
+	l->window_start = now;
+	for (unsigned r = 0; r < LOG_LIMIT_MAX_REASONS; r++) {
+		if (l->suppressed[r] > 0)
+			log_event(LOG_INFO, l->summary_event,
+			          "reason=%s suppressed=%llu window_ms=%d",
+			          l->name(r),
+			          (unsigned long long)l->suppressed[r],
+			          LOG_LIMIT_WINDOW_MS);
+		l->suppressed[r] = 0;
+		l->logged[r] = 0;
+	}
 }

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #define LOG_LINE_MAX 2048 /* one event, as logfmt */
@@ -30,6 +31,10 @@ int log_open_syslog(const char *path, char *err, size_t errlen);
 /* Write each line as one JSON object instead of logfmt (same fields). */
 void log_set_json(bool json);
 
+/* This process spends 1/n of the service's line budget (a worker of n):
+ * the budget holds whatever the worker count. */
+void log_share_budget(unsigned n);
+
 /* True if an event at this level would be written (before rate limiting). */
 int log_enabled(enum log_level level);
 
@@ -38,7 +43,8 @@ int log_enabled(enum log_level level);
  * (or that line as JSON, or as a syslog datagram, as configured above).
  * FIELDS is a printf format of key=value pairs; values that could hold
  * spaces must be quoted by the caller. Lines beyond the budget (LOG_RATE
- * per second) are counted and reported in a later log_suppressed event.
+ * per second for the whole service) are counted and reported in a later
+ * log_suppressed event, itself a line of the budget.
  */
 void log_event(enum log_level level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -58,6 +64,34 @@ void utc_fields(time_t t, int f[6]);
  * locks, no budget), `fields` written as is. */
 void log_signal_safe(enum log_level level, const char *event,
                      const char *fields);
+
+/*
+ * Lines about peers (drops, refusals, evictions) are limited before the
+ * budget: LOG_LIMIT_LINES per reason per LOG_LIMIT_WINDOW_MS, then one
+ * summary line per reason; and LOG_LIMIT_SOURCE_LINES per source (counted
+ * in the source's table entry) while it is in the table.
+ */
+#define LOG_LIMIT_MAX_REASONS  16
+#define LOG_LIMIT_LINES        5
+#define LOG_LIMIT_SOURCE_LINES 3
+#define LOG_LIMIT_WINDOW_MS    10000
+
+struct log_limit {
+	const char *summary_event;     /* "udp_drop_summary", ... */
+	const char *(*name)(unsigned); /* a reason's name */
+	uint64_t window_start;
+	unsigned logged[LOG_LIMIT_MAX_REASONS];
+	uint64_t suppressed[LOG_LIMIT_MAX_REASONS];
+};
+
+/* May a line for reason r be written now? source_lines: the source's
+ * count of lines (NULL if the check ended before the table). False means
+ * counted for the summary. */
+int log_limit_allow(struct log_limit *l, unsigned r, uint32_t *source_lines);
+
+/* Once a window: one summary_event line (through the budget) per reason
+ * that had lines suppressed; a new window. */
+void log_limit_tick(struct log_limit *l, uint64_t now);
 
 #define LOG_RATE  50 /* lines per second once the burst is spent */
 #define LOG_BURST 200

@@ -553,6 +553,27 @@ set_bucket(const struct directive *d, struct policy *p, char **argv, int argc,
 	return 0;
 }
 
+/* "SIZE/UNIT" (at least SIZE bytes in every UNIT) or "off". */
+static int
+set_min_rate(const struct directive *d, struct policy *p, char **argv, int argc,
+             char *msg, size_t msglen)
+{
+	struct rate r;
+
+	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
+		return -1;
+	if (strcmp(argv[0], "off") == 0) {
+		p->tcp_min_rate = (struct bucket_cfg){0, 1000, 0};
+		return 0;
+	}
+	if (parse_byte_rate(argv[0], &r) != 0 || r.count == 0)
+		return errmsg(msg, msglen,
+		              "'%s': '%s' is not SIZE/UNIT (e.g. 32/m) or off",
+		              d->name, argv[0]);
+	p->tcp_min_rate = (struct bucket_cfg){r.count, r.period_ms, r.count};
+	return 0;
+}
+
 /* A duration or size that may be "off" (stored as 0). */
 static int
 set_optional(const struct directive *d, struct policy *p, char **argv, int argc,
@@ -679,11 +700,14 @@ static const struct directive directives[] = {
     {"udp-rate", set_bucket, FIELD(udp_rate), 0, 0, false, false},
     {"udp-byte-rate", set_bucket, FIELD(udp_byte_rate), 0, 0, false, true},
     {"udp-global-rate", set_bucket, FIELD(udp_global_rate), 0, 0, false, false},
+    {"tcp-prefix-v4", set_uint, FIELD(tcp_prefix_v4), 8, 32, false, false},
+    {"tcp-prefix-v6", set_uint, FIELD(tcp_prefix_v6), 16, 128, false, false},
     {"tcp-max-connections-per-source", set_uint, FIELD(tcp_max_per_source), 1,
      100000, false, false},
     {"tcp-connect-rate", set_bucket, FIELD(tcp_connect_rate), 0, 0, false,
      false},
     {"tcp-byte-rate", set_bucket, FIELD(tcp_byte_rate), 0, 0, false, true},
+    {"tcp-min-rate", set_min_rate, 0, 0, 0, false, true},
     {"tcp-max-lifetime", set_optional, FIELD(tcp_max_lifetime_ms), 1000,
      UINT64_C(30) * 24 * 3600 * 1000, false, false},
     {"tcp-max-bytes", set_optional, FIELD(tcp_max_bytes), 1, UINT64_C(1) << 40,

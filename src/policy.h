@@ -64,10 +64,12 @@ struct policy {
 	unsigned loop_repeats;
 	uint64_t loop_window_ms, loop_hold_ms;
 	struct bucket_cfg udp_rate, udp_byte_rate, udp_global_rate;
+	unsigned tcp_prefix_v4, tcp_prefix_v6; /* TCP's per-source key */
 	unsigned tcp_max_per_source;
 	struct bucket_cfg tcp_connect_rate, tcp_byte_rate;
-	uint64_t tcp_max_lifetime_ms; /* 0: off */
-	uint64_t tcp_max_bytes;       /* 0: off */
+	struct bucket_cfg tcp_min_rate; /* bytes in per period; rate 0: off */
+	uint64_t tcp_max_lifetime_ms;   /* 0: off */
+	uint64_t tcp_max_bytes;         /* 0: off */
 };
 
 struct policy_error {

@@ -40,12 +40,13 @@ struct rate_entry {
 	uint64_t last_seen;     /* ms; the least recent in a set is evicted */
 	struct bucket packets;  /* UDP datagrams or TCP connects */
 	struct bucket bytes;    /* UDP or TCP bytes (the byte rates) */
-	uint64_t loop_hash;     /* UDP loop guard: last payload's hash */
-	uint32_t loop_repeats;  /* same payload seen this many times in a row */
+	uint32_t loop_repeats;  /* UDP loop guard: times seen this window */
 	uint64_t loop_first_ms; /* when the run of repeats started */
 	uint64_t suppressed_until; /* ms; loop guard hold */
 	uint32_t pinned;           /* open TCP connections: never evict */
-	uint32_t logged;           /* drop lines logged for this source */
+	struct rate_entry *level_prev, *level_next; /* TCP: sources that hold
+	                                             * as many connections */
+	uint32_t logged; /* drop lines logged for this source */
 };
 
 struct rate_table;

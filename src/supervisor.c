@@ -109,9 +109,9 @@ start_worker(struct supervisor *sv, unsigned i)
 	if (gather_attach(sv->gather, i, &report) != 0 ||
 	    loop_add(sv->loop, gather_fd(sv->gather, i), EPOLLIN,
 	             counters_event, sv) != 0) {
-		log_event(LOG_ERROR, "worker_fork_failed",
-		          "worker=%u step=counters_pipe error=\"%s\"", i,
-		          strerror(errno));
+		log_always(LOG_ERROR, "worker_fork_failed",
+		           "worker=%u step=counters_pipe error=\"%s\"", i,
+		           strerror(errno));
 		if (report >= 0)
 			close(report);
 		gather_retire(sv->gather, i);
@@ -120,8 +120,8 @@ start_worker(struct supervisor *sv, unsigned i)
 	}
 	pid = fork();
 	if (pid < 0) {
-		log_event(LOG_ERROR, "worker_fork_failed",
-		          "worker=%u error=\"%s\"", i, strerror(errno));
+		log_always(LOG_ERROR, "worker_fork_failed",
+		           "worker=%u error=\"%s\"", i, strerror(errno));
 		close(report);
 		loop_del(sv->loop, gather_fd(sv->gather, i));
 		gather_retire(sv->gather, i);
@@ -150,7 +150,7 @@ start_worker(struct supervisor *sv, unsigned i)
 	c->pid = pid;
 	c->started = now_ms();
 	c->restart_at = 0;
-	log_event(LOG_INFO, "worker_started", "worker=%u pid=%d", i, pid);
+	log_always(LOG_INFO, "worker_started", "worker=%u pid=%d", i, pid);
 }
 
 static void

@@ -25,7 +25,8 @@
 #define READS_PER_EVENT   8
 #define TCP_READ_CHUNK    (256 * 1024) /* one peek, shared by a worker */
 #define SWEEP_MS          1000 /* lifetime checks: once a second is enough */
-#define SOURCE_LOG_LINES  3    /* refusals logged per source prefix */
+/* Log lines about peers, by reason: the refusals, then the evictions. */
+enum { LOG_evicted_largest = TCP_NREASONS, LOG_evicted_slow };
 
 /*
  * A connection's state. Whether the peer's window is full (`blocked`, so
@@ -69,6 +70,7 @@ struct conn {
 	bool slow;    /* the last send was partial: peek tcp-buffer only */
 	uint64_t last_active, started;
 	uint64_t bytes, bytes_in;
+	uint64_t window_start, window_in; /* tcp-min-rate: bytes this window */
 	struct rate_entry *source; /* pinned while the connection lives */
 	struct conn *prev, *next;  /* idle list, least recently active first */
 	struct tcp_server *srv;
@@ -78,7 +80,6 @@ struct conn {
 struct tcp_server {
 	struct loop *loop;
 	const struct policy *policy;
-	unsigned max_connections; /* this worker's share of the cap */
 	char *scratch; /* TCP_READ_CHUNK bytes shared by all connections */
 	struct conn *oldest, *newest;
 	struct paused {
@@ -86,8 +87,10 @@ struct tcp_server {
 		uint32_t events;
 	} paused[64]; /* listeners paused after EMFILE, resumed by the tick */
 	size_t npaused;
-	struct rate_table *sources;
-	size_t nlisteners; /* still served: a failed one is dropped */
+	struct tcp_guard *guard; /* admission: per-source state, the cap */
+	uint64_t evictions_counted;
+	struct log_limit peer_log; /* refusals and evictions */
+	size_t nlisteners;         /* still served: a failed one is dropped */
 	size_t nthrottled;
 	uint64_t last_sweep;
 };
@@ -159,8 +162,7 @@ conn_close(struct conn *c, const char *why)
 	loop_del(srv->loop, c->fd);
 	close(c->fd);
 	idle_unlink(srv, c);
-	if (c->source != NULL)
-		c->source->pinned--;
+	tcp_guard_closed(srv->guard, c->source);
 	if (c->state == CONN_THROTTLED)
 		srv->nthrottled--;
 	free(c);
@@ -270,6 +272,7 @@ echo_once(struct conn *c, bool *drained, const char **why)
 	COUNT(tcp_bytes_in, w);
 	COUNT(tcp_bytes_out, w);
 	c->bytes_in += (uint64_t)w;
+	c->window_in += (uint64_t)w;
 	c->bytes += (uint64_t)w;
 	if (p->tcp_max_bytes > 0 && c->bytes_in >= p->tcp_max_bytes) {
 		/* Budget spent: FIN, then discard (conn_event). */
@@ -368,69 +371,93 @@ pause_listener(struct tcp_server *srv, int fd, uint32_t events)
 	}
 }
 
+static const char *
+log_reason_name(unsigned r)
+{
+	if (r == LOG_evicted_largest)
+		return "largest";
+	if (r == LOG_evicted_slow)
+		return "slow";
+	return tcp_reason_name((enum tcp_reason)r);
+}
+
+static void
+count_refusal(enum tcp_reason r)
+{
+	switch (r) {
+#define COUNT_REASON(name)                                                     \
+	case TCP_##name:                                                       \
+		COUNT(tcp_refused_##name, 1);                                  \
+		break;
+		TCP_REFUSE_REASONS(COUNT_REASON)
+#undef COUNT_REASON
+	default:
+		break;
+	}
+}
+
+/* Close one connection of `source` to make room: the one that moved least
+ * recently (the idle list is in that order). */
+static void
+evict_from(struct tcp_server *srv, const struct rate_entry *source)
+{
+	struct conn *c = srv->oldest;
+
+	while (c != NULL && c->source != source)
+		c = c->next;
+	if (c == NULL)
+		return;
+	COUNT(tcp_evicted_largest, 1);
+	if (log_limit_allow(&srv->peer_log, LOG_evicted_largest,
+	                    &c->source->logged))
+		log_event(LOG_INFO, "tcp_evicted",
+		          "peer=%s reason=largest bytes=%llu", c->peer,
+		          (unsigned long long)c->bytes);
+	conn_close(c, "evicted_largest");
+}
+
 /*
- * The per-source checks on a new connection: deny list, the source's open
- * connections and its connect rate. The handshake is done, so the source
- * is real. In log-only mode a refusal is logged and counted, not applied.
+ * The guard's decision on a new connection (its handshake is done, so the
+ * source is real), applied: refused, or admitted after closing one
+ * connection of the largest holder. In log-only mode the abuse checks'
+ * refusals are logged and counted, not applied; the resources hold.
  */
 static bool
 admit(struct tcp_server *srv, const struct sockaddr *sa, const char *peer,
       struct rate_entry **out)
 {
-	const struct policy *p = srv->policy;
-	struct ipaddr src, key;
-	struct rate_entry *e = NULL;
-	const char *why = NULL;
-	bool created, evicted;
-	uint64_t now = now_ms();
+	struct tcp_admission a;
+	struct ipaddr src;
 
 	if (!GUARDS_ON) {
+		/* The bench comparison build skips the abuse checks, not the
+		 * cap (a resource). */
 		*out = NULL;
-		return true;
+		if (tcp_guard_active(srv->guard) < tcp_guard_cap(srv->guard))
+			return true;
+		COUNT(tcp_refused_max, 1);
+		return false;
 	}
 	ipaddr_from_sockaddr(sa, &src, NULL);
-	ipaddr_prefix(
-	    &src, src.family == AF_INET ? p->rate_prefix_v4 : p->rate_prefix_v6,
-	    &key);
-	if (!acl_allows(&p->acl, &src)) {
-		why = "deny";
-	} else if ((e = rate_table_get(srv->sources, &key, now, &created,
-	                               &evicted)) == NULL) {
-		why = "table";
-	} else {
-		if (evicted)
-			COUNT(tcp_table_evictions, 1);
-		if (created) {
-			bucket_init(&e->packets, &p->tcp_connect_rate, now);
-			bucket_init(&e->bytes, &p->tcp_byte_rate, now);
-		}
-		if (e->pinned >= p->tcp_max_per_source)
-			why = "per_source";
-		else if (!bucket_take(&e->packets, &p->tcp_connect_rate, now,
-		                      1))
-			why = "rate";
+	tcp_guard_admit(srv->guard, &src, now_ms(), &a);
+	*out = a.source;
+	if (a.verdict != TCP_ok) {
+		/* A few lines per reason and per source; the counters and
+		 * the summaries carry the rest. */
+		if (log_limit_allow(&srv->peer_log, a.verdict,
+		                    a.source ? &a.source->logged : NULL))
+			log_event(LOG_INFO,
+			          a.admit ? "tcp_would_refuse" : "tcp_refused",
+			          "peer=%s reason=%s", peer,
+			          tcp_reason_name(a.verdict));
+		if (a.admit)
+			COUNT(tcp_would_refuse, 1);
+		else
+			count_refusal(a.verdict);
 	}
-	*out = e;
-	if (why == NULL)
-		return true;
-	/* A few lines per source; the counters carry the rest. */
-	if (e == NULL || e->logged++ < SOURCE_LOG_LINES)
-		log_event(LOG_INFO,
-		          p->enforce ? "tcp_refused" : "tcp_would_refuse",
-		          "peer=%s reason=%s", peer, why);
-	if (!p->enforce) {
-		COUNT(tcp_would_refuse, 1);
-		return true;
-	}
-	if (strcmp(why, "deny") == 0)
-		COUNT(tcp_refused_deny, 1);
-	else if (strcmp(why, "table") == 0)
-		COUNT(tcp_refused_table, 1);
-	else if (strcmp(why, "per_source") == 0)
-		COUNT(tcp_refused_per_source, 1);
-	else
-		COUNT(tcp_refused_rate, 1);
-	return false;
+	if (a.admit && a.evict != NULL)
+		evict_from(srv, a.evict);
+	return a.admit;
 }
 
 /* A connection for an accepted fd, watched for input, counted and
@@ -449,10 +476,9 @@ conn_new(struct tcp_server *srv, int fd, const char *peer,
 	c->state = CONN_ECHOING;
 	c->srv = srv;
 	c->source = source;
-	if (source != NULL)
-		source->pinned++;
+	tcp_guard_opened(srv->guard, source);
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
-	c->last_active = c->started = now_ms();
+	c->last_active = c->started = c->window_start = now_ms();
 	idle_append(srv, c);
 	COUNT(tcp_accepted, 1);
 	COUNT(tcp_active, 1);
@@ -535,13 +561,6 @@ accept_event(struct loop *l, int lfd, uint32_t events, void *arg)
 			return;
 		}
 		format_sockaddr((struct sockaddr *)&ss, peer, sizeof(peer));
-		if (counters->tcp_active >= srv->max_connections) {
-			COUNT(tcp_refused_max, 1);
-			log_event(LOG_DEBUG, "tcp_refused",
-			          "peer=%s reason=max_connections", peer);
-			close(fd);
-			continue;
-		}
 		struct rate_entry *source = NULL;
 		if (!admit(srv, (struct sockaddr *)&ss, peer, &source)) {
 			close(fd);
@@ -554,7 +573,30 @@ accept_event(struct loop *l, int lfd, uint32_t events, void *arg)
 	}
 }
 
-/* Resume throttled connections and end those past their lifetime. */
+/*
+ * tcp-min-rate: a connection must send at least `rate` bytes in every
+ * window of `period` (from its start), or it gives its slot back: a byte
+ * every few seconds resets the idle timer but must not hold a slot for an
+ * hour. A throttled connection is exempt (we are the ones not reading),
+ * and so is one draining after tcp-max-bytes.
+ */
+static bool
+too_slow(struct conn *c, uint64_t now)
+{
+	const struct bucket_cfg *min = &c->srv->policy->tcp_min_rate;
+	bool slow;
+
+	if (min->rate == 0 || now - c->window_start < min->period_ms)
+		return false;
+	slow = c->window_in < min->rate && c->state != CONN_THROTTLED &&
+	       c->state != CONN_DRAINING;
+	c->window_start = now;
+	c->window_in = 0;
+	return slow;
+}
+
+/* Resume throttled connections, end those past their lifetime and those
+ * below tcp-min-rate. */
 static void
 sweep(struct tcp_server *srv, uint64_t now, bool lifetimes)
 {
@@ -568,6 +610,25 @@ sweep(struct tcp_server *srv, uint64_t now, bool lifetimes)
 			conn_close(c, "max_lifetime");
 			continue;
 		}
+		if (lifetimes && too_slow(c, now)) {
+			bool enforce = srv->policy->enforce;
+
+			/* An abuse check: log-only counts and keeps it. */
+			COUNT(tcp_evicted_slow, enforce);
+			COUNT(tcp_would_evict, !enforce);
+			if (log_limit_allow(&srv->peer_log, LOG_evicted_slow,
+			                    c->source ? &c->source->logged
+			                              : NULL))
+				log_event(
+				    LOG_INFO,
+				    enforce ? "tcp_evicted" : "tcp_would_evict",
+				    "peer=%s reason=slow bytes_in=%llu",
+				    c->peer, (unsigned long long)c->bytes_in);
+			if (enforce) {
+				conn_close(c, "evicted_slow");
+				continue;
+			}
+		}
 		if (c->state == CONN_THROTTLED) {
 			conn_enter(c, CONN_ECHOING);
 			loop_set_events(srv->loop, c->fd, EPOLLIN);
@@ -580,9 +641,14 @@ tcp_server_tick(struct tcp_server *srv, uint64_t now)
 {
 	uint64_t idle = srv->policy->tcp_idle_timeout_ms;
 	bool lifetimes = now - srv->last_sweep >= SWEEP_MS;
+	uint64_t evictions = tcp_guard_evictions(srv->guard);
 
 	/* A gauge: set, not added. */
-	counters->tcp_table_entries = rate_table_used(srv->sources);
+	counters->tcp_table_entries =
+	    rate_table_used(tcp_guard_table(srv->guard));
+	COUNT(tcp_table_evictions, evictions - srv->evictions_counted);
+	srv->evictions_counted = evictions;
+	log_limit_tick(&srv->peer_log, now);
 	while (srv->oldest != NULL && now - srv->oldest->last_active >= idle) {
 		COUNT(tcp_idle_timeouts, 1);
 		conn_close(srv->oldest, "idle_timeout");
@@ -608,11 +674,13 @@ tcp_server_new(struct loop *l, const struct policy *p,
 		return NULL;
 	srv->loop = l;
 	srv->policy = p;
-	srv->max_connections = max_connections;
 	srv->last_sweep = now_ms();
+	srv->peer_log = (struct log_limit){.summary_event = "tcp_log_summary",
+	                                   .name = log_reason_name,
+	                                   .window_start = now_ms()};
 	srv->scratch = malloc(TCP_READ_CHUNK);
-	srv->sources = rate_table_new(p->rate_table_size, f->secret);
-	if (srv->scratch == NULL || srv->sources == NULL) {
+	srv->guard = tcp_guard_new(p, f, max_connections);
+	if (srv->scratch == NULL || srv->guard == NULL) {
 		tcp_server_free(srv);
 		return NULL;
 	}
@@ -640,7 +708,7 @@ tcp_server_free(struct tcp_server *srv)
 {
 	while (srv->oldest != NULL)
 		conn_close(srv->oldest, "shutdown");
-	rate_table_free(srv->sources);
+	tcp_guard_free(srv->guard);
 	free(srv->scratch);
 	free(srv);
 }

@@ -13,10 +13,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
-#define BATCH            UDP_BATCH
-#define DROP_LOG_LINES   5     /* per reason per window, then a summary */
-#define SOURCE_LOG_LINES 3     /* per source prefix, while it is in the table */
-#define DROP_LOG_WINDOW  10000 /* ms */
+#define BATCH UDP_BATCH
 #define CMSG_SPACE_MAX                                                         \
 	(CMSG_SPACE(sizeof(struct in6_pktinfo)) >                              \
 	         CMSG_SPACE(sizeof(struct in_pktinfo))                         \
@@ -35,10 +32,8 @@ struct udp_server {
 	const struct policy *policy;
 	struct udp_guard *guard;
 	size_t nlisteners; /* still served: a failed one is dropped */
-	uint64_t window_start;
 	uint64_t evictions_counted;
-	unsigned logged[GUARD_NREASONS];
-	uint64_t suppressed[GUARD_NREASONS];
+	struct log_limit drop_log; /* per reason and per source */
 	size_t bufsize; /* udp-max-datagram, at least 1 to see truncation */
 	char *payload;  /* BATCH * bufsize */
 	struct mmsghdr in[BATCH], out[BATCH];
@@ -159,6 +154,12 @@ count_drop(enum guard_reason r)
 	}
 }
 
+static const char *
+reason_name(unsigned r)
+{
+	return guard_reason_name((enum guard_reason)r);
+}
+
 /* The first few drops of each source and of each reason are logged, the
  * rest counted and summarised once per window. */
 static void
@@ -168,16 +169,9 @@ log_drop(struct udp_server *srv, enum guard_reason r,
 	struct rate_entry *source = udp_guard_source(srv->guard);
 	char from[ADDR_STRLEN], to[ADDR_STRLEN];
 
-	if (!log_enabled(LOG_INFO))
+	if (!log_limit_allow(&srv->drop_log, r,
+	                     source != NULL ? &source->logged : NULL))
 		return;
-	if (srv->logged[r] >= DROP_LOG_LINES ||
-	    (source != NULL && source->logged >= SOURCE_LOG_LINES)) {
-		srv->suppressed[r]++;
-		return;
-	}
-	srv->logged[r]++;
-	if (source != NULL)
-		source->logged++;
 	format_sockaddr(peer, from, sizeof(from));
 	format_ipaddr(dst, to, sizeof(to));
 	log_event(LOG_INFO,
@@ -195,19 +189,7 @@ udp_server_tick(struct udp_server *srv, uint64_t now)
 	/* A gauge: set, not added. */
 	counters->udp_table_entries =
 	    rate_table_used(udp_guard_table(srv->guard));
-	if (now - srv->window_start < DROP_LOG_WINDOW)
-		return;
-	srv->window_start = now;
-	for (int r = 0; r < GUARD_NREASONS; r++) {
-		if (srv->suppressed[r] > 0)
-			log_event(LOG_INFO, "udp_drop_summary",
-			          "reason=%s suppressed=%llu window_ms=%d",
-			          guard_reason_name((enum guard_reason)r),
-			          (unsigned long long)srv->suppressed[r],
-			          DROP_LOG_WINDOW);
-		srv->suppressed[r] = 0;
-		srv->logged[r] = 0;
-	}
+	log_limit_tick(&srv->drop_log, now);
 }
 
 /* Send the batch; a failure drops that datagram only (UDP may lose). */
@@ -292,6 +274,8 @@ datagram_event(struct loop *l, int fd, uint32_t events, void *arg)
 		dg.len = len;
 		ipaddr_from_sockaddr(in->msg_name, &dg.src, &dg.sport);
 		dg.dst = dest.addr;
+		dg.ifindex = dest.v6_control ? (int)dest.v6.ipi6_ifindex
+		                             : dest.v4.ipi_ifindex;
 		verdict = GUARDS_ON ? udp_guard_check(srv->guard, &dg, now)
 		                    : GUARD_ok;
 		if (verdict != GUARD_ok) {
@@ -327,7 +311,9 @@ udp_server_new(struct loop *l, const struct policy *p,
 	if (srv == NULL)
 		return NULL;
 	srv->policy = p;
-	srv->window_start = now_ms();
+	srv->drop_log = (struct log_limit){.summary_event = "udp_drop_summary",
+	                                   .name = reason_name,
+	                                   .window_start = now_ms()};
 	srv->guard = udp_guard_new(p, f, nworkers);
 	if (srv->guard == NULL) {
 		free(srv);

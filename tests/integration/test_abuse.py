@@ -16,6 +16,7 @@ import os
 import random
 import socket
 import struct
+import subprocess
 import threading
 import time
 
@@ -193,6 +194,9 @@ BAD_SOURCES = [
     ("255.255.255.255", SRV4, False),    # limited broadcast: kernel martian
     (SRV_BCAST, SRV4, True),             # srv's directed broadcast
     ("127.0.0.1", SRV4, True),           # loopback on veth (route_localnet)
+    (SRV4, SRV4, True),                  # srv's own address (accept_local)
+    (SRV4, "198.18.0.9", True),          # ...to another of its addresses
+    (SRV6, SRV6, True),                  # srv's own IPv6 address
     ("::", SRV6, True),                  # IPv6 unspecified
     ("ff02::1", SRV6, False),            # IPv6 multicast source: kernel drops
 ]
@@ -205,6 +209,7 @@ def test_bad_sources_get_no_echo(net, nsd, socks):
     for conf in ("all", p.SRV_IF):
         p.srv.sysctl(f"net.ipv4.conf.{conf}.route_localnet", 1)
         p.srv.sysctl(f"net.ipv4.conf.{conf}.accept_local", 1)
+    p.srv.ip("addr", "add", "198.18.0.9/32", "dev", p.SRV_IF)
     d = nsd(p.srv, listen=("0.0.0.0", "[::]"))
     srv_mac = netns.mac_of(p.srv, p.SRV_IF)
     marker = {socket.AF_INET: udp_in(p.cli, socks, CLI4, EPHEMERAL),
@@ -310,16 +315,85 @@ def _two_instance_loop(net, nsd, socks, guard):
 
 
 def test_two_instance_loop_dies_with_loop_guard(net, nsd, socks):
-    ca, cb = _two_instance_loop(
-        net, nsd, socks,
-        "udp-loop-guard on repeats 5 window 1s hold 60s\n")
+    """The default policy: the loop dies in fewer than 10 packets on the
+    wire (the forged one and the echoes)."""
+    ca, cb = _two_instance_loop(net, nsd, socks, "")
     echoed = ca["udp_echoed"] + cb["udp_echoed"]
-    print(f"loop guard on: A echoed {ca['udp_echoed']}, B echoed "
+    print(f"loop guard on (default): A echoed {ca['udp_echoed']}, B echoed "
           f"{cb['udp_echoed']}, drop_loop {ca['udp_drop_loop']}+"
-          f"{cb['udp_drop_loop']}")
-    assert 4 <= echoed <= 12, (ca, cb)  # it did loop, briefly
+          f"{cb['udp_drop_loop']}, {1 + echoed} packets on the wire")
+    assert 4 <= echoed and 1 + echoed < 10, (ca, cb)  # it looped, briefly
     assert ca["udp_drop_loop"] + cb["udp_drop_loop"] >= 1
     assert ca["udp_drop_rate"] + cb["udp_drop_rate"] == 0
+
+
+def test_forged_loop_holds_only_that_source_port_and_payload(net, nsd,
+                                                             socks):
+    """Five identical datagrams forged from VICTIM4:EPHEMERAL, at a loop's
+    pace, trip the hold; the victim's other ports and payloads and every
+    neighbour of its /24 are still answered."""
+    p = net()
+    p.cli.ip("addr", "add", VICTIM4 + "/32", "dev", p.CLI_IF)
+    p.cli.ip("addr", "add", LEGIT4 + "/32", "dev", p.CLI_IF)
+    d = nsd(p.srv)
+    with netns.RawSender(p.cli) as raw:
+        for _ in range(5):
+            raw.send(netns.ipv4_udp(VICTIM4, SRV4, EPHEMERAL, PORT,
+                                    b"forged loop"), SRV4)
+    c = d.counters_when(lambda c: c["udp_received"] >= 5)
+    assert c["udp_drop_loop"] == 1 and c["udp_echoed"] == 4
+    neighbour = udp_in(p.cli, socks, LEGIT4, EPHEMERAL)
+    expect_echo(neighbour, b"forged loop", (SRV4, PORT))
+    other_port = udp_in(p.cli, socks, VICTIM4, EPHEMERAL + 1)
+    expect_echo(other_port, b"forged loop", (SRV4, PORT))
+    victim = udp_in(p.cli, socks, VICTIM4, EPHEMERAL)
+    for _ in range(4):  # the 4 forged echoes, sent before it was bound
+        nothing_arrives(victim, 0.01)
+    expect_echo(victim, b"another payload", (SRV4, PORT))
+    # The held payload itself stays held for that source and port.
+    victim.sendto(b"forged loop", (SRV4, PORT))
+    nothing_arrives(victim, 0.3)
+    c = d.counters()
+    assert c["udp_drop_loop"] == 2
+    assert c["udp_echoed"] == 4 + 3
+
+
+def _prober_echoes(d, p, argv):
+    """Run a prober (argv, inside cli); udp_echoed and udp_drop_loop it
+    caused."""
+    c0 = d.counters()
+    r = subprocess.run(p.cli.exec_argv(argv), stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    c = settled([d])[0]
+    return (c["udp_received"] - c0["udp_received"],
+            c["udp_echoed"] - c0["udp_echoed"],
+            c["udp_drop_loop"] - c0["udp_drop_loop"], r.stdout)
+
+
+@pytest.mark.parametrize("rate", [10, 20])
+def test_monitoring_probe_is_never_held_nping(net, nsd, socks, rate):
+    p = net()
+    d = nsd(p.srv)
+    n = 2 * rate
+    got, echoed, held, out = _prober_echoes(d, p, [
+        "nping", "--udp", "-p", PORT, "-g", EPHEMERAL, "--rate", rate,
+        "-c", n, "--data-string", "monitor", SRV4])
+    print(f"nping --rate {rate} -c {n}: received {got}, echoed {echoed}, "
+          f"held {held}")
+    assert got == n and echoed == n and held == 0
+    assert f"Rcvd: {n} " in out, out
+
+
+def test_monitoring_probe_is_never_held_hping3(net, nsd, socks):
+    p = net()
+    d = nsd(p.srv)
+    got, echoed, held, _ = _prober_echoes(d, p, [
+        "hping3", "--udp", "-p", PORT, "-s", EPHEMERAL, "-k", "-d", 16,
+        "-i", "u50000", "-c", 40, "-q", SRV4])
+    print(f"hping3 at 20/s, 40 probes: received {got}, echoed {echoed}, "
+          f"held {held}")
+    assert got == 40 and echoed == 40 and held == 0
 
 
 def test_two_instance_loop_runs_without_loop_guard(net, nsd, socks):

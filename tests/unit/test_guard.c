@@ -28,20 +28,52 @@ guard_with(const char *text, unsigned share)
 	memset(facts.secret, 7, sizeof(facts.secret));
 	assert_int_equal(parse_ipaddr("198.18.0.255", &facts.broadcast[0]), 0);
 	facts.nbroadcast = 1;
+	/* The host: 127.0.0.1 and ::1 on lo (index 1), 198.18.0.1 and
+	 * 2001:db8::1 on index 2. */
+	assert_int_equal(parse_ipaddr("127.0.0.1", &facts.local[0]), 0);
+	assert_int_equal(parse_ipaddr("::1", &facts.local[1]), 0);
+	assert_int_equal(parse_ipaddr("198.18.0.1", &facts.local[2]), 0);
+	assert_int_equal(parse_ipaddr("2001:db8::1", &facts.local[3]), 0);
+	facts.nlocal = 4;
+	facts.loopback_ifindex[0] = 1;
+	facts.nloopback = 1;
 	return udp_guard_new(&pol, &facts, share);
 }
 
-static enum guard_reason
-check(struct udp_guard *g, const char *src, uint16_t sport, const char *dst,
-      const char *payload, uint64_t now)
+static struct datagram
+datagram(const char *src, uint16_t sport, const char *dst, const char *payload,
+         int ifindex)
 {
 	struct datagram d = {.sport = sport,
+	                     .ifindex = ifindex,
 	                     .payload = (const uint8_t *)payload,
 	                     .len = strlen(payload)};
 
 	assert_int_equal(parse_ipaddr(src, &d.src), 0);
 	assert_int_equal(parse_ipaddr(dst, &d.dst), 0);
+	return d;
+}
+
+/* As it arrives on interface ifindex. */
+static enum guard_reason
+check_on(struct udp_guard *g, int ifindex, const char *src, uint16_t sport,
+         const char *dst, const char *payload, uint64_t now)
+{
+	struct datagram d = datagram(src, sport, dst, payload, ifindex);
+
 	return udp_guard_check(g, &d, now);
+}
+
+/* As the kernel delivers it: on lo to a loopback address, else on 2. */
+static enum guard_reason
+check(struct udp_guard *g, const char *src, uint16_t sport, const char *dst,
+      const char *payload, uint64_t now)
+{
+	struct ipaddr to;
+
+	assert_int_equal(parse_ipaddr(dst, &to), 0);
+	return check_on(g, guard_is_loopback(&to) ? 1 : 2, src, sport, dst,
+	                payload, now);
 }
 
 static void
@@ -83,6 +115,36 @@ test_bad_sources(void **state)
 	assert_int_equal(check(g, "127.0.0.1", 40000, "127.0.0.1", "x", 2000),
 	                 GUARD_ok);
 	assert_int_equal(check(g, "::1", 40000, "::1", "x", 2001), GUARD_ok);
+	udp_guard_free(g);
+}
+
+static void
+test_own_addresses_are_bad_sources(void **state)
+{
+	struct udp_guard *g = guard_with(NULL, 1);
+
+	(void)state;
+	/* From outside (accept_local=1, forwarding): forged. */
+	assert_int_equal(
+	    check_on(g, 2, "198.18.0.1", 40000, "198.18.0.1", "x", 1),
+	    GUARD_bad_source);
+	assert_int_equal(
+	    check_on(g, 2, "2001:db8::1", 40000, "2001:db8::1", "x", 2),
+	    GUARD_bad_source);
+	assert_int_equal(
+	    check_on(g, 3, "198.18.0.1", 40000, "198.18.7.7", "x", 3),
+	    GUARD_bad_source);
+	/* On lo only the host itself can send: the host talking to itself. */
+	assert_int_equal(
+	    check_on(g, 1, "198.18.0.1", 40000, "198.18.0.1", "x", 4),
+	    GUARD_ok);
+	assert_int_equal(
+	    check_on(g, 1, "2001:db8::1", 40000, "2001:db8::1", "x", 5),
+	    GUARD_ok);
+	/* A neighbour of the host's address is not the host. */
+	assert_int_equal(
+	    check_on(g, 2, "198.18.0.2", 40000, "198.18.0.1", "x", 6),
+	    GUARD_ok);
 	udp_guard_free(g);
 }
 
@@ -139,13 +201,58 @@ test_loop_guard_suppresses_repeats(void **state)
 	assert_int_equal(
 	    check(g, "198.18.1.1", 20008, "198.18.0.1", "ping", t++),
 	    GUARD_loop);
-	/* Held: even a new payload from that source is not answered. */
+	/* Held: that source, port and payload, for the hold... */
 	assert_int_equal(
-	    check(g, "198.18.1.1", 20008, "198.18.0.1", "other", t + 5000),
+	    check(g, "198.18.1.1", 20008, "198.18.0.1", "ping", t + 5000),
 	    GUARD_loop);
+	/* ...and nothing else: another payload, port, or host of the /24. */
 	assert_int_equal(
-	    check(g, "198.18.1.1", 20008, "198.18.0.1", "other", t + 10001),
+	    check(g, "198.18.1.1", 20008, "198.18.0.1", "other", t + 5001),
 	    GUARD_ok);
+	assert_int_equal(
+	    check(g, "198.18.1.1", 20009, "198.18.0.1", "ping", t + 5002),
+	    GUARD_ok);
+	assert_int_equal(
+	    check(g, "198.18.1.2", 20008, "198.18.0.1", "ping", t + 5003),
+	    GUARD_ok);
+	assert_int_equal(
+	    check(g, "198.18.1.1", 20008, "198.18.0.1", "ping", t + 10001),
+	    GUARD_ok);
+	udp_guard_free(g);
+}
+
+/* The hold's key: source address, port and payload, all of them. */
+static void
+test_loop_hold_key(void **state)
+{
+	struct udp_guard *g = guard_with(NULL, 1);
+	struct datagram a = datagram("198.18.1.1", 20008, "198.18.0.1", "p", 2);
+	struct datagram v[] = {
+	    datagram("198.18.1.2", 20008, "198.18.0.1", "p", 2),
+	    datagram("198.18.1.1", 20009, "198.18.0.1", "p", 2),
+	    datagram("198.18.1.1", 20008, "198.18.0.1", "q", 2),
+	    datagram("::ffff:198.18.1.2", 20008, "198.18.0.1", "p", 2),
+	    datagram("2001:db8::c612:101", 20008, "2001:db8::1", "p", 2),
+	};
+	struct ipaddr ka, kb;
+
+	(void)state;
+	udp_guard_loop_key(g, &a, &ka);
+	assert_int_equal(ka.family, AF_UNSPEC);
+	/* Where it was sent and how it arrived do not matter. */
+	kb = ka;
+	a.dst.bytes[3] = 99;
+	a.ifindex = 7;
+	udp_guard_loop_key(g, &a, &kb);
+	assert_true(ipaddr_equal(&ka, &kb));
+	for (size_t i = 0; i < sizeof(v) / sizeof(*v); i++) {
+		udp_guard_loop_key(g, &v[i], &kb);
+		assert_false(ipaddr_equal(&ka, &kb));
+	}
+	/* v[3] is v[0] (mapped folds to IPv4). */
+	udp_guard_loop_key(g, &v[0], &ka);
+	udp_guard_loop_key(g, &v[3], &kb);
+	assert_true(ipaddr_equal(&ka, &kb));
 	udp_guard_free(g);
 }
 
@@ -169,6 +276,29 @@ test_loop_guard_spares_slow_and_varied(void **state)
 		    check(g, "198.18.2.1", 40000, "198.18.0.1", p, 50000 + i),
 		    GUARD_ok);
 	}
+	udp_guard_free(g);
+}
+
+/* The default policy tells a prober from a loop by pace. */
+static void
+test_loop_guard_default_pace(void **state)
+{
+	struct udp_guard *g = guard_with(NULL, 1);
+
+	(void)state;
+	/* A monitoring probe: one payload from one port at 20/s. */
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(check(g, "198.18.1.1", 40000, "198.18.0.1",
+		                       "monitor", 1000 + (uint64_t)i * 50),
+		                 GUARD_ok);
+	/* A loop at a LAN's round trip: the 5th is held. */
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(check(g, "198.18.1.1", 20008, "198.18.0.1",
+		                       "loop", 5000 + (uint64_t)i),
+		                 GUARD_ok);
+	assert_int_equal(
+	    check(g, "198.18.1.1", 20008, "198.18.0.1", "loop", 5004),
+	    GUARD_loop);
 	udp_guard_free(g);
 }
 
@@ -304,6 +434,9 @@ main(void)
 	    cmocka_unit_test(test_deny_list_longest_prefix),
 	    cmocka_unit_test(test_loop_guard_suppresses_repeats),
 	    cmocka_unit_test(test_loop_guard_spares_slow_and_varied),
+	    cmocka_unit_test(test_loop_hold_key),
+	    cmocka_unit_test(test_loop_guard_default_pace),
+	    cmocka_unit_test(test_own_addresses_are_bad_sources),
 	    cmocka_unit_test(test_rate_per_prefix),
 	    cmocka_unit_test(test_rate_prefix_v6),
 	    cmocka_unit_test(test_byte_rate),

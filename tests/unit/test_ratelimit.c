@@ -308,7 +308,7 @@ test_table_get_then_find(void **state)
 	assert_true(e->used);
 	assert_true(ipaddr_equal(&e->key, &k));
 	assert_true(e->last_seen == 100);
-	assert_true(e->pinned == 0 && e->logged == 0 && e->loop_hash == 0);
+	assert_true(e->pinned == 0 && e->logged == 0 && e->loop_repeats == 0);
 
 	e->logged = 3;
 	f = rate_table_get(t, &k, 200, &created, &evicted);
