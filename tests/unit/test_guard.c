@@ -424,6 +424,96 @@ test_table_memory_is_fixed(void **state)
 	udp_guard_free(g);
 }
 
+/* TCP: one admission, as tcp.c applies it (evict, then open). */
+static struct tcp_admission
+tcp_connect(struct tcp_guard *g, const char *src, uint64_t now)
+{
+	struct tcp_admission a;
+	struct ipaddr addr;
+
+	assert_int_equal(parse_ipaddr(src, &addr), 0);
+	tcp_guard_admit(g, &addr, now, &a);
+	if (a.admit) {
+		if (a.evict != NULL)
+			tcp_guard_closed(g, a.evict);
+		tcp_guard_opened(g, a.source);
+	}
+	return a;
+}
+
+static void
+test_tcp_eviction_order(void **state)
+{
+	struct tcp_guard *g;
+	struct tcp_admission a, b, c, first;
+
+	(void)state;
+	guard_with(NULL, 1); /* pol and facts */
+	g = tcp_guard_new(&pol, &facts, 4);
+	assert_non_null(g);
+	first = tcp_connect(g, "198.18.1.1", 1);
+	tcp_connect(g, "198.18.1.1", 2);
+	b = tcp_connect(g, "198.18.1.2", 3); /* same /24, another source */
+	c = tcp_connect(g, "198.18.2.1", 4);
+	assert_true(first.admit && b.admit && c.admit);
+	assert_ptr_not_equal(first.source, b.source);
+	assert_int_equal(tcp_guard_active(g), 4);
+	assert_ptr_equal(tcp_guard_largest(g), first.source);
+	/* Full: a newcomer takes from the largest holder (2 > 0). */
+	a = tcp_connect(g, "198.18.3.1", 5);
+	assert_true(a.admit);
+	assert_int_equal(a.verdict, TCP_ok);
+	assert_ptr_equal(a.evict, first.source);
+	assert_int_equal(first.source->pinned, 1);
+	assert_int_equal(tcp_guard_active(g), 4);
+	/* Now all hold 1: of equal holders, the one that came to hold 1
+	 * first (198.18.1.2) goes first, and a source that would hold as
+	 * many as the largest is refused. */
+	assert_ptr_equal(tcp_guard_largest(g), b.source);
+	a = tcp_connect(g, "198.18.3.1", 6);
+	assert_false(a.admit);
+	assert_int_equal(a.verdict, TCP_max);
+	assert_null(a.evict);
+	a = tcp_connect(g, "198.18.4.1", 7);
+	assert_true(a.admit);
+	assert_ptr_equal(a.evict, b.source);
+	assert_int_equal(b.source->pinned, 0);
+	assert_int_equal(tcp_guard_active(g), 4);
+	tcp_guard_free(g);
+}
+
+static void
+test_tcp_admission_checks(void **state)
+{
+	struct tcp_guard *g;
+	struct tcp_admission a;
+
+	(void)state;
+	guard_with("tcp-max-connections-per-source 1\ndeny 198.19.0.0/16\n"
+	           "tcp-connect-rate 2/m burst 2\n",
+	           1);
+	g = tcp_guard_new(&pol, &facts, 100);
+	a = tcp_connect(g, "198.19.1.1", 1);
+	assert_false(a.admit);
+	assert_int_equal(a.verdict, TCP_deny);
+	assert_null(a.source);
+	a = tcp_connect(g, "198.18.1.1", 2);
+	assert_true(a.admit);
+	a = tcp_connect(g, "198.18.1.1", 3);
+	assert_false(a.admit);
+	assert_int_equal(a.verdict, TCP_per_source);
+	tcp_guard_closed(g, a.source);
+	a = tcp_connect(g, "198.18.1.1", 4);
+	assert_true(a.admit); /* the second token of the burst */
+	tcp_guard_closed(g, a.source);
+	a = tcp_connect(g, "198.18.1.1", 5);
+	assert_false(a.admit);
+	assert_int_equal(a.verdict, TCP_rate);
+	assert_string_equal(tcp_reason_name(TCP_per_source), "per_source");
+	assert_string_equal(tcp_reason_name(TCP_NREASONS), "?");
+	tcp_guard_free(g);
+}
+
 int
 main(void)
 {
@@ -437,6 +527,8 @@ main(void)
 	    cmocka_unit_test(test_loop_hold_key),
 	    cmocka_unit_test(test_loop_guard_default_pace),
 	    cmocka_unit_test(test_own_addresses_are_bad_sources),
+	    cmocka_unit_test(test_tcp_eviction_order),
+	    cmocka_unit_test(test_tcp_admission_checks),
 	    cmocka_unit_test(test_rate_per_prefix),
 	    cmocka_unit_test(test_rate_prefix_v6),
 	    cmocka_unit_test(test_byte_rate),
