@@ -399,7 +399,9 @@ def test_refusal_and_drop_lines_are_limited_with_4_workers(echod):
     print(f"-w 4, {c['tcp_refused_deny']} denied connects and "
           f"{c['udp_drop_port']} denied datagrams in {t:.2f} s: "
           f"{len(lines)} lines (bound {bound:.0f})")
-    assert c["tcp_refused_deny"] >= 3000 and c["udp_drop_port"] >= 300
+    # The kernel may drop part of the UDP burst (receive buffer): some
+    # hundreds reach echod, far more than its lines allow.
+    assert c["tcp_refused_deny"] >= 3000 and c["udp_drop_port"] >= 100
     assert len(lines) <= bound
     # Per reason: at most 5 lines a window in each worker.
     refused = [l for l in lines if is_event(l, "tcp_refused")]

@@ -448,7 +448,7 @@ test_tcp_eviction_order(void **state)
 	struct tcp_admission a, b, c, first;
 
 	(void)state;
-	guard_with(NULL, 1); /* pol and facts */
+	udp_guard_free(guard_with(NULL, 1)); /* pol and facts */
 	g = tcp_guard_new(&pol, &facts, 4);
 	assert_non_null(g);
 	first = tcp_connect(g, "198.18.1.1", 1);
@@ -489,9 +489,10 @@ test_tcp_admission_checks(void **state)
 	struct tcp_admission a;
 
 	(void)state;
-	guard_with("tcp-max-connections-per-source 1\ndeny 198.19.0.0/16\n"
-	           "tcp-connect-rate 2/m burst 2\n",
-	           1);
+	udp_guard_free(guard_with("tcp-max-connections-per-source 1\n"
+	                          "deny 198.19.0.0/16\n"
+	                          "tcp-connect-rate 2/m burst 2\n",
+	                          1));
 	g = tcp_guard_new(&pol, &facts, 100);
 	a = tcp_connect(g, "198.19.1.1", 1);
 	assert_false(a.admit);
