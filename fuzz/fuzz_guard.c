@@ -337,7 +337,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct rate_table *table, *loops;
 	struct bucket_cfg global;
 	const uint8_t *in;
-	size_t left, table_bytes;
+	size_t left, table_bytes, loop_bytes;
 	uint64_t now = 1000000, start = now, total_oks = 0, evictions = 0;
 	unsigned share, records = 0;
 	bool trace;
@@ -356,7 +356,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	table = (struct rate_table *)udp_guard_table(g);
 	table_bytes = rate_table_bytes(table);
 	loops = (struct rate_table *)udp_guard_loop_table(g);
-	CHECK(rate_table_bytes(loops) == table_bytes);
+	loop_bytes = rate_table_bytes(loops);
+	CHECK(rate_table_slots(loops) >= loop_table_size(&p));
+	CHECK(loop_bytes <= table_bytes);
 	CHECK(rate_table_slots(table) >= p.rate_table_size);
 	global = p.udp_global_rate;
 	if (share == 0)
@@ -484,6 +486,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_budget(&global, total_oks, now - start);
 	}
 	CHECK(rate_table_bytes(udp_guard_table(g)) == table_bytes);
+	CHECK(rate_table_bytes(loops) == loop_bytes);
 	udp_guard_free(g);
 	return 0;
 }

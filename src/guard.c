@@ -4,6 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define LOOP_TABLE_SHARE 8 /* loop-hold entries: rate-table-size / 8 */
+#define LOOP_TABLE_MIN   64
+
 struct udp_guard {
 	const struct policy *policy;
 	const struct facts *facts;
@@ -121,6 +124,14 @@ guard_bad_dest(const struct ipaddr *dst, const struct facts *f)
 	       is_unspecified(dst);
 }
 
+size_t
+loop_table_size(const struct policy *p)
+{
+	size_t n = p->rate_table_size / LOOP_TABLE_SHARE;
+
+	return n < LOOP_TABLE_MIN ? LOOP_TABLE_MIN : n;
+}
+
 struct udp_guard *
 udp_guard_new(const struct policy *p, const struct facts *f, unsigned share)
 {
@@ -131,7 +142,11 @@ udp_guard_new(const struct policy *p, const struct facts *f, unsigned share)
 	g->policy = p;
 	g->facts = f;
 	g->table = rate_table_new(p->rate_table_size, f->secret);
-	g->loops = rate_table_new(p->rate_table_size, f->secret);
+	/* Loops are short (a run within `window`) or held: the table needs
+	 * room for the loops in flight, not for every source. Touched by
+	 * every datagram, it is kept small so that memory does not follow a
+	 * flood of distinct payloads. */
+	g->loops = rate_table_new(loop_table_size(p), f->secret);
 	if (g->table == NULL || g->loops == NULL) {
 		udp_guard_free(g);
 		return NULL;

@@ -66,6 +66,9 @@ uint64_t udp_guard_evictions(const struct udp_guard *g);
 /* The rate table, for tests and the fuzzer's memory bound. */
 const struct rate_table *udp_guard_table(const struct udp_guard *g);
 
+/* Entries of the loop-hold table: rate-table-size / 8, at least 64. */
+size_t loop_table_size(const struct policy *p);
+
 /* The loop-hold table, keyed by udp_guard_loop_key (fixed size too). */
 const struct rate_table *udp_guard_loop_table(const struct udp_guard *g);
 
