@@ -960,7 +960,10 @@ set -e
 # RuntimeDirectory=echod echod/empty, RuntimeDirectoryMode=0755: a fresh
 # /run holding them, and the policy the unit's comment asks for.
 mount -t tmpfs -o mode=0755 tmpfs /run
-mkdir -m 0755 /run/echod /run/echod/empty /run/dev
+mkdir -m 0755 /run/echod /run/echod/empty /run/dev /run/tree
+# The tree under test, wherever it was cloned (/tmp and /root are masked
+# below): the launcher and the binary run from this view of it.
+mount --bind "$ECHOD_TREE" /run/tree
 printf 'chroot /run/echod/empty\n' > /run/echod/echod.conf
 chmod 0644 /run/echod/echod.conf
 # PrivateDevices=yes: a /dev with the pseudo devices only.
@@ -1017,18 +1020,22 @@ def test_dist_service_as_systemd_runs_it(dist_units, tmp_path):
     script = tmp_path / "unit.sh"
     script.write_text(UNIT_MOUNTS)
     port = free_port()
+    # Paths as seen inside the namespace, where the tree is /run/tree.
+    tree = Path("/run/tree")
     argv = (["unshare", "--mount", "--uts", "--ipc", "--propagation",
              "private", "--", "sh", str(script),
-             "prlimit", f"--nofile={nofile}:{nofile}", "--"]
-            + _launch_argv([f"tcp,127.0.0.1,{port}",
-                            f"udp,127.0.0.1,{port}"], [])[:-1]
-            + [SETPRIV, "--bounding-set=-all," + _setpriv_caps(bounding),
-               "--securebits=+noroot_locked", "--no-new-privs", "--",
-               str(ECHOD_BIN), "-c", "/run/echod/echod.conf"])
+             "prlimit", f"--nofile={nofile}:{nofile}", "--",
+             sys.executable, str(tree / LAUNCHER.resolve().relative_to(ROOT)),
+             f"tcp,127.0.0.1,{port}", f"udp,127.0.0.1,{port}", "--",
+             SETPRIV, "--bounding-set=-all," + _setpriv_caps(bounding),
+             "--securebits=+noroot_locked", "--no-new-privs", "--",
+             str(tree / Path(ECHOD_BIN).resolve().relative_to(ROOT)),
+             "-c", "/run/echod/echod.conf"])
     journal, ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=journal,
-                            cwd=str(ROOT))
+                            cwd="/", env=dict(os.environ,
+                                              ECHOD_TREE=str(ROOT)))
     journal.close()
     pids = [proc.pid]
     try:
