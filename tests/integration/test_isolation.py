@@ -18,10 +18,11 @@ import time
 
 import pytest
 
-from conftest import (ECHOD_BIN, EXIT_OSERR, READY_TIMEOUT, ROOT,
+from conftest import (ECHOD_BIN, EXIT_OSERR, READY_TIMEOUT, ROOT, Echod,
                       children_of, free_port, is_event, parse_logfmt,
                       run_echod, tcp_echo, wait_until)
 from test_sandbox import (  # noqa: F401 (fixtures)
+    ENOSYS, EOPNOTSUPP, NR_LANDLOCK_CREATE_RULESET, without_syscall,
     _nobody_binary, _refusal, as_nobody, assert_only_sockets_open,
     chroot_dir, fd_access, needs_root, nobody, policy, public_bin_dir,
     serves_tcp_udp, spawn, status, wait_worker_hardened)
@@ -471,6 +472,41 @@ def test_startup_line_reports_landlock_level(policy, echod):
                    if is_event(l, "landlock_unavailable")]
     assert len(unavailable) == (0 if abi else 1), unavailable
     assert d.stop() == 0
+
+
+@needs_root
+@pytest.mark.parametrize("errno", [ENOSYS, EOPNOTSUPP])
+def test_kernel_without_landlock(policy, errno):
+    """Where the kernel has no Landlock (ENOSYS: not built; EOPNOTSUPP:
+    disabled at boot), echod says so in one line and serves; with
+    'landlock required' it refuses at step landlock, before serving."""
+    port = free_port()
+    base = without_syscall(NR_LANDLOCK_CREATE_RULESET, errno) + [
+        str(ECHOD_BIN), "-l", "127.0.0.1", "-p", str(port), "-w", "1"]
+    r = subprocess.run(base + ["-c", policy("landlock required\n")],
+                       stdin=subprocess.DEVNULL, capture_output=True,
+                       timeout=10, cwd=str(ROOT))
+    if r.returncode == 77:
+        pytest.skip("the seccomp() filter in this test is x86_64 only")
+    log = r.stderr.decode()
+    failed = [parse_logfmt(l) for l in log.splitlines()
+              if is_event(l, "hardening_failed")]
+    assert r.returncode == EXIT_OSERR, log
+    assert [f["step"] for f in failed] == ["landlock"], log
+    assert "landlock required" in failed[0]["msg"], log
+    assert not any(is_event(l, "ready") for l in log.splitlines()), log
+
+    d = Echod(base + ["-c", policy()], port, None)
+    try:
+        d.wait_ready()
+        assert parse_logfmt(d.wait_event("sandboxed"))["landlock"] == "none"
+        warned = [l for l in d.log_lines()
+                  if is_event(l, "landlock_unavailable")]
+        assert len(warned) == 1, d.log_text()
+        assert tcp_echo("127.0.0.1", port, b"no landlock") == b"no landlock"
+        assert d.stop() == 0
+    finally:
+        d.kill_all()
 
 
 @pytest.mark.parametrize("text, code", [("landlock required\n", 0),

@@ -780,11 +780,14 @@ def test_stderr_regular_file_allowed_by_downgrade(policy, tmp_path):
 # kernel built without it: a classic BPF filter installed by prctl (root
 # needs no no_new_privs for that), then exec. libseccomp then reports API
 # level 1, below the 3 that SECCOMP_RET_KILL_PROCESS needs.
-_NO_SECCOMP_SYSCALL = r"""
+# Runs argv[3:] on a kernel that answers syscall argv[1] with errno
+# argv[2], as a kernel without that feature would.
+_NO_SYSCALL = r"""
 import ctypes, os, struct, sys
 if os.uname().machine != "x86_64":
     sys.exit(77)
-AUDIT_ARCH_X86_64, NR_SECCOMP, ENOSYS = 0xC000003E, 317, 38
+AUDIT_ARCH_X86_64 = 0xC000003E
+NR_SECCOMP, ENOSYS = int(sys.argv[1]), int(sys.argv[2])
 LD_W_ABS, JEQ_K, RET_K = 0x20, 0x15, 0x06
 RET_ALLOW, RET_ERRNO, RET_KILL = 0x7FFF0000, 0x00050000, 0
 insns = [
@@ -804,8 +807,16 @@ libc = ctypes.CDLL(None, use_errno=True)
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, pbuf, 0, 0) != 0:
     sys.exit("prctl: " + os.strerror(ctypes.get_errno()))
-os.execv(sys.argv[1], sys.argv[1:])
+os.execv(sys.argv[3], sys.argv[3:])
 """
+NR_SECCOMP, NR_LANDLOCK_CREATE_RULESET = 317, 444
+ENOSYS, EOPNOTSUPP = 38, 95
+
+
+def without_syscall(nr, errno):
+    """argv prefix: what follows runs where syscall nr fails with errno
+    (x86_64 only; the wrapper exits 77 elsewhere)."""
+    return [sys.executable, "-c", _NO_SYSCALL, str(nr), str(errno)]
 
 
 @needs_root
@@ -813,7 +824,7 @@ def test_refuses_without_seccomp(policy):
     """A kernel whose seccomp() is missing cannot kill a whole process for
     a forbidden call: echod must refuse at step seccomp, not serve
     unfiltered or with thread-only kills."""
-    argv = [sys.executable, "-c", _NO_SECCOMP_SYSCALL, str(ECHOD_BIN),
+    argv = without_syscall(NR_SECCOMP, ENOSYS) + [str(ECHOD_BIN),
             "-l", "127.0.0.1", "-p", str(free_port()), "-w", "1", "-c",
             policy()]
     r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
