@@ -141,9 +141,11 @@ set_rate(struct pf_config *c, const struct bucket_cfg *b)
 }
 
 static void
-configure(struct pf_config *c, const struct policy *p)
+configure(struct pf_config *c, const struct policy *p, const struct facts *f)
 {
 	memset(c, 0, sizeof(*c));
+	for (size_t i = 0; i < f->nloopback && i < PF_MAX_LOOPBACK; i++)
+		c->loopbacks[i] = (uint32_t)f->loopback_ifindex[i];
 	c->enforce = p->enforce;
 	c->acl = p->acl.n > 0;
 	mask_bytes(p->rate_prefix_v4, (uint8_t *)&c->v4_mask, 4);
@@ -163,6 +165,34 @@ put(struct bpf_map *m, const void *key, size_t klen, uint8_t value, char *err,
 	return 0;
 }
 
+/* The addrs map: directed broadcasts (neither a source nor a destination)
+ * and the host's own addresses (a source only on loopback), one entry
+ * each with every flag that applies. */
+static int
+fill_addrs(struct prefilter *k, const struct facts *f, char *err, size_t errlen)
+{
+	const struct {
+		const struct ipaddr *a;
+		size_t n;
+		uint8_t flags;
+	} sets[] = {{f->broadcast, f->nbroadcast, PF_BAD_SOURCE | PF_BAD_DEST},
+	            {f->local, f->nlocal, PF_OWN}};
+
+	for (size_t s = 0; s < 2; s++)
+		for (size_t i = 0; i < sets[s].n; i++) {
+			struct pf_addr key = {.family = sets[s].a[i].family};
+			uint8_t flags = sets[s].flags, old;
+			memcpy(key.bytes, sets[s].a[i].bytes, 16);
+			if (bpf_map__lookup_elem(k->maps.addrs, &key,
+			                         sizeof(key), &old, 1, 0) == 0)
+				flags |= old;
+			if (put(k->maps.addrs, &key, sizeof(key), flags, err,
+			        errlen))
+				return -1;
+		}
+	return 0;
+}
+
 static int
 fill_maps(struct prefilter *k, const struct policy *p, const struct facts *f,
           const struct xdp_listener *l, size_t nl, char *err, size_t errlen)
@@ -175,14 +205,8 @@ fill_maps(struct prefilter *k, const struct policy *p, const struct facts *f,
 		if (put(k->maps.listeners, &key, sizeof(key), 1, err, errlen))
 			return -1;
 	}
-	/* Directed broadcasts: neither a source nor a destination. */
-	for (size_t i = 0; i < f->nbroadcast; i++) {
-		struct pf_addr key = {.family = f->broadcast[i].family};
-		memcpy(key.bytes, f->broadcast[i].bytes, 16);
-		if (put(k->maps.addrs, &key, sizeof(key),
-		        PF_BAD_SOURCE | PF_BAD_DEST, err, errlen))
-			return -1;
-	}
+	if (fill_addrs(k, f, err, errlen) != 0)
+		return -1;
 	for (size_t i = 0; i < p->acl.n; i++) {
 		const struct acl_rule *r = &p->acl.rules[i];
 		int rc;
@@ -253,13 +277,13 @@ xdp_load(const struct policy *p, const struct facts *f,
 		free(x);
 		return NULL;
 	}
-	configure(&x->skel->rodata->cfg, p);
+	configure(&x->skel->rodata->cfg, p, f);
 	for (size_t i = 0; i < p->acl.n; i++)
 		p->acl.rules[i].net.addr.family == AF_INET ? n4++ : n6++;
 	rc =
 	    bpf_map__set_max_entries(x->skel->maps.listeners, at_least_one(nl));
 	rc |= bpf_map__set_max_entries(x->skel->maps.addrs,
-	                               at_least_one(f->nbroadcast));
+	                               at_least_one(f->nbroadcast + f->nlocal));
 	rc |= bpf_map__set_max_entries(x->skel->maps.acl4, at_least_one(n4));
 	rc |= bpf_map__set_max_entries(x->skel->maps.acl6, at_least_one(n6));
 	rc |=

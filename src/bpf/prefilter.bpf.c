@@ -2,7 +2,8 @@
  * prefilter: echod's optional XDP program. It drops, before the kernel
  * builds a socket buffer, only what echod's guards would drop on the socket
  * path, judged from the same policy in the same order (src/guard.c):
- *   UDP: denied source port, bad source, bad destination, deny list, and a
+ *   UDP: denied source port, bad source (the host's own addresses from
+ *        outside included), bad destination, deny list, and a
  *        per-prefix bucket twice as generous as the guard's;
  *   TCP: the deny list.
  * It looks only at UDP and TCP to echod's own listening sockets. Anything
@@ -81,6 +82,7 @@ struct {
 /* What the checks need from one packet. */
 struct pkt {
 	struct pf_addr src, dst;
+	__u32 ifindex; /* the interface it arrived on */
 	__u8 proto;
 	__u16 sport, dport; /* network order */
 	__u32 payload;      /* UDP payload length */
@@ -263,18 +265,33 @@ is_broadcast(const struct pf_addr *a, __u8 flags)
 	return a->family == PF_AF_INET && (w[0] == 0xffffffff || flags);
 }
 
+static __always_inline bool
+on_loopback(__u32 ifindex)
+{
+	for (int i = 0; i < PF_MAX_LOOPBACK; i++)
+		if (cfg.loopbacks[i] != 0 && cfg.loopbacks[i] == ifindex)
+			return true;
+	return false;
+}
+
 /* guard_bad_source(): 240/4 holds 255.255.255.255 as well. */
 static __always_inline bool
 bad_source(const struct pkt *p)
 {
 	const struct pf_addr *s = &p->src;
+	__u8 flags;
 
 	if (is_unspecified(s) || is_multicast(s) ||
 	    (s->family == PF_AF_INET && (s->bytes[0] & 0xf0) == 240))
 		return true;
-	if (is_broadcast(s, addr_flags(s) & PF_BAD_SOURCE))
+	flags = addr_flags(s);
+	if (is_broadcast(s, flags & PF_BAD_SOURCE))
 		return true;
-	return is_loopback(s) && !is_loopback(&p->dst);
+	if (is_loopback(s) && !is_loopback(&p->dst))
+		return true;
+	/* The host's own address from outside is forged: the echo would go
+	 * to the host itself. On a loopback interface it is the host. */
+	return (flags & PF_OWN) && !on_loopback(p->ifindex);
 }
 
 /* guard_bad_dest() */
@@ -361,7 +378,7 @@ echod_prefilter(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
-	struct pkt p = {};
+	struct pkt p = {.ifindex = ctx->ingress_ifindex};
 	int r;
 
 	if ((void *)(eth + 1) > end)

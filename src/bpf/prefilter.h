@@ -60,8 +60,11 @@ struct pf_lpm6 {
 };
 
 /* Flags of an address in the `addrs` map (the host's own facts). */
-#define PF_BAD_SOURCE 1
+#define PF_BAD_SOURCE 1 /* a directed broadcast */
 #define PF_BAD_DEST   2
+#define PF_OWN        4 /* the host's own: a bad source but on loopback */
+
+#define PF_MAX_LOOPBACK 8 /* FACTS_MAX_LOOPBACK */
 
 /* Set once before the program is loaded; the verifier sees constants. */
 struct pf_config {
@@ -74,6 +77,7 @@ struct pf_config {
 	__u64 interval_ns;  /* the bucket: one packet per interval ... */
 	__u64 tolerance_ns; /* ... and a burst of tolerance/interval + 1 */
 	__u64 max_payload;  /* larger datagrams go to udp_drop_oversize */
+	__u32 loopbacks[PF_MAX_LOOPBACK]; /* loopback ifindexes, 0: none */
 	__u64 deny_ports[65536 / 64]; /* udp-deny-source-ports, host order */
 };
 

@@ -115,7 +115,8 @@ DENIED_PORTS = [7, 19, 53, 123, 1900, 11211, 27015]
 BAD_SOURCES = [("0.0.0.0", "255.255.255.255"), ("224.0.0.9", SRV4),
                ("255.255.255.255", SRV4), (SRV_BCAST, SRV4),
                ("127.0.0.1", SRV4), ("240.0.0.1", SRV4), ("::", SRV6),
-               ("ff02::1", SRV6), ("::1", SRV6)]
+               ("ff02::1", SRV6), ("::1", SRV6),
+               (SRV4, SRV4), (SRV6, SRV6)]  # echod's own, from outside
 
 
 @pytest.mark.asan
@@ -279,6 +280,7 @@ def _mix(rng):
             bcast=True)
         add(f"198.18.64.{i + 1}", SRV4, EPHEMERAL, b"denied4 %d" % i)
         add(f"2001:db8:64::{i + 1:x}", SRV6, EPHEMERAL, b"denied6 %d" % i)
+        add(SRV4, SRV4, EPHEMERAL + i, b"own-src %d" % i)
     # a loop: the same payload from the same port, again and again
     for i in range(7):
         add("198.18.9.9", SRV4, 40999, b"loop")

@@ -45,6 +45,9 @@ static const char base_policy[] = "deny 198.19.0.0/16 2001:db8:dead::/48\n"
 static struct policy pol;
 static struct facts facts;
 static struct xdp_prefilter *x;
+/* What the facts call a loopback interface. BPF_PROG_TEST_RUN delivers
+ * on the namespace's loopback device, ifindex 1. */
+static int loopback_ifindex = 1;
 
 struct pkt {
 	uint8_t b[MAX_PKT];
@@ -205,6 +208,11 @@ load(const char *extra)
 	memset(facts.secret, 7, sizeof(facts.secret));
 	assert_int_equal(parse_ipaddr("198.18.0.255", &facts.broadcast[0]), 0);
 	facts.nbroadcast = 1;
+	assert_int_equal(parse_ipaddr("198.18.0.1", &facts.local[0]), 0);
+	assert_int_equal(parse_ipaddr("2001:db8::1", &facts.local[1]), 0);
+	facts.nlocal = 2;
+	facts.loopback_ifindex[0] = loopback_ifindex;
+	facts.nloopback = 1;
 	assert_int_equal(parse_ipaddr(SRV4, &l[4].addr), 0);
 	x = xdp_load(&pol, &facts, l, 5, msg, sizeof(msg));
 	if (x == NULL)
@@ -336,6 +344,30 @@ test_reason_order_is_the_guards(void **state)
 	expect(&p, XDP_DROP, PF_udp_drop_bad_source);
 	udp4(&p, "198.19.1.1", EPHEM, "198.18.0.255");
 	expect(&p, XDP_DROP, PF_udp_drop_bad_dest);
+}
+
+/* The host's own address as a source: forged from outside, the host
+ * itself on a loopback interface (as the guard judges it). */
+static void
+test_own_address_sources(void **state)
+{
+	struct pkt p;
+
+	(void)state;
+	udp4(&p, SRV4, EPHEM, SRV4);
+	expect(&p, XDP_PASS, -1); /* arrives on lo, a loopback interface */
+	teardown(NULL);
+	loopback_ifindex = 9999; /* now lo is "outside" */
+	load("");
+	loopback_ifindex = 1;
+	udp4(&p, SRV4, EPHEM, SRV4);
+	expect(&p, XDP_DROP, PF_udp_drop_bad_source);
+	udp6(&p, SRV6, EPHEM, SRV6);
+	expect(&p, XDP_DROP, PF_udp_drop_bad_source);
+	udp4(&p, CLI4, EPHEM, SRV4);
+	expect(&p, XDP_PASS, -1);
+	teardown(NULL);
+	load("");
 }
 
 /* ------------------------------------------------------------ not ours */
@@ -561,6 +593,7 @@ decode(const struct pkt *p, struct datagram *d, uint16_t *dport, int *proto)
 		return -1;
 	d->sport = (uint16_t)(p->b[off] << 8 | p->b[off + 1]);
 	*dport = (uint16_t)(p->b[off + 2] << 8 | p->b[off + 3]);
+	d->ifindex = 1; /* where BPF_PROG_TEST_RUN delivers */
 	d->len = 16;
 	d->payload = (const uint8_t *)"xxxxxxxxxxxxxxxx";
 	return 0;
@@ -724,6 +757,7 @@ main(void)
 	    cmocka_unit_test(test_bad_destinations),
 	    cmocka_unit_test(test_deny_list),
 	    cmocka_unit_test(test_reason_order_is_the_guards),
+	    cmocka_unit_test(test_own_address_sources),
 	    cmocka_unit_test(test_other_traffic_untouched),
 	    cmocka_unit_test(test_truncated_headers),
 	    cmocka_unit_test(test_ipv4_header_fields),
