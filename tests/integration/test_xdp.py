@@ -225,9 +225,15 @@ def test_bench_flood_from_a_denied_port_is_counted_exactly(net, nsd):
 
 
 def test_legitimate_traffic_untouched_byte_for_byte(net, nsd, socks):
+    """In generic mode (the native one is test 1's): the kernel's own XDP
+    hook, after the socket buffer is built."""
     p = net()
-    d = nsd(p.srv, PREFILTER + DENY, listen=("0.0.0.0", "[::]"))
-    d.wait_event("xdp_attached")
+    d = nsd(p.srv, "xdp-prefilter vsrv mode generic\n" + DENY,
+            listen=("0.0.0.0", "[::]"))
+    assert parse_logfmt(d.wait_event("xdp_attached"))["mode"] == "generic"
+    link = json.loads(p.srv.ip("-j", "-d", "link", "show", "dev",
+                               p.SRV_IF).stdout)[0]
+    assert link["xdp"]["mode"] == 2, link["xdp"]  # XDP_ATTACHED_SKB
     rng = random.Random(14)
     sizes = [1, 7, 100, 1400, 1472, 4000, 9000]  # the last two: fragments
     n = 0
@@ -418,6 +424,13 @@ def test_refusals_name_the_step(net):
     assert rc == EXIT_OSERR, log
     assert f["step"] == "xdp_attach" and "lo has no native" in f["msg"], log
     assert not attached(p.srv)  # vsrv, attached first, went too
+    d = start_raw(p, "xdp-prefilter lo mode auto\n")
+    try:
+        att = parse_logfmt(d.wait_event("xdp_attached"))
+        assert (att["iface"], att["mode"]) == ("lo", "generic"), att
+    finally:
+        d.kill_all()
+        os.unlink(d.policy_path)
     # Without CAP_BPF (nor CAP_SYS_ADMIN, which implies it) the kernel
     # refuses the program: the step and the missing capability are named.
     nocap = ("setpriv", "--bounding-set=-bpf,-sys_admin,-perfmon",
