@@ -99,7 +99,7 @@ class Capture:
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
-        lab.pids.append(self.proc)
+        lab.captures.append(self.proc)
         line = self.proc.stderr.readline()
         if line.strip() != b"ready":
             raise RuntimeError(f"capture did not start: {line!r} "
@@ -425,8 +425,9 @@ def attack_conn_flood(lab, side):
                              trickle=False)
 
 
-# name: (function, hosts to serve on, legitimate UDP client (None, "v4",
-# "v6"), kind (loop, reflection or tcp: how the verdict is judged), chart?)
+# name: (function, server hosts, legitimate UDP client (None: the attack
+# runs echo-client itself; "v4"; "v6": both families), kind (how verdict()
+# judges it: loop, reflection, amplification, memory, lockout), charted?)
 ATTACKS = {
     "chargen-loop": (attack_chargen_loop, 1, "v4", "loop", True),
     "echo-loop": (attack_echo_loop, 1, "v4", "loop", True),
@@ -444,7 +445,7 @@ ATTACKS = {
 # ---------------------------------------------------------------- verdicts
 
 
-def verdict(kind, side, r):
+def verdict(kind, r):
     """(worked: bool, why) for one side's measurements r."""
     legit = r["legit"]
     legit_ok = legit["sent"] > 0 and legit["echoed"] >= 0.9 * legit["sent"]
@@ -504,7 +505,7 @@ class Lab:
             else None
         self.p = SCALE["short" if args.short else "full"]
         self.servers = []   # Echod objects (echod, naive, victim services)
-        self.pids = []      # other Popen objects (captures)
+        self.captures = []  # capture.py processes (Popen)
         self.socks = []
         self.topo = None
 
@@ -574,7 +575,7 @@ class Lab:
         if kind == "loop":
             r["loop_length"] = captured["in"]["packets"] + \
                 captured["out"]["packets"]
-        r["worked"], r["why"] = verdict(kind, side, r)
+        r["worked"], r["why"] = verdict(kind, r)
         return r
 
     def run(self, names, out):
@@ -617,7 +618,7 @@ class Lab:
                 pass
         for d in self.servers:
             d.kill_all()
-        for p in self.pids:
+        for p in self.captures:
             if p.poll() is None:
                 p.kill()
                 p.wait(5)
