@@ -199,16 +199,19 @@ void
 udp_guard_loop_key(const struct udp_guard *g, const struct datagram *d,
                    struct ipaddr *key)
 {
-	uint8_t head[1 + sizeof(d->src.bytes) + 2 + 8];
-	uint64_t payload = siphash24(g->facts->secret, d->payload, d->len);
+	/* family, address, port, zero padding to whole words: one SipHash
+	 * pass over it and the payload (not a hash of the payload's hash). */
+	uint8_t head[24] = {0};
 	uint64_t h;
 
+	_Static_assert(1 + sizeof(d->src.bytes) + 2 <= sizeof(head),
+	               "the loop key's head fits in three words");
 	head[0] = d->src.family;
 	memcpy(head + 1, d->src.bytes, sizeof(d->src.bytes));
 	head[17] = (uint8_t)(d->sport >> 8);
 	head[18] = (uint8_t)d->sport;
-	memcpy(head + 19, &payload, sizeof(payload));
-	h = siphash24(g->facts->secret, head, sizeof(head));
+	h = siphash24_words_then(g->facts->secret, head, sizeof(head),
+	                         d->payload, d->len);
 	memset(key, 0, sizeof(*key));
 	key->family = AF_UNSPEC;
 	memcpy(key->bytes, &h, sizeof(h));

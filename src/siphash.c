@@ -55,10 +55,13 @@ load_tail(const uint8_t *p, size_t n)
 	return v;
 }
 
-uint64_t
-siphash24(const uint8_t key[SIPHASH_KEY_LEN], const void *data, size_t len)
+/* SipHash-2-4 of head[0..head_len) followed by data[0..len); head_len is
+ * a multiple of 8, so the head is whole message words and no bytes need
+ * carrying from one buffer into the other. */
+static inline uint64_t
+siphash_core(const uint8_t key[SIPHASH_KEY_LEN], const uint8_t *head,
+             size_t head_len, const uint8_t *p, size_t len)
 {
-	const uint8_t *p = data;
 	uint64_t k0 = load64(key), k1 = load64(key + 8), m;
 	size_t left = len;
 	/* "somepseudorandomlygeneratedbytes", as in the paper. */
@@ -68,6 +71,13 @@ siphash24(const uint8_t key[SIPHASH_KEY_LEN], const void *data, size_t len)
 	uint64_t v3 = k1 ^ UINT64_C(0x7465646279746573);
 
 	/* Each message word takes two compression rounds ("2" of 2-4). */
+	for (size_t i = 0; i + 8 <= head_len; i += 8) {
+		m = load64(head + i);
+		v3 ^= m;
+		SIPROUND;
+		SIPROUND;
+		v0 ^= m;
+	}
 	for (; left >= 8; left -= 8, p += 8) {
 		m = load64(p);
 		v3 ^= m;
@@ -76,7 +86,7 @@ siphash24(const uint8_t key[SIPHASH_KEY_LEN], const void *data, size_t len)
 		v0 ^= m;
 	}
 	/* The last word carries the tail and the length modulo 256 on top. */
-	m = load_tail(p, left) | ((uint64_t)(len & 0xff) << 56);
+	m = load_tail(p, left) | ((uint64_t)((head_len + len) & 0xff) << 56);
 	v3 ^= m;
 	SIPROUND;
 	SIPROUND;
@@ -89,4 +99,17 @@ siphash24(const uint8_t key[SIPHASH_KEY_LEN], const void *data, size_t len)
 	SIPROUND;
 	SIPROUND;
 	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+uint64_t
+siphash24(const uint8_t key[SIPHASH_KEY_LEN], const void *data, size_t len)
+{
+	return siphash_core(key, NULL, 0, data, len);
+}
+
+uint64_t
+siphash24_words_then(const uint8_t key[SIPHASH_KEY_LEN], const void *head,
+                     size_t head_len, const void *data, size_t len)
+{
+	return siphash_core(key, head, head_len & ~(size_t)7, data, len);
 }

@@ -15,4 +15,10 @@
 uint64_t siphash24(const uint8_t key[SIPHASH_KEY_LEN], const void *data,
                    size_t len);
 
+/* The same as siphash24 of head[0..head_len) followed by data[0..len), in
+ * one pass without copying either; head_len must be a multiple of 8. */
+uint64_t siphash24_words_then(const uint8_t key[SIPHASH_KEY_LEN],
+                              const void *head, size_t head_len,
+                              const void *data, size_t len);
+
 #endif
