@@ -7,7 +7,11 @@
  *   tcp      C connections stream for D seconds, at most W bytes in flight
  *            each; the rate counts verified echo bytes
  *   udp      datagrams of S bytes, at most W outstanding per socket (so the
- *            server is measured, not the kernel's drops), optionally paced
+ *            server is measured, not the kernel's drops), optionally paced;
+ *            -g sends each batch as UDP GSO super-datagrams (UDP_SEGMENT):
+ *            the server still receives separate datagrams (the kernel
+ *            splits them on delivery), but the generator's own send path
+ *            runs once per batch, so one CPU can load a batching server
  *   tcp-rtt  N round trips of S bytes, one at a time: p50 and p99
  *   udp-rtt  the same with datagrams
  *   idle     open C connections, prove each with a 1-byte echo, hold them
@@ -48,8 +52,9 @@
 #define MAX_BIND    64
 #define MAX_CONNS   20000
 #define UDP_BATCH   64
-#define UDP_HEADER  8  /* sequence number */
-#define UDP_LOSS_MS 50 /* nothing back this long: the outstanding are lost */
+#define GSO_MAX     60000 /* bytes in one UDP GSO super-datagram */
+#define UDP_HEADER  8     /* sequence number */
+#define UDP_LOSS_MS 50    /* nothing back this long: the outstanding are lost */
 #define RTT_WAIT_MS 1000
 #define NS          1000000000.0
 
@@ -67,6 +72,7 @@ static struct {
 	socklen_t target_len;
 	struct sockaddr_storage bind[MAX_BIND];
 	unsigned nbind;
+	bool gso;
 } opt = {.conns = 1, .window = 0, .sources = 1, .size = 0, .seconds = 2};
 
 /* pat[PAT_LEN..] repeats its start, so any MAX_CHUNK slice is contiguous. */
@@ -365,12 +371,14 @@ mmsg_one(struct mmsghdr *m, struct iovec *iov, void *buf, size_t len)
 	*m = (struct mmsghdr){.msg_hdr = {.msg_iov = iov, .msg_iovlen = 1}};
 }
 
-static void
-dgram_send(struct dsock *d, unsigned n)
+static unsigned char udp_gso[UDP_BATCH * 2048];
+
+/* n datagrams, one message each. */
+static int
+dgram_send_each(struct dsock *d, unsigned n)
 {
 	struct mmsghdr m[UDP_BATCH];
 	struct iovec iov[UDP_BATCH];
-	int sent;
 
 	for (unsigned i = 0; i < n; i++) {
 		uint64_t seq = d->next_seq + i;
@@ -379,9 +387,38 @@ dgram_send(struct dsock *d, unsigned n)
 		       opt.size - UDP_HEADER);
 		mmsg_one(&m[i], &iov[i], udp_tx[i], opt.size);
 	}
-	sent = sendmmsg(d->fd, m, n, MSG_DONTWAIT);
-	if (sent < 0 && errno != EAGAIN && errno != ECONNREFUSED)
-		die(EXIT_NETWORK, "sendmmsg");
+	return sendmmsg(d->fd, m, n, MSG_DONTWAIT);
+}
+
+/* n datagrams laid end to end in one UDP GSO send: the socket's
+ * UDP_SEGMENT (opt.size) cuts them apart. All or nothing. */
+static int
+dgram_send_gso(struct dsock *d, unsigned n)
+{
+	unsigned per = GSO_MAX / opt.size;
+
+	if (n > per)
+		n = per;
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t seq = d->next_seq + i;
+		unsigned char *p = udp_gso + (size_t)i * opt.size;
+		memcpy(p, &seq, sizeof(seq));
+		memcpy(p + UDP_HEADER, dgram_body(seq), opt.size - UDP_HEADER);
+	}
+	if (send(d->fd, udp_gso, (size_t)n * opt.size, MSG_DONTWAIT) < 0)
+		return -1;
+	return (int)n;
+}
+
+static void
+dgram_send(struct dsock *d, unsigned n)
+{
+	int sent =
+	    opt.gso && n > 1 ? dgram_send_gso(d, n) : dgram_send_each(d, n);
+
+	if (sent < 0 && errno != EAGAIN && errno != ECONNREFUSED &&
+	    errno != ENOBUFS)
+		die(EXIT_NETWORK, "udp send");
 	if (sent > 0)
 		d->next_seq += (uint64_t)sent;
 }
@@ -423,11 +460,17 @@ run_udp(void)
 		opt.size = 64;
 	if (opt.size < UDP_HEADER || opt.size > 65507)
 		die(EXIT_USAGE, "-s: %d to 65507 bytes for udp", UDP_HEADER);
+	if (opt.gso && opt.size > 2048)
+		die(EXIT_USAGE, "-g: datagrams of at most 2048 bytes");
 	for (unsigned i = 0; i < nsock; i++) {
 		d[i].fd = open_socket(SOCK_DGRAM, i);
 		if (d[i].fd < 0)
 			die(EXIT_NETWORK, "udp connect");
 		pfd[i] = (struct pollfd){d[i].fd, POLLIN, 0};
+		if (opt.gso &&
+		    setsockopt(d[i].fd, SOL_UDP, UDP_SEGMENT,
+		               &(int){(int)opt.size}, sizeof(int)) != 0)
+			die(EXIT_NETWORK, "UDP_SEGMENT (-g)");
 	}
 	start = now_s();
 	end = start + opt.seconds;
@@ -474,12 +517,12 @@ run_udp(void)
 		rcvd += d[i].rcvd;
 		lost += d[i].next_seq - d[i].rcvd;
 	}
-	printf("mode=udp size=%zu window=%u sockets=%u seconds=%.3f "
+	printf("mode=udp size=%zu window=%u sockets=%u gso=%s seconds=%.3f "
 	       "sent=%llu received=%llu unanswered=%llu verified=yes "
 	       "per_s=%.0f echoed_pct=%.2f\n",
-	       opt.size, window, nsock, t, (unsigned long long)sent,
-	       (unsigned long long)rcvd, (unsigned long long)lost,
-	       (double)rcvd / t,
+	       opt.size, window, nsock, opt.gso ? "yes" : "no", t,
+	       (unsigned long long)sent, (unsigned long long)rcvd,
+	       (unsigned long long)lost, (double)rcvd / t,
 	       sent ? 100.0 * (double)rcvd / (double)sent : 0.0);
 	return 0;
 }
@@ -711,7 +754,8 @@ run_flood(void)
 /* ---- options ---- */
 
 static const char usage[] =
-    "usage: echo-bench MODE [-c CONNS] [-d SECONDS] [-s SIZE] [-w WINDOW]\n"
+    "usage: echo-bench MODE [-c CONNS] [-d SECONDS] [-s SIZE] [-w WINDOW] "
+    "[-g]\n"
     "                  [-n COUNT] [-r RATE] [-b BINDADDR]... [-S SOURCES]\n"
     "                  [-F FIRSTSOURCE] [-P SOURCEPORT] HOST PORT\n"
     "MODE: tcp, udp, tcp-rtt, udp-rtt, idle, flood (see the source's "
@@ -739,7 +783,7 @@ parse_args(int argc, char **argv)
 		die(EXIT_USAGE, "no mode\n%s", usage);
 	opt.mode = argv[1];
 	optind = 2;
-	while ((c = getopt(argc, argv, "c:d:s:w:n:r:b:S:F:P:")) != -1) {
+	while ((c = getopt(argc, argv, "c:d:s:w:n:r:b:S:F:P:g")) != -1) {
 		switch (c) {
 		case 'c':
 			opt.conns = (unsigned)num(optarg, 1, MAX_CONNS, 'c');
@@ -758,6 +802,9 @@ parse_args(int argc, char **argv)
 			break;
 		case 'r':
 			opt.rate = num(optarg, 1, 1e8, 'r');
+			break;
+		case 'g':
+			opt.gso = true;
 			break;
 		case 'P':
 			opt.sport = (unsigned)num(optarg, 1, 65535, 'P');
