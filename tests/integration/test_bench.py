@@ -105,6 +105,19 @@ def test_every_mode_verifies_a_real_echod(echod):
     assert rc == 0, err
     assert int(f["received"]) > 1000
     assert int(f["received"]) == int(f["sent"]) - int(f["unanswered"])
+    # GSO batches (-g) from 4 sockets: the server sees, counts and echoes
+    # separate 64-byte datagrams, each verified.
+    before = d.counters()
+    rc, f, err = bench("udp", "-s", 64, "-g", "-w", 64,
+                       *["-b", "127.0.0.1"] * 4, "-d", 0.5,
+                       "127.0.0.1", d.port)
+    assert rc == 0, err
+    assert f["gso"] == "yes" and f["sockets"] == "4"
+    assert int(f["received"]) > 1000
+    c = d.counters()
+    assert c["udp_bytes_in"] - before["udp_bytes_in"] == \
+        64 * (c["udp_received"] - before["udp_received"])
+    assert c["udp_received"] - before["udp_received"] >= int(f["received"])
     for mode in ("tcp-rtt", "udp-rtt"):
         rc, f, err = bench(mode, "-n", 200, "127.0.0.1", d.port)
         assert rc == 0, err
@@ -121,6 +134,10 @@ def test_a_wrong_echo_fails_the_run():
         assert "differs near byte" in err
         rc, _, err = bench("udp", "-s", 64, "-w", 8, "-d", 3, "127.0.0.1",
                            srv.port)
+        assert rc == 1, err
+        assert "differs" in err
+        rc, _, err = bench("udp", "-s", 64, "-w", 8, "-g", "-d", 3,
+                           "127.0.0.1", srv.port)
         assert rc == 1, err
         assert "differs" in err
     finally:
