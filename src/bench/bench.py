@@ -338,7 +338,8 @@ class Namespaces:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
-def attack(kinds, seconds, srv_cpu, load_cpu, flood_rate, results, notes):
+def attack(kinds, rounds, seconds, srv_cpu, load_cpu, flood_rate, results,
+           notes):
     if os.geteuid() != 0 or shutil.which("ip") is None:
         notes.append("attack row skipped: needs root and iproute2 "
                      "(network namespaces)")
@@ -367,7 +368,7 @@ def attack(kinds, seconds, srv_cpu, load_cpu, flood_rate, results, notes):
         return parse_kv(out.strip().splitlines()[-1])
 
     try:
-        for kind in kinds:
+        for kind in [k for _ in range(rounds) for k in kinds]:
             s = start(kind, srv_cpu, host="198.18.0.1",
                       prefix=ns.exec_prefix(ns.srv))
             try:
@@ -396,17 +397,20 @@ def attack(kinds, seconds, srv_cpu, load_cpu, flood_rate, results, notes):
                 s.stop()
             if not alive:
                 notes.append(f"{kind} died under the flood")
-            results[(kind, "attack_udp_pct")] = [float(hit_udp["echoed_pct"])]
-            results[(kind, "attack_udp_base_pct")] = [
-                float(base_udp["echoed_pct"])]
-            results[(kind, "attack_tcp_ratio")] = [
-                float(hit_tcp["mb_per_s"]) / float(ctl_tcp["mb_per_s"])]
-            results[(kind, "attack_tcp_unloaded_ratio")] = [
-                float(hit_tcp["mb_per_s"]) / float(base_tcp["mb_per_s"])]
-            results[(kind, "attack_tcp_mbs")] = [float(hit_tcp["mb_per_s"])]
-            results[(kind, "attack_tcp_control_mbs")] = [
-                float(ctl_tcp["mb_per_s"])]
-            results[(kind, "attack_flood_pps")] = [float(fl["per_s"])]
+            results.setdefault((kind, "attack_udp_pct"), []).append(
+                float(hit_udp["echoed_pct"]))
+            results.setdefault((kind, "attack_udp_base_pct"), []).append(
+                float(base_udp["echoed_pct"]))
+            results.setdefault((kind, "attack_tcp_ratio"), []).append(
+                float(hit_tcp["mb_per_s"]) / float(ctl_tcp["mb_per_s"]))
+            results.setdefault((kind, "attack_tcp_unloaded_ratio"), []).append(
+                float(hit_tcp["mb_per_s"]) / float(base_tcp["mb_per_s"]))
+            results.setdefault((kind, "attack_tcp_mbs"), []).append(
+                float(hit_tcp["mb_per_s"]))
+            results.setdefault((kind, "attack_tcp_control_mbs"), []).append(
+                float(ctl_tcp["mb_per_s"]))
+            results.setdefault((kind, "attack_flood_pps"), []).append(
+                float(fl["per_s"]))
     finally:
         ns.delete()
 
@@ -525,8 +529,8 @@ def main():
             cores(a.seconds, results)
         if "attack" not in skip:
             log("bench: under attack")
-            attack(kinds, a.seconds, srv_cpu, load_cpu, a.flood_rate,
-                   results, notes)
+            attack(kinds, a.rounds, a.seconds, srv_cpu, load_cpu,
+                   a.flood_rate, results, notes)
         if "xdp" not in skip:
             log("bench: under attack, with and without the XDP prefilter")
             xdp_rows.run(sys.modules[__name__], a.seconds, srv_cpu,
