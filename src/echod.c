@@ -360,8 +360,9 @@ check_prefilter_interfaces(void)
  * refuses to serve, unless the policy says 'allow-downgrade xdp-prefilter'.
  */
 static void
-start_prefilter(const struct listen_set *s)
+start_prefilter(struct boot *b)
 {
+	const struct listen_set *s = &b->sockets;
 	struct xdp_listener l[XDP_MAX_LISTEN];
 	struct xdp_prefilter *x;
 	enum xdp_mode got[POLICY_MAX_XDP];
@@ -393,10 +394,10 @@ start_prefilter(const struct listen_set *s)
 	}
 	if (!policy.allow_no_xdp)
 		refuse(step, err);
-	log_always(LOG_WARN, "hardening_skipped",
-	           "steps=xdp_prefilter step=%s msg=\"%s\" "
-	           "reason=\"allowed by allow-downgrade xdp-prefilter\"",
-	           step, err);
+	/* Why, here; that it was skipped, in report_downgrades(). */
+	log_always(LOG_WARN, "xdp_unavailable", "step=%s msg=\"%s\"", step,
+	           err);
+	skip_step(b, "xdp_prefilter");
 }
 
 /* log syslog: the socket is connected now, while the path is visible; the
@@ -716,7 +717,7 @@ main(int argc, char **argv)
 	get_sockets(&b.sockets, b.nworkers);
 	bind_metrics();
 	gather_facts();
-	start_prefilter(&b.sockets);
+	start_prefilter(&b);
 	drop_privileges(&b);
 	seal_process(&b);
 	report_downgrades(&b);
