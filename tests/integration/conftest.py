@@ -101,6 +101,15 @@ def free_port():
 # ---------------------------------------------------------------- /proc
 
 
+def kill_pids(pids):
+    """SIGKILL each pid we started; one already gone is fine."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def children_of(pid):
     """Pids of the live processes whose parent is `pid`."""
     kids = []
@@ -273,11 +282,7 @@ class Echod:
         """Teardown: SIGKILL the workers and the supervisor by pid."""
         if self.proc.poll() is None:
             kids = children_of(self.pid)
-            for pid in [self.pid] + kids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            kill_pids([self.pid] + kids)
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:

@@ -19,6 +19,7 @@ import time
 import pytest
 
 from conftest import (ECHOD_BIN, EXIT_OSERR, READY_TIMEOUT, ROOT, Echod,
+                      kill_pids,
                       children_of, free_port, is_event, parse_logfmt,
                       run_echod, tcp_echo, wait_until)
 from test_sandbox import (  # noqa: F401 (fixtures)
@@ -170,11 +171,7 @@ def test_stderr_on_a_terminal_is_write_only(policy):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(2) == 0
     finally:
-        for pid in reversed(pids):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_pids(reversed(pids))
         proc.wait(5)
         os.close(master)
 

@@ -29,6 +29,7 @@ import pytest
 
 from conftest import port_free_on as conftest_port_free_on
 from conftest import (ECHOD_BIN, EXIT_OSERR, READY_TIMEOUT, ROOT, Echod,
+                      kill_pids,
                       children_of, free_port, is_event, parse_logfmt,
                       run_echod, tcp_echo, udp_echo, wait_until)
 
@@ -768,11 +769,7 @@ def test_stderr_regular_file_allowed_by_downgrade(policy, tmp_path):
         assert any(is_event(l, "stopped") for l in lines())
     finally:
         if proc.poll() is None:
-            for pid in [proc.pid] + kids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            kill_pids([proc.pid] + kids)
             proc.wait(5)
 
 
@@ -1074,10 +1071,6 @@ def test_dist_service_as_systemd_runs_it(dist_units, tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(2) == 0
     finally:
-        for pid in reversed(pids):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_pids(reversed(pids))
         proc.wait(5)
         ours.close()
