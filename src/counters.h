@@ -38,6 +38,8 @@
 	X(udp_drop_global_rate)                                                \
 	X(udp_would_drop)                                                      \
 	X(udp_table_evictions)                                                 \
+	X(udp_gro_buffers)                                                     \
+	X(udp_gso_fallbacks)                                                   \
 	X(tcp_refused_deny)                                                    \
 	X(tcp_refused_per_source)                                              \
 	X(tcp_refused_rate)                                                    \

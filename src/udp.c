@@ -1,12 +1,16 @@
-/* udp: recvmmsg a batch, decide each datagram, sendmmsg the echoes. */
+/* udp: recvmmsg a batch, decide each datagram, sendmmsg the echoes. A
+ * GRO buffer's datagrams are decided one by one and the admitted ones go
+ * back in one GSO send. */
 #include "udp.h"
 #include "counters.h"
+#include "gro.h"
 #include "guard.h"
 #include "log.h"
 #include "variant.h"
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +24,10 @@
 	         CMSG_SPACE(sizeof(struct in_pktinfo))                         \
 	     ? CMSG_SPACE(sizeof(struct in6_pktinfo))                          \
 	     : CMSG_SPACE(sizeof(struct in_pktinfo)))
+/* Received: PKTINFO and UDP_GRO's segment size; sent: PKTINFO and
+ * UDP_SEGMENT's. */
+#define IN_CTL_SPACE  (CMSG_SPACE_MAX + CMSG_SPACE(sizeof(int)))
+#define OUT_CTL_SPACE (CMSG_SPACE_MAX + CMSG_SPACE(sizeof(uint16_t)))
 
 /* Where a datagram was sent: the reply leaves from there. */
 struct destination {
@@ -29,22 +37,38 @@ struct destination {
 	bool v6_control; /* which of the two the kernel gave, and we give */
 };
 
+/* What one echo message carries besides its msghdr. */
+struct echo_meta {
+	size_t segsize;     /* UDP_SEGMENT's size; 0: one plain datagram */
+	size_t nsegs;       /* datagrams in it, for the counters */
+	size_t pktinfo_len; /* control bytes without UDP_SEGMENT */
+};
+
 struct udp_server {
 	const struct policy *policy;
 	struct udp_guard *guard;
 	size_t nlisteners; /* still served: a failed one is dropped */
 	uint64_t evictions_counted;
 	struct log_limit drop_log; /* per reason and per source */
-	size_t bufsize; /* udp-max-datagram, at least 1 to see truncation */
-	char *payload;  /* BATCH * bufsize */
+	char *payload;             /* BATCH * UDP_SLOT_SIZE */
 	struct mmsghdr in[BATCH], out[BATCH];
 	struct iovec in_iov[BATCH], out_iov[BATCH];
+	struct echo_meta out_meta[BATCH];
 	struct sockaddr_storage peers[BATCH];
 	union {
-		char buf[CMSG_SPACE_MAX];
+		char buf[IN_CTL_SPACE];
 		struct cmsghdr align;
-	} in_ctl[BATCH], out_ctl[BATCH];
+	} in_ctl[BATCH];
+	union {
+		char buf[OUT_CTL_SPACE];
+		struct cmsghdr align;
+	} out_ctl[BATCH];
 	int used; /* receive slots the last batch filled */
+	int nout; /* echoes queued, not yet sent */
+	/* A GSO echo the kernel refused, one datagram per message. */
+	struct mmsghdr split[GSO_MAX_SEGMENTS];
+	struct iovec split_iov[GSO_MAX_SEGMENTS];
+	struct echo_meta split_meta[GSO_MAX_SEGMENTS];
 };
 
 /* Point every receive slot at its buffers, once. */
@@ -53,8 +77,8 @@ arm_receive(struct udp_server *srv)
 {
 	for (int i = 0; i < BATCH; i++) {
 		srv->in_iov[i].iov_base =
-		    srv->payload + (size_t)i * srv->bufsize;
-		srv->in_iov[i].iov_len = srv->bufsize;
+		    srv->payload + (size_t)i * UDP_SLOT_SIZE;
+		srv->in_iov[i].iov_len = UDP_SLOT_SIZE;
 		srv->in[i].msg_hdr = (struct msghdr){
 		    .msg_name = &srv->peers[i],
 		    .msg_namelen = sizeof(srv->peers[i]),
@@ -65,6 +89,8 @@ arm_receive(struct udp_server *srv)
 		};
 	}
 	srv->used = 0;
+	for (int i = 0; i < GSO_MAX_SEGMENTS; i++)
+		srv->split_meta[i] = (struct echo_meta){0, 1, 0};
 }
 
 /* recvmmsg rewrote the lengths of the slots the last batch used: only
@@ -79,35 +105,42 @@ rearm_receive(struct udp_server *srv)
 	srv->used = 0;
 }
 
-/* The datagram's destination address, from IP_PKTINFO / IPV6_PKTINFO.
- * False if the kernel gave none (then we cannot answer correctly). */
+/* The datagram's destination address, from IP_PKTINFO / IPV6_PKTINFO,
+ * and the segment size of a GRO buffer (*segsize, 0 if not one). False if
+ * the kernel gave no destination (then we cannot answer correctly). */
 static bool
-read_destination(struct msghdr *in, struct destination *d)
+read_control(struct msghdr *in, struct destination *d, size_t *segsize)
 {
 	struct cmsghdr *c;
+	bool found = false;
 
+	*segsize = 0;
 	for (c = CMSG_FIRSTHDR(in); c != NULL; c = CMSG_NXTHDR(in, c)) {
-		if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+		if (c->cmsg_level == IPPROTO_UDP && c->cmsg_type == UDP_GRO) {
+			int size;
+			memcpy(&size, CMSG_DATA(c), sizeof(size));
+			*segsize = size > 0 ? (size_t)size : 0;
+		} else if (c->cmsg_level == IPPROTO_IP &&
+		           c->cmsg_type == IP_PKTINFO) {
 			struct sockaddr_in sin = {.sin_family = AF_INET};
 			memcpy(&d->v4, CMSG_DATA(c), sizeof(d->v4));
 			d->v6_control = false;
 			sin.sin_addr = d->v4.ipi_addr;
 			ipaddr_from_sockaddr((struct sockaddr *)&sin, &d->addr,
 			                     NULL);
-			return true;
-		}
-		if (c->cmsg_level == IPPROTO_IPV6 &&
-		    c->cmsg_type == IPV6_PKTINFO) {
+			found = true;
+		} else if (c->cmsg_level == IPPROTO_IPV6 &&
+		           c->cmsg_type == IPV6_PKTINFO) {
 			struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6};
 			memcpy(&d->v6, CMSG_DATA(c), sizeof(d->v6));
 			sin6.sin6_addr = d->v6.ipi6_addr;
 			ipaddr_from_sockaddr((struct sockaddr *)&sin6, &d->addr,
 			                     NULL);
 			d->v6_control = true;
-			return true;
+			found = true;
 		}
 	}
-	return false;
+	return found;
 }
 
 /* Control data that makes the echo leave from the address it was sent to. */
@@ -193,9 +226,37 @@ udp_server_tick(struct udp_server *srv, uint64_t now)
 	log_limit_tick(&srv->drop_log, now);
 }
 
-/* Send the batch; a failure drops that datagram only (UDP may lose). */
+static void send_queued(struct udp_server *srv, int fd, struct mmsghdr *out,
+                        const struct echo_meta *meta, int n);
+
+/* The kernel refused GSO echo m (a route whose MTU the segment size does
+ * not fit, a device without checksum offload): send its datagrams one
+ * per message, so that nothing admitted is lost for the sake of GSO. */
 static void
-send_batch(int fd, struct mmsghdr *out, int n)
+send_split(struct udp_server *srv, int fd, const struct mmsghdr *m,
+           const struct echo_meta *meta)
+{
+	const struct msghdr *h = &m->msg_hdr;
+	const char *base = h->msg_iov->iov_base;
+	size_t len = h->msg_iov->iov_len;
+
+	COUNT(udp_gso_fallbacks, 1);
+	for (size_t i = 0; i < meta->nsegs; i++) {
+		srv->split_iov[i] =
+		    (struct iovec){(void *)(base + i * meta->segsize),
+		                   gro_segment_len(len, meta->segsize, i)};
+		srv->split[i].msg_hdr = *h;
+		srv->split[i].msg_hdr.msg_iov = &srv->split_iov[i];
+		srv->split[i].msg_hdr.msg_controllen = meta->pktinfo_len;
+	}
+	send_queued(srv, fd, srv->split, srv->split_meta, (int)meta->nsegs);
+}
+
+/* Send n echoes; a failure drops that echo only (UDP may lose), after a
+ * GSO echo's datagrams were tried one by one. Counted in datagrams. */
+static void
+send_queued(struct udp_server *srv, int fd, struct mmsghdr *out,
+            const struct echo_meta *meta, int n)
 {
 	int sent = 0;
 
@@ -205,35 +266,142 @@ send_batch(int fd, struct mmsghdr *out, int n)
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN) {
-				COUNT(udp_send_errors, n - sent);
+				for (; sent < n; sent++)
+					COUNT(udp_send_errors,
+					      meta[sent].nsegs);
 				return;
 			}
-			COUNT(udp_send_errors, 1);
-			log_event(LOG_DEBUG, "udp_send_error", "error=\"%s\"",
-			          strerror(errno));
+			if (meta[sent].nsegs > 1) {
+				send_split(srv, fd, &out[sent], &meta[sent]);
+			} else {
+				COUNT(udp_send_errors, 1);
+				log_event(LOG_DEBUG, "udp_send_error",
+				          "error=\"%s\"", strerror(errno));
+			}
 			sent++;
 			continue;
 		}
-		/* Counted once per batch, not per datagram. */
-		uint64_t bytes = 0;
-		for (int i = sent; i < sent + r; i++)
+		/* Counted once per sendmmsg, not per datagram. */
+		uint64_t bytes = 0, datagrams = 0;
+		for (int i = sent; i < sent + r; i++) {
 			bytes += out[i].msg_len;
-		COUNT(udp_echoed, r);
+			datagrams += meta[i].nsegs;
+		}
+		COUNT(udp_echoed, datagrams);
 		COUNT(udp_bytes_out, bytes);
 		sent += r;
 	}
 }
 
-/* One recvmmsg and its echoes; how many datagrams it took (-1: the
- * listener failed and is no longer watched). */
+static void
+flush_echoes(struct udp_server *srv, int fd)
+{
+	if (srv->nout > 0)
+		send_queued(srv, fd, srv->out, srv->out_meta, srv->nout);
+	srv->nout = 0;
+}
+
+/* Queue the echo of nsegs datagrams of segsize bytes (the last may be
+ * shorter) at data, len bytes in all, to the sender of in, from dest:
+ * one GSO message if there are more than one. */
+static void
+queue_echo(struct udp_server *srv, int fd, struct msghdr *in,
+           const struct destination *dest, char *data, size_t len,
+           size_t segsize, size_t nsegs)
+{
+	struct msghdr *out;
+	struct echo_meta *meta;
+
+	if (srv->nout == BATCH)
+		flush_echoes(srv, fd);
+	out = &srv->out[srv->nout].msg_hdr;
+	meta = &srv->out_meta[srv->nout];
+	*out = (struct msghdr){0};
+	reply_from(dest, out, srv->out_ctl[srv->nout].buf,
+	           sizeof(srv->out_ctl[srv->nout].buf));
+	*meta = (struct echo_meta){nsegs > 1 ? segsize : 0, nsegs,
+	                           out->msg_controllen};
+	if (nsegs > 1) {
+		struct cmsghdr *c =
+		    (struct cmsghdr *)((char *)out->msg_control +
+		                       out->msg_controllen);
+		uint16_t size = (uint16_t)segsize;
+
+		c->cmsg_level = IPPROTO_UDP;
+		c->cmsg_type = UDP_SEGMENT;
+		c->cmsg_len = CMSG_LEN(sizeof(size));
+		memcpy(CMSG_DATA(c), &size, sizeof(size));
+		out->msg_controllen += CMSG_SPACE(sizeof(size));
+	}
+	/* The echo is the request's payload: never larger. */
+	srv->out_iov[srv->nout] = (struct iovec){data, len};
+	out->msg_name = in->msg_name;
+	out->msg_namelen = in->msg_namelen;
+	out->msg_iov = &srv->out_iov[srv->nout];
+	out->msg_iovlen = 1;
+	srv->nout++;
+}
+
+/*
+ * Decide each of the buffer's nsegs datagrams as if it came alone, then
+ * echo the admitted ones: moved together in place, in their order (so a
+ * short last one stays last), GSO_MAX_SEGMENTS per message at most.
+ */
+static void
+echo_buffer(struct udp_server *srv, int fd, struct msghdr *in,
+            const struct destination *dest, size_t len, size_t segsize,
+            size_t nsegs, uint64_t now)
+{
+	char *base = in->msg_iov->iov_base;
+	size_t kept = 0, kept_len = 0;
+	struct datagram dg;
+
+	ipaddr_from_sockaddr(in->msg_name, &dg.src, &dg.sport);
+	dg.dst = dest->addr;
+	dg.ifindex = dest->v6_control ? (int)dest->v6.ipi6_ifindex
+	                              : dest->v4.ipi_ifindex;
+	for (size_t i = 0; i < nsegs; i++) {
+		enum guard_reason verdict;
+
+		dg.payload = (const uint8_t *)base + i * segsize;
+		dg.len = gro_segment_len(len, segsize, i);
+		verdict = GUARDS_ON ? udp_guard_check(srv->guard, &dg, now)
+		                    : GUARD_ok;
+		if (verdict != GUARD_ok) {
+			log_drop(srv, verdict, in->msg_name, &dest->addr);
+			if (srv->policy->enforce) {
+				count_drop(verdict);
+				continue;
+			}
+			COUNT(udp_would_drop, 1);
+		}
+		if (kept != i)
+			memmove(base + kept * segsize, dg.payload, dg.len);
+		kept++;
+		kept_len += dg.len;
+	}
+	for (size_t first = 0; first < kept; first += GSO_MAX_SEGMENTS) {
+		size_t n = kept - first < GSO_MAX_SEGMENTS ? kept - first
+		                                           : GSO_MAX_SEGMENTS;
+		size_t off = first * segsize, chunk = kept_len - off;
+
+		if (segsize > 0 && n * segsize < chunk)
+			chunk = n * segsize;
+
+		queue_echo(srv, fd, in, dest, base + off, chunk, segsize, n);
+	}
+}
+
+/* One recvmmsg and its echoes; how many buffers it took (-1: the
+ * listener failed and is no longer watched). Every datagram of a GRO
+ * buffer counts as one, for the counters as for the guards. */
 static int
 serve_batch(struct loop *l, int fd, uint32_t events, struct udp_server *srv)
 {
 	struct destination dest;
-	struct datagram dg;
-	enum guard_reason verdict;
-	uint64_t now = now_ms(), bytes_in = 0;
-	int n, nout = 0;
+	uint64_t now = now_ms(), bytes_in = 0, datagrams = 0, gro = 0;
+	uint64_t oversize = 0, no_dest = 0;
+	int n;
 
 	rearm_receive(srv);
 	n = recvmmsg(fd, srv->in, BATCH, MSG_DONTWAIT, NULL);
@@ -253,54 +421,35 @@ serve_batch(struct loop *l, int fd, uint32_t events, struct udp_server *srv)
 	if (n == 0)
 		return 0;
 	srv->used = n;
-	COUNT(udp_received, n);
-	for (int i = 0; i < n; i++)
-		bytes_in += srv->in[i].msg_len;
-	COUNT(udp_bytes_in, bytes_in);
 	for (int i = 0; i < n; i++) {
 		struct msghdr *in = &srv->in[i].msg_hdr;
-		struct msghdr *out = &srv->out[nout].msg_hdr;
-		size_t len = srv->in[i].msg_len;
+		size_t len = srv->in[i].msg_len, segsize, nsegs;
+		bool have_dest = read_control(in, &dest, &segsize);
 
+		nsegs = gro_segments(len, segsize);
+		datagrams += nsegs;
+		bytes_in += len;
+		gro += nsegs > 1;
 		/* Never echo part of a datagram: drop the whole of it. */
 		if ((in->msg_flags & MSG_TRUNC) ||
-		    len > srv->policy->udp_max_datagram) {
-			COUNT(udp_drop_oversize, 1);
+		    (nsegs > 1 ? segsize : len) >
+		        srv->policy->udp_max_datagram) {
+			oversize += nsegs;
 			continue;
 		}
-		if (!read_destination(in, &dest)) {
-			COUNT(udp_send_errors, 1);
+		if (!have_dest) {
+			no_dest += nsegs;
 			continue;
 		}
-		dg.payload = in->msg_iov->iov_base;
-		dg.len = len;
-		ipaddr_from_sockaddr(in->msg_name, &dg.src, &dg.sport);
-		dg.dst = dest.addr;
-		dg.ifindex = dest.v6_control ? (int)dest.v6.ipi6_ifindex
-		                             : dest.v4.ipi_ifindex;
-		verdict = GUARDS_ON ? udp_guard_check(srv->guard, &dg, now)
-		                    : GUARD_ok;
-		if (verdict != GUARD_ok) {
-			log_drop(srv, verdict, in->msg_name, &dest.addr);
-			if (srv->policy->enforce) {
-				count_drop(verdict);
-				continue;
-			}
-			COUNT(udp_would_drop, 1);
-		}
-		*out = (struct msghdr){0};
-		reply_from(&dest, out, srv->out_ctl[nout].buf,
-		           sizeof(srv->out_ctl[nout].buf));
-		/* The echo is the request's payload: never larger. */
-		srv->out_iov[nout] = (struct iovec){in->msg_iov->iov_base, len};
-		out->msg_name = in->msg_name;
-		out->msg_namelen = in->msg_namelen;
-		out->msg_iov = &srv->out_iov[nout];
-		out->msg_iovlen = 1;
-		nout++;
+		echo_buffer(srv, fd, in, &dest, len, segsize, nsegs, now);
 	}
-	if (nout > 0)
-		send_batch(fd, srv->out, nout);
+	/* Counted once per batch, not per datagram. */
+	COUNT(udp_received, datagrams);
+	COUNT(udp_bytes_in, bytes_in);
+	COUNT(udp_gro_buffers, gro);
+	COUNT(udp_drop_oversize, oversize);
+	COUNT(udp_send_errors, no_dest);
+	flush_echoes(srv, fd);
 	return n;
 }
 
@@ -332,8 +481,10 @@ udp_server_new(struct loop *l, const struct policy *p,
 		free(srv);
 		return NULL;
 	}
-	srv->bufsize = p->udp_max_datagram > 0 ? p->udp_max_datagram : 1;
-	srv->payload = malloc(BATCH * srv->bufsize);
+	/* Whole slots whatever udp-max-datagram says: a GRO buffer cut
+	 * short would lose every datagram in it. Untouched pages of the
+	 * allocation cost no memory. */
+	srv->payload = malloc((size_t)BATCH * UDP_SLOT_SIZE);
 	if (srv->payload == NULL) {
 		udp_server_free(srv);
 		return NULL;

@@ -1,7 +1,7 @@
 /*
  * udp: datagram echo in batches, replying from the address it was sent to.
- * Map: packet-path layer; calls counters, facts, guard, listener, log, loop,
- * policy, variant.
+ * Map: packet-path layer; calls counters, facts, gro, guard, listener, log,
+ * loop, policy, variant.
  */
 #ifndef ECHOD_UDP_H
 #define ECHOD_UDP_H
@@ -11,7 +11,9 @@
 #include "loop.h"
 #include "policy.h"
 
-#define UDP_BATCH 32 /* datagrams per recvmmsg/sendmmsg */
+#define UDP_BATCH 32 /* buffers per recvmmsg, messages per sendmmsg */
+/* A receive slot: the largest UDP payload, or a GRO buffer of many. */
+#define UDP_SLOT_SIZE 65535
 
 struct udp_server;
 

@@ -98,7 +98,7 @@ worker_memory_bound(const struct policy *p, unsigned nworkers,
 	unsigned long long share = tcp_share(p, nworkers, 0); /* the largest */
 
 	return MEMORY_MARGIN + share * (p->tcp_buffer + CONN_OVERHEAD) +
-	       p->tcp_buffer + 2ULL * UDP_BATCH * (p->udp_max_datagram + 1) +
+	       p->tcp_buffer + 2ULL * UDP_BATCH * UDP_SLOT_SIZE +
 	       3ULL * p->rate_table_size * ENTRY_BOUND +
 	       (unsigned long long)nofile * SLOT_BOUND;
 }
