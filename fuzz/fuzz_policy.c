@@ -96,6 +96,20 @@ check_policy(const struct policy *p)
 			                   &p->acl.rules[i].net.addr) &&
 			      p->acl.rules[j].allow != p->acl.rules[i].allow));
 	}
+	/* rate-exempt: prefixes only, each listed once, longest first. */
+	CHECK(p->rate_exempt.n <= ACL_MAX);
+	for (size_t i = 0; i < p->rate_exempt.n; i++) {
+		const struct acl_rule *r = &p->rate_exempt.rules[i];
+		check_cidr(&r->net);
+		CHECK(r->allow);
+		if (i > 0)
+			CHECK(r[-1].net.prefix >= r->net.prefix);
+		for (size_t j = 0; j < i; j++)
+			CHECK(!(p->rate_exempt.rules[j].net.prefix ==
+			            r->net.prefix &&
+			        ipaddr_equal(&p->rate_exempt.rules[j].net.addr,
+			                     &r->net.addr)));
+	}
 	CHECK(p->rate_prefix_v4 >= 8 && p->rate_prefix_v4 <= 32);
 	CHECK(p->rate_prefix_v6 >= 16 && p->rate_prefix_v6 <= 128);
 	CHECK(p->rate_table_size >= 64 && p->rate_table_size <= 16777216);

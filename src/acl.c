@@ -61,14 +61,22 @@ acl_finish(struct acl *a)
 	}
 }
 
-bool
-acl_allows(const struct acl *a, const struct ipaddr *ip)
+const struct acl_rule *
+acl_match(const struct acl *a, const struct ipaddr *ip)
 {
 	size_t i;
 
 	/* cidr_contains checks the family: v4 rules never judge v6. */
 	for (i = 0; i < a->n; i++)
 		if (cidr_contains(&a->rules[i].net, ip))
-			return a->rules[i].allow;
-	return true;
+			return &a->rules[i];
+	return NULL;
+}
+
+bool
+acl_allows(const struct acl *a, const struct ipaddr *ip)
+{
+	const struct acl_rule *r = acl_match(a, ip);
+
+	return r == NULL || r->allow;
 }

@@ -31,6 +31,9 @@ int acl_add(struct acl *a, const struct cidr *net, bool allow);
 /* Sort the rules; call once after the last acl_add. */
 void acl_finish(struct acl *a);
 
+/* The longest rule whose prefix contains ip, NULL if none does. */
+const struct acl_rule *acl_match(const struct acl *a, const struct ipaddr *ip);
+
 /* The verdict for an address (IPv4-mapped IPv6 already folded by addr). */
 bool acl_allows(const struct acl *a, const struct ipaddr *ip);
 

@@ -54,6 +54,8 @@
 	X(tcp_throttled)                                                       \
 	X(tcp_lifetime_closes)                                                 \
 	X(tcp_max_bytes_closes)                                                \
+	X(udp_rate_exempt)                                                     \
+	X(tcp_rate_exempt)                                                     \
 	X(xdp_udp_drop_port)                                                   \
 	X(xdp_udp_drop_bad_source)                                             \
 	X(xdp_udp_drop_bad_dest)                                               \

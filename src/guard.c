@@ -17,6 +17,7 @@ struct udp_guard {
 	bool global_primed;
 	struct rate_entry *last_source; /* of the last check, for the log */
 	uint64_t evictions;             /* table pressure: sources forgotten */
+	uint64_t exempted;              /* passed without the rate limits */
 };
 
 static const char *const reason_names[] = {
@@ -177,6 +178,18 @@ udp_guard_evictions(const struct udp_guard *g)
 	return g->evictions;
 }
 
+uint64_t
+udp_guard_exempted(const struct udp_guard *g)
+{
+	return g->exempted;
+}
+
+bool
+guard_rate_exempt(const struct policy *p, const struct ipaddr *src)
+{
+	return p->rate_exempt.n > 0 && acl_match(&p->rate_exempt, src) != NULL;
+}
+
 struct rate_entry *
 udp_guard_source(struct udp_guard *g)
 {
@@ -271,6 +284,16 @@ udp_guard_check(struct udp_guard *g, const struct datagram *d, uint64_t now)
 		return GUARD_bad_dest;
 	if (!acl_allows(&p->acl, &d->src))
 		return GUARD_deny;
+	/* rate-exempt: no rate, no share of the global cap (a flood that
+	 * spends it must not starve the exempt monitor) and no table entry
+	 * (it evicts no one); the loop guard still holds, and it keeps its
+	 * own table. */
+	if (guard_rate_exempt(p, &d->src)) {
+		if (looping(g, d, now))
+			return GUARD_loop;
+		g->exempted++;
+		return GUARD_ok;
+	}
 	ipaddr_prefix(&d->src,
 	              d->src.family == AF_INET ? p->rate_prefix_v4
 	                                       : p->rate_prefix_v6,
@@ -484,9 +507,12 @@ tcp_guard_admit(struct tcp_guard *g, const struct ipaddr *src, uint64_t now,
 		bucket_init(&e->packets, &p->tcp_connect_rate, now);
 		bucket_init(&e->bytes, &p->tcp_byte_rate, now);
 	}
+	/* rate-exempt skips the connect rate, not the per-source cap: its
+	 * entry counts its connections as anyone's. */
+	out->rate_exempt = guard_rate_exempt(p, src);
 	if (abuse == TCP_ok && e->pinned >= p->tcp_max_per_source)
 		abuse = TCP_per_source;
-	else if (abuse == TCP_ok &&
+	else if (abuse == TCP_ok && !out->rate_exempt &&
 	         !bucket_take(&e->packets, &p->tcp_connect_rate, now, 1))
 		abuse = TCP_rate;
 	if (abuse != TCP_ok && p->enforce) {

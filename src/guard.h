@@ -63,6 +63,14 @@ struct rate_entry *udp_guard_source(struct udp_guard *g);
 /* How many sources the full table has evicted so far (table pressure). */
 uint64_t udp_guard_evictions(const struct udp_guard *g);
 
+/* How many datagrams passed as rate-exempt so far (no rate checked). */
+uint64_t udp_guard_exempted(const struct udp_guard *g);
+
+/* Is src in the policy's rate-exempt prefixes? Such a source skips the
+ * rate limits (UDP's per-source and global rates, TCP's connect and byte
+ * rates) and every other check still applies to it. */
+bool guard_rate_exempt(const struct policy *p, const struct ipaddr *src);
+
 /* The rate table, for tests and the fuzzer's memory bound. */
 const struct rate_table *udp_guard_table(const struct udp_guard *g);
 
@@ -109,6 +117,7 @@ struct tcp_admission {
 	enum tcp_reason verdict;   /* TCP_ok, or the first check that failed
 	                            * (with admit: log-only's would-refuse) */
 	struct rate_entry *source; /* the source's entry; NULL if not reached */
+	bool rate_exempt;          /* rate-exempt: no connect or byte rate */
 	struct rate_entry *evict;  /* at the cap: close one connection of this
 	                            * source first (the largest holder) */
 };

@@ -36,6 +36,9 @@ struct row {
 	"worker has rate-table-size slots per protocol)."
 #define XDP       "Packets the XDP prefilter dropped, by protocol and reason."
 #define BYTES_OUT "Payload bytes echoed, by protocol."
+#define EXEMPT                                                                 \
+	"UDP datagrams passed and TCP connections opened for rate-exempt "     \
+	"sources, with no rate limit checked, by protocol."
 
 static const struct row rows[] = {
     {"tcp_accepted", "echod_tcp_connections_accepted_total", "", "counter",
@@ -130,6 +133,10 @@ static const struct row rows[] = {
      "proto=\"tcp\",reason=\"deny\"", "counter", XDP},
     {"xdp_would_drop", "echod_xdp_would_drop_total", "", "counter",
      "enforce log-only: packets the XDP prefilter would have dropped."},
+    {"udp_rate_exempt", "echod_rate_exempt_total", "proto=\"udp\"", "counter",
+     EXEMPT},
+    {"tcp_rate_exempt", "echod_rate_exempt_total", "proto=\"tcp\"", "counter",
+     EXEMPT},
     {"udp_table_entries", "echod_rate_table_entries", "proto=\"udp\"", "gauge",
      ENTRIES},
     {"tcp_table_entries", "echod_rate_table_entries", "proto=\"tcp\"", "gauge",

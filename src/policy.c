@@ -398,8 +398,12 @@ set_cidrs(const struct directive *d, struct policy *p, char **argv, int argc,
           char *msg, size_t msglen)
 {
 	bool metrics = strcmp(d->name, "metrics-allow") == 0;
-	bool allow = metrics || strcmp(d->name, "allow") == 0;
-	struct acl *acl = metrics ? &p->metrics_allow : &p->acl;
+	bool exempt = strcmp(d->name, "rate-exempt") == 0;
+	/* rate-exempt is a list of prefixes, not verdicts: all "allow". */
+	bool allow = metrics || exempt || strcmp(d->name, "allow") == 0;
+	struct acl *acl = metrics  ? &p->metrics_allow
+	                  : exempt ? &p->rate_exempt
+	                           : &p->acl;
 	size_t max = metrics ? ACL_MAX - 4 : ACL_MAX;
 	struct cidr net;
 
@@ -411,12 +415,15 @@ set_cidrs(const struct directive *d, struct policy *p, char **argv, int argc,
 			              "'%s': '%s' is not ADDR or ADDR/LEN with "
 			              "zero host bits",
 			              d->name, argv[i]);
-		if (acl->n == max || acl_add(acl, &net, allow) != 0)
-			return errmsg(
-			    msg, msglen,
-			    "'%s': '%s' is already listed with the "
-			    "other verdict, or more than %zu prefixes",
-			    d->name, argv[i], max);
+		if (acl->n == max)
+			return errmsg(msg, msglen,
+			              "'%s': more than %zu prefixes at '%s'",
+			              d->name, max, argv[i]);
+		if (acl_add(acl, &net, allow) != 0)
+			return errmsg(msg, msglen,
+			              "'%s': '%s' is already listed with the "
+			              "other verdict",
+			              d->name, argv[i]);
 	}
 	acl_finish(acl);
 	return 0;
@@ -691,6 +698,7 @@ static const struct directive directives[] = {
     {"enforce", set_enforce, 0, 0, 0, false, false},
     {"allow", set_cidrs, 0, 0, 0, true, false},
     {"deny", set_cidrs, 0, 0, 0, true, false},
+    {"rate-exempt", set_cidrs, 0, 0, 0, true, false},
     {"udp-deny-source-ports", set_ports, 0, 0, 0, true, false},
     {"rate-prefix-v4", set_uint, FIELD(rate_prefix_v4), 8, 32, false, false},
     {"rate-prefix-v6", set_uint, FIELD(rate_prefix_v6), 16, 128, false, false},
@@ -751,6 +759,8 @@ reset_list(const struct directive *d, struct policy *p, const struct seen *seen)
 		p->nlisten = 0;
 	else if (d == find_directive("metrics-allow"))
 		memset(&p->metrics_allow, 0, sizeof(p->metrics_allow));
+	else if (d == find_directive("rate-exempt"))
+		memset(&p->rate_exempt, 0, sizeof(p->rate_exempt));
 	else if (d->apply == set_ports)
 		memset(&p->udp_deny_ports, 0, sizeof(p->udp_deny_ports));
 

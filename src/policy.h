@@ -57,6 +57,7 @@ struct policy {
 	/* Abuse controls (SECURITY.md says why each default). */
 	bool enforce;   /* false: log-only, count and log but echo anyway */
 	struct acl acl; /* allow / deny */
+	struct acl rate_exempt; /* rate-exempt: sources the rate limits skip */
 	struct portset udp_deny_ports;
 	unsigned rate_prefix_v4, rate_prefix_v6;
 	unsigned rate_table_size;

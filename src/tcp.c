@@ -72,6 +72,7 @@ struct conn {
 	uint64_t bytes, bytes_in;
 	uint64_t window_start, window_in; /* tcp-min-rate: bytes this window */
 	struct rate_entry *source; /* pinned while the connection lives */
+	bool rate_exempt;          /* rate-exempt source: no byte rate */
 	struct conn *prev, *next;  /* idle list, least recently active first */
 	struct tcp_server *srv;
 	char peer[ADDR_STRLEN];
@@ -168,6 +169,14 @@ conn_close(struct conn *c, const char *why)
 	free(c);
 }
 
+/* Does the source's byte rate pace this connection? */
+static bool
+byte_rated(const struct conn *c)
+{
+	return c->source != NULL && !c->rate_exempt &&
+	       c->srv->policy->tcp_byte_rate.rate > 0;
+}
+
 /* How much may be peeked now: the chunk (tcp-buffer for a peer that is
  * not keeping up, so its wake-ups copy little), the source's byte rate,
  * the connection's byte budget. 0 means pause (or stop, at the budget). */
@@ -182,7 +191,7 @@ read_allowance(struct conn *c, uint64_t now)
 
 	if (p->tcp_max_bytes > 0 && p->tcp_max_bytes - c->bytes_in < cap)
 		cap = p->tcp_max_bytes - c->bytes_in;
-	if (p->enforce && p->tcp_byte_rate.rate > 0 && c->source != NULL) {
+	if (p->enforce && byte_rated(c)) {
 		level = bucket_level(&c->source->bytes, &p->tcp_byte_rate, now);
 		if (level < cap)
 			cap = level;
@@ -279,7 +288,7 @@ echo_once(struct conn *c, bool *drained, const char **why)
 		COUNT(tcp_max_bytes_closes, 1);
 		conn_enter(c, CONN_SPENT);
 	}
-	if (c->source != NULL && p->tcp_byte_rate.rate > 0)
+	if (byte_rated(c))
 		bucket_take(&c->source->bytes, &p->tcp_byte_rate, now,
 		            (uint64_t)w);
 	touch(c, now);
@@ -424,7 +433,7 @@ evict_from(struct tcp_server *srv, const struct rate_entry *source)
  */
 static bool
 admit(struct tcp_server *srv, const struct sockaddr *sa, const char *peer,
-      struct rate_entry **out)
+      struct tcp_admission *out)
 {
 	struct tcp_admission a;
 	struct ipaddr src;
@@ -432,7 +441,7 @@ admit(struct tcp_server *srv, const struct sockaddr *sa, const char *peer,
 	if (!GUARDS_ON) {
 		/* The bench comparison build skips the abuse checks, not the
 		 * cap (a resource). */
-		*out = NULL;
+		*out = (struct tcp_admission){.verdict = TCP_ok};
 		if (tcp_guard_active(srv->guard) < tcp_guard_cap(srv->guard))
 			return true;
 		COUNT(tcp_refused_max, 1);
@@ -440,7 +449,7 @@ admit(struct tcp_server *srv, const struct sockaddr *sa, const char *peer,
 	}
 	ipaddr_from_sockaddr(sa, &src, NULL);
 	tcp_guard_admit(srv->guard, &src, now_ms(), &a);
-	*out = a.source;
+	*out = a;
 	if (a.verdict != TCP_ok) {
 		/* A few lines per reason and per source; the counters and
 		 * the summaries carry the rest. */
@@ -464,7 +473,7 @@ admit(struct tcp_server *srv, const struct sockaddr *sa, const char *peer,
  * logged; NULL (and nothing changed) without memory or a loop slot. */
 static struct conn *
 conn_new(struct tcp_server *srv, int fd, const char *peer,
-         struct rate_entry *source)
+         const struct tcp_admission *a)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 
@@ -475,13 +484,15 @@ conn_new(struct tcp_server *srv, int fd, const char *peer,
 	c->fd = fd;
 	c->state = CONN_ECHOING;
 	c->srv = srv;
-	c->source = source;
-	tcp_guard_opened(srv->guard, source);
+	c->source = a->source;
+	c->rate_exempt = a->rate_exempt;
+	tcp_guard_opened(srv->guard, a->source);
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	c->last_active = c->started = c->window_start = now_ms();
 	idle_append(srv, c);
 	COUNT(tcp_accepted, 1);
 	COUNT(tcp_active, 1);
+	COUNT(tcp_rate_exempt, a->rate_exempt);
 	log_event(LOG_DEBUG, "tcp_open", "peer=%s", peer);
 	return c;
 }
@@ -561,12 +572,12 @@ accept_event(struct loop *l, int lfd, uint32_t events, void *arg)
 			return;
 		}
 		format_sockaddr((struct sockaddr *)&ss, peer, sizeof(peer));
-		struct rate_entry *source = NULL;
-		if (!admit(srv, (struct sockaddr *)&ss, peer, &source)) {
+		struct tcp_admission a;
+		if (!admit(srv, (struct sockaddr *)&ss, peer, &a)) {
 			close(fd);
 			continue;
 		}
-		if (conn_new(srv, fd, peer, source) == NULL) {
+		if (conn_new(srv, fd, peer, &a) == NULL) {
 			COUNT(tcp_accept_errors, 1);
 			close(fd);
 		}

@@ -48,7 +48,7 @@ struct udp_server {
 	const struct policy *policy;
 	struct udp_guard *guard;
 	size_t nlisteners; /* still served: a failed one is dropped */
-	uint64_t evictions_counted;
+	uint64_t evictions_counted, exempted_counted;
 	struct log_limit drop_log; /* per reason and per source */
 	char *payload;             /* BATCH * UDP_SLOT_SIZE */
 	struct mmsghdr in[BATCH], out[BATCH];
@@ -217,9 +217,12 @@ void
 udp_server_tick(struct udp_server *srv, uint64_t now)
 {
 	uint64_t evictions = udp_guard_evictions(srv->guard);
+	uint64_t exempted = udp_guard_exempted(srv->guard);
 
 	COUNT(udp_table_evictions, evictions - srv->evictions_counted);
 	srv->evictions_counted = evictions;
+	COUNT(udp_rate_exempt, exempted - srv->exempted_counted);
+	srv->exempted_counted = exempted;
 	/* A gauge: set, not added. */
 	counters->udp_table_entries =
 	    rate_table_used(udp_guard_table(srv->guard));

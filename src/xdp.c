@@ -148,6 +148,7 @@ configure(struct pf_config *c, const struct policy *p, const struct facts *f)
 		c->loopbacks[i] = (uint32_t)f->loopback_ifindex[i];
 	c->enforce = p->enforce;
 	c->acl = p->acl.n > 0;
+	c->exempt = p->rate_exempt.n > 0;
 	mask_bytes(p->rate_prefix_v4, (uint8_t *)&c->v4_mask, 4);
 	mask_bytes(p->rate_prefix_v6, (uint8_t *)c->v6_mask, 16);
 	set_rate(c, &p->udp_rate);
@@ -193,6 +194,29 @@ fill_addrs(struct prefilter *k, const struct facts *f, char *err, size_t errlen)
 	return 0;
 }
 
+/* An acl's rules into an IPv4 and an IPv6 LPM trie, valued by verdict. */
+static int
+fill_tries(struct bpf_map *m4, struct bpf_map *m6, const struct acl *a,
+           char *err, size_t errlen)
+{
+	for (size_t i = 0; i < a->n; i++) {
+		const struct acl_rule *r = &a->rules[i];
+		int rc;
+		if (r->net.addr.family == AF_INET) {
+			struct pf_lpm4 key = {.prefixlen = r->net.prefix};
+			memcpy(key.addr, r->net.addr.bytes, 4);
+			rc = put(m4, &key, sizeof(key), r->allow, err, errlen);
+		} else {
+			struct pf_lpm6 key = {.prefixlen = r->net.prefix};
+			memcpy(key.addr, r->net.addr.bytes, 16);
+			rc = put(m6, &key, sizeof(key), r->allow, err, errlen);
+		}
+		if (rc != 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int
 fill_maps(struct prefilter *k, const struct policy *p, const struct facts *f,
           const struct xdp_listener *l, size_t nl, char *err, size_t errlen)
@@ -207,24 +231,10 @@ fill_maps(struct prefilter *k, const struct policy *p, const struct facts *f,
 	}
 	if (fill_addrs(k, f, err, errlen) != 0)
 		return -1;
-	for (size_t i = 0; i < p->acl.n; i++) {
-		const struct acl_rule *r = &p->acl.rules[i];
-		int rc;
-		if (r->net.addr.family == AF_INET) {
-			struct pf_lpm4 key = {.prefixlen = r->net.prefix};
-			memcpy(key.addr, r->net.addr.bytes, 4);
-			rc = put(k->maps.acl4, &key, sizeof(key), r->allow, err,
-			         errlen);
-		} else {
-			struct pf_lpm6 key = {.prefixlen = r->net.prefix};
-			memcpy(key.addr, r->net.addr.bytes, 16);
-			rc = put(k->maps.acl6, &key, sizeof(key), r->allow, err,
-			         errlen);
-		}
-		if (rc != 0)
-			return -1;
-	}
-	return 0;
+	if (fill_tries(k->maps.acl4, k->maps.acl6, &p->acl, err, errlen) != 0)
+		return -1;
+	return fill_tries(k->maps.exempt4, k->maps.exempt6, &p->rate_exempt,
+	                  err, errlen);
 }
 
 static int
@@ -242,6 +252,18 @@ static uint32_t
 at_least_one(size_t n)
 {
 	return n > 0 ? (uint32_t)n : 1;
+}
+
+/* The trie sizes an acl needs: its IPv4 and IPv6 rules, at least 1 each. */
+static void
+count_families(const struct acl *a, uint32_t *n4, uint32_t *n6)
+{
+	size_t v4 = 0;
+
+	for (size_t i = 0; i < a->n; i++)
+		v4 += a->rules[i].net.addr.family == AF_INET;
+	*n4 = at_least_one(v4);
+	*n6 = at_least_one(a->n - v4);
 }
 
 static int
@@ -262,7 +284,7 @@ xdp_load(const struct policy *p, const struct facts *f,
          const struct xdp_listener *l, size_t nl, char *err, size_t errlen)
 {
 	struct xdp_prefilter *x = calloc(1, sizeof(*x));
-	size_t n4 = 0, n6 = 0;
+	uint32_t n4, n6, e4, e6;
 	int rc;
 
 	if (x == NULL) {
@@ -278,14 +300,16 @@ xdp_load(const struct policy *p, const struct facts *f,
 		return NULL;
 	}
 	configure(&x->skel->rodata->cfg, p, f);
-	for (size_t i = 0; i < p->acl.n; i++)
-		p->acl.rules[i].net.addr.family == AF_INET ? n4++ : n6++;
+	count_families(&p->acl, &n4, &n6);
+	count_families(&p->rate_exempt, &e4, &e6);
 	rc =
 	    bpf_map__set_max_entries(x->skel->maps.listeners, at_least_one(nl));
 	rc |= bpf_map__set_max_entries(x->skel->maps.addrs,
 	                               at_least_one(f->nbroadcast + f->nlocal));
-	rc |= bpf_map__set_max_entries(x->skel->maps.acl4, at_least_one(n4));
-	rc |= bpf_map__set_max_entries(x->skel->maps.acl6, at_least_one(n6));
+	rc |= bpf_map__set_max_entries(x->skel->maps.acl4, n4);
+	rc |= bpf_map__set_max_entries(x->skel->maps.acl6, n6);
+	rc |= bpf_map__set_max_entries(x->skel->maps.exempt4, e4);
+	rc |= bpf_map__set_max_entries(x->skel->maps.exempt6, e6);
 	rc |=
 	    bpf_map__set_max_entries(x->skel->maps.buckets, p->rate_table_size);
 	rc |= possible_cpus(&x->ncpus);
@@ -376,6 +400,7 @@ xdp_seal(struct xdp_prefilter *x, char *err, size_t errlen)
 	struct bpf_map *frozen[] = {
 	    x->skel->maps.listeners, x->skel->maps.addrs,
 	    x->skel->maps.acl4,      x->skel->maps.acl6,
+	    x->skel->maps.exempt4,   x->skel->maps.exempt6,
 	    x->skel->maps.buckets,   x->skel->maps.counters};
 	int cfd = bpf_map__fd(x->skel->maps.counters);
 	long page = sysconf(_SC_PAGESIZE);

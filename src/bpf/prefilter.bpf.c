@@ -4,7 +4,8 @@
  * path, judged from the same policy in the same order (src/guard.c):
  *   UDP: denied source port, bad source (the host's own addresses from
  *        outside included), bad destination, deny list, and a
- *        per-prefix bucket twice as generous as the guard's;
+ *        per-prefix bucket twice as generous as the guard's (which
+ *        rate-exempt sources skip, as they skip the guard's rates);
  *   TCP: the deny list.
  * It looks only at UDP and TCP to echod's own listening sockets. Anything
  * else, and anything it cannot parse for certain (fragments, unknown or
@@ -60,6 +61,24 @@ struct {
 	__type(key, struct pf_lpm6);
 	__type(value, __u8);
 } acl6 SEC(".maps");
+
+/* rate-exempt prefixes (value 1): they skip the bucket, as the guard's
+ * rate limits. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 512);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct pf_lpm4);
+	__type(value, __u8);
+} exempt4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 512);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct pf_lpm6);
+	__type(value, __u8);
+} exempt6 SEC(".maps");
 
 /* Per source prefix: the theoretical arrival time of the next packet. */
 struct {
@@ -324,6 +343,22 @@ denied(const struct pf_addr *a)
 	return allow != NULL && *allow == 0;
 }
 
+/* guard_rate_exempt(): in a rate-exempt prefix. */
+static __always_inline bool
+rate_exempt(const struct pf_addr *a)
+{
+	if (!cfg.exempt)
+		return false;
+	if (a->family == PF_AF_INET) {
+		struct pf_lpm4 k = {.prefixlen = 32};
+		__builtin_memcpy(k.addr, a->bytes, 4);
+		return bpf_map_lookup_elem(&exempt4, &k) != NULL;
+	}
+	struct pf_lpm6 k = {.prefixlen = 128};
+	__builtin_memcpy(k.addr, a->bytes, 16);
+	return bpf_map_lookup_elem(&exempt6, &k) != NULL;
+}
+
 static __always_inline bool
 port_denied(__u16 sport_be)
 {
@@ -404,6 +439,9 @@ echod_prefilter(struct xdp_md *ctx)
 		return verdict(PF_udp_drop_bad_dest);
 	if (denied(&p.src))
 		return verdict(PF_udp_drop_deny);
+	/* The guard spends no rate on these: neither may the bucket. */
+	if (rate_exempt(&p.src))
+		return XDP_PASS;
 	if (over_rate(&p.src))
 		return verdict(PF_udp_drop_rate);
 	return XDP_PASS;

@@ -49,7 +49,7 @@ struct pf_listen {
 	__u8 addr[16];
 };
 
-/* Keys of the deny/allow tries (BPF_MAP_TYPE_LPM_TRIE). */
+/* Keys of the deny/allow and rate-exempt tries (BPF_MAP_TYPE_LPM_TRIE). */
 struct pf_lpm4 {
 	__u32 prefixlen;
 	__u8 addr[4];
@@ -71,7 +71,8 @@ struct pf_config {
 	__u8 enforce; /* 0: log-only, count would_drop and pass */
 	__u8 acl;     /* the deny/allow tries hold rules */
 	__u8 rate;    /* the per-prefix bucket is on */
-	__u8 pad[5];
+	__u8 exempt;  /* the rate-exempt tries hold prefixes */
+	__u8 pad[4];
 	__u32 v4_mask;      /* rate-prefix-v4 as a mask, network order */
 	__u32 v6_mask[4];   /* rate-prefix-v6 as four masks, network order */
 	__u64 interval_ns;  /* the bucket: one packet per interval ... */

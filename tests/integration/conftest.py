@@ -396,6 +396,18 @@ def recv_exact(s, n, timeout=10.0):
     return b"".join(chunks)
 
 
+def echo_timed(s, data, want=None, timeout=10.0):
+    """Send data from a thread while reading `want` bytes (default all of
+    it) back: (what came back, seconds it took)."""
+    t0 = time.monotonic()
+    sender = threading.Thread(target=s.sendall, args=(data,))
+    sender.start()
+    got = recv_exact(s, len(data) if want is None else want, timeout)
+    took = time.monotonic() - t0
+    sender.join(5)
+    return got, took
+
+
 def recv_to_eof(s, limit, timeout=10.0):
     """Everything until EOF (at most limit+1 bytes), within timeout."""
     data = recv_exact(s, limit + 1, timeout)

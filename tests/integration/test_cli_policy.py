@@ -120,13 +120,16 @@ PREAMBLE = "# a test policy\n\nlog-level info\n"  # the error goes on line 4
         ("user root;rm\n", 4, "'user': 'root;rm' is not a valid user name"),
         ("tcp-buffer 1k 2k\n", 4, "'tcp-buffer' takes 1 value, got 2"),
         ("tcp-buffer 1k\x01\n", 4, "control character 0x01 in line"),
+        ("rate-exempt 198.18.0.2\nrate-exempt 2001:db8::/129\n", 5,
+         "'rate-exempt': '2001:db8::/129' is not ADDR or ADDR/LEN"),
+        ("rate-exempt\n", 4, "'rate-exempt' needs a value"),
     ],
     ids=["unknown-keyword", "bad-duration", "duration-no-unit", "bad-size",
          "range-low", "range-high", "duration-range", "size-range",
          "udp-range", "workers-range", "conflict", "conflict-preamble",
          "bad-listen", "bad-listen-third", "bad-protocol",
          "protocol-twice", "protocols-empty", "bad-user", "extra-value",
-         "control-char"],
+         "control-char", "rate-exempt-v6-length", "rate-exempt-empty"],
 )
 def test_policy_error(tmp_path, body, line, message):
     path = tmp_path / "bad.conf"

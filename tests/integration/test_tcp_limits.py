@@ -4,11 +4,10 @@ deny list. Each test fails if its limit is removed."""
 
 import os
 import socket
-import threading
 import time
 
-from conftest import (closed_promptly, recv_exact, tcp_connect, tcp_echo,
-                      udp_echo)
+from conftest import (closed_promptly, echo_timed, recv_exact, tcp_connect,
+                      tcp_echo, udp_echo)
 
 HOST = "127.0.0.1"
 
@@ -56,12 +55,7 @@ def test_byte_rate_paces_reads(echod):
     d = echod(policy_text="tcp-byte-rate 64k/s burst 64k\n")
     data = bytes(range(256)) * 768
     with tcp_connect(HOST, d.port) as s:
-        t0 = time.monotonic()
-        sender = threading.Thread(target=s.sendall, args=(data,))
-        sender.start()
-        got = recv_exact(s, len(data), timeout=10)
-        took = time.monotonic() - t0
-        sender.join(5)
+        got, took = echo_timed(s, data)
     assert got == data
     assert took >= 1.8, f"{len(data)} bytes in {took:.2f}s: not paced"
     assert d.counters()["tcp_throttled"] >= 1
@@ -102,12 +96,7 @@ def test_max_bytes_reached_exactly_closes_at_once(echod):
     d = echod(policy_text="tcp-max-bytes 128k\ntcp-idle-timeout 10s\n")
     data = os.urandom(128 * 1024)
     with tcp_connect(HOST, d.port) as s:
-        t0 = time.monotonic()
-        sender = threading.Thread(target=s.sendall, args=(data,))
-        sender.start()
-        got = recv_exact(s, len(data) + 1, timeout=8)
-        took = time.monotonic() - t0
-        sender.join(5)
+        got, took = echo_timed(s, data, want=len(data) + 1, timeout=8)
     assert got == data
     assert took < 5, f"EOF after {took:.1f}s: waited for the idle timeout"
     c = d.counters_when(lambda c: c["tcp_max_bytes_closes"] == 1)

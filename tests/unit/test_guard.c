@@ -521,6 +521,133 @@ test_tcp_admission_checks(void **state)
 	tcp_guard_free(g);
 }
 
+/* rate-exempt: the per-source, byte and global rates do not apply and are
+ * not charged, and no table entry is taken; a neighbour outside the
+ * prefix, even in the same /24, is limited as before. */
+static void
+test_rate_exempt_udp(void **state)
+{
+	struct udp_guard *g =
+	    guard_with("udp-rate 10/s burst 10\n"
+	               "udp-byte-rate 1k/s burst 1k\n"
+	               "udp-global-rate 20/s burst 20\n"
+	               "udp-loop-guard off\n"
+	               "rate-exempt 198.18.1.7 2001:db8:7::/48\n",
+	               1);
+	char payload[200];
+	int ok = 0;
+
+	(void)state;
+	memset(payload, 'p', sizeof(payload) - 1);
+	payload[sizeof(payload) - 1] = '\0';
+	/* 200 datagrams of 199 bytes at one instant: far over every rate. */
+	for (int i = 0; i < 200; i++) {
+		ok += check(g, "198.18.1.7", 40000, "198.18.0.1", payload,
+		            1000) == GUARD_ok;
+		ok += check(g, "2001:db8:7:1::9", 40000, "2001:db8::1", payload,
+		            1000) == GUARD_ok;
+	}
+	assert_int_equal(ok, 400);
+	assert_int_equal(udp_guard_exempted(g), 400);
+	assert_int_equal(rate_table_used(udp_guard_table(g)), 0);
+	/* The same /24 outside the exempt prefix: limited by the byte rate
+	 * (1k / 199 = 5), and the global cap is still whole. */
+	ok = 0;
+	for (int i = 0; i < 20; i++)
+		ok += check(g, "198.18.1.8", 40000, "198.18.0.1", payload,
+		            1000) == GUARD_ok;
+	assert_int_equal(ok, 5);
+	ok = 0;
+	for (int i = 0; i < 40; i++) {
+		char src[32];
+		snprintf(src, sizeof(src), "198.18.%d.1", 10 + i);
+		ok += check(g, src, 40000, "198.18.0.1", "x", 1000) == GUARD_ok;
+	}
+	assert_int_equal(ok, 20 - 5); /* the global burst, less the 5 */
+	/* Spent global cap: the exempt source still passes. */
+	assert_int_equal(check(g, "198.18.1.7", 40000, "198.18.0.1", "y", 1000),
+	                 GUARD_ok);
+	assert_int_equal(udp_guard_exempted(g), 401);
+	udp_guard_free(g);
+}
+
+/* Every other check still applies to an exempt source. */
+static void
+test_rate_exempt_keeps_other_checks(void **state)
+{
+	struct udp_guard *g =
+	    guard_with("rate-exempt 198.18.0.0/15 127.0.0.0/8 ::/0\n"
+	               "deny 198.18.9.0/24\n",
+	               1);
+
+	(void)state;
+	assert_int_equal(check(g, "198.18.1.1", 19, "198.18.0.1", "x", 1000),
+	                 GUARD_port);
+	assert_int_equal(
+	    check_on(g, 2, "127.0.0.1", 40000, "198.18.0.1", "x", 1000),
+	    GUARD_bad_source);
+	assert_int_equal(
+	    check_on(g, 2, "198.18.0.1", 40000, "198.18.0.1", "x", 1000),
+	    GUARD_bad_source);
+	assert_int_equal(
+	    check(g, "198.18.1.1", 40000, "198.18.0.255", "x", 1000),
+	    GUARD_bad_dest);
+	assert_int_equal(check(g, "198.18.9.1", 40000, "198.18.0.1", "x", 1000),
+	                 GUARD_deny);
+	/* The loop guard: 5 repeats in 100 ms (the default) are held. */
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(check(g, "198.18.1.1", 40000, "198.18.0.1",
+		                       "loop", 1000 + (uint64_t)i),
+		                 GUARD_ok);
+	assert_int_equal(
+	    check(g, "198.18.1.1", 40000, "198.18.0.1", "loop", 1004),
+	    GUARD_loop);
+	assert_int_equal(udp_guard_exempted(g), 4);
+	udp_guard_free(g);
+}
+
+static void
+test_rate_exempt_tcp(void **state)
+{
+	struct tcp_guard *g;
+	struct tcp_admission a;
+
+	(void)state;
+	udp_guard_free(guard_with("tcp-max-connections-per-source 3\n"
+	                          "tcp-connect-rate 2/m burst 2\n"
+	                          "rate-exempt 198.18.1.7/32\n",
+	                          1));
+	g = tcp_guard_new(&pol, &facts, 100);
+	/* Past the connect rate, up to the per-source cap; closing one
+	 * makes room, and the rate never refuses. */
+	for (int i = 0; i < 3; i++) {
+		a = tcp_connect(g, "198.18.1.7", 1);
+		assert_true(a.admit);
+		assert_true(a.rate_exempt);
+		assert_non_null(a.source);
+	}
+	a = tcp_connect(g, "198.18.1.7", 1);
+	assert_false(a.admit);
+	assert_int_equal(a.verdict, TCP_per_source);
+	for (int i = 0; i < 10; i++) {
+		tcp_guard_closed(g, a.source);
+		a = tcp_connect(g, "198.18.1.7", 2);
+		assert_true(a.admit);
+	}
+	/* Its neighbour is held to 2. */
+	a = tcp_connect(g, "198.18.1.8", 3);
+	assert_true(a.admit);
+	assert_false(a.rate_exempt);
+	tcp_guard_closed(g, a.source);
+	a = tcp_connect(g, "198.18.1.8", 3);
+	assert_true(a.admit);
+	tcp_guard_closed(g, a.source);
+	a = tcp_connect(g, "198.18.1.8", 3);
+	assert_false(a.admit);
+	assert_int_equal(a.verdict, TCP_rate);
+	tcp_guard_free(g);
+}
+
 int
 main(void)
 {
@@ -541,6 +668,9 @@ main(void)
 	    cmocka_unit_test(test_byte_rate),
 	    cmocka_unit_test(test_global_rate_is_shared_by_workers),
 	    cmocka_unit_test(test_table_memory_is_fixed),
+	    cmocka_unit_test(test_rate_exempt_udp),
+	    cmocka_unit_test(test_rate_exempt_keeps_other_checks),
+	    cmocka_unit_test(test_rate_exempt_tcp),
 	};
 
 	return cmocka_run_group_tests_name("guard", tests, NULL, NULL);

@@ -1071,12 +1071,82 @@ test_long_conflicting_repeat(void **state)
 	text_fails(text, 2, "conflicts with line 1");
 }
 
+static bool
+exempt(const struct policy *p, const char *addr)
+{
+	struct ipaddr a;
+
+	assert_int_equal(parse_ipaddr(addr, &a), 0);
+	return acl_match(&p->rate_exempt, &a) != NULL;
+}
+
+/* rate-exempt: IPv4 and IPv6 prefixes, repeatable (later lines add), none
+ * by default, and a file's list replaces an earlier one. */
+static void
+test_rate_exempt(void **state)
+{
+	struct policy p;
+
+	(void)state;
+	parse_ok("", &p);
+	assert_int_equal(p.rate_exempt.n, 0);
+	parse_ok("rate-exempt 198.18.0.2 2001:db8:1::/48\n"
+	         "rate-exempt 198.18.4.0/24 ::ffff:198.18.8.0/120\n"
+	         "rate-exempt 198.18.0.2\n", /* a repeat is harmless */
+	         &p);
+	assert_int_equal(p.rate_exempt.n, 4);
+	assert_true(exempt(&p, "198.18.0.2"));
+	assert_false(exempt(&p, "198.18.0.3"));
+	assert_true(exempt(&p, "198.18.4.255"));
+	assert_true(exempt(&p, "198.18.8.9")); /* the mapped /120 is a /24 */
+	assert_true(exempt(&p, "::ffff:198.18.0.2"));
+	assert_true(exempt(&p, "2001:db8:1:ffff::1"));
+	assert_false(exempt(&p, "2001:db8:2::1"));
+	/* Neither list leaks into the other. */
+	assert_int_equal(p.acl.n, 0);
+	parse_ok("deny 198.18.0.0/15\nrate-exempt 198.18.0.0/15\n", &p);
+	assert_int_equal(p.acl.n, 1);
+	assert_int_equal(p.rate_exempt.n, 1);
+	/* Another file's list replaces this one. */
+	struct policy_error err;
+	const char *second = "rate-exempt 2001:db8::1\n";
+	assert_int_equal(policy_parse(second, strlen(second), &p, &err), 0);
+	assert_int_equal(p.rate_exempt.n, 1);
+	assert_false(exempt(&p, "198.18.0.2"));
+	assert_true(exempt(&p, "2001:db8::1"));
+}
+
+static void
+test_rate_exempt_errors(void **state)
+{
+	static char many[(ACL_MAX + 1) * 32];
+	size_t used = 0;
+
+	(void)state;
+	text_fails("rate-exempt\n", 1, "'rate-exempt' needs a value");
+	text_fails("\nrate-exempt 198.18.0.1/24\n", 2, "host bits");
+	text_fails("rate-exempt 198.18.0.0/33\n", 1, "'rate-exempt'");
+	text_fails("rate-exempt 2001:db8::/129\n", 1, "'rate-exempt'");
+	text_fails("rate-exempt 2001:db8::1/64\n", 1, "host bits");
+	text_fails("rate-exempt example.org\n", 1, "is not ADDR");
+	text_fails("rate-exempt 198.18.0.2\nrate-exempt 198.18.0.x\n", 2,
+	           "'198.18.0.x'");
+	/* One prefix a line, one more than the list holds. */
+	for (int i = 0; i <= ACL_MAX; i++)
+		used += (size_t)snprintf(many + used, sizeof(many) - used,
+		                         "rate-exempt 10.%d.%d.0/24\n", i / 256,
+		                         i % 256);
+	text_fails(many, ACL_MAX + 1, "more than 512 prefixes");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_abuse_keywords),
 	    cmocka_unit_test(test_abuse_keyword_errors),
+	    cmocka_unit_test(test_rate_exempt),
+	    cmocka_unit_test(test_rate_exempt_errors),
 	    cmocka_unit_test(test_long_conflicting_repeat),
 	    cmocka_unit_test(test_defaults),
 	    cmocka_unit_test(test_default_text),

@@ -545,6 +545,44 @@ test_prefix_bucket(void **state)
 	expect(&p, XDP_PASS, -1);
 }
 
+/* rate-exempt prefixes skip the bucket (and do not spend it): all of 500
+ * pass where the same /24's other hosts get twice the burst; every other
+ * reason still drops them. */
+static void
+test_rate_exempt_skips_the_bucket(void **state)
+{
+	uint64_t before[PF_NREASONS], after[PF_NREASONS];
+	unsigned passed = 0, total = 500;
+	struct pkt p;
+
+	(void)state;
+	teardown(NULL);
+	load("rate-exempt 198.18.11.7 2001:db8:0:11::/64 198.19.1.0/24\n");
+	counts(before);
+	for (unsigned i = 0; i < total; i++) {
+		udp4(&p, "198.18.11.7", EPHEM, SRV4);
+		passed += run(&p) == XDP_PASS;
+		udp6(&p, "2001:db8:0:11::9", EPHEM, SRV6);
+		passed += run(&p) == XDP_PASS;
+	}
+	counts(after);
+	assert_int_equal(passed, 2 * total);
+	assert_int_equal(after[PF_udp_drop_rate], before[PF_udp_drop_rate]);
+	passed = 0;
+	for (unsigned i = 0; i < total; i++) {
+		udp4(&p, "198.18.11.8", EPHEM, SRV4);
+		passed += run(&p) == XDP_PASS;
+	}
+	assert_true(passed >= 400 && passed < 440);
+	/* The other reasons still hold for an exempt source. */
+	udp4(&p, "198.18.11.7", 19, SRV4);
+	expect(&p, XDP_DROP, PF_udp_drop_port);
+	udp4(&p, "198.19.1.1", EPHEM, SRV4); /* exempt, and denied */
+	expect(&p, XDP_DROP, PF_udp_drop_deny);
+	udp4(&p, "198.18.11.7", EPHEM, "198.18.0.255");
+	expect(&p, XDP_DROP, PF_udp_drop_bad_dest);
+}
+
 /* ------------------------------------------------------------ modes */
 
 static void
@@ -763,6 +801,7 @@ main(void)
 	    cmocka_unit_test(test_ipv4_header_fields),
 	    cmocka_unit_test(test_ipv6_extension_headers),
 	    cmocka_unit_test(test_prefix_bucket),
+	    cmocka_unit_test(test_rate_exempt_skips_the_bucket),
 	    cmocka_unit_test(test_drops_only_what_the_guard_drops),
 	    cmocka_unit_test(test_log_only_passes_and_counts),
 	    cmocka_unit_test(test_bpf_kills_under_every_filter),
