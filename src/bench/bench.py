@@ -22,7 +22,10 @@ every echoed byte) to CPU 1 where there are two CPUs:
            default rates (src/bench/xdp_rows.py; as root only)
 
 echod and the unguarded build run policy/bench.conf (the defaults with the
-rate limits lifted). Prints a table, then one machine-readable line per
+rate limits lifted), except in the attack row: policy/bench-attack.conf,
+the defaults with only the legitimate client (198.18.0.2) rate-exempt, so
+echod limits the flood as it would in service; the unguarded build has
+the guards compiled out and echoes the whole flood. Prints a table, then one machine-readable line per
 figure: "BENCH key=value ...". Exit 1 if a run failed or an echo differed.
 """
 
@@ -43,6 +46,8 @@ import xdp_rows
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "build" / "echo-bench"
 POLICY = ROOT / "policy" / "bench.conf"
+# The under-attack row: the defaults, only the legitimate client exempt.
+ATTACK_POLICY = ROOT / "policy" / "bench-attack.conf"
 GO_SRC = ROOT / "src" / "bench" / "goecho" / "main.go"
 GO_BIN = ROOT / "build" / "bench" / "go-echo"
 BENCH_NET = ipaddress.ip_network("198.18.0.0/15")
@@ -171,20 +176,21 @@ def free_port(host="127.0.0.1"):
     raise BenchError("no free port")
 
 
-def server_argv(kind, host, port, workers=1, cpus=None, prefix=()):
+def server_argv(kind, host, port, workers=1, cpus=None, prefix=(),
+                policy=POLICY):
     pin = ["taskset", "-c", cpus] if cpus else []
     if kind == "go":
         return list(prefix) + pin + [str(GO_BIN), f"{host}:{port}"]
     binary = ROOT / "build" / ("unguarded/echod" if kind == "unguarded"
                                else "echod")
-    return list(prefix) + pin + [str(binary), "-c", str(POLICY),
+    return list(prefix) + pin + [str(binary), "-c", str(policy),
                                  "-w", str(workers), "-l", f"{host}:{port}"]
 
 
-def start(kind, cpus, host="127.0.0.1", workers=1, prefix=()):
+def start(kind, cpus, host="127.0.0.1", workers=1, prefix=(), policy=POLICY):
     port = free_port() if host == "127.0.0.1" else 20007
-    return Server(kind, server_argv(kind, host, port, workers, cpus, prefix),
-                  host, port)
+    return Server(kind, server_argv(kind, host, port, workers, cpus, prefix,
+                                    policy), host, port)
 
 
 def build_go():
@@ -349,6 +355,9 @@ def attack(kinds, rounds, seconds, srv_cpu, load_cpu, flood_rate, results,
     except BenchError as e:
         notes.append(f"attack row skipped: {e}")
         return
+    notes.append("attack row: policy/bench-attack.conf (the defaults, only "
+                 "the legitimate client 198.18.0.2 rate-exempt); the "
+                 "unguarded build has no guards and echoes the whole flood")
     cli = ns.exec_prefix(ns.cli)
     flood_seconds = 2 * seconds + 1.5
     pin = ["taskset", "-c", load_cpu] if load_cpu else []
@@ -370,7 +379,7 @@ def attack(kinds, rounds, seconds, srv_cpu, load_cpu, flood_rate, results,
     try:
         for kind in [k for _ in range(rounds) for k in kinds]:
             s = start(kind, srv_cpu, host="198.18.0.1",
-                      prefix=ns.exec_prefix(ns.srv))
+                      prefix=ns.exec_prefix(ns.srv), policy=ATTACK_POLICY)
             try:
                 target = [s.host, s.port]
                 udp = ["udp", "-s", 64, "-w", 32, "-r", 20000, "-d", seconds]

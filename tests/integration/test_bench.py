@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, EXIT_OSERR, Echod, children_of, free_port
+from conftest import (ROOT, EXIT_OSERR, Echod, children_of, free_port,
+                      run_echod)
 
 BENCH = ROOT / "build" / "echo-bench"
 UNGUARDED = ROOT / "build" / "unguarded" / "echod"
 BENCH_POLICY = ROOT / "policy" / "bench.conf"
+ATTACK_POLICY = ROOT / "policy" / "bench-attack.conf"
 
 
 def bench(*args, timeout=30):
@@ -205,3 +207,13 @@ def test_make_install_refuses_the_unguarded_build(tmp_path):
     assert r.returncode != 0
     assert "bench-only unguarded build; refusing" in r.stderr
     assert not list(tmp_path.rglob("echod"))
+
+
+def test_attack_policy_is_the_defaults_with_one_client_exempt():
+    """The under-attack row's policy lifts no rate for anyone but the
+    bench's legitimate client: its only directive is that one address."""
+    lines = [l.split("#")[0].split() for l in
+             ATTACK_POLICY.read_text().splitlines()]
+    assert [w for w in lines if w] == [["rate-exempt", "198.18.0.2"]]
+    r = run_echod(["-t", "-c", ATTACK_POLICY])
+    assert r.returncode == 0, r.stderr
