@@ -7,7 +7,8 @@ import struct
 
 import pytest
 
-from conftest import udp_socket
+import netns
+from conftest import ECHOD_BIN, Echod, udp_socket
 
 UDP_SEGMENT = 103
 HOSTS = ["127.0.0.1", "::1"]
@@ -92,3 +93,40 @@ def test_segment_above_max_datagram_is_oversize(echod):
     assert c["udp_received"] == 6
     assert c["udp_echoed"] == 3
     assert c["udp_gro_buffers"] >= 2
+
+
+def test_gso_refused_echoed_one_by_one():
+    """The route back has a smaller MTU than the segments (mtu lock 1280
+    on the client's address, in a namespace of the test's own): the kernel
+    refuses the GSO echo (EMSGSIZE) and every datagram still comes back,
+    sent alone (and fragmented)."""
+    try:
+        ns = netns.Netns("gro")
+    except netns.NetnsUnavailable as e:
+        pytest.skip(f"network namespaces unavailable: {e}")
+    d = cli = None
+    try:
+        ns.ip("link", "set", "lo", "up")
+        for a in ("198.18.0.1/32", "198.18.0.2/32"):
+            ns.ip("addr", "add", a, "dev", "lo")
+        ns.ip("route", "replace", "local", "198.18.0.2", "dev", "lo",
+              "table", "local", "mtu", "lock", "1280")
+        d = Echod(ns.exec_argv([ECHOD_BIN, "-l", "198.18.0.1", "-p", 20007,
+                                "-w", 1]), 20007, None)
+        d.wait_ready()
+        cli = ns.socket()
+        cli.bind(("198.18.0.2", 40000))
+        payloads = distinct_payloads(3, 1400)
+        gso_write(cli, "198.18.0.1", 20007, payloads)
+        assert [data for data, _ in receive(cli, 3)] == payloads
+        c = d.counters_when(lambda c: c["udp_echoed"] >= 3)
+        assert c["udp_gro_buffers"] == 1
+        assert c["udp_gso_fallbacks"] == 1
+        assert c["udp_echoed"] == 3
+        assert c["udp_send_errors"] == 0
+    finally:
+        if d is not None:
+            d.kill_all()
+        if cli is not None:
+            cli.close()
+        ns.delete()
