@@ -16,6 +16,7 @@ struct udp_guard {
 	struct bucket global;
 	bool global_primed;
 	struct rate_entry *last_source; /* of the last check, for the log */
+	bool source_exempt;             /* the last source check: rate-exempt */
 	uint64_t evictions;             /* table pressure: sources forgotten */
 	uint64_t exempted;              /* passed without the rate limits */
 };
@@ -147,7 +148,7 @@ udp_guard_new(const struct policy *p, const struct facts *f, unsigned share)
 	 * room for the loops in flight, not for every source. Touched by
 	 * every datagram, it is kept small so that memory does not follow a
 	 * flood of distinct payloads. */
-	g->loops = rate_table_new(loop_table_size(p), f->secret);
+	g->loops = rate_table_new_hashed(loop_table_size(p)); /* keyed */
 	if (g->table == NULL || g->loops == NULL) {
 		udp_guard_free(g);
 		return NULL;
@@ -268,7 +269,8 @@ looping(struct udp_guard *g, const struct datagram *d, uint64_t now)
 }
 
 enum guard_reason
-udp_guard_check(struct udp_guard *g, const struct datagram *d, uint64_t now)
+udp_guard_source_check(struct udp_guard *g, const struct datagram *d,
+                       uint64_t now)
 {
 	const struct policy *p = g->policy;
 	struct ipaddr key;
@@ -276,6 +278,7 @@ udp_guard_check(struct udp_guard *g, const struct datagram *d, uint64_t now)
 	bool created, evicted;
 
 	g->last_source = NULL;
+	g->source_exempt = false;
 	if (portset_has(&p->udp_deny_ports, d->sport))
 		return GUARD_port;
 	if (guard_bad_source(d, g->facts))
@@ -289,9 +292,7 @@ udp_guard_check(struct udp_guard *g, const struct datagram *d, uint64_t now)
 	 * (it evicts no one); the loop guard still holds, and it keeps its
 	 * own table. */
 	if (guard_rate_exempt(p, &d->src)) {
-		if (looping(g, d, now))
-			return GUARD_loop;
-		g->exempted++;
+		g->source_exempt = true;
 		return GUARD_ok;
 	}
 	ipaddr_prefix(&d->src,
@@ -307,8 +308,22 @@ udp_guard_check(struct udp_guard *g, const struct datagram *d, uint64_t now)
 		bucket_init(&e->packets, &p->udp_rate, now);
 		bucket_init(&e->bytes, &p->udp_byte_rate, now);
 	}
+	return GUARD_ok;
+}
+
+enum guard_reason
+udp_guard_payload_check(struct udp_guard *g, const struct datagram *d,
+                        uint64_t now)
+{
+	const struct policy *p = g->policy;
+	struct rate_entry *e = g->last_source;
+
 	if (looping(g, d, now))
 		return GUARD_loop;
+	if (g->source_exempt) {
+		g->exempted++;
+		return GUARD_ok;
+	}
 	/* Both allowances must hold before either is spent. */
 	if (bucket_level(&e->packets, &p->udp_rate, now) < 1 ||
 	    bucket_level(&e->bytes, &p->udp_byte_rate, now) < d->len)
@@ -322,6 +337,14 @@ udp_guard_check(struct udp_guard *g, const struct datagram *d, uint64_t now)
 	if (!bucket_take(&g->global, &g->global_cfg, now, 1))
 		return GUARD_global_rate;
 	return GUARD_ok;
+}
+
+enum guard_reason
+udp_guard_check(struct udp_guard *g, const struct datagram *d, uint64_t now)
+{
+	enum guard_reason r = udp_guard_source_check(g, d, now);
+
+	return r != GUARD_ok ? r : udp_guard_payload_check(g, d, now);
 }
 
 /* ---------------------------------------------------------------- TCP */

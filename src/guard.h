@@ -52,9 +52,26 @@ struct udp_guard *udp_guard_new(const struct policy *p, const struct facts *f,
 void udp_guard_free(struct udp_guard *g);
 
 /* The first check that rejects d, or GUARD_ok. Updates the per-source
- * state (rates, loop history) as a reply would. */
+ * state (rates, loop history) as a reply would. It is the two halves
+ * below, one after the other. */
 enum guard_reason udp_guard_check(struct udp_guard *g, const struct datagram *d,
                                   uint64_t now);
+
+/*
+ * The datagrams of one GRO buffer share their source, port, destination
+ * and interface, so the checks that read only those run once per buffer:
+ * udp_guard_source_check (ports, bad source and destination, deny, the
+ * source's table entry). If it passes, udp_guard_payload_check (loop
+ * guard, rates, global rate) decides each datagram, the first right
+ * after it, the others in turn with nothing in between on this guard:
+ * the same verdicts and state as udp_guard_check on each datagram.
+ */
+enum guard_reason udp_guard_source_check(struct udp_guard *g,
+                                         const struct datagram *d,
+                                         uint64_t now);
+enum guard_reason udp_guard_payload_check(struct udp_guard *g,
+                                          const struct datagram *d,
+                                          uint64_t now);
 
 /* The source prefix's entry of the last check, NULL if that check ended
  * before the table (so the caller can limit log lines per source). */

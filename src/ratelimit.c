@@ -27,8 +27,9 @@
  *
  * The table is set-associative: SipHash of the key under a per-process
  * secret picks a set of RATE_WAYS slots, so a sender who does not know the
- * secret cannot aim many sources at one set to evict a victim. All slots
- * are allocated once by rate_table_new; nothing allocates afterwards.
+ * secret cannot aim many sources at one set to evict a victim; a key that
+ * is already such a hash (rate_table_new_hashed) picks its set itself. All
+ * slots are allocated once, at creation; nothing allocates afterwards.
  */
 #include "ratelimit.h"
 
@@ -48,6 +49,7 @@ typedef unsigned __int128 u128;
 
 struct rate_table {
 	uint8_t secret[SIPHASH_KEY_LEN];
+	bool hashed; /* keys are keyed hashes already: no secret */
 	size_t nsets;
 	size_t used;               /* slots taken without an eviction */
 	struct rate_entry slots[]; /* nsets * RATE_WAYS, in the same calloc */
@@ -163,8 +165,9 @@ bucket_level(struct bucket *b, const struct bucket_cfg *cfg, uint64_t now)
 	return b->millitokens / MILLI;
 }
 
-struct rate_table *
-rate_table_new(size_t entries, const uint8_t secret[SIPHASH_KEY_LEN])
+/* entries slots, rounded up to whole sets, all free. */
+static struct rate_table *
+table_new(size_t entries)
 {
 	struct rate_table *t;
 	size_t nsets, nslots;
@@ -180,8 +183,27 @@ rate_table_new(size_t entries, const uint8_t secret[SIPHASH_KEY_LEN])
 	t = calloc(1, sizeof(*t) + nslots * sizeof(struct rate_entry));
 	if (t == NULL)
 		return NULL;
-	memcpy(t->secret, secret, sizeof(t->secret));
 	t->nsets = nsets;
+	return t;
+}
+
+struct rate_table *
+rate_table_new(size_t entries, const uint8_t secret[SIPHASH_KEY_LEN])
+{
+	struct rate_table *t = table_new(entries);
+
+	if (t != NULL)
+		memcpy(t->secret, secret, sizeof(t->secret));
+	return t;
+}
+
+struct rate_table *
+rate_table_new_hashed(size_t entries)
+{
+	struct rate_table *t = table_new(entries);
+
+	if (t != NULL)
+		t->hashed = true;
 	return t;
 }
 
@@ -202,6 +224,10 @@ rate_set(struct rate_table *t, const struct ipaddr *key)
 	uint8_t buf[1 + sizeof(key->bytes)];
 	uint64_t h;
 
+	if (t->hashed) {
+		memcpy(&h, key->bytes, sizeof(h));
+		return &t->slots[(size_t)(h % t->nsets) * RATE_WAYS];
+	}
 	/* The family is hashed too: v4 and v6 keys of equal bytes differ. */
 	buf[0] = key->family;
 	memcpy(buf + 1, key->bytes, sizeof(key->bytes));

@@ -55,6 +55,10 @@ struct rate_table;
  * allocated once, here; keys hashed with SipHash under `secret`. */
 struct rate_table *rate_table_new(size_t entries,
                                   const uint8_t secret[SIPHASH_KEY_LEN]);
+/* The same for keys that are themselves a keyed hash (SipHash under a
+ * secret no sender knows, as the loop guard's): the first 8 bytes of a key
+ * pick its set, as a second hash of them would, for no second hash. */
+struct rate_table *rate_table_new_hashed(size_t entries);
 void rate_table_free(struct rate_table *t);
 
 /*

@@ -358,18 +358,25 @@ echo_buffer(struct udp_server *srv, int fd, struct msghdr *in,
 	char *base = in->msg_iov->iov_base;
 	size_t kept = 0, kept_len = 0;
 	struct datagram dg;
+	enum guard_reason source = GUARD_ok;
 
 	ipaddr_from_sockaddr(in->msg_name, &dg.src, &dg.sport);
 	dg.dst = dest->addr;
 	dg.ifindex = dest->v6_control ? (int)dest->v6.ipi6_ifindex
 	                              : dest->v4.ipi_ifindex;
+	dg.payload = (const uint8_t *)base;
+	dg.len = gro_segment_len(len, segsize, 0);
+	/* Where it came from and went is the same for every datagram in it:
+	 * checked once (guard.h). */
+	if (GUARDS_ON)
+		source = udp_guard_source_check(srv->guard, &dg, now);
 	for (size_t i = 0; i < nsegs; i++) {
-		enum guard_reason verdict;
+		enum guard_reason verdict = source;
 
 		dg.payload = (const uint8_t *)base + i * segsize;
 		dg.len = gro_segment_len(len, segsize, i);
-		verdict = GUARDS_ON ? udp_guard_check(srv->guard, &dg, now)
-		                    : GUARD_ok;
+		if (GUARDS_ON && verdict == GUARD_ok)
+			verdict = udp_guard_payload_check(srv->guard, &dg, now);
 		if (verdict != GUARD_ok) {
 			log_drop(srv, verdict, in->msg_name, &dest->addr);
 			if (srv->policy->enforce) {

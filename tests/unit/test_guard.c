@@ -648,6 +648,53 @@ test_rate_exempt_tcp(void **state)
 	tcp_guard_free(g);
 }
 
+/*
+ * A GRO buffer decided by the two halves (the source once, then each
+ * datagram) gets the verdicts udp_guard_check gives each datagram alone:
+ * rates, loop holds, a refused port and a rate-exempt source included.
+ */
+static void
+test_split_check_is_udp_guard_check(void **state)
+{
+	static const char *const payloads[] = {"a", "same", "b", "same"};
+	static const char policy[] = "udp-rate 10/s burst 10\n"
+	                             "rate-exempt 198.18.3.0/24\n";
+	struct udp_guard *whole = guard_with(policy, 1);
+	struct udp_guard *split = guard_with(policy, 1);
+	unsigned seen[GUARD_NREASONS] = {0};
+
+	(void)state;
+	for (int b = 0; b < 12; b++) {
+		const char *src = b == 7       ? "198.18.3.7"
+		                  : b % 3 == 0 ? "198.18.2.7"
+		                               : "198.18.1.7";
+		struct datagram d =
+		    datagram(src, b == 5 ? 53 : 40000, "198.18.0.1", "", 2);
+		uint64_t now = 1000 + 40 * (uint64_t)b;
+		enum guard_reason source =
+		    udp_guard_source_check(split, &d, now);
+
+		for (int i = 0; i < 8; i++) {
+			enum guard_reason w, s = source;
+
+			d.payload = (const uint8_t *)payloads[i % 4];
+			d.len = strlen(payloads[i % 4]);
+			w = udp_guard_check(whole, &d, now);
+			if (s == GUARD_ok)
+				s = udp_guard_payload_check(split, &d, now);
+			assert_int_equal(s, w);
+			seen[w]++;
+		}
+	}
+	/* The sequence went through every kind of decision. */
+	assert_true(seen[GUARD_ok] > 0 && seen[GUARD_rate] > 0 &&
+	            seen[GUARD_loop] > 0 && seen[GUARD_port] == 8);
+	assert_true(udp_guard_exempted(split) > 0);
+	assert_int_equal(udp_guard_exempted(split), udp_guard_exempted(whole));
+	udp_guard_free(whole);
+	udp_guard_free(split);
+}
+
 int
 main(void)
 {
@@ -664,6 +711,7 @@ main(void)
 	    cmocka_unit_test(test_tcp_eviction_order),
 	    cmocka_unit_test(test_tcp_admission_checks),
 	    cmocka_unit_test(test_rate_per_prefix),
+	    cmocka_unit_test(test_split_check_is_udp_guard_check),
 	    cmocka_unit_test(test_rate_prefix_v6),
 	    cmocka_unit_test(test_byte_rate),
 	    cmocka_unit_test(test_global_rate_is_shared_by_workers),

@@ -587,6 +587,31 @@ test_table_secret_matters(void **state)
 	rate_table_free(ta2);
 }
 
+/* A hashed table's key picks its set by its first 8 bytes: 9 keys equal
+ * there modulo the 8 sets share one (the 9th evicts), another does not. */
+static void
+test_hashed_table_sets(void **state)
+{
+	struct rate_table *t = rate_table_new_hashed(64);
+	struct ipaddr k;
+	bool ev;
+
+	(void)state;
+	assert_non_null(t);
+	memset(&k, 0, sizeof(k));
+	for (uint64_t i = 0; i < 9; i++) {
+		uint64_t h = i * 8;
+
+		memcpy(k.bytes, &h, sizeof(h));
+		assert_non_null(rate_table_get(t, &k, i, NULL, &ev));
+		assert_true(ev == (i == 8));
+	}
+	k.bytes[0] = 1; /* h = 1: another set */
+	assert_non_null(rate_table_get(t, &k, 9, NULL, &ev));
+	assert_false(ev);
+	rate_table_free(t);
+}
+
 int
 main(void)
 {
@@ -611,6 +636,7 @@ main(void)
 	    cmocka_unit_test(test_table_memory_constant),
 	    cmocka_unit_test(test_table_random_keys),
 	    cmocka_unit_test(test_table_family_distinct),
+	    cmocka_unit_test(test_hashed_table_sets),
 	    cmocka_unit_test(test_table_secret_matters),
 	};
 
