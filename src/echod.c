@@ -253,6 +253,34 @@ enable_udp_gro(const struct listen_set *s)
 		           failed, strerror(err));
 }
 
+/*
+ * Step 2: every UDP socket's receive buffer to udp-receive-buffer, while
+ * CAP_NET_ADMIN may still lift net.core.rmem_max. A flood's bursts queue
+ * there while the worker is busy; a short queue loses the legitimate
+ * datagrams with the flood's. Less than asked is served, with a warning.
+ */
+static void
+size_udp_buffers(const struct listen_set *s)
+{
+	char err[256];
+	uint64_t granted;
+
+	if (listen_set_rcvbuf(s, policy.udp_receive_buffer, &granted, err,
+	                      sizeof(err)) != 0)
+		fail(EXIT_OSERR, "bind_failed", NULL, "%s", err);
+	if (granted == 0)
+		return;
+	if (granted / 2 < policy.udp_receive_buffer)
+		log_always(LOG_WARN, "udp_receive_buffer",
+		           "bytes=%llu asked=%llu msg=\"net.core.rmem_max caps "
+		           "it without CAP_NET_ADMIN: raise the sysctl\"",
+		           (unsigned long long)granted / 2,
+		           (unsigned long long)policy.udp_receive_buffer);
+	else
+		log_always(LOG_INFO, "udp_receive_buffer", "bytes=%llu",
+		           (unsigned long long)granted / 2);
+}
+
 /* How many sockets systemd passed (0 if none, or if LISTEN_* is wrong:
  * sockact_take then refuses it, with the reason). */
 static unsigned
@@ -739,6 +767,7 @@ main(int argc, char **argv)
 	/* Step 2: the only step that needs privilege. */
 	get_sockets(&b.sockets, b.nworkers);
 	enable_udp_gro(&b.sockets);
+	size_udp_buffers(&b.sockets);
 	bind_metrics();
 	gather_facts();
 	start_prefilter(&b);

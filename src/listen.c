@@ -4,6 +4,7 @@
 #include "errmsg.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <linux/filter.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -138,6 +139,45 @@ fail:
 	if (fd >= 0)
 		close(fd);
 	return errmsg(err, errlen, "cannot set up %s: %s", name, strerror(e));
+}
+
+/* One socket's receive buffer: SO_RCVBUF, which net.core.rmem_max caps,
+ * then SO_RCVBUFFORCE past the cap where CAP_NET_ADMIN allows it. The
+ * kernel's figure (twice the request: its bookkeeping) in *granted. */
+static int
+set_rcvbuf(int fd, int bytes, int *granted)
+{
+	socklen_t len = sizeof(*granted);
+
+	if (set_int(fd, SOL_SOCKET, SO_RCVBUF, bytes) != 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_RCVBUF, granted, &len) != 0)
+		return -1;
+	if (*granted / 2 < bytes &&
+	    set_int(fd, SOL_SOCKET, SO_RCVBUFFORCE, bytes) == 0 &&
+	    getsockopt(fd, SOL_SOCKET, SO_RCVBUF, granted, &len) != 0)
+		return -1;
+	return 0;
+}
+
+int
+listen_set_rcvbuf(const struct listen_set *s, uint64_t bytes, uint64_t *granted,
+                  char *err, size_t errlen)
+{
+	int want = bytes > INT32_MAX / 2 ? INT32_MAX / 2 : (int)bytes;
+
+	*granted = 0;
+	for (size_t i = 0; i < s->n; i++) {
+		int got = 0;
+		if (s->l[i].type != SOCK_DGRAM)
+			continue;
+		if (set_rcvbuf(s->l[i].fd, want, &got) != 0)
+			return errmsg(err, errlen,
+			              "cannot set the receive buffer of %s: %s",
+			              s->l[i].name, strerror(errno));
+		if (*granted == 0 || (uint64_t)got < *granted)
+			*granted = (uint64_t)got;
+	}
+	return 0;
 }
 
 int

@@ -9,6 +9,7 @@
 #include "policy.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 /*
  * Bind every listen address for every protocol in the policy. With more
@@ -20,6 +21,16 @@
 int listen_bind(const struct policy *p, unsigned nworkers, unsigned v4_prefix,
                 unsigned v6_prefix, struct listen_set *out, char *err,
                 size_t errlen);
+
+/*
+ * Every UDP socket's receive buffer to `bytes` (udp-receive-buffer): the
+ * queue a flood's bursts wait in while the worker is busy. Past
+ * net.core.rmem_max only with CAP_NET_ADMIN. The smallest buffer the
+ * kernel granted, as SO_RCVBUF reads (twice the bytes asked when all was
+ * granted), in *granted; 0 if there is no UDP socket. 0, or -1 with err.
+ */
+int listen_set_rcvbuf(const struct listen_set *s, uint64_t bytes,
+                      uint64_t *granted, char *err, size_t errlen);
 
 #define STEERING_MAX_INSNS 64
 

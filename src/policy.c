@@ -685,6 +685,8 @@ static const struct directive directives[] = {
      false},
     {"udp-max-datagram", set_size, FIELD(udp_max_datagram), 0, 65535, false,
      false},
+    {"udp-receive-buffer", set_size, FIELD(udp_receive_buffer), 64 * 1024,
+     256 * 1024 * 1024, false, false},
     {"log-level", set_log_level, 0, 0, 0, false, false},
     {"log", set_log, 0, 0, 0, false, false},
     {"log-format", set_log_format, 0, 0, 0, false, false},

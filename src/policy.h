@@ -35,6 +35,7 @@ struct policy {
 	uint64_t tcp_idle_timeout_ms;
 	uint64_t tcp_buffer;
 	uint64_t udp_max_datagram;
+	uint64_t udp_receive_buffer; /* SO_RCVBUF of every UDP socket */
 	enum log_level log_level;
 	bool log_syslog;                   /* log syslog: else stderr */
 	char syslog_path[POLICY_PATH_MAX]; /* log syslog PATH, /dev/log */

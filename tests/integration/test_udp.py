@@ -1,11 +1,15 @@
 """UDP echo: exact datagrams, reply source address, oversize drops, counters."""
 
 import os
+import re
+import shutil
 import socket
+import subprocess
 
 import pytest
 
-from conftest import udp_echo, udp_socket
+from conftest import (ECHOD_BIN, Echod, free_port, parse_logfmt, udp_echo,
+                      udp_socket)
 
 
 @pytest.mark.asan
@@ -128,3 +132,63 @@ def test_drop_log_lines_are_limited_per_source(echod):
     drops = [l for l in d.log_lines()
              if "event=udp_drop " in l and "reason=rate" in l]
     assert 1 <= len(drops) <= 3, drops
+
+
+# ---------------------------------------------------------------- receive buffer
+
+def _receive_buffers(port):
+    """SO_RCVBUF of every UDP socket bound to port, as ss reads it (the
+    kernel's figure: twice the bytes set)."""
+    out = subprocess.run(["ss", "-uanmH", f"sport = :{port}"],
+                         capture_output=True, text=True, check=True).stdout
+    return [int(b) for b in re.findall(r"\brb(\d+)\b", out)]
+
+
+def _rmem_max():
+    with open("/proc/sys/net/core/rmem_max") as f:
+        return int(f.read())
+
+
+def test_receive_buffer_is_the_policys_on_every_socket(echod):
+    """udp-receive-buffer sets each worker's v4 and v6 sockets; the
+    default is 4m (root lifts net.core.rmem_max)."""
+    if os.geteuid() != 0:
+        pytest.skip("past net.core.rmem_max only as root")
+    d = echod(policy_text="udp-receive-buffer 1m\n", workers=2)
+    assert _receive_buffers(d.port) == [2 << 20] * 4
+    line = d.wait_event("udp_receive_buffer")
+    assert parse_logfmt(line)["bytes"] == "1048576", line
+    assert udp_echo("127.0.0.1", d.port, b"x")[0] == b"x"
+    d = echod()
+    assert _receive_buffers(d.port) == [8 << 20] * 2
+    # Past the host's cap: root's CAP_NET_ADMIN lifts it.
+    big = 2 * _rmem_max()
+    if big <= 256 << 20:
+        d = echod(policy_text=f"udp-receive-buffer {big}\n")
+        assert _receive_buffers(d.port) == [2 * big] * 2
+
+
+def test_receive_buffer_capped_without_cap_net_admin_says_so(echod, tmp_path):
+    """Without CAP_NET_ADMIN the host's rmem_max caps it: served, with a
+    warning naming what it got and what was asked."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv (util-linux)")
+    cap = _rmem_max()
+    if cap >= 256 << 20:
+        pytest.skip(f"net.core.rmem_max is {cap}: nothing caps 256m")
+    policy = tmp_path / "rcvbuf.conf"
+    policy.write_text("udp-receive-buffer 256m\n")
+    port = free_port()
+    d = Echod(["setpriv", "--bounding-set=-net_admin", "--inh-caps=-all",
+               str(ECHOD_BIN), "-c", str(policy), "-l", "127.0.0.1", "-p",
+               str(port), "-w", "1"], port, policy)
+    try:
+        f = parse_logfmt(d.wait_event("udp_receive_buffer"))
+        assert (f["level"], f["bytes"], f["asked"]) == \
+            ("warn", str(cap), str(256 << 20)), f
+        d.wait_ready()
+        assert _receive_buffers(port) == [2 * cap]
+        assert udp_echo("127.0.0.1", port, b"y")[0] == b"y"
+        assert d.stop() == 0
+    finally:
+        d.kill_all()

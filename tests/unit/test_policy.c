@@ -76,6 +76,7 @@ assert_defaults(const struct policy *p)
 	assert_int_equal(p->tcp_idle_timeout_ms, 30000);
 	assert_int_equal(p->tcp_buffer, 16384);
 	assert_int_equal(p->udp_max_datagram, 65507);
+	assert_int_equal(p->udp_receive_buffer, 4 * 1024 * 1024);
 	assert_int_equal(p->log_level, LOG_INFO);
 	assert_string_equal(p->chroot_dir, "/var/empty/echod");
 	assert_false(p->sandbox_log);
@@ -190,6 +191,10 @@ test_keyword_ranges(void **state)
 	assert_int_equal(p.tcp_buffer, 512);
 	parse_ok("tcp-buffer 16m\n", &p);
 	assert_int_equal(p.tcp_buffer, 16777216);
+	parse_ok("udp-receive-buffer 64k\n", &p);
+	assert_int_equal(p.udp_receive_buffer, 65536);
+	parse_ok("udp-receive-buffer 256m\n", &p);
+	assert_int_equal(p.udp_receive_buffer, 268435456);
 	parse_ok("udp-max-datagram 0\n", &p);
 	assert_int_equal(p.udp_max_datagram, 0);
 	parse_ok("udp-max-datagram 65535\n", &p);
@@ -528,6 +533,12 @@ test_bad_values(void **state)
 	bad_value("tcp-buffer 64K", "tcp-buffer");
 	bad_value("tcp-buffer 1.5k", "tcp-buffer");
 	bad_value("tcp-buffer 16k 16k", "tcp-buffer");
+
+	bad_value("udp-receive-buffer", "udp-receive-buffer");
+	bad_value("udp-receive-buffer 65535", "udp-receive-buffer");
+	bad_value("udp-receive-buffer 257m", "udp-receive-buffer");
+	bad_value("udp-receive-buffer 4m 4m", "udp-receive-buffer");
+	bad_value("udp-receive-buffer lots", "udp-receive-buffer");
 
 	bad_value("udp-max-datagram", "udp-max-datagram");
 	bad_value("udp-max-datagram 65536", "udp-max-datagram");
