@@ -18,9 +18,10 @@ every echoed byte) to CPU 1 where there are two CPUs:
            only): legitimate UDP and TCP from one client while a spoofed
            flood from 100,000 sources hits the server; bounded in count
            and time (as root only, else skipped with a note)
-  xdp      the same namespaces: echod with and without xdp-prefilter under
-           a source-port-19 flood and a 100,000-source flood at the
-           default rates (src/bench/xdp_rows.py; as root only)
+  xdp      the same namespaces and one for the flood alone: echod with
+           and without xdp-prefilter under a source-port-19 flood and a
+           100,000-source flood at the default rates, paced at
+           --xdp-flood-rate and unpaced (src/bench/xdp_rows.py; as root only)
 
 echod and the unguarded build run policy/bench.conf (the defaults with the
 rate limits lifted), except in the attack row: policy/bench-attack.conf,
@@ -502,6 +503,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--flood-rate", type=int, default=100000,
                     help="spoofed datagrams per second (bounded)")
+    ap.add_argument("--xdp-flood-rate", type=int, default=150000,
+                    help="the XDP rows' paced flood, datagrams per second")
     ap.add_argument("--quick", action="store_true",
                     help="1 round of 1 s, no idle/cores/attack rows")
     ap.add_argument("--skip", default="",
@@ -550,7 +553,7 @@ def main():
         if "xdp" not in skip:
             log("bench: under attack, with and without the XDP prefilter")
             xdp_rows.run(sys.modules[__name__], a.seconds, srv_cpu,
-                         load_cpu, results, notes)
+                         load_cpu, a.xdp_flood_rate, results, notes)
     except (BenchError, subprocess.TimeoutExpired) as e:
         log(f"bench: FAILED: {e}")
         return 1

@@ -47,16 +47,17 @@
 #define EXIT_NETWORK  2
 #define EXIT_USAGE    64
 
-#define PAT_LEN     65521 /* prime: a misplaced chunk never lines up */
-#define MAX_CHUNK   (256 * 1024)
-#define MAX_BIND    64
-#define MAX_CONNS   20000
-#define UDP_BATCH   64
-#define GSO_MAX     60000 /* bytes in one UDP GSO super-datagram */
-#define UDP_HEADER  8     /* sequence number */
-#define UDP_LOSS_MS 50    /* nothing back this long: the outstanding are lost */
-#define RTT_WAIT_MS 1000
-#define NS          1000000000.0
+#define PAT_LEN      65521 /* prime: a misplaced chunk never lines up */
+#define MAX_CHUNK    (256 * 1024)
+#define MAX_BIND     64
+#define MAX_CONNS    20000
+#define UDP_BATCH    64
+#define GSO_MAX      60000 /* bytes in one UDP GSO super-datagram */
+#define UDP_HEADER   8     /* sequence number */
+#define UDP_LOSS_MS  50  /* nothing back this long: the outstanding are lost */
+#define UDP_DRAIN_MS 500 /* at the end: how long the last echoes may take */
+#define RTT_WAIT_MS  1000
+#define NS           1000000000.0
 
 /* Source ports echod's default policy refuses although they are in Linux's
  * ephemeral range (udp-deny-source-ports): never send from them. */
@@ -446,6 +447,36 @@ dgram_receive(struct dsock *d, double t)
 	return true;
 }
 
+/* Receive on every socket poll found readable; exit if an echo is wrong. */
+static void
+receive_ready(struct dsock *d, const struct pollfd *pfd, unsigned nsock,
+              double t)
+{
+	for (unsigned i = 0; i < nsock; i++)
+		if ((pfd[i].revents & POLLIN) && !dgram_receive(&d[i], t))
+			die(EXIT_MISMATCH,
+			    "udp: an echo differs from the datagram sent");
+}
+
+/* After the last send: the echoes still on their way, for UDP_DRAIN_MS at
+ * most, so that the last datagrams are not counted lost for being last
+ * (a server's queue under a flood holds them a while). */
+static void
+dgram_drain(struct dsock *d, struct pollfd *pfd, unsigned nsock)
+{
+	double end = now_s() + UDP_DRAIN_MS / 1e3, t;
+	bool waiting = true;
+
+	while (waiting && (t = now_s()) < end) {
+		waiting = false;
+		for (unsigned i = 0; i < nsock; i++)
+			waiting |= d[i].rcvd < d[i].next_seq;
+		if (!waiting || (poll(pfd, nsock, 1) < 0 && errno != EINTR))
+			break;
+		receive_ready(d, pfd, nsock, t);
+	}
+}
+
 static int
 run_udp(void)
 {
@@ -505,13 +536,10 @@ run_udp(void)
 		if (poll(pfd, nsock, 1) < 0 && errno != EINTR)
 			die(EXIT_NETWORK, "poll");
 		t = now_s();
-		for (unsigned i = 0; i < nsock; i++)
-			if ((pfd[i].revents & POLLIN) &&
-			    !dgram_receive(&d[i], t))
-				die(EXIT_MISMATCH, "udp: an echo differs from "
-				                   "the datagram sent");
+		receive_ready(d, pfd, nsock, t);
 	}
 	t = now_s() - start;
+	dgram_drain(d, pfd, nsock);
 	for (unsigned i = 0; i < nsock; i++) {
 		sent += d[i].next_seq;
 		rcvd += d[i].rcvd;

@@ -2,8 +2,10 @@
 wrong server fails instead of winning), and the unguarded comparison build
 cannot become a production server (SECURITY.md, "The benchmark build")."""
 
+import os
 import socket
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -16,6 +18,10 @@ BENCH = ROOT / "build" / "echo-bench"
 UNGUARDED = ROOT / "build" / "unguarded" / "echod"
 BENCH_POLICY = ROOT / "policy" / "bench.conf"
 ATTACK_POLICY = ROOT / "policy" / "bench-attack.conf"
+
+sys.path.insert(0, str(ROOT / "src" / "bench"))
+import bench as bench_py  # noqa: E402  (the driver: its Namespaces)
+import xdp_rows  # noqa: E402
 
 
 def bench(*args, timeout=30):
@@ -144,6 +150,88 @@ def test_a_wrong_echo_fails_the_run():
         assert "differs" in err
     finally:
         srv.close()
+
+
+class SlowServer:
+    """Echoes each UDP datagram on 127.0.0.1 `delay` seconds late."""
+
+    def __init__(self, delay):
+        self.delay = delay
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", 0))
+        self.port = self.udp.getsockname()[1]
+        threading.Thread(target=self._datagrams, daemon=True).start()
+
+    def _datagrams(self):
+        while True:
+            try:
+                data, peer = self.udp.recvfrom(65536)
+            except OSError:
+                return
+            threading.Timer(self.delay, self._reply, (data, peer)).start()
+
+    def _reply(self, data, peer):
+        try:
+            self.udp.sendto(data, peer)
+        except OSError:
+            pass
+
+    def close(self):
+        self.udp.close()
+
+
+def test_the_last_echoes_are_waited_for_not_counted_lost():
+    """Echoes 150 ms late: the datagrams sent in the last 150 ms are still
+    received (the run drains them) and nothing is counted unanswered."""
+    srv = SlowServer(0.15)
+    try:
+        rc, f, err = bench("udp", "-s", 64, "-w", 8, "-r", 40, "-d", 1,
+                           "127.0.0.1", srv.port)
+    finally:
+        srv.close()
+    assert rc == 0, err
+    assert int(f["sent"]) >= 30
+    assert f["received"] == f["sent"] and f["unanswered"] == "0", f
+    assert f["echoed_pct"] == "100.00"
+
+
+def test_xdp_rows_account_for_every_flood_datagram():
+    """The shares of the flood: XDP drops (every reason), socket buffer
+    losses, what echod read beyond the legitimate datagrams, the rest."""
+    c0 = {"udp_received": 50, "xdp_udp_drop_rate": 10,
+          "xdp_udp_drop_port": 0}
+    c1 = {"udp_received": 50 + 300 + 20, "xdp_udp_drop_rate": 410,
+          "xdp_udp_drop_port": 100, "udp_drop_rate": 7}
+    r = xdp_rows.shares(1000, 20, c0, c1, {"RcvbufErrors": 5},
+                        {"RcvbufErrors": 105})
+    assert r == {"xdp_pct": 50.0, "sockbuf_pct": 10.0, "reached_pct": 30.0,
+                 "lost_on_the_way_pct": 10.0}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces)")
+def test_xdp_rows_flood_has_its_own_veth():
+    """The flood's namespace reaches the server over ebf-s and the echoes
+    to its spoofed sources go back that way; the legitimate client's
+    address stays on ebv-s. Deleted with every namespace."""
+    ns = xdp_rows.FloodNamespaces(bench_py)
+    try:
+        made = list(ns.ns.made)
+        assert len(made) == 3
+        for dst, dev in (("198.18.4.1", "ebf-s"), ("198.19.138.1", "ebf-s"),
+                         ("198.18.0.2", "ebv-s")):
+            out = subprocess.run(["ip", "-n", ns.srv, "route", "get", dst],
+                                 capture_output=True, text=True,
+                                 check=True).stdout
+            assert f" dev {dev} " in out, (dst, out)
+        out = subprocess.run(["ip", "-n", ns.fld, "route", "get",
+                              "198.18.0.1"], capture_output=True, text=True,
+                             check=True).stdout
+        assert " dev ebf-f " in out, out
+    finally:
+        ns.delete()
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True,
+                            text=True, check=True).stdout
+    assert not any(n in listed for n in made)
 
 
 def test_flood_refuses_addresses_outside_the_bench_range():
