@@ -59,13 +59,6 @@ ipaddr_prefix(const struct ipaddr *a, unsigned bits, struct ipaddr *out)
 	memset(out->bytes + whole, 0, sizeof(out->bytes) - whole);
 }
 
-bool
-ipaddr_equal(const struct ipaddr *a, const struct ipaddr *b)
-{
-	return a->family == b->family &&
-	       memcmp(a->bytes, b->bytes, sizeof(a->bytes)) == 0;
-}
-
 int
 parse_cidr(const char *s, struct cidr *out)
 {

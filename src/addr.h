@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
 
 /* An address without port. IPv4-mapped IPv6 is always stored as IPv4. */
@@ -55,7 +56,13 @@ void ipaddr_from_sockaddr(const struct sockaddr *sa, struct ipaddr *out,
 /* The first `bits` bits of `a`, the rest zeroed. */
 void ipaddr_prefix(const struct ipaddr *a, unsigned bits, struct ipaddr *out);
 
-bool ipaddr_equal(const struct ipaddr *a, const struct ipaddr *b);
+/* Inline: every rate-table lookup compares a set's eight keys with it. */
+static inline bool
+ipaddr_equal(const struct ipaddr *a, const struct ipaddr *b)
+{
+	return a->family == b->family &&
+	       memcmp(a->bytes, b->bytes, sizeof(a->bytes)) == 0;
+}
 bool cidr_contains(const struct cidr *c, const struct ipaddr *a);
 
 /* Add the ports lo..hi to a set; test one port. */
