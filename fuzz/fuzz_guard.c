@@ -10,7 +10,8 @@
  *   byte 1: udp-rate count 1..8 (bits 0-2), per minute if bit 3, loop
  *     guard tuning in bits 4-5, share 0 (taken as 1) if bit 6 and not
  *     flag 0x80, the built-in rate-table-size (16384) if bit 7 (else 1024,
- *     faster; or 64 by flag 0x04); byte 2: udp-rate burst 1..16.
+ *     faster; or 64 by flag 0x04); byte 2: udp-rate burst 1..16 (bits
+ *     0-3), rate-exempt 198.51.100.7 10.1.0.0/16 2001:db8:1::/48 if bit 7.
  *   record: h, src, dst, sport (2), len (2), tag, step.
  *     h bit 0: IPv6 (the datagram arrives on a v6 socket; v4-mapped folds
  *     to IPv4 as in udp.c); bit 1: src is one byte indexing a pool of
@@ -46,6 +47,10 @@
  *    table no longer holds the key, i.e. after an eviction);
  *  - the echo udp.c sends is the request itself: d.len and d.payload are
  *    what was checked, len <= udp-max-datagram (amplification <= 1).
+ * A rate-exempt source (the harness's own reading of the prefixes) is
+ * never refused for a rate or the table, takes no rate-table entry, is
+ * not charged to its prefix's or the global budget, and is counted by
+ * udp_guard_exempted once per answer; every other invariant holds for it.
  * And always: rate_table_bytes(udp_guard_table(g)) never changes.
  * enforce log-only does not change the verdict (udp.c echoes anyway and
  * counts udp_would_drop); it is toggled only to check that.
@@ -267,6 +272,20 @@ check_answerable(const struct datagram *d, const struct policy *p,
 	}
 }
 
+/* The harness's own reading of build_policy's rate-exempt prefixes. */
+static bool
+exempt_source(const struct ipaddr *s, bool listed)
+{
+	static const uint8_t v6[6] = {0x20, 0x01, 0x0d, 0xb8, 0x00, 0x01};
+
+	if (!listed)
+		return false;
+	if (s->family == AF_INET)
+		return v4_is(s, "198.51.100.7") ||
+		       (s->bytes[0] == 10 && s->bytes[1] == 1);
+	return memcmp(s->bytes, v6, sizeof(v6)) == 0;
+}
+
 /* took <= burst + rate * elapsed / period, for a bucket that started full
  * `elapsed` ms ago (burst 0 means rate, as ratelimit.c documents). */
 static void
@@ -318,6 +337,8 @@ build_policy(struct policy *p, const uint8_t *hdr, unsigned *share)
 		    "allow 10.1.0.0/16 10.2.3.4 2001:db8:1::/48\n");
 	if (hdr[0] & 0x40)
 		ADD("rate-prefix-v4 32\nrate-prefix-v6 128\n");
+	if (hdr[2] & 0x80)
+		ADD("rate-exempt 198.51.100.7 10.1.0.0/16 2001:db8:1::/48\n");
 #undef ADD
 	CHECK(n < sizeof(text));
 	memcpy(p, &defaults, sizeof(*p));
@@ -339,6 +360,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const uint8_t *in;
 	size_t left, table_bytes, loop_bytes;
 	uint64_t now = 1000000, start = now, total_oks = 0, evictions = 0;
+	uint64_t exempt_oks = 0;
 	unsigned share, records = 0;
 	bool trace;
 
@@ -420,7 +442,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (rate_table_find(loops, &loop_key) == NULL)
 			lm->hold_until = lm->run = 0;
 
+		bool exempt = exempt_source(&d.src, data[2] & 0x80);
+		size_t used = rate_table_used(table);
 		r = udp_guard_check(g, &d, now);
+		if (exempt) {
+			CHECK(r != GUARD_rate && r != GUARD_global_rate &&
+			      r != GUARD_table);
+			CHECK(rate_table_used(table) == used);
+		}
 		if (trace) {
 			char a[64], b[64];
 			format_ipaddr(&d.src, a, sizeof(a));
@@ -437,9 +466,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		 * check reached the table, and it is that source's prefix. */
 		{
 			struct rate_entry *src = udp_guard_source(g);
-			bool in_table = r == GUARD_ok || r == GUARD_loop ||
-			                r == GUARD_rate ||
-			                r == GUARD_global_rate;
+			bool in_table =
+			    !exempt &&
+			    (r == GUARD_ok || r == GUARD_loop ||
+			     r == GUARD_rate || r == GUARD_global_rate);
 			CHECK((src != NULL) == in_table);
 			CHECK(src == NULL || ipaddr_equal(&src->key, &key));
 			CHECK(udp_guard_evictions(g) >= evictions);
@@ -478,6 +508,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (r != GUARD_ok)
 			continue;
 		check_answerable(&d, &p, data[0] & 0x20);
+		if (exempt) {
+			CHECK(udp_guard_exempted(g) == ++exempt_oks);
+			continue;
+		}
+		CHECK(udp_guard_exempted(g) == exempt_oks);
 		m->oks++;
 		m->bytes += len;
 		total_oks++;

@@ -646,6 +646,23 @@ test_rate_exempt_tcp(void **state)
 	assert_false(a.admit);
 	assert_int_equal(a.verdict, TCP_rate);
 	tcp_guard_free(g);
+
+	/* log-only: no rate is checked for the exempt source, so it is never
+	 * a would-refuse for one; its neighbour is. */
+	udp_guard_free(guard_with("enforce log-only\n"
+	                          "tcp-connect-rate 2/m burst 2\n"
+	                          "rate-exempt 198.18.1.7/32\n",
+	                          1));
+	g = tcp_guard_new(&pol, &facts, 100);
+	for (int i = 0; i < 5; i++) {
+		a = tcp_connect(g, "198.18.1.7", 4);
+		assert_true(a.admit);
+		assert_int_equal(a.verdict, TCP_ok);
+		a = tcp_connect(g, "198.18.1.8", 4);
+		assert_true(a.admit);
+		assert_int_equal(a.verdict, i < 2 ? TCP_ok : TCP_rate);
+	}
+	tcp_guard_free(g);
 }
 
 /*
