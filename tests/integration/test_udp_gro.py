@@ -80,6 +80,23 @@ def test_rate_limit_counts_segments(echod, host):
     assert c["udp_gro_buffers"] >= 1
 
 
+def test_refused_segments_leave_no_gap(echod):
+    """The loop guard holds a payload from its 5th repeat on: those two
+    go, the others come back in their order, the short last one last."""
+    d = echod()
+    payloads = distinct_payloads(20, 64) + [b"short"]
+    for i in (1, 4, 7, 10, 13, 16):
+        payloads[i] = b"L" * 64
+    with udp_socket() as s:
+        gso_write(s, "127.0.0.1", d.port, payloads)
+        want = payloads[:13] + payloads[14:16] + payloads[17:]
+        assert [data for data, _ in receive(s, len(want))] == want
+        c = d.counters_when(lambda c: c["udp_drop_loop"] >= 2)
+        assert_nothing_more(s)
+    assert c["udp_drop_loop"] == 2
+    assert c["udp_echoed"] == 19
+
+
 def test_segment_above_max_datagram_is_oversize(echod):
     d = echod(policy_text="udp-max-datagram 512\n")
     with udp_socket() as s:
