@@ -509,7 +509,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--flood-rate", type=int, default=100000,
                     help="spoofed datagrams per second (bounded)")
-    ap.add_argument("--xdp-flood-rate", type=int, default=150000,
+    ap.add_argument("--xdp-flood-rate", type=int, default=130000,
                     help="the XDP rows' paced flood, datagrams per second")
     ap.add_argument("--quick", action="store_true",
                     help="1 round of 1 s, no idle/cores/attack rows")

@@ -27,8 +27,9 @@ sent or its peer's full queue dropped), the shares of it dropped by the
 XDP program (xdp_udp_drop_*), lost at echod's full socket buffer
 (UdpRcvbufErrors in the server's namespace), read by echod (udp_received
 beyond the legitimate datagrams) and, as a BENCH line, lost on the way
-(the rest, to within the counters' skew); the worker's CPU; the share of
-the legitimate datagrams echoed.
+(the rest, to within the counters' skew); the worker's CPU, and the time
+it was runnable but waited for its CPU (other jobs); the share of the
+legitimate datagrams echoed.
 
 bench.py calls run() with itself as `b` (its Server, run_load, parse_kv,
 Namespaces, BENCH, ROOT, POLICY) and report() with the medians.
@@ -44,7 +45,7 @@ FLOOD_SOURCES = 100000
 FLOOD_MAX = 10_000_000  # datagrams; the time bound ends it first
 SERVER_IFACES = ("ebv-s", "ebf-s")
 PACE_SHORTFALL = 0.97  # a paced flood below this share of its rate: a note
-WARMUP_S = 2.5  # the flood alone first: the buckets' bursts are spent
+WARMUP_S = 3.0  # the flood alone first: the buckets' bursts are spent
 
 CASES = [
     # key, label, policy ("bench": policy/bench.conf), flood args, legit rate
@@ -61,6 +62,7 @@ METRICS = [
     ("sockbuf_pct", "lost at the socket buffer", lambda v: f"{v:.1f}%"),
     ("reached_pct", "read by echod", lambda v: f"{v:.1f}%"),
     ("worker_cpu_pct", "worker CPU", lambda v: f"{v:.1f}%"),
+    ("worker_waiting_pct", "worker waiting for CPU 0", lambda v: f"{v:.1f}%"),
     ("legit_pct", "legit UDP echoed", lambda v: f"{v:.1f}%"),
 ]
 
@@ -68,6 +70,11 @@ METRICS = [
 def _cpu_ticks(pid):
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _runqueue_ns(pid):
+    """Time pid spent runnable but waiting for its CPU (schedstat)."""
+    return int(open(f"/proc/{pid}/schedstat").read().split()[1])
 
 
 def _worker(b, pid):
@@ -193,7 +200,8 @@ def _snapshot(b, ns, s, worker):
             "echod": _counters(b, s),
             "server": _udp_snmp(b, ns, ns.srv),
             "client": _udp_snmp(b, ns, ns.cli),
-            "ticks": _cpu_ticks(worker), "t": time.monotonic()}
+            "ticks": _cpu_ticks(worker), "waited": _runqueue_ns(worker),
+            "t": time.monotonic()}
 
 
 def _one(b, ns, case, prefilter, rate, seconds, srv_cpu, load_cpu, notes):
@@ -245,6 +253,7 @@ def _one(b, ns, case, prefilter, rate, seconds, srv_cpu, load_cpu, notes):
         "flood_pps": sent / elapsed,
         "worker_cpu_pct": 100.0 * (z["ticks"] - a["ticks"])
         / os.sysconf("SC_CLK_TCK") / elapsed,
+        "worker_waiting_pct": (z["waited"] - a["waited"]) / 1e7 / elapsed,
         "legit_pct": float(legit["echoed_pct"]),
     })
     return r
