@@ -461,6 +461,20 @@ def udp_socket(family=socket.AF_INET, host=None):
             r.close()
 
 
+def udp_socket_on_denied_port(host):
+    """A UDP socket on host bound to one of the default policy's denied
+    source ports, the first one free: a fixed one may be taken by whatever
+    else runs on the machine (another run of the same test)."""
+    for port in sorted(_DENIED_UDP_SOURCE_PORTS):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind((host, port))
+            return s
+        except OSError:
+            s.close()
+    raise RuntimeError("every default-denied UDP source port is in use")
+
+
 def udp_echo(host, port, payload, timeout=2.0):
     """One datagram there and back: (data, source address)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import (is_event, parse_logfmt, tcp_echo, udp_echo,
+from conftest import (is_event, parse_logfmt, tcp_echo, udp_echo, udp_socket,
                       wait_until)
 
 HOST = "127.0.0.1"
@@ -373,15 +373,11 @@ def test_refusal_and_drop_lines_are_limited_with_4_workers(echod):
     """A connect flood from a denied prefix and a UDP flood from denied
     ports, -w 4: every refusal and drop path goes through the per-reason
     and per-source limits, and all of it within one budget."""
-    d = echod(policy_text="deny 127.8.0.0/16\n"
-                          "udp-deny-source-ports 0-1023 45000-45031\n",
-              workers=4, listen=(HOST,))
+    # 32 source ports the kernel hands out free (fixed ones collide with
+    # whatever else runs on the machine), then denied by the policy.
+    udp = [udp_socket(host=HOST) for _ in range(32)]
+    denied = " ".join(str(s.getsockname()[1]) for s in udp)
     sources = ["127.8.%d.1" % i for i in range(32)]
-    udp = []
-    for port in range(45000, 45032):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind((HOST, port))
-        udp.append(s)
 
     def flood():
         for _ in range(20):
@@ -390,6 +386,9 @@ def test_refusal_and_drop_lines_are_limited_with_4_workers(echod):
         _connect_flood(d.port, sources, 100)
 
     try:
+        d = echod(policy_text="deny 127.8.0.0/16\n"
+                              f"udp-deny-source-ports 0-1023 {denied}\n",
+                  workers=4, listen=(HOST,))
         lines, t = _lines_during(d, flood)
     finally:
         for s in udp:

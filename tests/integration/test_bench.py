@@ -48,15 +48,28 @@ class CorruptingServer:
 
     def __init__(self, clean=100000):
         self.clean = clean
-        self.tcp = socket.socket()
-        self.tcp.bind(("127.0.0.1", 0))
+        self.tcp, self.udp = self._tcp_udp_pair()
         self.port = self.tcp.getsockname()[1]
         self.tcp.listen(8)
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(("127.0.0.1", self.port))
         self.stopping = False
         for target in (self._accept, self._datagrams):
             threading.Thread(target=target, daemon=True).start()
+
+    @staticmethod
+    def _tcp_udp_pair():
+        """TCP and UDP sockets on one port: the kernel picks it for TCP,
+        and another one if that number is taken for UDP."""
+        for _ in range(50):
+            tcp = socket.socket()
+            tcp.bind(("127.0.0.1", 0))
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                udp.bind(("127.0.0.1", tcp.getsockname()[1]))
+                return tcp, udp
+            except OSError:
+                tcp.close()
+                udp.close()
+        raise RuntimeError("no port free for both TCP and UDP in 50 tries")
 
     def _accept(self):
         while not self.stopping:

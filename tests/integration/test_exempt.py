@@ -11,7 +11,7 @@ import socket
 import time
 
 from conftest import (closed_promptly, echo_timed, is_event, parse_logfmt,
-                      recv_exact, udp_socket)
+                      recv_exact, udp_socket, udp_socket_on_denied_port)
 
 HOST = "127.0.0.1"
 EXEMPT, NEIGHBOUR = "127.0.30.1", "127.0.30.2"
@@ -121,10 +121,9 @@ def test_udp_exempt_source_does_not_spend_the_global_cap(echod):
 def test_udp_exempt_source_still_gets_every_other_check(echod):
     d = echod(policy_text=RATES + "rate-exempt 127.0.31.0/24\n"
                                   "deny 127.0.31.0/24\n", listen=(HOST,))
-    # A denied source port (VxWorks WDB, 17185): no echo, counted as port.
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((EXEMPT, 17185))
-        s.sendto(b"from 17185", (HOST, d.port))
+    # A source port the default list denies: no echo, counted as port.
+    with udp_socket_on_denied_port(EXEMPT) as s:
+        s.sendto(b"from a denied port", (HOST, d.port))
         judged(d, 1)
         assert drain(s, set()) == 0
     # Exempt and denied: the deny list wins.
