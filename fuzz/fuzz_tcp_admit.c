@@ -5,7 +5,9 @@
  * Input: three header bytes, then records until the input runs out.
  *   byte 0, flags: 0x01 enforce log-only, 0x02 allow/deny rules,
  *     0x04 rate-table-size 64 (table pressure), 0x08 tcp-connect-rate
- *     2/s burst 3, 0x10 tcp-prefix-v4 24 and tcp-prefix-v6 48.
+ *     2/s burst 3, 0x10 tcp-prefix-v4 24 and tcp-prefix-v6 48, 0x20
+ *     rate-exempt 10.0.0.2 10.1.0.0/16 2001:db8:1::/48 (10.0.0.2 shares
+ *     a /24 key with 10.0.0.1 and 10.0.0.3; 10.1.0.1 is denied by 0x02).
  *   byte 1: the worker's cap, 1 + (b % 48).
  *   byte 2: tcp-max-connections-per-source, 1 + (b % 16).
  *   record: op, arg.
@@ -26,7 +28,19 @@
  *    enforce on, always then); table only without an entry;
  *  - tcp_guard_active and tcp_guard_largest agree with the model; every
  *    open connection's entry is still its source's (pinned entries are
- *    never evicted); the table never changes size.
+ *    never evicted); the table never changes size;
+ *  - with enforce on, an allowed source whose key holds
+ *    tcp-max-connections-per-source is refused for exactly that.
+ * A rate-exempt source (the harness's own reading of the prefixes) skips
+ * tcp-connect-rate and nothing else, as SECURITY.md and echod.conf(5)
+ * say: it is never refused for the rate (nor a would-refuse in log-only),
+ * and a.rate_exempt says so exactly when it has an entry; taking a
+ * connection does not spend its key's connect bucket (checked when an
+ * open connection pins that entry, so the bucket is seen before and
+ * after). It keeps its TCP entry, so it counts toward the per-source cap
+ * and the largest-holder eviction like anyone (the model above does not
+ * tell it apart), and the table, a resource, refuses it only as it would
+ * anyone: without an entry.
  */
 #include "acl.h"
 #include "addr.h"
@@ -105,6 +119,8 @@ build_policy(struct policy *p, const uint8_t *hdr)
 		ADD("tcp-connect-rate 2/s burst 3\n");
 	if (hdr[0] & 0x10)
 		ADD("tcp-prefix-v4 24\ntcp-prefix-v6 48\n");
+	if (hdr[0] & 0x20)
+		ADD("rate-exempt 10.0.0.2 10.1.0.0/16 2001:db8:1::/48\n");
 	ADD("tcp-max-connections-per-source %u\n", 1 + hdr[2] % 16);
 #undef ADD
 	CHECK(n < sizeof(text));
@@ -113,6 +129,31 @@ build_policy(struct policy *p, const uint8_t *hdr)
 		fprintf(stderr, "harness policy:%u: %s\n", err.line, err.msg);
 		abort();
 	}
+}
+
+/* The harness's own reading of build_policy's rate-exempt prefixes. */
+static bool
+exempt_source(const struct ipaddr *s, bool listed)
+{
+	static const uint8_t v6[6] = {0x20, 0x01, 0x0d, 0xb8, 0x00, 0x01};
+
+	if (!listed)
+		return false;
+	if (s->family == AF_INET)
+		return (s->bytes[0] == 10 && s->bytes[1] == 0 &&
+		        s->bytes[2] == 0 && s->bytes[3] == 2) ||
+		       (s->bytes[0] == 10 && s->bytes[1] == 1);
+	return memcmp(s->bytes, v6, sizeof(v6)) == 0;
+}
+
+/* The entry an open connection from key pins, or NULL. */
+static struct rate_entry *
+pinned_entry(const struct open_conn *open, unsigned n, const struct ipaddr *key)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (ipaddr_equal(&open[i].key, key))
+			return open[i].entry;
+	return NULL;
 }
 
 static struct held *
@@ -203,7 +244,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		const struct ipaddr *src = &addrs[op % NPOOL];
 		struct tcp_admission a;
 		struct ipaddr key;
+		struct rate_entry *pinned;
+		struct bucket connects = {0, 0};
 		unsigned mine, top;
+		bool exempt;
 
 		if (op >= 0xc0) {
 			if (n > 0)
@@ -218,7 +262,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		              &key);
 		mine = held(&key);
 		top = most_held();
+		exempt = exempt_source(src, data[0] & 0x20);
+		pinned = pinned_entry(open, n, &key);
+		if (pinned != NULL)
+			connects = pinned->packets;
 		tcp_guard_admit(g, src, now, &a);
+		CHECK(a.rate_exempt == (exempt && a.source != NULL));
+		if (exempt) {
+			CHECK(a.verdict != TCP_rate);
+			CHECK(pinned == NULL ||
+			      memcmp(&pinned->packets, &connects,
+			             sizeof(connects)) == 0);
+		}
+		if (p.enforce && acl_allows(&p.acl, src) && a.source != NULL &&
+		    mine >= p.tcp_max_per_source)
+			CHECK(a.verdict == TCP_per_source && !a.admit);
 		CHECK(a.verdict < TCP_NREASONS);
 		CHECK(strcmp(tcp_reason_name(a.verdict), "?") != 0);
 		CHECK(a.source == NULL || ipaddr_equal(&a.source->key, &key));
