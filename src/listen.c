@@ -142,13 +142,18 @@ fail:
 }
 
 /* One socket's receive buffer: SO_RCVBUF, which net.core.rmem_max caps,
- * then SO_RCVBUFFORCE past the cap where CAP_NET_ADMIN allows it. The
+ * then SO_RCVBUFFORCE past the cap where CAP_NET_ADMIN allows it. A buffer
+ * already as large (systemd's ReceiveBuffer=) is left as it is. The
  * kernel's figure (twice the request: its bookkeeping) in *granted. */
 static int
 set_rcvbuf(int fd, int bytes, int *granted)
 {
 	socklen_t len = sizeof(*granted);
 
+	if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, granted, &len) != 0)
+		return -1;
+	if (*granted / 2 >= bytes)
+		return 0;
 	if (set_int(fd, SOL_SOCKET, SO_RCVBUF, bytes) != 0 ||
 	    getsockopt(fd, SOL_SOCKET, SO_RCVBUF, granted, &len) != 0)
 		return -1;

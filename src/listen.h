@@ -23,9 +23,10 @@ int listen_bind(const struct policy *p, unsigned nworkers, unsigned v4_prefix,
                 size_t errlen);
 
 /*
- * Every UDP socket's receive buffer to `bytes` (udp-receive-buffer): the
- * queue a flood's bursts wait in while the worker is busy. Past
- * net.core.rmem_max only with CAP_NET_ADMIN. The smallest buffer the
+ * Every UDP socket's receive buffer to at least `bytes`
+ * (udp-receive-buffer): the queue a flood's bursts wait in while the
+ * worker is busy. Past net.core.rmem_max only with CAP_NET_ADMIN; a
+ * larger one (systemd's ReceiveBuffer=) is kept. The smallest buffer the
  * kernel granted, as SO_RCVBUF reads (twice the bytes asked when all was
  * granted), in *granted; 0 if there is no UDP socket. 0, or -1 with err.
  */

@@ -6,6 +6,8 @@ usage: sockact_launch.py [--listen-pid self|N] [--listen-fds auto|VALUE]
 Each SPEC makes one fd; the first goes to fd 3, the next to fd 4, ...:
   tcp,HOST,PORT        listening TCP socket (IPv6 ones get IPV6_V6ONLY)
   udp,HOST,PORT        bound UDP socket (IPv6 ones get IPV6_V6ONLY)
+  udpbig,HOST,PORT     the same with a 16 MiB receive buffer, as
+                       systemd's ReceiveBuffer=16M sets it (root only)
   tcp6dual,HOST,PORT   listening IPv6 TCP socket with IPV6_V6ONLY off
   tcpbound,HOST,PORT   bound TCP socket that is not listening
   udpunbound           UDP socket that is not bound
@@ -26,15 +28,20 @@ import socket
 import sys
 import tempfile
 
+SO_RCVBUFFORCE = 33  # <asm-generic/socket.h>; not in Python's socket
+
 
 def make(spec):
     parts = spec.split(",")
     kind = parts[0]
-    if kind in ("tcp", "udp", "tcp6dual", "tcpbound"):
+    if kind in ("tcp", "udp", "udpbig", "tcp6dual", "tcpbound"):
         host, port = parts[1], int(parts[2])
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        stype = socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM
+        stype = (socket.SOCK_DGRAM if kind in ("udp", "udpbig")
+                 else socket.SOCK_STREAM)
         s = socket.socket(family, stype)
+        if kind == "udpbig":
+            s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY,

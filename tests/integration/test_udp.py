@@ -5,6 +5,8 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -190,5 +192,24 @@ def test_receive_buffer_capped_without_cap_net_admin_says_so(echod, tmp_path):
         assert _receive_buffers(port) == [2 * cap]
         assert udp_echo("127.0.0.1", port, b"y")[0] == b"y"
         assert d.stop() == 0
+    finally:
+        d.kill_all()
+
+
+def test_a_larger_buffer_from_systemd_is_kept(tmp_path):
+    """A passed socket whose buffer systemd already made larger
+    (ReceiveBuffer=16M) keeps it: echod only ever raises it."""
+    if os.geteuid() != 0:
+        pytest.skip("SO_RCVBUFFORCE needs root")
+    port = free_port()
+    launcher = Path(__file__).resolve().parent / "sockact_launch.py"
+    d = Echod([sys.executable, str(launcher), f"udpbig,127.0.0.1,{port}",
+               "--", str(ECHOD_BIN), "-w", "1"], port, None)
+    try:
+        f = parse_logfmt(d.wait_event("udp_receive_buffer"))
+        assert (f["level"], f["bytes"]) == ("info", str(16 << 20)), f
+        d.wait_ready()
+        assert _receive_buffers(port) == [32 << 20]
+        assert udp_echo("127.0.0.1", port, b"z")[0] == b"z"
     finally:
         d.kill_all()
