@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import EXIT_CONFIG, run_echod
+
 ROOT = Path(__file__).resolve().parents[2]
 MAN = ROOT / "man"
 PAGES = ["echod.8", "echod.conf.5", "echo-client.1"]
@@ -113,6 +115,52 @@ def test_conf_page_ranges_are_the_parsers():
                 to_number(m.group(2), setter, is_bytes)) == (lo, hi), name
         checked += 1
     assert checked >= 10
+
+
+def _policy_check(tmp_path, text):
+    """echod -t over a policy file holding text."""
+    path = tmp_path / "limits.conf"
+    path.write_text(text)
+    return run_echod(["-t", "-c", path])
+
+
+def _prefix_lines(keywords, n):
+    """n distinct IPv4 hosts, 64 a line, the lines taking the keywords in
+    turn."""
+    hosts = [f"10.{i // 250}.{i % 250}.1" for i in range(n)]
+    return "".join(f"{keywords[j % len(keywords)]} "
+                   + " ".join(hosts[i:i + 64]) + "\n"
+                   for j, i in enumerate(range(0, n, 64)))
+
+
+@pytest.mark.parametrize("name, keywords", [
+    ("allow", ("allow", "deny")),  # one list: "both lists together"
+    ("rate-exempt", ("rate-exempt",)),
+    ("metrics-allow", ("metrics-allow",)),
+])
+def test_conf_page_prefix_limits_are_the_parsers(tmp_path, name, keywords):
+    m = re.search(r"^At most (\d+) prefixes\b",
+                  man_entries("echod.conf.5")[name], re.M)
+    assert m, f"{name}: no 'At most N prefixes' line"
+    n = int(m.group(1))
+    r = _policy_check(tmp_path, _prefix_lines(keywords, n))
+    assert r.returncode == 0 and r.stdout == b"ok\n", r.stderr
+    r = _policy_check(tmp_path, _prefix_lines(keywords, n + 1))
+    assert r.returncode == EXIT_CONFIG, r.stderr
+    assert f"more than {n} prefixes" in r.stderr.decode()
+
+
+def test_conf_page_values_per_line_are_the_parsers(tmp_path):
+    m = re.search(r"at most 1024 bytes and (\d+) values after its keyword",
+                  (MAN / "echod.conf.5").read_text())
+    assert m, "no 'N values after its keyword' in the page"
+    n = int(m.group(1))
+    r = _policy_check(tmp_path, "udp-deny-source-ports" + " 7" * n + "\n")
+    assert r.returncode == 0 and r.stdout == b"ok\n", r.stderr
+    r = _policy_check(tmp_path,
+                      "udp-deny-source-ports" + " 7" * (n + 1) + "\n")
+    assert r.returncode == EXIT_CONFIG, r.stderr
+    assert "too many words on one line" in r.stderr.decode()
 
 
 def flags_in_page(page):
