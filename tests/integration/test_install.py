@@ -5,7 +5,6 @@ tools."""
 
 import os
 import shutil
-import socket
 import stat
 import subprocess
 from pathlib import Path
