@@ -6,8 +6,9 @@
  *   byte 0, flags: 0x01 enforce log-only, 0x02 allow/deny rules,
  *     0x04 rate-table-size 64 (table pressure), 0x08 tcp-connect-rate
  *     2/s burst 3, 0x10 tcp-prefix-v4 24 and tcp-prefix-v6 48, 0x20
- *     rate-exempt 10.0.0.2 10.1.0.0/16 2001:db8:1::/48 (10.0.0.2 shares
- *     a /24 key with 10.0.0.1 and 10.0.0.3; 10.1.0.1 is denied by 0x02).
+ *     fuzz_guard's rate-exempt prefixes (exempt.h): 198.51.100.7 (a /24
+ *     key shared with 198.51.100.8 under 0x10), 10.1.0.0/16 (10.1.0.1,
+ *     denied by 0x02) and 2001:db8:1::/48.
  *   byte 1: the worker's cap, 1 + (b % 48).
  *   byte 2: tcp-max-connections-per-source, 1 + (b % 16).
  *   record: op, arg.
@@ -49,6 +50,7 @@
 #include "policy.h"
 #include "ratelimit.h"
 
+#include "exempt.h"
 #include "fuzz.h"
 
 #include <stdbool.h>
@@ -120,7 +122,7 @@ build_policy(struct policy *p, const uint8_t *hdr)
 	if (hdr[0] & 0x10)
 		ADD("tcp-prefix-v4 24\ntcp-prefix-v6 48\n");
 	if (hdr[0] & 0x20)
-		ADD("rate-exempt 10.0.0.2 10.1.0.0/16 2001:db8:1::/48\n");
+		ADD(FUZZ_RATE_EXEMPT);
 	ADD("tcp-max-connections-per-source %u\n", 1 + hdr[2] % 16);
 #undef ADD
 	CHECK(n < sizeof(text));
@@ -129,21 +131,6 @@ build_policy(struct policy *p, const uint8_t *hdr)
 		fprintf(stderr, "harness policy:%u: %s\n", err.line, err.msg);
 		abort();
 	}
-}
-
-/* The harness's own reading of build_policy's rate-exempt prefixes. */
-static bool
-exempt_source(const struct ipaddr *s, bool listed)
-{
-	static const uint8_t v6[6] = {0x20, 0x01, 0x0d, 0xb8, 0x00, 0x01};
-
-	if (!listed)
-		return false;
-	if (s->family == AF_INET)
-		return (s->bytes[0] == 10 && s->bytes[1] == 0 &&
-		        s->bytes[2] == 0 && s->bytes[3] == 2) ||
-		       (s->bytes[0] == 10 && s->bytes[1] == 1);
-	return memcmp(s->bytes, v6, sizeof(v6)) == 0;
 }
 
 /* The entry an open connection from key pins, or NULL. */
@@ -262,7 +249,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		              &key);
 		mine = held(&key);
 		top = most_held();
-		exempt = exempt_source(src, data[0] & 0x20);
+		exempt = (data[0] & 0x20) && fuzz_exempt_source(src);
 		pinned = pinned_entry(open, n, &key);
 		if (pinned != NULL)
 			connects = pinned->packets;
