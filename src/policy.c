@@ -817,8 +817,9 @@ parse_line(char *line, unsigned lineno, struct policy *p, struct seen *seen,
 	argc = split_words(line, argv, MAX_ARGS);
 	if (argc < 0)
 		return errmsg(err->msg, sizeof(err->msg),
-		              "too many words on one line (at most %d)",
-		              MAX_ARGS);
+		              "too many words on one line (at most %d after "
+		              "the keyword)",
+		              MAX_ARGS - 1);
 	if (argc == 0)
 		return 0;
 	d = find_directive(argv[0]);

@@ -175,7 +175,8 @@ def test_conf_page_values_per_line_are_the_parsers(tmp_path):
     r = _policy_check(tmp_path,
                       "udp-deny-source-ports" + " 7" * (n + 1) + "\n")
     assert r.returncode == EXIT_CONFIG, r.stderr
-    assert "too many words on one line" in r.stderr.decode()
+    assert (f"too many words on one line (at most {n} after the keyword)"
+            in r.stderr.decode())
 
 
 def flags_in_page(page):
