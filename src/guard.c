@@ -15,10 +15,14 @@ struct udp_guard {
 	struct bucket_cfg global_cfg; /* this worker's share */
 	struct bucket global;
 	bool global_primed;
+	bool rates_unlimited; /* no UDP rate at all: no bucket to consult */
 	struct rate_entry *last_source; /* of the last check, for the log */
 	bool source_exempt;             /* the last source check: rate-exempt */
-	uint64_t evictions;             /* table pressure: sources forgotten */
-	uint64_t exempted;              /* passed without the rate limits */
+	/* The loop key's hash with the last source check's address and port
+	 * absorbed: each datagram of its buffer only adds its payload. */
+	struct siphash_state loop_head;
+	uint64_t evictions; /* table pressure: sources forgotten */
+	uint64_t exempted;  /* passed without the rate limits */
 };
 
 static const char *const reason_names[] = {
@@ -160,6 +164,11 @@ udp_guard_new(const struct policy *p, const struct facts *f, unsigned share)
 		g->global_cfg.rate = (g->global_cfg.rate + share - 1) / share;
 		g->global_cfg.burst = (g->global_cfg.burst + share - 1) / share;
 	}
+	/* Unlimited buckets grant everything and keep no state (ratelimit.c):
+	 * skipping them changes no verdict. */
+	g->rates_unlimited = p->udp_rate.rate == 0 &&
+	                     p->udp_byte_rate.rate == 0 &&
+	                     g->global_cfg.rate == 0;
 	return g;
 }
 
@@ -209,14 +218,14 @@ udp_guard_loop_table(const struct udp_guard *g)
 	return g->loops;
 }
 
-void
-udp_guard_loop_key(const struct udp_guard *g, const struct datagram *d,
-                   struct ipaddr *key)
+/* The loop key's hash with d's family, address, port and zero padding to
+ * whole words absorbed: one SipHash pass over it and then the payload (not
+ * a hash of the payload's hash). */
+static void
+loop_key_head(const struct udp_guard *g, const struct datagram *d,
+              struct siphash_state *s)
 {
-	/* family, address, port, zero padding to whole words: one SipHash
-	 * pass over it and the payload (not a hash of the payload's hash). */
 	uint8_t head[24] = {0};
-	uint64_t h;
 
 	_Static_assert(1 + sizeof(d->src.bytes) + 2 <= sizeof(head),
 	               "the loop key's head fits in three words");
@@ -224,11 +233,30 @@ udp_guard_loop_key(const struct udp_guard *g, const struct datagram *d,
 	memcpy(head + 1, d->src.bytes, sizeof(d->src.bytes));
 	head[17] = (uint8_t)(d->sport >> 8);
 	head[18] = (uint8_t)d->sport;
-	h = siphash24_words_then(g->facts->secret, head, sizeof(head),
-	                         d->payload, d->len);
+	siphash24_state(s, g->facts->secret, head, sizeof(head));
+}
+
+/* The loop-hold table's key for a payload under a head (AF_UNSPEC: never
+ * a real address). */
+static void
+loop_key_finish(const struct siphash_state *head, const struct datagram *d,
+                struct ipaddr *key)
+{
+	uint64_t h = siphash24_continue(head, d->payload, d->len);
+
 	memset(key, 0, sizeof(*key));
 	key->family = AF_UNSPEC;
 	memcpy(key->bytes, &h, sizeof(h));
+}
+
+void
+udp_guard_loop_key(const struct udp_guard *g, const struct datagram *d,
+                   struct ipaddr *key)
+{
+	struct siphash_state head;
+
+	loop_key_head(g, d, &head);
+	loop_key_finish(&head, d, key);
 }
 
 /*
@@ -247,7 +275,7 @@ looping(struct udp_guard *g, const struct datagram *d, uint64_t now)
 
 	if (!p->loop_guard)
 		return false;
-	udp_guard_loop_key(g, d, &key);
+	loop_key_finish(&g->loop_head, d, &key);
 	e = rate_table_get(g->loops, &key, now, NULL, NULL);
 	if (e == NULL) /* never: nothing pins a loop entry */
 		return false;
@@ -287,6 +315,8 @@ udp_guard_source_check(struct udp_guard *g, const struct datagram *d,
 		return GUARD_bad_dest;
 	if (!acl_allows(&p->acl, &d->src))
 		return GUARD_deny;
+	if (p->loop_guard)
+		loop_key_head(g, d, &g->loop_head);
 	/* rate-exempt: no rate, no share of the global cap (a flood that
 	 * spends it must not starve the exempt monitor) and no table entry
 	 * (it evicts no one); the loop guard still holds, and it keeps its
@@ -324,6 +354,8 @@ udp_guard_payload_check(struct udp_guard *g, const struct datagram *d,
 		g->exempted++;
 		return GUARD_ok;
 	}
+	if (g->rates_unlimited)
+		return GUARD_ok;
 	/* Both allowances must hold before either is spent. */
 	if (bucket_level(&e->packets, &p->udp_rate, now) < 1 ||
 	    bucket_level(&e->bytes, &p->udp_byte_rate, now) < d->len)

@@ -61,10 +61,12 @@ enum guard_reason udp_guard_check(struct udp_guard *g, const struct datagram *d,
  * The datagrams of one GRO buffer share their source, port, destination
  * and interface, so the checks that read only those run once per buffer:
  * udp_guard_source_check (ports, bad source and destination, deny, the
- * source's table entry). If it passes, udp_guard_payload_check (loop
- * guard, rates, global rate) decides each datagram, the first right
- * after it, the others in turn with nothing in between on this guard:
- * the same verdicts and state as udp_guard_check on each datagram.
+ * source's table entry, and the loop key's hash of the source address and
+ * port, finished per datagram with its payload). If it passes,
+ * udp_guard_payload_check (loop guard, rates, global rate) decides each
+ * datagram, the first right after it, the others in turn with nothing in
+ * between on this guard: the same verdicts and state as udp_guard_check on each
+ * datagram.
  */
 enum guard_reason udp_guard_source_check(struct udp_guard *g,
                                          const struct datagram *d,

@@ -217,77 +217,82 @@ rate_table_free(struct rate_table *t)
 	free(t);
 }
 
-/* The first slot of the set that key hashes to. */
-static struct rate_entry *
-rate_set(struct rate_table *t, const struct ipaddr *key)
+/* key's hash: SipHash under the table's secret, or the key's own first
+ * 8 bytes in a hashed table. It picks the set, and the entries keep it so
+ * that a probe compares one word per slot before a whole key. */
+static uint64_t
+rate_hash(const struct rate_table *t, const struct ipaddr *key)
 {
 	uint8_t buf[1 + sizeof(key->bytes)];
 	uint64_t h;
 
 	if (t->hashed) {
 		memcpy(&h, key->bytes, sizeof(h));
-		return &t->slots[(size_t)(h % t->nsets) * RATE_WAYS];
+		return h;
 	}
 	/* The family is hashed too: v4 and v6 keys of equal bytes differ. */
 	buf[0] = key->family;
 	memcpy(buf + 1, key->bytes, sizeof(key->bytes));
-	h = siphash24(t->secret, buf, sizeof(buf));
+	return siphash24(t->secret, buf, sizeof(buf));
+}
+
+/* The first slot of the set that hash h picks. */
+static struct rate_entry *
+rate_set(struct rate_table *t, uint64_t h)
+{
 	return &t->slots[(size_t)(h % t->nsets) * RATE_WAYS];
 }
 
-static struct rate_entry *
-set_lookup(struct rate_entry *set, const struct ipaddr *key)
-{
-	size_t i;
-
-	for (i = 0; i < RATE_WAYS; i++)
-		if (set[i].used && ipaddr_equal(&set[i].key, key))
-			return &set[i];
-	return NULL;
-}
-
 /*
- * A slot for a new key: the first free one, else the least recently seen
- * one that no open connection pins (*evicted set). NULL if all are pinned.
+ * key's entry in its set, or NULL and in *victim a slot for it: the first
+ * free one, else the least recently seen one that no open connection pins
+ * (the first of equals; NULL if all are pinned). One pass over the set:
+ * it runs for every datagram (the loop-hold table), and a new payload,
+ * the common case, is a miss. Nothing frees a slot, so the used ones come
+ * first and a free slot ends the search: the key is not further on.
  */
 static struct rate_entry *
-set_victim(struct rate_entry *set, bool *evicted)
+set_probe(struct rate_entry *set, const struct ipaddr *key, uint64_t h,
+          struct rate_entry **victim)
 {
-	struct rate_entry *victim = NULL;
-	size_t i;
+	struct rate_entry *lru = NULL;
 
-	for (i = 0; i < RATE_WAYS; i++)
-		if (!set[i].used)
-			return &set[i];
-	for (i = 0; i < RATE_WAYS; i++) {
-		if (set[i].pinned != 0)
-			continue;
-		if (victim == NULL || set[i].last_seen < victim->last_seen)
-			victim = &set[i];
+	for (size_t i = 0; i < RATE_WAYS; i++) {
+		struct rate_entry *e = &set[i];
+
+		if (!e->used) {
+			*victim = e;
+			return NULL;
+		}
+		if (e->hash == h && ipaddr_equal(&e->key, key))
+			return e;
+		if (e->pinned == 0 &&
+		    (lru == NULL || e->last_seen < lru->last_seen))
+			lru = e;
 	}
-	if (victim != NULL)
-		*evicted = true;
-	return victim;
+	*victim = lru;
+	return NULL;
 }
 
 struct rate_entry *
 rate_table_get(struct rate_table *t, const struct ipaddr *key, uint64_t now,
                bool *created, bool *evicted)
 {
-	struct rate_entry *set = rate_set(t, key), *e;
+	uint64_t h = rate_hash(t, key);
+	struct rate_entry *victim, *e;
 	bool cr = false, ev = false;
 
-	e = set_lookup(set, key);
-	if (e == NULL) {
-		e = set_victim(set, &ev);
-		if (e != NULL) {
-			memset(e, 0, sizeof(*e));
-			e->key = *key;
-			e->used = true;
-			cr = true;
-			if (!ev)
-				t->used++;
-		}
+	e = set_probe(rate_set(t, h), key, h, &victim);
+	if (e == NULL && victim != NULL) {
+		ev = victim->used;
+		if (!ev)
+			t->used++;
+		e = victim;
+		memset(e, 0, sizeof(*e));
+		e->key = *key;
+		e->hash = h;
+		e->used = true;
+		cr = true;
 	}
 	if (e != NULL)
 		e->last_seen = now;
@@ -301,7 +306,10 @@ rate_table_get(struct rate_table *t, const struct ipaddr *key, uint64_t now,
 struct rate_entry *
 rate_table_find(struct rate_table *t, const struct ipaddr *key)
 {
-	return set_lookup(rate_set(t, key), key);
+	uint64_t h = rate_hash(t, key);
+	struct rate_entry *victim;
+
+	return set_probe(rate_set(t, h), key, h, &victim);
 }
 
 size_t

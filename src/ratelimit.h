@@ -37,12 +37,13 @@ uint64_t bucket_level(struct bucket *b, const struct bucket_cfg *cfg,
 struct rate_entry {
 	struct ipaddr key; /* the source prefix */
 	bool used;
+	uint64_t hash;          /* the table's hash of key (ratelimit.c) */
 	uint64_t last_seen;     /* ms; the least recent in a set is evicted */
 	struct bucket packets;  /* UDP datagrams or TCP connects */
 	struct bucket bytes;    /* UDP or TCP bytes (the byte rates) */
-	uint32_t loop_repeats;  /* UDP loop guard: times seen this window */
-	uint64_t loop_first_ms; /* when the run of repeats started */
+	uint64_t loop_first_ms; /* UDP loop guard: when the run started */
 	uint64_t suppressed_until; /* ms; loop guard hold */
+	uint32_t loop_repeats;     /* times seen this window */
 	uint32_t pinned;           /* open TCP connections: never evict */
 	struct rate_entry *level_prev, *level_next; /* TCP: sources that hold
 	                                             * as many connections */

@@ -55,42 +55,49 @@ load_tail(const uint8_t *p, size_t n)
 	return v;
 }
 
-/* SipHash-2-4 of head[0..head_len) followed by data[0..len); head_len is
- * a multiple of 8, so the head is whole message words and no bytes need
- * carrying from one buffer into the other. */
-static inline uint64_t
-siphash_core(const uint8_t key[SIPHASH_KEY_LEN], const uint8_t *head,
-             size_t head_len, const uint8_t *p, size_t len)
+/* Each message word takes two compression rounds ("2" of 2-4). */
+#define ABSORB(word)                                                           \
+	do {                                                                   \
+		uint64_t m_ = (word);                                          \
+		v3 ^= m_;                                                      \
+		SIPROUND;                                                      \
+		SIPROUND;                                                      \
+		v0 ^= m_;                                                      \
+	} while (0)
+
+void
+siphash24_state(struct siphash_state *s, const uint8_t key[SIPHASH_KEY_LEN],
+                const void *head, size_t head_len)
 {
-	uint64_t k0 = load64(key), k1 = load64(key + 8), m;
-	size_t left = len;
+	const uint8_t *p = head;
+	uint64_t k0 = load64(key), k1 = load64(key + 8);
 	/* "somepseudorandomlygeneratedbytes", as in the paper. */
 	uint64_t v0 = k0 ^ UINT64_C(0x736f6d6570736575);
 	uint64_t v1 = k1 ^ UINT64_C(0x646f72616e646f6d);
 	uint64_t v2 = k0 ^ UINT64_C(0x6c7967656e657261);
 	uint64_t v3 = k1 ^ UINT64_C(0x7465646279746573);
 
-	/* Each message word takes two compression rounds ("2" of 2-4). */
-	for (size_t i = 0; i + 8 <= head_len; i += 8) {
-		m = load64(head + i);
-		v3 ^= m;
-		SIPROUND;
-		SIPROUND;
-		v0 ^= m;
-	}
-	for (; left >= 8; left -= 8, p += 8) {
-		m = load64(p);
-		v3 ^= m;
-		SIPROUND;
-		SIPROUND;
-		v0 ^= m;
-	}
+	head_len &= ~(size_t)7;
+	for (size_t i = 0; i < head_len; i += 8)
+		ABSORB(load64(p + i));
+	s->v0 = v0;
+	s->v1 = v1;
+	s->v2 = v2;
+	s->v3 = v3;
+	s->len = head_len;
+}
+
+uint64_t
+siphash24_continue(const struct siphash_state *s, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	uint64_t v0 = s->v0, v1 = s->v1, v2 = s->v2, v3 = s->v3;
+	size_t left = len;
+
+	for (; left >= 8; left -= 8, p += 8)
+		ABSORB(load64(p));
 	/* The last word carries the tail and the length modulo 256 on top. */
-	m = load_tail(p, left) | ((uint64_t)((head_len + len) & 0xff) << 56);
-	v3 ^= m;
-	SIPROUND;
-	SIPROUND;
-	v0 ^= m;
+	ABSORB(load_tail(p, left) | ((uint64_t)((s->len + len) & 0xff) << 56));
 
 	/* Four finalisation rounds ("4" of 2-4). */
 	v2 ^= 0xff;
@@ -104,12 +111,8 @@ siphash_core(const uint8_t key[SIPHASH_KEY_LEN], const uint8_t *head,
 uint64_t
 siphash24(const uint8_t key[SIPHASH_KEY_LEN], const void *data, size_t len)
 {
-	return siphash_core(key, NULL, 0, data, len);
-}
+	struct siphash_state s;
 
-uint64_t
-siphash24_words_then(const uint8_t key[SIPHASH_KEY_LEN], const void *head,
-                     size_t head_len, const void *data, size_t len)
-{
-	return siphash_core(key, head, head_len & ~(size_t)7, data, len);
+	siphash24_state(&s, key, NULL, 0);
+	return siphash24_continue(&s, data, len);
 }

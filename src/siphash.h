@@ -15,10 +15,23 @@
 uint64_t siphash24(const uint8_t key[SIPHASH_KEY_LEN], const void *data,
                    size_t len);
 
-/* The same as siphash24 of head[0..head_len) followed by data[0..len), in
- * one pass without copying either; head_len must be a multiple of 8. */
-uint64_t siphash24_words_then(const uint8_t key[SIPHASH_KEY_LEN],
-                              const void *head, size_t head_len,
-                              const void *data, size_t len);
+/* SipHash-2-4 with the first words of the message absorbed: many messages
+ * that share a head (the loop guard's source and port, once per GRO buffer)
+ * pay for it once. len: bytes absorbed, a multiple of 8. */
+struct siphash_state {
+	uint64_t v0, v1, v2, v3;
+	size_t len;
+};
+
+/* Start *s under key and absorb head[0..head_len); head_len must be a
+ * multiple of 8 (whole message words: no bytes carried over). */
+void siphash24_state(struct siphash_state *s,
+                     const uint8_t key[SIPHASH_KEY_LEN], const void *head,
+                     size_t head_len);
+
+/* The hash of s's head followed by data[0..len): exactly siphash24 of the
+ * two end to end. s is not changed, so it finishes any number of tails. */
+uint64_t siphash24_continue(const struct siphash_state *s, const void *data,
+                            size_t len);
 
 #endif

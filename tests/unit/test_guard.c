@@ -403,6 +403,55 @@ test_global_rate_is_shared_by_workers(void **state)
 	udp_guard_free(g);
 }
 
+/* Any one UDP rate still limits when the other two are unlimited (the
+ * guard skips the buckets only when all three are), and with all three
+ * unlimited nothing is refused for a rate. */
+static void
+test_one_rate_is_enough(void **state)
+{
+	static const struct {
+		const char *policy;
+		int oks; /* of 10 datagrams of 600 bytes, one source */
+		enum guard_reason refused;
+	} cases[] = {
+	    {"udp-rate 3/s burst 3\nudp-byte-rate unlimited\n"
+	     "udp-global-rate unlimited\n",
+	     3, GUARD_rate},
+	    {"udp-rate unlimited\nudp-byte-rate 2k/s burst 2k\n"
+	     "udp-global-rate unlimited\n",
+	     3, GUARD_rate},
+	    {"udp-rate unlimited\nudp-byte-rate unlimited\n"
+	     "udp-global-rate 4/s burst 4\n",
+	     4, GUARD_global_rate},
+	    {"udp-rate unlimited\nudp-byte-rate unlimited\n"
+	     "udp-global-rate unlimited\n",
+	     10, GUARD_ok},
+	};
+	char big[601];
+
+	(void)state;
+	memset(big, 'a', 600);
+	big[600] = '\0';
+	for (size_t c = 0; c < sizeof(cases) / sizeof(*cases); c++) {
+		struct udp_guard *g = guard_with(cases[c].policy, 1);
+		int oks = 0;
+
+		for (int i = 0; i < 10; i++) {
+			enum guard_reason r;
+
+			big[0] = (char)('a' + i); /* no loop */
+			r = check(g, "198.18.1.1", 40000, "198.18.0.1", big,
+			          1000);
+			if (r == GUARD_ok)
+				oks++;
+			else
+				assert_int_equal(r, cases[c].refused);
+		}
+		assert_int_equal(oks, cases[c].oks);
+		udp_guard_free(g);
+	}
+}
+
 static void
 test_table_memory_is_fixed(void **state)
 {
@@ -732,6 +781,7 @@ main(void)
 	    cmocka_unit_test(test_rate_prefix_v6),
 	    cmocka_unit_test(test_byte_rate),
 	    cmocka_unit_test(test_global_rate_is_shared_by_workers),
+	    cmocka_unit_test(test_one_rate_is_enough),
 	    cmocka_unit_test(test_table_memory_is_fixed),
 	    cmocka_unit_test(test_rate_exempt_udp),
 	    cmocka_unit_test(test_rate_exempt_keeps_other_checks),
