@@ -1,5 +1,6 @@
 /* guard: cheap stateless checks first, then the per-source table. */
 #include "guard.h"
+#include "siphash.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,7 @@ struct udp_guard {
 	const struct policy *policy;
 	const struct facts *facts;
 	struct rate_table *table; /* per source prefix: rates */
-	struct rate_table *loops; /* per source, port and payload: loop holds */
+	struct loop_table *loops; /* per source, port and payload: loop holds */
 	struct bucket_cfg global_cfg; /* this worker's share */
 	struct bucket global;
 	bool global_primed;
@@ -152,7 +153,7 @@ udp_guard_new(const struct policy *p, const struct facts *f, unsigned share)
 	 * room for the loops in flight, not for every source. Touched by
 	 * every datagram, it is kept small so that memory does not follow a
 	 * flood of distinct payloads. */
-	g->loops = rate_table_new_hashed(loop_table_size(p)); /* keyed */
+	g->loops = loop_table_new(loop_table_size(p));
 	if (g->table == NULL || g->loops == NULL) {
 		udp_guard_free(g);
 		return NULL;
@@ -178,7 +179,7 @@ udp_guard_free(struct udp_guard *g)
 	if (g == NULL)
 		return;
 	rate_table_free(g->table);
-	rate_table_free(g->loops);
+	loop_table_free(g->loops);
 	free(g);
 }
 
@@ -212,7 +213,7 @@ udp_guard_table(const struct udp_guard *g)
 	return g->table;
 }
 
-const struct rate_table *
+const struct loop_table *
 udp_guard_loop_table(const struct udp_guard *g)
 {
 	return g->loops;
@@ -236,27 +237,18 @@ loop_key_head(const struct udp_guard *g, const struct datagram *d,
 	siphash24_state(s, g->facts->secret, head, sizeof(head));
 }
 
-/* The loop-hold table's key for a payload under a head (AF_UNSPEC: never
- * a real address). */
-static void
-loop_key_finish(const struct siphash_state *head, const struct datagram *d,
-                struct ipaddr *key)
-{
-	uint64_t h = siphash24_continue(head, d->payload, d->len);
-
-	memset(key, 0, sizeof(*key));
-	key->family = AF_UNSPEC;
-	memcpy(key->bytes, &h, sizeof(h));
-}
-
 void
 udp_guard_loop_key(const struct udp_guard *g, const struct datagram *d,
                    struct ipaddr *key)
 {
 	struct siphash_state head;
+	uint64_t h;
 
 	loop_key_head(g, d, &head);
-	loop_key_finish(&head, d, key);
+	h = siphash24_continue(&head, d->payload, d->len);
+	memset(key, 0, sizeof(*key));
+	key->family = AF_UNSPEC;
+	memcpy(key->bytes, &h, sizeof(h));
 }
 
 /*
@@ -270,27 +262,24 @@ static bool
 looping(struct udp_guard *g, const struct datagram *d, uint64_t now)
 {
 	const struct policy *p = g->policy;
-	struct rate_entry *e;
-	struct ipaddr key;
+	struct loop_entry *e;
 
 	if (!p->loop_guard)
 		return false;
-	loop_key_finish(&g->loop_head, d, &key);
-	e = rate_table_get(g->loops, &key, now, NULL, NULL);
-	if (e == NULL) /* never: nothing pins a loop entry */
-		return false;
+	e = loop_table_get(
+	    g->loops, siphash24_continue(&g->loop_head, d->payload, d->len),
+	    now);
 	if (now < e->suppressed_until)
 		return true;
-	if (e->loop_repeats > 0 &&
-	    now - e->loop_first_ms <= p->loop_window_ms) {
-		e->loop_repeats++;
+	if (e->repeats > 0 && now - e->first_ms <= p->loop_window_ms) {
+		e->repeats++;
 	} else {
-		e->loop_repeats = 1;
-		e->loop_first_ms = now;
+		e->repeats = 1;
+		e->first_ms = now;
 	}
-	if (e->loop_repeats >= p->loop_repeats) {
+	if (e->repeats >= p->loop_repeats) {
 		e->suppressed_until = now + p->loop_hold_ms;
-		e->loop_repeats = 0;
+		e->repeats = 0;
 		return true;
 	}
 	return false;

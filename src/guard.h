@@ -2,7 +2,7 @@
  * guard: may this datagram be answered, may this connection open? Every
  * check of the abuse controls, as a pure decision over the request, the
  * policy and the guard's state.
- * Map: packet-path layer; calls addr, facts, policy, ratelimit.
+ * Map: packet-path layer; calls addr, facts, policy, ratelimit, siphash.
  */
 #ifndef ECHOD_GUARD_H
 #define ECHOD_GUARD_H
@@ -96,11 +96,12 @@ const struct rate_table *udp_guard_table(const struct udp_guard *g);
 /* Entries of the loop-hold table: rate-table-size / 8, at least 64. */
 size_t loop_table_size(const struct policy *p);
 
-/* The loop-hold table, keyed by udp_guard_loop_key (fixed size too). */
-const struct rate_table *udp_guard_loop_table(const struct udp_guard *g);
+/* The loop-hold table (fixed size too), keyed by udp_guard_loop_key. */
+const struct loop_table *udp_guard_loop_table(const struct udp_guard *g);
 
 /* d's key in the loop-hold table: a keyed hash of its source address,
- * source port and payload (family AF_UNSPEC: never a real address). */
+ * source port and payload, in the first 8 bytes of an address of family
+ * AF_UNSPEC (never a real one). */
 void udp_guard_loop_key(const struct udp_guard *g, const struct datagram *d,
                         struct ipaddr *key);
 

@@ -27,8 +27,8 @@
  *
  * The table is set-associative: SipHash of the key under a per-process
  * secret picks a set of RATE_WAYS slots, so a sender who does not know the
- * secret cannot aim many sources at one set to evict a victim; a key that
- * is already such a hash (rate_table_new_hashed) picks its set itself. All
+ * secret cannot aim many sources at one set to evict a victim; the loop
+ * table's keys are already such a hash and pick their set themselves. All
  * slots are allocated once, at creation; nothing allocates afterwards.
  */
 #include "ratelimit.h"
@@ -49,7 +49,6 @@ typedef unsigned __int128 u128;
 
 struct rate_table {
 	uint8_t secret[SIPHASH_KEY_LEN];
-	bool hashed; /* keys are keyed hashes already: no secret */
 	size_t nsets;
 	size_t used;               /* slots taken without an eviction */
 	struct rate_entry slots[]; /* nsets * RATE_WAYS, in the same calloc */
@@ -197,16 +196,6 @@ rate_table_new(size_t entries, const uint8_t secret[SIPHASH_KEY_LEN])
 	return t;
 }
 
-struct rate_table *
-rate_table_new_hashed(size_t entries)
-{
-	struct rate_table *t = table_new(entries);
-
-	if (t != NULL)
-		t->hashed = true;
-	return t;
-}
-
 void
 rate_table_free(struct rate_table *t)
 {
@@ -217,19 +206,13 @@ rate_table_free(struct rate_table *t)
 	free(t);
 }
 
-/* key's hash: SipHash under the table's secret, or the key's own first
- * 8 bytes in a hashed table. It picks the set, and the entries keep it so
- * that a probe compares one word per slot before a whole key. */
+/* key's hash under the table's secret. It picks the set, and the entries
+ * keep it so that a probe compares one word per slot before a whole key. */
 static uint64_t
 rate_hash(const struct rate_table *t, const struct ipaddr *key)
 {
 	uint8_t buf[1 + sizeof(key->bytes)];
-	uint64_t h;
 
-	if (t->hashed) {
-		memcpy(&h, key->bytes, sizeof(h));
-		return h;
-	}
 	/* The family is hashed too: v4 and v6 keys of equal bytes differ. */
 	buf[0] = key->family;
 	memcpy(buf + 1, key->bytes, sizeof(key->bytes));
@@ -328,4 +311,113 @@ size_t
 rate_table_bytes(const struct rate_table *t)
 {
 	return sizeof(*t) + t->nsets * RATE_WAYS * sizeof(struct rate_entry);
+}
+
+/* ---------------------------------------------------------- loop table */
+
+/* One set: its keys in one cache line, their times in the next. */
+struct loop_set {
+	_Alignas(64) uint64_t key[RATE_WAYS];
+	uint64_t last_seen[RATE_WAYS];
+	struct loop_entry e[RATE_WAYS];
+};
+
+struct loop_table {
+	size_t nsets;
+	struct loop_set *sets; /* nsets, 64-byte aligned */
+	uint8_t fill[];        /* per set: slots taken, from the first */
+};
+
+struct loop_table *
+loop_table_new(size_t entries)
+{
+	size_t nsets = entries / RATE_WAYS + (entries % RATE_WAYS != 0);
+	struct loop_table *t;
+
+	if (nsets == 0)
+		nsets = 1;
+	if (nsets > (SIZE_MAX - sizeof(*t)) / sizeof(struct loop_set))
+		return NULL;
+	t = calloc(1, sizeof(*t) + nsets);
+	if (t == NULL)
+		return NULL;
+	t->nsets = nsets;
+	t->sets = aligned_alloc(_Alignof(struct loop_set),
+	                        nsets * sizeof(struct loop_set));
+	if (t->sets == NULL) {
+		free(t);
+		return NULL;
+	}
+	memset(t->sets, 0, nsets * sizeof(struct loop_set));
+	return t;
+}
+
+void
+loop_table_free(struct loop_table *t)
+{
+	if (t == NULL)
+		return;
+	/* Keys and times of sources should not outlive the table. */
+	explicit_bzero(t->sets, t->nsets * sizeof(struct loop_set));
+	free(t->sets);
+	explicit_bzero(t, sizeof(*t) + t->nsets);
+	free(t);
+}
+
+/* key's slot in set number i, or -1. Slots fill from the first and none
+ * is ever freed, so only the first fill[i] hold keys. */
+static int
+loop_slot(const struct loop_table *t, size_t i, uint64_t key)
+{
+	const struct loop_set *s = &t->sets[i];
+
+	for (int w = 0; w < t->fill[i]; w++)
+		if (s->key[w] == key)
+			return w;
+	return -1;
+}
+
+struct loop_entry *
+loop_table_get(struct loop_table *t, uint64_t key, uint64_t now)
+{
+	size_t i = (size_t)(key % t->nsets);
+	struct loop_set *s = &t->sets[i];
+	int w = loop_slot(t, i, key);
+
+	if (w < 0) {
+		if (t->fill[i] < RATE_WAYS) {
+			w = t->fill[i]++;
+		} else {
+			/* The least recently seen, the first of equals. */
+			w = 0;
+			for (int v = 1; v < RATE_WAYS; v++)
+				if (s->last_seen[v] < s->last_seen[w])
+					w = v;
+		}
+		s->key[w] = key;
+		s->e[w] = (struct loop_entry){0};
+	}
+	s->last_seen[w] = now;
+	return &s->e[w];
+}
+
+struct loop_entry *
+loop_table_find(struct loop_table *t, uint64_t key)
+{
+	size_t i = (size_t)(key % t->nsets);
+	int w = loop_slot(t, i, key);
+
+	return w < 0 ? NULL : &t->sets[i].e[w];
+}
+
+size_t
+loop_table_slots(const struct loop_table *t)
+{
+	return t->nsets * RATE_WAYS;
+}
+
+size_t
+loop_table_bytes(const struct loop_table *t)
+{
+	return sizeof(*t) + t->nsets * (1 + sizeof(struct loop_set));
 }

@@ -1,5 +1,6 @@
 /*
- * ratelimit: token buckets and the fixed-size per-source table.
+ * ratelimit: token buckets, the fixed-size per-source table and the loop
+ * guard's fixed-size hold table.
  * Map: packet-path layer; calls addr, siphash, units.
  */
 #ifndef ECHOD_RATELIMIT_H
@@ -37,14 +38,11 @@ uint64_t bucket_level(struct bucket *b, const struct bucket_cfg *cfg,
 struct rate_entry {
 	struct ipaddr key; /* the source prefix */
 	bool used;
-	uint64_t hash;          /* the table's hash of key (ratelimit.c) */
-	uint64_t last_seen;     /* ms; the least recent in a set is evicted */
-	struct bucket packets;  /* UDP datagrams or TCP connects */
-	struct bucket bytes;    /* UDP or TCP bytes (the byte rates) */
-	uint64_t loop_first_ms; /* UDP loop guard: when the run started */
-	uint64_t suppressed_until; /* ms; loop guard hold */
-	uint32_t loop_repeats;     /* times seen this window */
-	uint32_t pinned;           /* open TCP connections: never evict */
+	uint64_t hash;         /* the table's hash of key (ratelimit.c) */
+	uint64_t last_seen;    /* ms; the least recent in a set is evicted */
+	struct bucket packets; /* UDP datagrams or TCP connects */
+	struct bucket bytes;   /* UDP or TCP bytes (the byte rates) */
+	uint32_t pinned;       /* open TCP connections: never evict */
 	struct rate_entry *level_prev, *level_next; /* TCP: sources that hold
 	                                             * as many connections */
 	uint32_t logged; /* drop lines logged for this source */
@@ -56,10 +54,6 @@ struct rate_table;
  * allocated once, here; keys hashed with SipHash under `secret`. */
 struct rate_table *rate_table_new(size_t entries,
                                   const uint8_t secret[SIPHASH_KEY_LEN]);
-/* The same for keys that are themselves a keyed hash (SipHash under a
- * secret no sender knows, as the loop guard's): the first 8 bytes of a key
- * pick its set, as a second hash of them would, for no second hash. */
-struct rate_table *rate_table_new_hashed(size_t entries);
 void rate_table_free(struct rate_table *t);
 
 /*
@@ -84,5 +78,37 @@ size_t rate_table_used(const struct rate_table *t);
 /* Slots in the table, and bytes it holds (constant after creation). */
 size_t rate_table_slots(const struct rate_table *t);
 size_t rate_table_bytes(const struct rate_table *t);
+
+/*
+ * The loop guard's table: a run of repeats and a hold per key, the key a
+ * keyed hash (SipHash under a secret no sender knows) of a source, port
+ * and payload, so it picks its own set. Set-associative like the rate
+ * table: a new key takes the first free slot of its set, else evicts the
+ * least recently seen. Compact, as every datagram probes it: the keys of
+ * a set share one cache line and their last-seen times another.
+ */
+struct loop_entry {
+	uint64_t first_ms;         /* when the run of repeats started */
+	uint64_t suppressed_until; /* ms; held until then */
+	uint32_t repeats;          /* times seen in the run */
+};
+
+struct loop_table;
+
+/* A table of `entries` slots (rounded up to whole sets), allocated once. */
+struct loop_table *loop_table_new(size_t entries);
+void loop_table_free(struct loop_table *t);
+
+/* key's entry, created zeroed if missing (never NULL: nothing pins a
+ * slot); its last-seen time becomes now. */
+struct loop_entry *loop_table_get(struct loop_table *t, uint64_t key,
+                                  uint64_t now);
+
+/* key's entry if present (last seen untouched), else NULL. */
+struct loop_entry *loop_table_find(struct loop_table *t, uint64_t key);
+
+/* Slots in the table, and bytes it holds (constant after creation). */
+size_t loop_table_slots(const struct loop_table *t);
+size_t loop_table_bytes(const struct loop_table *t);
 
 #endif

@@ -467,14 +467,14 @@ test_table_memory_is_fixed(void **state)
 	}
 	assert_int_equal(rate_table_bytes(udp_guard_table(g)), before);
 	assert_int_equal(rate_table_slots(udp_guard_table(g)), 64);
-	assert_int_equal(rate_table_slots(udp_guard_loop_table(g)), 64);
+	assert_int_equal(loop_table_slots(udp_guard_loop_table(g)), 64);
 	/* 512 prefixes cycling through 64 slots: nearly every one evicts. */
 	assert_true(udp_guard_evictions(g) >= 4000);
 	assert_true(udp_guard_evictions(g) <= 5000 - 64);
 	udp_guard_free(g);
 	/* The loop-hold table: an eighth of the rate table, never less. */
 	g = guard_with(NULL, 1);
-	assert_int_equal(rate_table_slots(udp_guard_loop_table(g)),
+	assert_int_equal(loop_table_slots(udp_guard_loop_table(g)),
 	                 pol.rate_table_size / 8);
 	udp_guard_free(g);
 }

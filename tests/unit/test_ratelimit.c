@@ -308,7 +308,7 @@ test_table_get_then_find(void **state)
 	assert_true(e->used);
 	assert_true(ipaddr_equal(&e->key, &k));
 	assert_true(e->last_seen == 100);
-	assert_true(e->pinned == 0 && e->logged == 0 && e->loop_repeats == 0);
+	assert_true(e->pinned == 0 && e->logged == 0);
 
 	e->logged = 3;
 	f = rate_table_get(t, &k, 200, &created, &evicted);
@@ -384,15 +384,14 @@ test_table_new_entry_zeroed(void **state)
 		e = rate_table_get(t, &k, i, NULL, NULL);
 		assert_non_null(e);
 		memset(&e->packets, 0xa5, sizeof(e->packets));
-		e->loop_repeats = 7;
-		e->suppressed_until = 12345;
+		memset(&e->bytes, 0x5a, sizeof(e->bytes));
 		e->logged = 9;
 	}
 	k = v4key(0x0a0000ffu);
 	e = rate_table_get(t, &k, 100, NULL, NULL);
 	assert_non_null(e);
 	assert_true(e->packets.millitokens == 0 && e->packets.last_ms == 0);
-	assert_true(e->loop_repeats == 0 && e->suppressed_until == 0);
+	assert_true(e->bytes.millitokens == 0 && e->bytes.last_ms == 0);
 	assert_true(e->logged == 0 && e->pinned == 0);
 	rate_table_free(t);
 }
@@ -587,29 +586,44 @@ test_table_secret_matters(void **state)
 	rate_table_free(ta2);
 }
 
-/* A hashed table's key picks its set by its first 8 bytes: 9 keys equal
- * there modulo the 8 sets share one (the 9th evicts), another does not. */
+/* The loop table: a key picks its set by its value modulo the sets: 9
+ * keys equal there share one of the 8 sets of 64 slots, and the 9th
+ * evicts the least recently seen, not the oldest; another set is left
+ * alone. An entry keeps its state; a new one starts zeroed. */
 static void
-test_hashed_table_sets(void **state)
+test_loop_table_sets(void **state)
 {
-	struct rate_table *t = rate_table_new_hashed(64);
-	struct ipaddr k;
-	bool ev;
+	struct loop_table *t = loop_table_new(64);
+	struct loop_entry *e;
+	size_t bytes;
 
 	(void)state;
 	assert_non_null(t);
-	memset(&k, 0, sizeof(k));
-	for (uint64_t i = 0; i < 9; i++) {
-		uint64_t h = i * 8;
-
-		memcpy(k.bytes, &h, sizeof(h));
-		assert_non_null(rate_table_get(t, &k, i, NULL, &ev));
-		assert_true(ev == (i == 8));
+	assert_int_equal(loop_table_slots(t), 64);
+	bytes = loop_table_bytes(t);
+	assert_null(loop_table_find(t, 0));
+	for (uint64_t i = 0; i < 8; i++) {
+		e = loop_table_get(t, i * 8, 10 + i);
+		assert_true(e->repeats == 0 && e->first_ms == 0 &&
+		            e->suppressed_until == 0);
+		e->repeats = (uint32_t)i + 1;
+		e->suppressed_until = 1000 + i;
 	}
-	k.bytes[0] = 1; /* h = 1: another set */
-	assert_non_null(rate_table_get(t, &k, 9, NULL, &ev));
-	assert_false(ev);
-	rate_table_free(t);
+	assert_non_null(loop_table_get(t, 1, 20)); /* set 1 */
+	/* Seen again: key 0 is now more recent than key 8. */
+	e = loop_table_get(t, 0, 30);
+	assert_true(e->repeats == 1 && e->suppressed_until == 1000);
+	e = loop_table_get(t, 64, 40); /* the 9th of set 0 */
+	assert_true(e->repeats == 0 && e->suppressed_until == 0);
+	assert_null(loop_table_find(t, 8));
+	for (uint64_t i = 0; i < 8; i++)
+		if (i != 1)
+			assert_non_null(loop_table_find(t, i * 8));
+	assert_non_null(loop_table_find(t, 1));
+	assert_int_equal(loop_table_find(t, 16)->repeats, 3);
+	assert_int_equal(loop_table_bytes(t), bytes);
+	loop_table_free(t);
+	loop_table_free(NULL);
 }
 
 int
@@ -636,7 +650,7 @@ main(void)
 	    cmocka_unit_test(test_table_memory_constant),
 	    cmocka_unit_test(test_table_random_keys),
 	    cmocka_unit_test(test_table_family_distinct),
-	    cmocka_unit_test(test_hashed_table_sets),
+	    cmocka_unit_test(test_loop_table_sets),
 	    cmocka_unit_test(test_table_secret_matters),
 	};
 
