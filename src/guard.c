@@ -221,7 +221,8 @@ udp_guard_loop_table(const struct udp_guard *g)
 
 /* The loop key's hash with d's family, address, port and zero padding to
  * whole words absorbed: one SipHash pass over it and then the payload (not
- * a hash of the payload's hash). */
+ * a hash of the payload's hash). SipHash-1-3, as CPython's and Rust's hash
+ * tables against hash flooding: it runs over every payload (SECURITY.md). */
 static void
 loop_key_head(const struct udp_guard *g, const struct datagram *d,
               struct siphash_state *s)
@@ -234,7 +235,7 @@ loop_key_head(const struct udp_guard *g, const struct datagram *d,
 	memcpy(head + 1, d->src.bytes, sizeof(d->src.bytes));
 	head[17] = (uint8_t)(d->sport >> 8);
 	head[18] = (uint8_t)d->sport;
-	siphash24_state(s, g->facts->secret, head, sizeof(head));
+	siphash13_state(s, g->facts->secret, head, sizeof(head));
 }
 
 void
@@ -245,7 +246,7 @@ udp_guard_loop_key(const struct udp_guard *g, const struct datagram *d,
 	uint64_t h;
 
 	loop_key_head(g, d, &head);
-	h = siphash24_continue(&head, d->payload, d->len);
+	h = siphash13_continue(&head, d->payload, d->len);
 	memset(key, 0, sizeof(*key));
 	key->family = AF_UNSPEC;
 	memcpy(key->bytes, &h, sizeof(h));
@@ -267,7 +268,7 @@ looping(struct udp_guard *g, const struct datagram *d, uint64_t now)
 	if (!p->loop_guard)
 		return false;
 	e = loop_table_get(
-	    g->loops, siphash24_continue(&g->loop_head, d->payload, d->len),
+	    g->loops, siphash13_continue(&g->loop_head, d->payload, d->len),
 	    now);
 	if (now < e->suppressed_until)
 		return true;

@@ -1,5 +1,5 @@
 /*
- * siphash: SipHash-2-4 (Aumasson, Bernstein), 64-bit output.
+ * siphash: SipHash-2-4 and SipHash-1-3 (Aumasson, Bernstein), 64-bit output.
  *
  * Keys and message words are read as little-endian through memcpy, so the
  * result is the same on every host and no unaligned or type-punned access
@@ -55,21 +55,21 @@ load_tail(const uint8_t *p, size_t n)
 	return v;
 }
 
-/* Each message word takes two compression rounds ("2" of 2-4). */
-#define ABSORB(word)                                                           \
+/* One message word, c compression rounds ("2" of 2-4). */
+#define ABSORB(word, c)                                                        \
 	do {                                                                   \
 		uint64_t m_ = (word);                                          \
 		v3 ^= m_;                                                      \
-		SIPROUND;                                                      \
-		SIPROUND;                                                      \
+		for (int r_ = 0; r_ < (c); r_++)                               \
+			SIPROUND;                                              \
 		v0 ^= m_;                                                      \
 	} while (0)
 
-void
-siphash24_state(struct siphash_state *s, const uint8_t key[SIPHASH_KEY_LEN],
-                const void *head, size_t head_len)
+/* The key and head[0..head_len) (whole words) into *s, c rounds a word. */
+static inline void
+sip_start(struct siphash_state *s, const uint8_t key[SIPHASH_KEY_LEN],
+          const uint8_t *head, size_t head_len, int c)
 {
-	const uint8_t *p = head;
 	uint64_t k0 = load64(key), k1 = load64(key + 8);
 	/* "somepseudorandomlygeneratedbytes", as in the paper. */
 	uint64_t v0 = k0 ^ UINT64_C(0x736f6d6570736575);
@@ -79,7 +79,7 @@ siphash24_state(struct siphash_state *s, const uint8_t key[SIPHASH_KEY_LEN],
 
 	head_len &= ~(size_t)7;
 	for (size_t i = 0; i < head_len; i += 8)
-		ABSORB(load64(p + i));
+		ABSORB(load64(head + i), c);
 	s->v0 = v0;
 	s->v1 = v1;
 	s->v2 = v2;
@@ -87,25 +87,49 @@ siphash24_state(struct siphash_state *s, const uint8_t key[SIPHASH_KEY_LEN],
 	s->len = head_len;
 }
 
-uint64_t
-siphash24_continue(const struct siphash_state *s, const void *data, size_t len)
+/* s's hash finished with p[0..len): c rounds a word, d to finalise. */
+static inline uint64_t
+sip_finish(const struct siphash_state *s, const uint8_t *p, size_t len, int c,
+           int d)
 {
-	const uint8_t *p = data;
 	uint64_t v0 = s->v0, v1 = s->v1, v2 = s->v2, v3 = s->v3;
 	size_t left = len;
 
 	for (; left >= 8; left -= 8, p += 8)
-		ABSORB(load64(p));
+		ABSORB(load64(p), c);
 	/* The last word carries the tail and the length modulo 256 on top. */
-	ABSORB(load_tail(p, left) | ((uint64_t)((s->len + len) & 0xff) << 56));
-
-	/* Four finalisation rounds ("4" of 2-4). */
+	ABSORB(load_tail(p, left) | ((uint64_t)((s->len + len) & 0xff) << 56),
+	       c);
 	v2 ^= 0xff;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
+	for (int r = 0; r < d; r++)
+		SIPROUND;
 	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+void
+siphash24_state(struct siphash_state *s, const uint8_t key[SIPHASH_KEY_LEN],
+                const void *head, size_t head_len)
+{
+	sip_start(s, key, head, head_len, 2);
+}
+
+uint64_t
+siphash24_continue(const struct siphash_state *s, const void *data, size_t len)
+{
+	return sip_finish(s, data, len, 2, 4);
+}
+
+void
+siphash13_state(struct siphash_state *s, const uint8_t key[SIPHASH_KEY_LEN],
+                const void *head, size_t head_len)
+{
+	sip_start(s, key, head, head_len, 1);
+}
+
+uint64_t
+siphash13_continue(const struct siphash_state *s, const void *data, size_t len)
+{
+	return sip_finish(s, data, len, 1, 3);
 }
 
 uint64_t

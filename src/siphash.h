@@ -1,6 +1,9 @@
 /*
- * siphash: SipHash-2-4 (Aumasson, Bernstein), a keyed hash, so that no one
- * who lacks the key can aim many sources at one slot of a table.
+ * siphash: SipHash-2-4 and SipHash-1-3 (Aumasson, Bernstein), keyed hashes,
+ * so that no one who lacks the key can aim many sources at one slot of a
+ * table. 1-3 (one round a word, three to finish) is the variant CPython
+ * and Rust's standard HashMap key their tables with against hash flooding;
+ * the loop guard hashes every payload with it (SECURITY.md).
  * Map: base layer; calls nothing of echod.
  */
 #ifndef ECHOD_SIPHASH_H
@@ -32,6 +35,14 @@ void siphash24_state(struct siphash_state *s,
 /* The hash of s's head followed by data[0..len): exactly siphash24 of the
  * two end to end. s is not changed, so it finishes any number of tails. */
 uint64_t siphash24_continue(const struct siphash_state *s, const void *data,
+                            size_t len);
+
+/* The same with SipHash-1-3: a state from siphash13_state is finished by
+ * siphash13_continue only. */
+void siphash13_state(struct siphash_state *s,
+                     const uint8_t key[SIPHASH_KEY_LEN], const void *head,
+                     size_t head_len);
+uint64_t siphash13_continue(const struct siphash_state *s, const void *data,
                             size_t len);
 
 #endif
