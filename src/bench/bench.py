@@ -541,8 +541,16 @@ def main():
     results = {}
     t0 = time.monotonic()
     try:
+        # A warm-up round, not recorded: in every run measured here the
+        # first server of the first round was the slowest of its rounds
+        # (caches, page faults, the CPU waking up), whichever it was.
+        for kind in kinds:
+            log(f"bench: warm-up round (not recorded): {kind}")
+            one_round(kind, min(a.seconds, 1.0), srv_cpu, load_cpu, {})
         for r in range(a.rounds):
-            for kind in kinds:
+            # Each round starts with a different server, so none is always
+            # measured first or right after the same neighbour.
+            for kind in kinds[r % len(kinds):] + kinds[:r % len(kinds)]:
                 log(f"bench: round {r + 1}/{a.rounds}: {kind}")
                 one_round(kind, a.seconds, srv_cpu, load_cpu, results)
         if "idle" not in skip:
