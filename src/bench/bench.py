@@ -9,7 +9,10 @@ every echoed byte) to CPU 1 where there are two CPUs:
   rounds   interleaved: each round starts each server afresh and measures
            TCP at 1 and 64 connections, UDP at 64 and 1400 bytes (64
            datagrams outstanding at most, sent as GSO writes) and at 64
-           bytes one datagram per send, TCP and UDP round trips;
+           bytes one datagram per send; then starts all the servers at
+           once for the TCP and UDP round trips, which take turns between
+           them (paired samples: one round trip to each in turn, so every
+           server sees the same moments of machine noise);
            the table shows the median of the rounds
   idle     RSS of all the server's processes holding 10,000 idle TCP
            connections (spread over 40 loopback /24s)
@@ -226,7 +229,12 @@ UDP_LOAD = UDP_EACH + ["-g"]
 # Sequential round trips per RTT figure: p99 is then the 200th worst of
 # 20,000 rather than the 50th of 5,000, so one stray scheduling delay on a
 # shared machine moves it less (5,000 moved echod's p99 between 140 and
-# 530 us from round to round).
+# 530 us from round to round). Even 20,000 in a row per server left the
+# p99s of one server 150-780 us apart from round to round, wider than any
+# difference between servers: the tail is this VM's wake-up latency, and
+# it drifts over seconds. So the servers' round trips take turns, one
+# each in turn (echo-bench with several targets), and each server's p99
+# is drawn from the same stretch of time as the others'.
 RTT_N = 20000
 
 ROUND_METRICS = [
@@ -244,23 +252,60 @@ ROUND_METRICS = [
     ("udp_rtt_p50", "UDP RTT p50", "us", ["udp-rtt", "-n", RTT_N], "p50_us"),
     ("udp_rtt_p99", "UDP RTT p99", "us", None, "p99_us"),
 ]
+RTT_KEYS = {"tcp_rtt_p50", "tcp_rtt_p99", "udp_rtt_p50", "udp_rtt_p99"}
 LOWER_IS_BETTER = {"tcp_rtt_p50", "tcp_rtt_p99", "udp_rtt_p50",
                    "udp_rtt_p99", "idle_rss"}
 
 
 def one_round(kind, seconds, srv_cpu, load_cpu, results):
+    """The throughput rows, this server alone."""
     s = start(kind, srv_cpu)
     try:
-        last = None
         for key, _, _, args, field in ROUND_METRICS:
-            if args is not None:
-                extra = ["-d", seconds] if args[0] in ("tcp", "udp") else []
-                last = run_load(args + extra + [s.host, s.port], load_cpu)
+            if key in RTT_KEYS:
+                continue
+            last = run_load(args + ["-d", seconds, s.host, s.port], load_cpu)
             results.setdefault((kind, key), []).append(float(last[field]))
         if not s.alive():
             raise BenchError(f"{kind} died during the round")
     finally:
         s.stop()
+
+
+def rtt_round(kinds, srv_cpu, load_cpu, results, n=RTT_N):
+    """The round-trip rows: all the servers up at once (each pinned to the
+    server CPU), their round trips taking turns, in the order of kinds."""
+    servers = []
+    try:
+        for kind in kinds:
+            servers.append(start(kind, srv_cpu))
+        targets = [str(a) for s in servers for a in (s.host, s.port)]
+        for mode in ("tcp-rtt", "udp-rtt"):
+            argv = (["taskset", "-c", load_cpu] if load_cpu else []) + \
+                [str(BENCH), mode, "-n", str(n)] + targets
+            r = subprocess.run(argv, stdin=subprocess.DEVNULL,
+                               capture_output=True, text=True, timeout=300)
+            if r.returncode != 0:
+                raise BenchError(f"{' '.join(argv)}: exit {r.returncode}: "
+                                 f"{r.stderr.strip()}")
+            lines = [parse_kv(x) for x in r.stdout.strip().splitlines()]
+            if len(lines) != len(servers):
+                raise BenchError(f"{mode}: {len(lines)} result lines for "
+                                 f"{len(servers)} servers")
+            proto = mode.split("-")[0]
+            for s, kv in zip(servers, lines):
+                if kv["target"] != f"{s.host}:{s.port}":
+                    raise BenchError(f"{mode}: line for {kv['target']} "
+                                     f"where {s.host}:{s.port} was due")
+                for q in ("p50", "p99"):
+                    results.setdefault((s.kind, f"{proto}_rtt_{q}"),
+                                       []).append(float(kv[f"{q}_us"]))
+        for s in servers:
+            if not s.alive():
+                raise BenchError(f"{s.kind} died during the round trips")
+    finally:
+        for s in servers:
+            s.stop()
 
 
 def idle_rss(kind, srv_cpu, load_cpu, results, notes):
@@ -456,6 +501,15 @@ def fmt(key, v):
     return f"{v:.0f}" if v >= 100 else f"{v:.1f}"
 
 
+def paired_ratio(results, kind, key):
+    """The round trips are paired (the servers took turns within a round):
+    the median over rounds of that round's ratio, in the "echod Nx"
+    sense (above 1 is echod ahead), keeps the rounds' shared noise out."""
+    return statistics.median(
+        theirs / mine for mine, theirs in zip(results[("echod", key)],
+                                              results[(kind, key)]))
+
+
 def report(kinds, results, notes, cmd):
     med = {k: statistics.median(v) for k, v in results.items()}
     names = {"echod": "echod", "unguarded": "echod unguarded",
@@ -482,6 +536,8 @@ def report(kinds, results, notes, cmd):
             if k != "echod" and mine is not None and v == v and v > 0 \
                     and mine == mine and not key.startswith("attack"):
                 ratio = v / mine if key in LOWER_IS_BETTER else mine / v
+                if key in RTT_KEYS:  # paired: the median of each round's
+                    ratio = paired_ratio(results, k, key)
                 cell += f" (echod {ratio:.2f}x)"
             cells.append(cell)
         print(f"| {label} | " + " | ".join(cells) + " |")
@@ -497,6 +553,11 @@ def report(kinds, results, notes, cmd):
     for n in notes:
         print(f"note: {n}")
     print(f"command: {cmd}")
+    for k in kinds[1:]:
+        for key in sorted(RTT_KEYS):
+            if (k, key) in results and ("echod", key) in results:
+                print(f"BENCH server={k} metric={key}_paired_echod_ratio "
+                      f"median={paired_ratio(results, k, key):.3f}")
     for (k, key), vals in sorted(results.items()):
         print(f"BENCH server={k} metric={key} median={statistics.median(vals):.3f}"
               f" rounds={len(vals)} values="
@@ -547,12 +608,17 @@ def main():
         for kind in kinds:
             log(f"bench: warm-up round (not recorded): {kind}")
             one_round(kind, min(a.seconds, 1.0), srv_cpu, load_cpu, {})
+        rtt_round(kinds, srv_cpu, load_cpu, {}, n=2000)
         for r in range(a.rounds):
             # Each round starts with a different server, so none is always
             # measured first or right after the same neighbour.
-            for kind in kinds[r % len(kinds):] + kinds[:r % len(kinds)]:
+            order = kinds[r % len(kinds):] + kinds[:r % len(kinds)]
+            for kind in order:
                 log(f"bench: round {r + 1}/{a.rounds}: {kind}")
                 one_round(kind, a.seconds, srv_cpu, load_cpu, results)
+            log(f"bench: round {r + 1}/{a.rounds}: round trips, taking "
+                f"turns: {', '.join(order)}")
+            rtt_round(order, srv_cpu, load_cpu, results)
         if "idle" not in skip:
             for kind in kinds:
                 log(f"bench: idle connections: {kind}")

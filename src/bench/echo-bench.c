@@ -13,7 +13,10 @@
  *            splits them on delivery), but the generator's own send path
  *            runs once per batch, so one CPU can load a batching server
  *   tcp-rtt  N round trips of S bytes, one at a time: p50 and p99
- *   udp-rtt  the same with datagrams
+ *   udp-rtt  the same with datagrams. Given several HOST PORT pairs, both
+ *            take turns: one round trip to each target in turn, the first
+ *            of each turn rotating, so the servers compared are sampled
+ *            under the same moments of machine noise; one line per target
  *   idle     open C connections, prove each with a 1-byte echo, hold them
  *            until stdin closes
  *   flood    spoofed UDP from S sources counted up from -F, raw IPv4;
@@ -50,6 +53,7 @@
 #define PAT_LEN      65521 /* prime: a misplaced chunk never lines up */
 #define MAX_CHUNK    (256 * 1024)
 #define MAX_BIND     64
+#define MAX_TARGETS  4 /* HOST PORT pairs of the rtt modes */
 #define MAX_CONNS    20000
 #define UDP_BATCH    64
 #define GSO_MAX      60000 /* bytes in one UDP GSO super-datagram */
@@ -71,6 +75,9 @@ static struct {
 	uint64_t count;
 	struct sockaddr_storage target, first_source;
 	socklen_t target_len;
+	struct sockaddr_storage targets[MAX_TARGETS]; /* [0] is target */
+	socklen_t target_lens[MAX_TARGETS];
+	unsigned ntargets;
 	struct sockaddr_storage bind[MAX_BIND];
 	unsigned nbind;
 	bool gso;
@@ -181,9 +188,10 @@ sa_port(const struct sockaddr_storage *ss)
 	                 : ((const struct sockaddr_in *)ss)->sin_port);
 }
 
-/* A socket to the target, bound to the i-th -b address (round robin). */
+/* A socket to `to`, bound to the i-th -b address (round robin). */
 static int
-open_socket(int type, unsigned i)
+open_socket_to(int type, unsigned i, const struct sockaddr_storage *to,
+               socklen_t to_len)
 {
 	int fd = -1;
 
@@ -191,7 +199,7 @@ open_socket(int type, unsigned i)
 		struct sockaddr_storage local;
 		socklen_t len = sizeof(local);
 
-		fd = socket(opt.target.ss_family, type | SOCK_CLOEXEC, 0);
+		fd = socket(to->ss_family, type | SOCK_CLOEXEC, 0);
 		if (fd < 0)
 			die(EXIT_NETWORK, "socket");
 		if (opt.nbind > 0) {
@@ -201,8 +209,7 @@ open_socket(int type, unsigned i)
 			    0)
 				die(EXIT_NETWORK, "bind");
 		}
-		if (connect(fd, (struct sockaddr *)&opt.target,
-		            opt.target_len) != 0)
+		if (connect(fd, (const struct sockaddr *)to, to_len) != 0)
 			return -1;
 		if (type != SOCK_DGRAM ||
 		    getsockname(fd, (struct sockaddr *)&local, &len) != 0 ||
@@ -211,6 +218,13 @@ open_socket(int type, unsigned i)
 		close(fd);
 	}
 	die(EXIT_NETWORK, "no usable UDP source port");
+}
+
+/* A socket to the (first) target, bound to the i-th -b address. */
+static int
+open_socket(int type, unsigned i)
+{
+	return open_socket_to(type, i, &opt.target, opt.target_len);
 }
 
 static void
@@ -585,48 +599,90 @@ recv_all(int fd, unsigned char *buf, size_t len, int timeout_ms)
 	return true;
 }
 
+/* One round trip of size bytes (sequence number seq) on fd: its latency
+ * in microseconds, or a negative value if a datagram went unanswered. */
+static double
+round_trip(int fd, bool udp, uint64_t seq, size_t size)
+{
+	double t0;
+
+	memcpy(udp_tx[0], &seq, sizeof(seq));
+	memcpy(udp_tx[0] + UDP_HEADER, dgram_body(seq), size - UDP_HEADER);
+	t0 = now_s();
+	if (send(fd, udp_tx[0], size, MSG_NOSIGNAL) != (ssize_t)size)
+		die(EXIT_NETWORK, "send");
+	if (!recv_all(fd, udp_rx[0], size, RTT_WAIT_MS)) {
+		if (!udp)
+			die(EXIT_NETWORK, "tcp echo %llu missing",
+			    (unsigned long long)seq);
+		return -1;
+	}
+	t0 = (now_s() - t0) * 1e6;
+	if (memcmp(udp_rx[0], udp_tx[0], size) != 0)
+		die(EXIT_MISMATCH, "echo %llu differs",
+		    (unsigned long long)seq);
+	return t0;
+}
+
 static int
 run_rtt(bool udp)
 {
-	uint64_t count = opt.count ? opt.count : 2000, lost = 0, ok = 0;
+	uint64_t count = opt.count ? opt.count : 2000;
+	uint64_t lost[MAX_TARGETS] = {0}, ok[MAX_TARGETS] = {0};
 	size_t size = opt.size ? opt.size : 64;
-	double *lat = calloc(count, sizeof(double)), t0;
-	int fd, one = 1;
+	unsigned k = opt.ntargets;
+	double *lat[MAX_TARGETS];
+	int fd[MAX_TARGETS], one = 1;
 
-	if (lat == NULL || size < UDP_HEADER || size > 65507)
+	if (size < UDP_HEADER || size > 65507)
 		die(EXIT_USAGE, "-s: %d to 65507 bytes", UDP_HEADER);
-	fd = open_socket(udp ? SOCK_DGRAM : SOCK_STREAM, 0);
-	if (fd < 0)
-		die(EXIT_NETWORK, "connect");
-	if (!udp)
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	for (uint64_t seq = 0; seq < count; seq++) {
-		memcpy(udp_tx[0], &seq, sizeof(seq));
-		memcpy(udp_tx[0] + UDP_HEADER, dgram_body(seq),
-		       size - UDP_HEADER);
-		t0 = now_s();
-		if (send(fd, udp_tx[0], size, MSG_NOSIGNAL) != (ssize_t)size)
-			die(EXIT_NETWORK, "send");
-		if (!recv_all(fd, udp_rx[0], size, RTT_WAIT_MS)) {
-			if (!udp)
-				die(EXIT_NETWORK, "tcp echo %llu missing",
-				    (unsigned long long)seq);
-			lost++;
-			continue;
-		}
-		lat[ok++] = (now_s() - t0) * 1e6;
-		if (memcmp(udp_rx[0], udp_tx[0], size) != 0)
-			die(EXIT_MISMATCH, "echo %llu differs",
-			    (unsigned long long)seq);
+	for (unsigned t = 0; t < k; t++) {
+		lat[t] = calloc(count, sizeof(double));
+		fd[t] = open_socket_to(udp ? SOCK_DGRAM : SOCK_STREAM, 0,
+		                       &opt.targets[t], opt.target_lens[t]);
+		if (lat[t] == NULL)
+			die(EXIT_NETWORK, "out of memory");
+		if (fd[t] < 0)
+			die(EXIT_NETWORK, "connect to target %u", t + 1);
+		if (!udp)
+			setsockopt(fd[t], IPPROTO_TCP, TCP_NODELAY, &one,
+			           sizeof(one));
 	}
-	if (ok == 0)
-		die(EXIT_NETWORK, "no echo at all");
-	qsort(lat, ok, sizeof(double), cmp_double);
-	printf("mode=%s size=%zu count=%llu lost=%llu verified=yes "
-	       "p50_us=%.1f p99_us=%.1f max_us=%.1f\n",
-	       udp ? "udp-rtt" : "tcp-rtt", size, (unsigned long long)count,
-	       (unsigned long long)lost, lat[ok / 2], lat[ok * 99 / 100],
-	       lat[ok - 1]);
+	for (uint64_t seq = 0; seq < count; seq++) {
+		for (unsigned j = 0; j < k; j++) {
+			unsigned t = (unsigned)((seq + j) % k);
+			double us = round_trip(fd[t], udp, seq, size);
+
+			if (us < 0)
+				lost[t]++;
+			else
+				lat[t][ok[t]++] = us;
+		}
+	}
+	for (unsigned t = 0; t < k; t++) {
+		char host[INET6_ADDRSTRLEN] = "?";
+		const struct sockaddr_storage *a = &opt.targets[t];
+
+		if (ok[t] == 0)
+			die(EXIT_NETWORK, "no echo at all from target %u",
+			    t + 1);
+		inet_ntop(a->ss_family,
+		          a->ss_family == AF_INET6
+		              ? (const void *)&((const struct sockaddr_in6 *)a)
+		                    ->sin6_addr
+		              : (const void *)&((const struct sockaddr_in *)a)
+		                    ->sin_addr,
+		          host, sizeof(host));
+		qsort(lat[t], ok[t], sizeof(double), cmp_double);
+		printf("mode=%s target=%s:%u size=%zu count=%llu lost=%llu "
+		       "verified=yes p50_us=%.1f p99_us=%.1f max_us=%.1f\n",
+		       udp ? "udp-rtt" : "tcp-rtt", host, sa_port(a), size,
+		       (unsigned long long)count, (unsigned long long)lost[t],
+		       lat[t][ok[t] / 2], lat[t][ok[t] * 99 / 100],
+		       lat[t][ok[t] - 1]);
+		free(lat[t]);
+		close(fd[t]);
+	}
 	return 0;
 }
 
@@ -785,7 +841,8 @@ static const char usage[] =
     "usage: echo-bench MODE [-c CONNS] [-d SECONDS] [-s SIZE] [-w WINDOW] "
     "[-g]\n"
     "                  [-n COUNT] [-r RATE] [-b BINDADDR]... [-S SOURCES]\n"
-    "                  [-F FIRSTSOURCE] [-P SOURCEPORT] HOST PORT\n"
+    "                  [-F FIRSTSOURCE] [-P SOURCEPORT] HOST PORT "
+    "[HOST PORT]...\n"
     "MODE: tcp, udp, tcp-rtt, udp-rtt, idle, flood (see the source's "
     "head)\n";
 
@@ -858,12 +915,28 @@ parse_args(int argc, char **argv)
 			die(EXIT_USAGE, "%s", usage);
 		}
 	}
-	if (argc - optind != 2)
+	if (argc - optind < 2 || (argc - optind) % 2 != 0)
 		die(EXIT_USAGE, "need HOST and PORT\n%s", usage);
-	if (parse_addr(argv[optind],
-	               (uint16_t)num(argv[optind + 1], 1, 65535, 'p'),
-	               &opt.target, &opt.target_len) != 0)
-		die(EXIT_USAGE, "'%s' is not a numeric address", argv[optind]);
+	opt.ntargets = (unsigned)(argc - optind) / 2;
+	if (opt.ntargets > 1 && strcmp(opt.mode, "tcp-rtt") != 0 &&
+	    strcmp(opt.mode, "udp-rtt") != 0)
+		die(EXIT_USAGE,
+		    "only tcp-rtt and udp-rtt take several "
+		    "targets\n%s",
+		    usage);
+	if (opt.ntargets > MAX_TARGETS)
+		die(EXIT_USAGE, "at most %d targets\n%s", MAX_TARGETS, usage);
+	for (unsigned t = 0; t < opt.ntargets; t++) {
+		const char *host = argv[optind + 2 * t];
+
+		if (parse_addr(
+		        host,
+		        (uint16_t)num(argv[optind + 2 * t + 1], 1, 65535, 'p'),
+		        &opt.targets[t], &opt.target_lens[t]) != 0)
+			die(EXIT_USAGE, "'%s' is not a numeric address", host);
+	}
+	opt.target = opt.targets[0];
+	opt.target_len = opt.target_lens[0];
 }
 
 int

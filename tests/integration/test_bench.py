@@ -165,6 +165,63 @@ def test_a_wrong_echo_fails_the_run():
         srv.close()
 
 
+def test_round_trips_take_turns_between_targets(echod):
+    """Several targets: one round trip to each in turn, one verified result
+    line per target in the order given, and each server sees exactly its
+    share (its own counters say so)."""
+    a = echod(policy_text=BENCH_POLICY.read_text(), listen=("127.0.0.1",))
+    b = echod(policy_text=BENCH_POLICY.read_text(), listen=("127.0.0.1",))
+    before = [a.counters(), b.counters()]
+    rc, _, err = bench("udp-rtt", "-n", 300, "127.0.0.1", a.port,
+                       "127.0.0.1", b.port)
+    assert rc == 0, err
+    r = subprocess.run([str(BENCH), "tcp-rtt", "-n", "200", "127.0.0.1",
+                        str(a.port), "127.0.0.1", str(b.port)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    lines = [dict(w.split("=", 1) for w in x.split())
+             for x in r.stdout.splitlines()]
+    assert [x["target"] for x in lines] == [f"127.0.0.1:{a.port}",
+                                            f"127.0.0.1:{b.port}"]
+    assert all(x["count"] == "200" and x["lost"] == "0" and
+               x["verified"] == "yes" and float(x["p99_us"]) > 0
+               for x in lines)
+    for d, was in zip((a, b), before):
+        c = d.counters_when(
+            lambda c, was=was: c["udp_echoed"] - was["udp_echoed"] >= 300)
+        assert c["udp_echoed"] - was["udp_echoed"] == 300
+        assert c["tcp_bytes_out"] - was["tcp_bytes_out"] == 200 * 64
+
+
+def test_round_trips_taking_turns_still_verify_every_echo(echod):
+    d = echod(policy_text=BENCH_POLICY.read_text(), listen=("127.0.0.1",))
+    srv = CorruptingServer()
+    try:
+        rc, _, err = bench("udp-rtt", "-n", 300, "127.0.0.1", d.port,
+                           "127.0.0.1", srv.port)
+        assert rc == 1, err
+        assert "differs" in err
+    finally:
+        srv.close()
+
+
+def test_only_the_round_trip_modes_take_several_targets():
+    rc, _, err = bench("udp", "-d", 0.1, "127.0.0.1", 7, "127.0.0.1", 8)
+    assert rc == 64 and "only tcp-rtt and udp-rtt" in err
+    rc, _, err = bench("udp-rtt", "127.0.0.1", 7, "127.0.0.1")
+    assert rc == 64 and "need HOST and PORT" in err
+    rc, _, err = bench("udp-rtt", *["127.0.0.1", 7] * 5)
+    assert rc == 64 and "at most 4 targets" in err
+
+
+def test_paired_ratio_is_the_median_of_each_rounds_ratio():
+    res = {("echod", "udp_rtt_p99"): [100.0, 400.0, 200.0],
+           ("unguarded", "udp_rtt_p99"): [110.0, 300.0, 240.0]}
+    # rounds: 1.10, 0.75, 1.20 -> 1.10; the ratio of medians would be 1.20
+    assert bench_py.paired_ratio(res, "unguarded", "udp_rtt_p99") == \
+        pytest.approx(1.10)
+
+
 class SlowServer:
     """Echoes each UDP datagram on 127.0.0.1 `delay` seconds late."""
 
