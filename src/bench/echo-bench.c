@@ -14,8 +14,8 @@
  *            runs once per batch, so one CPU can load a batching server
  *   tcp-rtt  N round trips of S bytes, one at a time: p50 and p99
  *   udp-rtt  the same with datagrams. Given several HOST PORT pairs, both
- *            take turns: one round trip to each target in turn, the first
- *            of each turn rotating, so the servers compared are sampled
+ *            take turns: one round trip to each target in turn, in a
+ *            shuffled order each turn, so the servers compared are sampled
  *            under the same moments of machine noise; one line per target
  *   idle     open C connections, prove each with a 1-byte echo, hold them
  *            until stdin closes
@@ -599,6 +599,17 @@ recv_all(int fd, unsigned char *buf, size_t len, int timeout_ms)
 	return true;
 }
 
+static uint64_t
+xorshift64(uint64_t *state)
+{
+	uint64_t x = *state;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *state = x;
+}
+
 /* One round trip of size bytes (sequence number seq) on fd: its latency
  * in microseconds, or a negative value if a datagram went unanswered. */
 static double
@@ -633,6 +644,7 @@ run_rtt(bool udp)
 	unsigned k = opt.ntargets;
 	double *lat[MAX_TARGETS];
 	int fd[MAX_TARGETS], one = 1;
+	uint64_t rng = 0x9e3779b97f4a7c15ull; /* fixed: runs repeat */
 
 	if (size < UDP_HEADER || size > 65507)
 		die(EXIT_USAGE, "-s: %d to 65507 bytes", UDP_HEADER);
@@ -649,8 +661,20 @@ run_rtt(bool udp)
 			           sizeof(one));
 	}
 	for (uint64_t seq = 0; seq < count; seq++) {
+		unsigned order[MAX_TARGETS] = {0};
+
+		/* A fresh shuffled order each turn: a fixed rotation made one
+		 * server follow a given other more often than the rest, and a
+		 * server that keeps its CPU busy after answering (the Go
+		 * runtime's spinning threads) slows whoever comes next. */
 		for (unsigned j = 0; j < k; j++) {
-			unsigned t = (unsigned)((seq + j) % k);
+			unsigned r = (unsigned)(xorshift64(&rng) % (j + 1));
+
+			order[j] = order[r];
+			order[r] = j;
+		}
+		for (unsigned j = 0; j < k; j++) {
+			unsigned t = order[j];
 			double us = round_trip(fd[t], udp, seq, size);
 
 			if (us < 0)
