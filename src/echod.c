@@ -267,7 +267,7 @@ size_udp_buffers(const struct listen_set *s)
 
 	if (listen_set_rcvbuf(s, policy.udp_receive_buffer, &granted, err,
 	                      sizeof(err)) != 0)
-		fail(EXIT_OSERR, "bind_failed", NULL, "%s", err);
+		fail(EXIT_OSERR, "udp_receive_buffer_failed", NULL, "%s", err);
 	if (granted == 0)
 		return;
 	if (granted / 2 < policy.udp_receive_buffer)

@@ -136,3 +136,20 @@ def test_deps_off_debian_says_what_it_would_install(tmp_path):
     assert r.returncode == 0, err
     assert "not a Debian system" in err, err
     assert "would install: " + " ".join(deps_packages()) in err, err
+
+
+def test_python_sources_have_no_unused_or_undefined_names():
+    """pyflakes over every tracked Python file: an unused import or an
+    undefined name in a test or the bench is a bug waiting (a fixture
+    shared by importing it from another test module, as test_isolation.py
+    once did, is one: shared fixtures live in conftest.py)."""
+    files = subprocess.run(["git", "ls-files", "*.py"], cwd=str(ROOT),
+                           capture_output=True, text=True).stdout.split()
+    if not files:
+        pytest.skip("not a git checkout")
+    r = subprocess.run(["/usr/bin/python3", "-m", "pyflakes", *files],
+                       cwd=str(ROOT), capture_output=True, text=True,
+                       timeout=120)
+    assert "No module named pyflakes" not in r.stderr, \
+        "python3-pyflakes is missing: .ci/deps installs it"
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -22,11 +22,11 @@ from conftest import (ECHOD_BIN, EXIT_OSERR, READY_TIMEOUT, ROOT, Echod,
                       kill_pids,
                       children_of, free_port, is_event, parse_logfmt,
                       run_echod, tcp_echo, wait_until)
-from test_sandbox import (  # noqa: F401 (fixtures)
+from test_sandbox import (
     ENOSYS, EOPNOTSUPP, NR_LANDLOCK_CREATE_RULESET, without_syscall,
     _nobody_binary, as_nobody, assert_only_sockets_open,
-    chroot_dir, fd_access, needs_root, nobody, policy, public_bin_dir,
-    serves_tcp_udp, spawn, wait_worker_hardened)
+    fd_access, needs_root, nobody,
+    serves_tcp_udp, wait_worker_hardened)
 
 GDB = shutil.which("gdb")
 needs_gdb = pytest.mark.skipif(GDB is None, reason="gdb is not installed")

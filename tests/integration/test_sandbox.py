@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from conftest import port_free_on as conftest_port_free_on
-from conftest import (ECHOD_BIN, EXIT_OSERR, READY_TIMEOUT, ROOT, Echod,
+from conftest import (ECHOD_BIN, EXIT_OSERR, READY_TIMEOUT, ROOT,
                       kill_pids,
                       children_of, free_port, is_event, parse_logfmt,
                       run_echod, tcp_echo, udp_echo, wait_until)
@@ -225,58 +225,6 @@ def reachable_by_others(path):
             return False
     mode = os.stat(p).st_mode
     return bool(mode & stat.S_IXOTH and mode & stat.S_IROTH)
-
-
-@pytest.fixture
-def chroot_dir():
-    """A fresh empty root-owned 0755 directory, as prepare_chroot wants."""
-    d = tempfile.mkdtemp(prefix="echod-root-")
-    os.chmod(d, 0o755)
-    yield os.path.realpath(d)
-    shutil.rmtree(d, ignore_errors=True)
-    if os.path.lexists(d):
-        os.unlink(d)
-
-
-@pytest.fixture
-def policy(tmp_path, chroot_dir):
-    """Write a policy that uses the test's chroot; returns its path."""
-    n = [0]
-
-    def make(extra=""):
-        n[0] += 1
-        p = tmp_path / f"sandbox-policy-{n[0]}.conf"
-        p.write_text(f"chroot {chroot_dir}\n{extra}")
-        return str(p)
-
-    return make
-
-
-@pytest.fixture
-def spawn():
-    """Factory: an Echod for any argv (launchers, setpriv), killed by pid
-    at teardown like the conftest fixture's."""
-    started = []
-
-    def start(argv, port=None, wait=True):
-        d = Echod([str(a) for a in argv], port, None)
-        started.append(d)
-        if wait:
-            d.wait_ready()
-        return d
-
-    yield start
-    for d in started:
-        d.kill_all()
-
-
-@pytest.fixture
-def public_bin_dir():
-    """A 0755 directory outside pytest's 0700 tmp, for binaries nobody runs."""
-    d = tempfile.mkdtemp(prefix="echod-cap-")
-    os.chmod(d, 0o755)
-    yield Path(d)
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def as_nobody(argv):
