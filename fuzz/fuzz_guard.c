@@ -51,6 +51,13 @@
  * never refused for a rate or the table, takes no rate-table entry, is
  * not charged to its prefix's or the global budget, and is counted by
  * udp_guard_exempted once per answer; every other invariant holds for it.
+ * A second guard sees the same datagrams as udp.c hands GRO buffers to
+ * it: each run of consecutive records from one source, port, destination
+ * and interface at one time, of one length but a shorter last one (at
+ * most 64 datagrams, 65,535 bytes), is one buffer, decided by
+ * udp_guard_source_check once and udp_guard_payload_checks; its verdicts
+ * are the first guard's, datagram by datagram, and so are its evictions
+ * and rate-exempt count after each buffer.
  * And always: rate_table_bytes(udp_guard_table(g)) never changes.
  * enforce log-only does not change the verdict (udp.c echoes anyway and
  * counts udp_would_drop); it is toggled only to check that.
@@ -337,11 +344,78 @@ build_policy(struct policy *p, const uint8_t *hdr, unsigned *share)
 	*share = hdr[0] & 0x80 ? 4 : (hdr[1] & 0x40 ? 0 : 1);
 }
 
+/* A GRO buffer being gathered for the second guard (the header). */
+#define GRO_MAX_SEGS  64
+#define GRO_MAX_BYTES 65535
+struct gro_run {
+	struct datagram first; /* source, port, destination, interface */
+	uint64_t now;
+	size_t n, len, segsize; /* datagrams, bytes, the first one's length */
+	enum guard_reason verdict[GRO_MAX_SEGS]; /* the first guard's */
+};
+static uint8_t gro_buf[GRO_MAX_BYTES];
+
+/* Does d, at now, continue run b as the next datagram of one buffer? */
+static bool
+gro_continues(const struct gro_run *b, const struct datagram *d, uint64_t now)
+{
+	return b->n > 0 && b->n < GRO_MAX_SEGS && now == b->now &&
+	       b->segsize > 0 && b->len == b->n * b->segsize && d->len > 0 &&
+	       d->len <= b->segsize && b->len + d->len <= GRO_MAX_BYTES &&
+	       d->sport == b->first.sport && d->ifindex == b->first.ifindex &&
+	       ipaddr_equal(&d->src, &b->first.src) &&
+	       ipaddr_equal(&d->dst, &b->first.dst);
+}
+
+/* The second guard decides run b as one buffer: the first guard's
+ * verdicts, evictions and exempt count. */
+static void
+gro_flush(struct gro_run *b, struct udp_guard *second,
+          const struct udp_guard *first)
+{
+	enum guard_reason source, verdict[GRO_MAX_SEGS];
+	struct datagram d = b->first;
+
+	if (b->n == 0)
+		return;
+	d.payload = gro_buf;
+	d.len = b->n > 1 ? b->segsize : b->len;
+	source = udp_guard_source_check(second, &d, b->now);
+	if (source == GUARD_ok)
+		udp_guard_payload_checks(second, gro_buf, b->len, b->segsize,
+		                         b->n, b->now, verdict);
+	for (size_t i = 0; i < b->n; i++)
+		CHECK((source == GUARD_ok ? verdict[i] : source) ==
+		      b->verdict[i]);
+	CHECK(udp_guard_evictions(second) == udp_guard_evictions(first));
+	CHECK(udp_guard_exempted(second) == udp_guard_exempted(first));
+	b->n = 0;
+}
+
+/* d, at now, with the first guard's verdict r, joins the buffer being
+ * gathered or starts one (gro_flush ended the last unless d continues
+ * it, before the first guard saw d). */
+static void
+gro_add(struct gro_run *b, const struct datagram *d, uint64_t now,
+        enum guard_reason r)
+{
+	if (b->n == 0) {
+		b->first = *d;
+		b->now = now;
+		b->len = 0;
+		b->segsize = d->len;
+	}
+	memcpy(gro_buf + b->len, d->payload, d->len);
+	b->len += d->len;
+	b->verdict[b->n++] = r;
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct policy p;
-	struct udp_guard *g;
+	struct udp_guard *g, *second;
+	static struct gro_run run;
 	struct rate_table *table;
 	struct loop_table *loops;
 	struct bucket_cfg global;
@@ -361,7 +435,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	left = size - 3;
 
 	g = udp_guard_new(&p, &facts, share);
-	CHECK(g != NULL);
+	second = udp_guard_new(&p, &facts, share);
+	CHECK(g != NULL && second != NULL);
+	run.n = 0;
 	/* Only for rate_table_find and loop_table_find, which read and never
 	 * write. */
 	table = (struct rate_table *)udp_guard_table(g);
@@ -435,7 +511,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		bool exempt = (data[2] & 0x80) && fuzz_exempt_source(&d.src);
 		size_t used = rate_table_used(table);
+		if (!gro_continues(&run, &d, now))
+			gro_flush(&run, second, g);
 		r = udp_guard_check(g, &d, now);
+		gro_add(&run, &d, now, r);
 		if (exempt) {
 			CHECK(r != GUARD_rate && r != GUARD_global_rate &&
 			      r != GUARD_table);
@@ -513,6 +592,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	CHECK(rate_table_bytes(udp_guard_table(g)) == table_bytes);
 	CHECK(loop_table_bytes(loops) == loop_bytes);
+	gro_flush(&run, second, g);
 	udp_guard_free(g);
+	udp_guard_free(second);
 	return 0;
 }

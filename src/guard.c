@@ -1,5 +1,6 @@
 /* guard: cheap stateless checks first, then the per-source table. */
 #include "guard.h"
+#include "gro.h"
 #include "siphash.h"
 
 #include <stdlib.h>
@@ -7,6 +8,9 @@
 
 #define LOOP_TABLE_SHARE 8 /* loop-hold entries: rate-table-size / 8 */
 #define LOOP_TABLE_MIN   64
+/* Datagrams of a GRO buffer whose loop keys are hashed, and their sets
+ * fetched, before the first of them is looked up. */
+#define KEYS_AHEAD 16
 
 struct udp_guard {
 	const struct policy *policy;
@@ -260,17 +264,16 @@ udp_guard_loop_key(const struct udp_guard *g, const struct datagram *d,
  * and `repeats` within `window` sets the pace: faster than any prober.
  */
 static bool
-looping(struct udp_guard *g, const struct datagram *d, uint64_t now)
+looping(struct udp_guard *g, uint64_t key, uint64_t now)
 {
 	const struct policy *p = g->policy;
-	struct loop_entry *e;
+	struct loop_entry *e = loop_table_get(g->loops, key, now);
 
-	if (!p->loop_guard)
-		return false;
-	e = loop_table_get(
-	    g->loops, siphash13_continue(&g->loop_head, d->payload, d->len),
-	    now);
-	if (now < e->suppressed_until)
+	/* Held: a run that reached the repeats ends in a hold and a hold
+	 * ends before a run starts; as the clock never goes back, the one
+	 * time of the entry (ratelimit.h) is the run's start or the hold's
+	 * end, never both live. */
+	if (e->repeats == 0 && now < e->suppressed_until)
 		return true;
 	if (e->repeats > 0 && now - e->first_ms <= p->loop_window_ms) {
 		e->repeats++;
@@ -331,14 +334,17 @@ udp_guard_source_check(struct udp_guard *g, const struct datagram *d,
 	return GUARD_ok;
 }
 
-enum guard_reason
-udp_guard_payload_check(struct udp_guard *g, const struct datagram *d,
-                        uint64_t now)
+/* The checks of one datagram of len bytes whose loop key (if the loop
+ * guard is on) is loop_key: the loop guard, then the rates. Inline in
+ * both callers: it runs for every datagram. */
+static inline __attribute__((always_inline)) enum guard_reason
+payload_verdict(struct udp_guard *g, size_t len, uint64_t loop_key,
+                uint64_t now)
 {
 	const struct policy *p = g->policy;
 	struct rate_entry *e = g->last_source;
 
-	if (looping(g, d, now))
+	if (p->loop_guard && looping(g, loop_key, now))
 		return GUARD_loop;
 	if (g->source_exempt) {
 		g->exempted++;
@@ -348,10 +354,10 @@ udp_guard_payload_check(struct udp_guard *g, const struct datagram *d,
 		return GUARD_ok;
 	/* Both allowances must hold before either is spent. */
 	if (bucket_level(&e->packets, &p->udp_rate, now) < 1 ||
-	    bucket_level(&e->bytes, &p->udp_byte_rate, now) < d->len)
+	    bucket_level(&e->bytes, &p->udp_byte_rate, now) < len)
 		return GUARD_rate;
 	bucket_take(&e->packets, &p->udp_rate, now, 1);
-	bucket_take(&e->bytes, &p->udp_byte_rate, now, d->len);
+	bucket_take(&e->bytes, &p->udp_byte_rate, now, len);
 	if (!g->global_primed) {
 		bucket_init(&g->global, &g->global_cfg, now);
 		g->global_primed = true;
@@ -359,6 +365,57 @@ udp_guard_payload_check(struct udp_guard *g, const struct datagram *d,
 	if (!bucket_take(&g->global, &g->global_cfg, now, 1))
 		return GUARD_global_rate;
 	return GUARD_ok;
+}
+
+enum guard_reason
+udp_guard_payload_check(struct udp_guard *g, const struct datagram *d,
+                        uint64_t now)
+{
+	uint64_t key = 0;
+
+	if (g->policy->loop_guard)
+		key = siphash13_continue(&g->loop_head, d->payload, d->len);
+	return payload_verdict(g, d->len, key, now);
+}
+
+void
+udp_guard_payload_checks(struct udp_guard *g, const uint8_t *buf, size_t len,
+                         size_t segsize, size_t nsegs, uint64_t now,
+                         enum guard_reason *verdict)
+{
+	/* Every datagram is segsize long but the last (gro.h). */
+	size_t last_len = gro_segment_len(len, segsize, nsegs - 1);
+	uint64_t key[KEYS_AHEAD] = {0};
+
+	for (size_t first = 0; first < nsegs; first += KEYS_AHEAD) {
+		size_t n =
+		    nsegs - first < KEYS_AHEAD ? nsegs - first : KEYS_AHEAD;
+
+		/* The hashes depend neither on one another (two at a time,
+		 * side by side) nor on the table, which only the lookups
+		 * change. */
+		for (size_t i = 0, seg = first; g->policy->loop_guard && i < n;
+		     i += 2, seg += 2) {
+			const uint8_t *p = buf + seg * segsize;
+
+			if (i + 1 < n) {
+				siphash13_continue2(
+				    &g->loop_head, p, segsize, p + segsize,
+				    seg + 2 < nsegs ? segsize : last_len,
+				    &key[i]);
+				loop_table_prefetch(g->loops, key[i + 1]);
+			} else {
+				key[i] = siphash13_continue(
+				    &g->loop_head, p,
+				    seg + 1 < nsegs ? segsize : last_len);
+			}
+			loop_table_prefetch(g->loops, key[i]);
+		}
+		for (size_t i = 0, seg = first; i < n; i++, seg++)
+			verdict[seg] = payload_verdict(
+			    g, seg + 1 < nsegs ? segsize : last_len, key[i],
+			    now);
+	}
 }
 
 enum guard_reason

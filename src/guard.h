@@ -75,6 +75,17 @@ enum guard_reason udp_guard_payload_check(struct udp_guard *g,
                                           const struct datagram *d,
                                           uint64_t now);
 
+/* A whole GRO buffer after udp_guard_source_check passed on its first
+ * datagram: buf[0..len) holds nsegs datagrams of segsize bytes, the last
+ * perhaps shorter (gro.h), and verdict[i] is what udp_guard_payload_check
+ * on datagram i would say, called on each in turn (same verdicts, same
+ * state after). Faster: a run of datagrams has its loop keys hashed
+ * before any is looked up, each key's set fetched into the cache ahead
+ * of its lookup. */
+void udp_guard_payload_checks(struct udp_guard *g, const uint8_t *buf,
+                              size_t len, size_t segsize, size_t nsegs,
+                              uint64_t now, enum guard_reason *verdict);
+
 /* The source prefix's entry of the last check, NULL if that check ended
  * before the table (so the caller can limit log lines per source). */
 struct rate_entry *udp_guard_source(struct udp_guard *g);

@@ -315,12 +315,15 @@ rate_table_bytes(const struct rate_table *t)
 
 /* ---------------------------------------------------------- loop table */
 
-/* One set: its keys in one cache line, their times in the next. */
+/* One set: its keys in one cache line, their times in the next, their
+ * entries in the two after. */
 struct loop_set {
 	_Alignas(64) uint64_t key[RATE_WAYS];
 	uint64_t last_seen[RATE_WAYS];
 	struct loop_entry e[RATE_WAYS];
 };
+_Static_assert(sizeof(struct loop_entry) == 16,
+               "four entries to a cache line, none across two");
 
 struct loop_table {
 	size_t nsets;
@@ -364,36 +367,77 @@ loop_table_free(struct loop_table *t)
 	free(t);
 }
 
+/* The set of key: its top bits, scaled to the sets (key * nsets / 2^64,
+ * a multiply instead of a division). The key is a keyed hash, so every
+ * bit of it is as unpredictable to a sender as any other. */
+static size_t
+loop_set_of(const struct loop_table *t, uint64_t key)
+{
+	return (size_t)(((u128)key * t->nsets) >> 64);
+}
+
 /* key's slot in set number i, or -1. Slots fill from the first and none
- * is ever freed, so only the first fill[i] hold keys. */
-static int
+ * is ever freed, so only the first fill[i] hold keys, and a key is in a
+ * set at most once: the slots that match, as a bit mask, cut to those. */
+static inline __attribute__((always_inline)) int
 loop_slot(const struct loop_table *t, size_t i, uint64_t key)
 {
-	const struct loop_set *s = &t->sets[i];
+	const uint64_t *k = t->sets[i].key;
+	unsigned match;
 
-	for (int w = 0; w < t->fill[i]; w++)
-		if (s->key[w] == key)
-			return w;
-	return -1;
+	_Static_assert(RATE_WAYS == 8, "a set's eight keys, compared");
+	match = (unsigned)(k[0] == key) | (unsigned)(k[1] == key) << 1 |
+	        (unsigned)(k[2] == key) << 2 | (unsigned)(k[3] == key) << 3 |
+	        (unsigned)(k[4] == key) << 4 | (unsigned)(k[5] == key) << 5 |
+	        (unsigned)(k[6] == key) << 6 | (unsigned)(k[7] == key) << 7;
+	match &= (1u << t->fill[i]) - 1;
+	return match != 0 ? __builtin_ctz(match) : -1;
+}
+
+/* Of two candidates (a time and its slot) the older into *ta, *wa, the
+ * first one (a) of equals: chosen by a mask, not a branch. */
+static inline void
+older_of(uint64_t *ta, unsigned *wa, uint64_t tb, unsigned wb)
+{
+	uint64_t b_older = -(uint64_t)(tb < *ta);
+
+	/* Opaque to the compiler, which would make the select a branch. */
+	__asm__("" : "+r"(b_older));
+	*ta ^= (*ta ^ tb) & b_older;
+	*wa ^= (*wa ^ wb) & (unsigned)b_older;
+}
+
+/* The least recently seen slot of a full set, the first of equals: a
+ * tournament of pairs in which the later slot wins only if strictly
+ * older, so ties go to the lower slot. Three rounds of selects instead of
+ * a branch per slot on times no predictor knows. */
+static int
+loop_lru(const struct loop_set *s)
+{
+	const uint64_t *t = s->last_seen;
+	uint64_t t0 = t[0], t2 = t[2], t4 = t[4], t6 = t[6];
+	unsigned w0 = 0, w2 = 2, w4 = 4, w6 = 6;
+
+	_Static_assert(RATE_WAYS == 8, "the tournament has three rounds");
+	older_of(&t0, &w0, t[1], 1);
+	older_of(&t2, &w2, t[3], 3);
+	older_of(&t4, &w4, t[5], 5);
+	older_of(&t6, &w6, t[7], 7);
+	older_of(&t0, &w0, t2, w2);
+	older_of(&t4, &w4, t6, w6);
+	older_of(&t0, &w0, t4, w4);
+	return (int)w0;
 }
 
 struct loop_entry *
 loop_table_get(struct loop_table *t, uint64_t key, uint64_t now)
 {
-	size_t i = (size_t)(key % t->nsets);
+	size_t i = loop_set_of(t, key);
 	struct loop_set *s = &t->sets[i];
 	int w = loop_slot(t, i, key);
 
 	if (w < 0) {
-		if (t->fill[i] < RATE_WAYS) {
-			w = t->fill[i]++;
-		} else {
-			/* The least recently seen, the first of equals. */
-			w = 0;
-			for (int v = 1; v < RATE_WAYS; v++)
-				if (s->last_seen[v] < s->last_seen[w])
-					w = v;
-		}
+		w = t->fill[i] < RATE_WAYS ? t->fill[i]++ : loop_lru(s);
 		s->key[w] = key;
 		s->e[w] = (struct loop_entry){0};
 	}
@@ -404,10 +448,21 @@ loop_table_get(struct loop_table *t, uint64_t key, uint64_t now)
 struct loop_entry *
 loop_table_find(struct loop_table *t, uint64_t key)
 {
-	size_t i = (size_t)(key % t->nsets);
+	size_t i = loop_set_of(t, key);
 	int w = loop_slot(t, i, key);
 
 	return w < 0 ? NULL : &t->sets[i].e[w];
+}
+
+void
+loop_table_prefetch(const struct loop_table *t, uint64_t key)
+{
+	const struct loop_set *s = &t->sets[loop_set_of(t, key)];
+
+	__builtin_prefetch(s->key);
+	__builtin_prefetch(s->last_seen);
+	__builtin_prefetch(&s->e[0]);
+	__builtin_prefetch(&s->e[RATE_WAYS / 2]);
 }
 
 size_t

@@ -85,12 +85,17 @@ size_t rate_table_bytes(const struct rate_table *t);
  * and payload, so it picks its own set. Set-associative like the rate
  * table: a new key takes the first free slot of its set, else evicts the
  * least recently seen. Compact, as every datagram probes it: the keys of
- * a set share one cache line and their last-seen times another.
+ * a set share one cache line, their last-seen times another, and their
+ * entries (16 bytes) two more.
  */
 struct loop_entry {
-	uint64_t first_ms;         /* when the run of repeats started */
-	uint64_t suppressed_until; /* ms; held until then */
-	uint32_t repeats;          /* times seen in the run */
+	/* A key is either in a run of repeats or held (or neither: a run
+	 * of 0, never held, or held in the past); one time serves both. */
+	union {
+		uint64_t first_ms;         /* repeats > 0: the run began */
+		uint64_t suppressed_until; /* repeats == 0: held until (ms) */
+	};
+	uint32_t repeats; /* times seen in the run */
 };
 
 struct loop_table;
@@ -106,6 +111,11 @@ struct loop_entry *loop_table_get(struct loop_table *t, uint64_t key,
 
 /* key's entry if present (last seen untouched), else NULL. */
 struct loop_entry *loop_table_find(struct loop_table *t, uint64_t key);
+
+/* Start fetching key's set into the cache (keys, times and entries), so
+ * that a loop_table_get of key a little later does not wait for
+ * memory. Changes nothing. */
+void loop_table_prefetch(const struct loop_table *t, uint64_t key);
 
 /* Slots in the table, and bytes it holds (constant after creation). */
 size_t loop_table_slots(const struct loop_table *t);

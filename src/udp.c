@@ -358,7 +358,7 @@ echo_buffer(struct udp_server *srv, int fd, struct msghdr *in,
 	char *base = in->msg_iov->iov_base;
 	size_t kept = 0, kept_len = 0;
 	struct datagram dg;
-	enum guard_reason source = GUARD_ok;
+	enum guard_reason source = GUARD_ok, verdicts[GSO_MAX_SEGMENTS];
 
 	ipaddr_from_sockaddr(in->msg_name, &dg.src, &dg.sport);
 	dg.dst = dest->addr;
@@ -367,16 +367,24 @@ echo_buffer(struct udp_server *srv, int fd, struct msghdr *in,
 	dg.payload = (const uint8_t *)base;
 	dg.len = gro_segment_len(len, segsize, 0);
 	/* Where it came from and went is the same for every datagram in it:
-	 * checked once (guard.h). */
+	 * checked once, then each datagram's payload (guard.h). */
 	if (GUARDS_ON)
 		source = udp_guard_source_check(srv->guard, &dg, now);
 	for (size_t i = 0; i < nsegs; i++) {
 		enum guard_reason verdict = source;
 
+		if (GUARDS_ON && source == GUARD_ok &&
+		    i % GSO_MAX_SEGMENTS == 0)
+			udp_guard_payload_checks(
+			    srv->guard, (const uint8_t *)base + i * segsize,
+			    len - i * segsize, segsize,
+			    nsegs - i < GSO_MAX_SEGMENTS ? nsegs - i
+			                                 : GSO_MAX_SEGMENTS,
+			    now, verdicts);
+		if (GUARDS_ON && source == GUARD_ok)
+			verdict = verdicts[i % GSO_MAX_SEGMENTS];
 		dg.payload = (const uint8_t *)base + i * segsize;
 		dg.len = gro_segment_len(len, segsize, i);
-		if (GUARDS_ON && verdict == GUARD_ok)
-			verdict = udp_guard_payload_check(srv->guard, &dg, now);
 		if (verdict != GUARD_ok) {
 			log_drop(srv, verdict, in->msg_name, &dest->addr);
 			if (srv->policy->enforce) {

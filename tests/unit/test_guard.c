@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "gro.h"
 #include "guard.h"
 #include "policy.h"
 
@@ -215,9 +216,14 @@ test_loop_guard_suppresses_repeats(void **state)
 	assert_int_equal(
 	    check(g, "198.18.1.2", 20008, "198.18.0.1", "ping", t + 5003),
 	    GUARD_ok);
+	/* After the hold, a new run: held again at its 4th. */
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(check(g, "198.18.1.1", 20008, "198.18.0.1",
+		                       "ping", t + 10001 + (uint64_t)i),
+		                 GUARD_ok);
 	assert_int_equal(
-	    check(g, "198.18.1.1", 20008, "198.18.0.1", "ping", t + 10001),
-	    GUARD_ok);
+	    check(g, "198.18.1.1", 20008, "198.18.0.1", "ping", t + 10004),
+	    GUARD_loop);
 	udp_guard_free(g);
 }
 
@@ -761,6 +767,72 @@ test_split_check_is_udp_guard_check(void **state)
 	udp_guard_free(split);
 }
 
+/*
+ * A whole GRO buffer decided by udp_guard_payload_checks gets the verdicts
+ * udp_guard_check gives each datagram alone, and leaves the same state:
+ * buffers of 1 to 64 datagrams (odd and even counts, more than one run of
+ * hashes ahead), a shorter last one, a plain datagram (no segment size),
+ * repeats held within a buffer and across buffers, rates, a refused port
+ * and a rate-exempt source.
+ */
+static void
+test_buffer_check_is_udp_guard_check(void **state)
+{
+	static const char policy[] =
+	    "udp-rate 20/s burst 40\n"
+	    "udp-loop-guard on repeats 3 window 1s hold 10s\n"
+	    "rate-exempt 198.18.3.0/24\n";
+	static const size_t counts[] = {1, 2, 3, 16, 17, 33, 64, 5, 1};
+	struct udp_guard *whole = guard_with(policy, 1);
+	struct udp_guard *batch = guard_with(policy, 1);
+	unsigned seen[GUARD_NREASONS] = {0};
+	uint8_t buf[64 * 12];
+
+	(void)state;
+	for (size_t b = 0; b < 27; b++) {
+		size_t nsegs = counts[b % 9], segsize = 8 + b % 5, len;
+		const char *src = b % 4 == 3 ? "198.18.3.7" : "198.18.1.7";
+		struct datagram d =
+		    datagram(src, b == 13 ? 19 : 40000, "198.18.0.1", "", 2);
+		uint64_t now = 1000 + 30 * (uint64_t)b;
+		enum guard_reason source, v[64];
+
+		/* Datagram i repeats i mod 7 within the buffer; the byte
+		 * repeats across buffers every third buffer. */
+		for (size_t i = 0; i < nsegs; i++)
+			memset(buf + i * segsize,
+			       (int)('a' + i % 7 + 7 * (b % 3)), segsize);
+		len = nsegs * segsize;
+		if (nsegs > 1 && b % 2 == 1)
+			len -= segsize / 2; /* a shorter last datagram */
+		if (nsegs == 1 && b % 2 == 0)
+			segsize = 0; /* a datagram that came alone */
+		assert_int_equal(gro_segments(len, segsize), nsegs);
+		d.payload = buf;
+		d.len = gro_segment_len(len, segsize, 0);
+		source = udp_guard_source_check(batch, &d, now);
+		if (source == GUARD_ok)
+			udp_guard_payload_checks(batch, buf, len, segsize,
+			                         nsegs, now, v);
+		for (size_t i = 0; i < nsegs; i++) {
+			enum guard_reason w;
+
+			d.payload = buf + i * segsize;
+			d.len = gro_segment_len(len, segsize, i);
+			w = udp_guard_check(whole, &d, now);
+			assert_int_equal(source == GUARD_ok ? v[i] : source, w);
+			seen[w]++;
+		}
+	}
+	/* The sequence went through every kind of decision. */
+	assert_true(seen[GUARD_ok] > 0 && seen[GUARD_rate] > 0 &&
+	            seen[GUARD_loop] > 0 && seen[GUARD_port] > 0);
+	assert_true(udp_guard_exempted(batch) > 0);
+	assert_int_equal(udp_guard_exempted(batch), udp_guard_exempted(whole));
+	udp_guard_free(whole);
+	udp_guard_free(batch);
+}
+
 int
 main(void)
 {
@@ -778,6 +850,7 @@ main(void)
 	    cmocka_unit_test(test_tcp_admission_checks),
 	    cmocka_unit_test(test_rate_per_prefix),
 	    cmocka_unit_test(test_split_check_is_udp_guard_check),
+	    cmocka_unit_test(test_buffer_check_is_udp_guard_check),
 	    cmocka_unit_test(test_rate_prefix_v6),
 	    cmocka_unit_test(test_byte_rate),
 	    cmocka_unit_test(test_global_rate_is_shared_by_workers),

@@ -586,15 +586,16 @@ test_table_secret_matters(void **state)
 	rate_table_free(ta2);
 }
 
-/* The loop table: a key picks its set by its value modulo the sets: 9
- * keys equal there share one of the 8 sets of 64 slots, and the 9th
- * evicts the least recently seen, not the oldest; another set is left
+/* The loop table: a key picks its set by its top bits (key * sets / 2^64):
+ * 9 keys below 2^61 share the first of the 8 sets of 64 slots, and the
+ * 9th evicts the least recently seen, not the oldest; another set is left
  * alone. An entry keeps its state; a new one starts zeroed. */
 static void
 test_loop_table_sets(void **state)
 {
 	struct loop_table *t = loop_table_new(64);
 	struct loop_entry *e;
+	const uint64_t set1 = UINT64_C(1) << 61; /* the second set's first */
 	size_t bytes;
 
 	(void)state;
@@ -609,7 +610,7 @@ test_loop_table_sets(void **state)
 		e->repeats = (uint32_t)i + 1;
 		e->suppressed_until = 1000 + i;
 	}
-	assert_non_null(loop_table_get(t, 1, 20)); /* set 1 */
+	assert_non_null(loop_table_get(t, set1, 20));
 	/* Seen again: key 0 is now more recent than key 8. */
 	e = loop_table_get(t, 0, 30);
 	assert_true(e->repeats == 1 && e->suppressed_until == 1000);
@@ -619,11 +620,52 @@ test_loop_table_sets(void **state)
 	for (uint64_t i = 0; i < 8; i++)
 		if (i != 1)
 			assert_non_null(loop_table_find(t, i * 8));
-	assert_non_null(loop_table_find(t, 1));
+	assert_non_null(loop_table_find(t, set1));
+	assert_null(loop_table_find(t, 1));
 	assert_int_equal(loop_table_find(t, 16)->repeats, 3);
 	assert_int_equal(loop_table_bytes(t), bytes);
 	loop_table_free(t);
 	loop_table_free(NULL);
+}
+
+/* A full set evicts its least recently seen slot wherever it is, and of
+ * equally old slots the first: each slot in turn made the oldest, alone
+ * or tied with a later slot (the earlier goes) or with every slot. Keys
+ * from UINT64_MAX down: the last set, the top of the multiply-shift. */
+static void
+test_loop_table_lru(void **state)
+{
+	(void)state;
+	for (int old = 0; old < 8; old++) {
+		for (int tie = -1; tie < 9; tie++) {
+			struct loop_table *t = loop_table_new(64);
+			int first = tie >= 0 && tie < old ? tie : old;
+
+			assert_non_null(t);
+			for (int w = 0; w < 8; w++) {
+				uint64_t seen = w == old || w == tie ? 5 : 9;
+
+				if (tie == 8) /* every slot equally old */
+					seen = 5;
+				loop_table_get(t, UINT64_MAX - (uint64_t)w,
+				               seen);
+			}
+			if (tie == 8)
+				first = 0;
+			loop_table_get(t, UINT64_MAX - 8, 20);
+			for (int w = 0; w < 8; w++) {
+				struct loop_entry *e = loop_table_find(
+				    t, UINT64_MAX - (uint64_t)w);
+
+				if (w == first)
+					assert_null(e);
+				else
+					assert_non_null(e);
+			}
+			assert_non_null(loop_table_find(t, UINT64_MAX - 8));
+			loop_table_free(t);
+		}
+	}
 }
 
 int
@@ -651,6 +693,7 @@ main(void)
 	    cmocka_unit_test(test_table_random_keys),
 	    cmocka_unit_test(test_table_family_distinct),
 	    cmocka_unit_test(test_loop_table_sets),
+	    cmocka_unit_test(test_loop_table_lru),
 	    cmocka_unit_test(test_table_secret_matters),
 	};
 

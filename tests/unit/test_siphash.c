@@ -184,6 +184,44 @@ test_siphash13_vectors(void **state)
 	            UINT64_C(0xf30eb725bb91c9ea));
 }
 
+/* Two messages at once equal each one alone: every pair of lengths from 0
+ * to 40 bytes (so equal and unequal ones, every tail, one message ending
+ * where the other goes on), after heads of 0, 1 and 3 words, and under a
+ * key other than the reference one. */
+static void
+test_siphash13_two_at_once(void **state)
+{
+	uint8_t key[SIPHASH_KEY_LEN], head[24], a[48], b[48];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(key); i++)
+		key[i] = (uint8_t)(0xa5 ^ (i * 7));
+	for (size_t i = 0; i < sizeof(head); i++)
+		head[i] = (uint8_t)(i * 13 + 1);
+	/* a and b differ in every byte, so a lane that read the other's
+	 * message would be caught. */
+	for (size_t i = 0; i < sizeof(a); i++) {
+		a[i] = (uint8_t)(i * 31 + 3);
+		b[i] = (uint8_t)(i * 57 + 200);
+	}
+	for (size_t h = 0; h <= 24; h += h == 0 ? 8 : 16) {
+		struct siphash_state s;
+
+		siphash13_state(&s, key, head, h);
+		for (size_t alen = 0; alen <= 40; alen++)
+			for (size_t blen = 0; blen <= 40; blen++) {
+				uint64_t out[2] = {0, 0};
+
+				siphash13_continue2(&s, a + 1, alen, b + 3,
+				                    blen, out);
+				assert_true(out[0] == siphash13_continue(
+				                          &s, a + 1, alen));
+				assert_true(out[1] == siphash13_continue(
+				                          &s, b + 3, blen));
+			}
+	}
+}
+
 int
 main(void)
 {
@@ -195,6 +233,7 @@ main(void)
 	    cmocka_unit_test(test_key_dependence),
 	    cmocka_unit_test(test_state_continue),
 	    cmocka_unit_test(test_siphash13_vectors),
+	    cmocka_unit_test(test_siphash13_two_at_once),
 	};
 
 	return cmocka_run_group_tests_name("siphash", tests, NULL, NULL);
