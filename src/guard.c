@@ -26,6 +26,12 @@ struct udp_guard {
 	/* The loop key's hash with the last source check's address and port
 	 * absorbed: each datagram of its buffer only adds its payload. */
 	struct siphash_state loop_head;
+	/* The last source check: its datagram's source, port, destination
+	 * and interface, its time and its answer (same_source). */
+	struct datagram last_checked;
+	uint64_t last_checked_at;
+	enum guard_reason last_verdict;
+	bool checked_once;
 	uint64_t evictions; /* table pressure: sources forgotten */
 	uint64_t exempted;  /* passed without the rate limits */
 };
@@ -289,9 +295,27 @@ looping(struct udp_guard *g, uint64_t key, uint64_t now)
 	return false;
 }
 
-enum guard_reason
-udp_guard_source_check(struct udp_guard *g, const struct datagram *d,
-                       uint64_t now)
+/*
+ * Is d from the source, port, destination and interface of the last
+ * source check, at its time? Then that check's answer and state hold for
+ * d as they stand: the stateless checks read only those, and the rate
+ * table, which only source checks change, still holds that check's entry,
+ * seen at this time already. Consecutive datagrams of one sender are
+ * common where GRO merges none (a batch of single datagrams).
+ */
+static bool
+same_source(const struct udp_guard *g, const struct datagram *d, uint64_t now)
+{
+	const struct datagram *l = &g->last_checked;
+
+	return g->checked_once && now == g->last_checked_at &&
+	       d->sport == l->sport && d->ifindex == l->ifindex &&
+	       ipaddr_equal(&d->src, &l->src) && ipaddr_equal(&d->dst, &l->dst);
+}
+
+/* The checks of d's source (guard.h), each time. */
+static enum guard_reason
+source_verdict(struct udp_guard *g, const struct datagram *d, uint64_t now)
 {
 	const struct policy *p = g->policy;
 	struct ipaddr key;
@@ -332,6 +356,19 @@ udp_guard_source_check(struct udp_guard *g, const struct datagram *d,
 		bucket_init(&e->bytes, &p->udp_byte_rate, now);
 	}
 	return GUARD_ok;
+}
+
+enum guard_reason
+udp_guard_source_check(struct udp_guard *g, const struct datagram *d,
+                       uint64_t now)
+{
+	if (same_source(g, d, now))
+		return g->last_verdict;
+	g->last_verdict = source_verdict(g, d, now);
+	g->last_checked = *d;
+	g->last_checked_at = now;
+	g->checked_once = true;
+	return g->last_verdict;
 }
 
 /* The checks of one datagram of len bytes whose loop key (if the loop
@@ -385,8 +422,16 @@ udp_guard_payload_checks(struct udp_guard *g, const uint8_t *buf, size_t len,
 {
 	/* Every datagram is segsize long but the last (gro.h). */
 	size_t last_len = gro_segment_len(len, segsize, nsegs - 1);
-	uint64_t key[KEYS_AHEAD] = {0};
+	uint64_t key[KEYS_AHEAD];
 
+	if (nsegs == 1) { /* a datagram alone: nothing to overlap */
+		struct datagram d = {.payload = buf, .len = last_len};
+
+		verdict[0] = udp_guard_payload_check(g, &d, now);
+		return;
+	}
+	if (!g->policy->loop_guard)
+		memset(key, 0, sizeof(key));
 	for (size_t first = 0; first < nsegs; first += KEYS_AHEAD) {
 		size_t n =
 		    nsegs - first < KEYS_AHEAD ? nsegs - first : KEYS_AHEAD;

@@ -2,7 +2,8 @@
  * guard: may this datagram be answered, may this connection open? Every
  * check of the abuse controls, as a pure decision over the request, the
  * policy and the guard's state.
- * Map: packet-path layer; calls addr, facts, policy, ratelimit, siphash.
+ * Map: packet-path layer; calls addr, facts, gro, policy, ratelimit,
+ * siphash.
  */
 #ifndef ECHOD_GUARD_H
 #define ECHOD_GUARD_H
@@ -66,7 +67,9 @@ enum guard_reason udp_guard_check(struct udp_guard *g, const struct datagram *d,
  * udp_guard_payload_check (loop guard, rates, global rate) decides each
  * datagram, the first right after it, the others in turn with nothing in
  * between on this guard: the same verdicts and state as udp_guard_check on each
- * datagram.
+ * datagram. A source check like the last one (same source, port,
+ * destination and interface, same time) gives the last one's answer
+ * without checking again: nothing in between can have changed it.
  */
 enum guard_reason udp_guard_source_check(struct udp_guard *g,
                                          const struct datagram *d,

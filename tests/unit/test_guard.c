@@ -833,6 +833,47 @@ test_buffer_check_is_udp_guard_check(void **state)
 	udp_guard_free(batch);
 }
 
+/* A source check repeated for the same source, port, destination and
+ * interface at the same time answers as the last one did; a change of any
+ * of them, or of the time, is checked anew. */
+static void
+test_repeated_source_check(void **state)
+{
+	struct udp_guard *g = guard_with(NULL, 1);
+	struct datagram d = datagram("127.0.0.1", 40000, "127.0.0.1", "x", 1);
+	struct rate_entry *e;
+
+	(void)state;
+	assert_int_equal(udp_guard_source_check(g, &d, 10), GUARD_ok);
+	e = udp_guard_source(g);
+	assert_non_null(e);
+	assert_int_equal(udp_guard_source_check(g, &d, 10), GUARD_ok);
+	assert_ptr_equal(udp_guard_source(g), e);
+	/* The host's own address, not from the loopback interface. */
+	d.ifindex = 2;
+	assert_int_equal(udp_guard_source_check(g, &d, 10), GUARD_bad_source);
+	assert_null(udp_guard_source(g));
+	d.ifindex = 1;
+	assert_int_equal(udp_guard_source_check(g, &d, 10), GUARD_ok);
+	assert_ptr_equal(udp_guard_source(g), e);
+	d.sport = 19;
+	assert_int_equal(udp_guard_source_check(g, &d, 10), GUARD_port);
+	d = datagram("198.18.1.1", 40000, "198.18.0.1", "x", 2);
+	assert_int_equal(udp_guard_source_check(g, &d, 10), GUARD_ok);
+	e = udp_guard_source(g);
+	assert_int_equal(parse_ipaddr("198.18.0.255", &d.dst), 0);
+	assert_int_equal(udp_guard_source_check(g, &d, 10), GUARD_bad_dest);
+	d = datagram("198.18.2.1", 40000, "198.18.0.1", "x", 2);
+	assert_int_equal(udp_guard_source_check(g, &d, 10), GUARD_ok);
+	assert_true(udp_guard_source(g) != e); /* another /24 */
+	/* Later: the entry is seen again, at the new time. */
+	assert_int_equal(udp_guard_source_check(g, &d, 10), GUARD_ok);
+	assert_int_equal(udp_guard_source(g)->last_seen, 10);
+	assert_int_equal(udp_guard_source_check(g, &d, 11), GUARD_ok);
+	assert_int_equal(udp_guard_source(g)->last_seen, 11);
+	udp_guard_free(g);
+}
+
 int
 main(void)
 {
@@ -851,6 +892,7 @@ main(void)
 	    cmocka_unit_test(test_rate_per_prefix),
 	    cmocka_unit_test(test_split_check_is_udp_guard_check),
 	    cmocka_unit_test(test_buffer_check_is_udp_guard_check),
+	    cmocka_unit_test(test_repeated_source_check),
 	    cmocka_unit_test(test_rate_prefix_v6),
 	    cmocka_unit_test(test_byte_rate),
 	    cmocka_unit_test(test_global_rate_is_shared_by_workers),
