@@ -314,6 +314,71 @@ def test_flood_refuses_addresses_outside_the_bench_range():
         assert "198.18.0.0/15" in err
 
 
+RECEIVER = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+s.bind(("198.18.0.1", 20011))
+s.settimeout(3.0)
+print("ready", flush=True)
+seen = []
+try:
+    while len(seen) < int(sys.argv[1]):
+        data, peer = s.recvfrom(2048)
+        seen.append(f"{peer[0]}:{peer[1]}:{len(data)}")
+except socket.timeout:
+    pass
+print(" ".join(seen), flush=True)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces)")
+def test_packet_flood_frames_are_valid_datagrams_from_each_source():
+    """flood -i/-m (the attack row's: AF_PACKET, the qdisc bypassed, the
+    IP header and checksum its own) to the server's MAC as the bench reads
+    it: the server namespace's kernel delivers every frame (it drops a bad
+    checksum or a wrong MAC) as a 64-byte datagram from one of the -S
+    sources, each source used."""
+    ns = bench_py.Namespaces()
+    try:
+        mac = ns.mac(ns.srv, "ebv-s")
+        link = subprocess.run(["ip", "-n", ns.srv, "link", "show", "ebv-s"],
+                              capture_output=True, text=True,
+                              check=True).stdout
+        assert f"link/ether {mac} " in link
+        rx = subprocess.Popen(ns.exec_prefix(ns.srv) + [
+            sys.executable, "-c", RECEIVER, "300"], stdout=subprocess.PIPE,
+            text=True)
+        try:
+            assert rx.stdout.readline().strip() == "ready"
+            r = subprocess.run(ns.exec_prefix(ns.cli) + [
+                str(BENCH), "flood", "-S", "100", "-F", "198.18.4.0", "-n",
+                "300", "-r", "20000", "-s", "64", "-i", "ebv-c", "-m", mac,
+                "198.18.0.1", "20011"], capture_output=True, text=True,
+                timeout=30)
+            assert r.returncode == 0, r.stderr
+            assert "sent=300 " in r.stdout, r.stdout
+            seen = rx.communicate(timeout=10)[0].split()
+        finally:
+            rx.kill()
+            rx.wait()
+    finally:
+        ns.delete()
+    assert len(seen) == 300
+    assert {s.split(":")[2] for s in seen} == {"64"}
+    assert {s.split(":")[0] for s in seen} == {
+        f"198.18.4.{i}" for i in range(100)}
+
+
+def test_packet_flood_needs_the_targets_mac():
+    for extra in (["-i", "lo"], ["-i", "lo", "-m", "02:00:00:00:00"],
+                  ["-i", "lo", "-m", "02:00:00:00:00:0g"]):
+        rc, _, err = bench("flood", "-S", 10, "-F", "198.18.4.0", "-n", 10,
+                           *extra, "198.18.0.1", 7)
+        assert rc == 64, err
+        assert "-m" in err, err
+
+
 def test_the_ordinary_build_has_no_unguarded_code():
     assert b"unguarded_build" not in (ROOT / "build" / "echod").read_bytes()
     assert b"unguarded_build" in UNGUARDED.read_bytes()
