@@ -436,25 +436,35 @@ udp_guard_payload_checks(struct udp_guard *g, const uint8_t *buf, size_t len,
 		size_t n =
 		    nsegs - first < KEYS_AHEAD ? nsegs - first : KEYS_AHEAD;
 
-		/* The hashes depend neither on one another (two at a time,
-		 * side by side) nor on the table, which only the lookups
-		 * change. */
-		for (size_t i = 0, seg = first; g->policy->loop_guard && i < n;
-		     i += 2, seg += 2) {
+		/* The hashes depend neither on one another (four or two at a
+		 * time, side by side) nor on the table, which only the
+		 * lookups change. */
+		for (size_t i = 0, step; g->policy->loop_guard && i < n;
+		     i += step) {
+			size_t seg = first + i;
 			const uint8_t *p = buf + seg * segsize;
+			const void *four[4] = {p, p + segsize, p + 2 * segsize,
+			                       p + 3 * segsize};
 
-			if (i + 1 < n) {
+			if (i + 3 < n &&
+			    (seg + 4 < nsegs || last_len == segsize) &&
+			    siphash13_continue4(&g->loop_head, four, segsize,
+			                        &key[i])) {
+				step = 4;
+			} else if (i + 1 < n) {
 				siphash13_continue2(
 				    &g->loop_head, p, segsize, p + segsize,
 				    seg + 2 < nsegs ? segsize : last_len,
 				    &key[i]);
-				loop_table_prefetch(g->loops, key[i + 1]);
+				step = 2;
 			} else {
 				key[i] = siphash13_continue(
 				    &g->loop_head, p,
 				    seg + 1 < nsegs ? segsize : last_len);
+				step = 1;
 			}
-			loop_table_prefetch(g->loops, key[i]);
+			for (size_t j = i; j < i + step; j++)
+				loop_table_prefetch(g->loops, key[j]);
 		}
 		for (size_t i = 0, seg = first; i < n; i++, seg++)
 			verdict[seg] = payload_verdict(

@@ -10,9 +10,14 @@
 #include "siphash.h"
 
 #include <endian.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
 
@@ -184,6 +189,88 @@ siphash13_continue2(const struct siphash_state *s, const void *a, size_t alen,
 	sb = (struct siphash_state){b0, b1, b2, b3, s->len + both};
 	out[0] = sip_finish(&sa, pa + both, alen - both, 1, 3);
 	out[1] = sip_finish(&sb, pb + both, blen - both, 1, 3);
+}
+
+#if defined(__x86_64__)
+/* A 64-bit rotation of each of the four lanes of x (AVX2 has none). */
+#define ROTL_X4(x, b)                                                          \
+	_mm256_or_si256(_mm256_slli_epi64(x, b), _mm256_srli_epi64(x, 64 - (b)))
+/* By 32: the two halves of each lane swapped. */
+#define SWAP_X4(x) _mm256_shuffle_epi32(x, _MM_SHUFFLE(2, 3, 0, 1))
+
+/* SIPROUND on four states at once, lane i of x0..x3 the state of message i. */
+#define SIPROUND_X4(x0, x1, x2, x3)                                            \
+	do {                                                                   \
+		x0 = _mm256_add_epi64(x0, x1);                                 \
+		x1 = _mm256_xor_si256(ROTL_X4(x1, 13), x0);                    \
+		x0 = SWAP_X4(x0);                                              \
+		x2 = _mm256_add_epi64(x2, x3);                                 \
+		x3 = _mm256_xor_si256(ROTL_X4(x3, 16), x2);                    \
+		x0 = _mm256_add_epi64(x0, x3);                                 \
+		x3 = _mm256_xor_si256(ROTL_X4(x3, 21), x0);                    \
+		x2 = _mm256_add_epi64(x2, x1);                                 \
+		x1 = _mm256_xor_si256(ROTL_X4(x1, 17), x2);                    \
+		x2 = SWAP_X4(x2);                                              \
+	} while (0)
+
+/* Word m (lane i for message i) into the four states, one round. */
+#define ABSORB_X4(m)                                                           \
+	do {                                                                   \
+		__m256i m_ = (m);                                              \
+		x3 = _mm256_xor_si256(x3, m_);                                 \
+		SIPROUND_X4(x0, x1, x2, x3);                                   \
+		x0 = _mm256_xor_si256(x0, m_);                                 \
+	} while (0)
+
+/* siphash13_continue4 on a CPU with AVX2: the four states in the four
+ * 64-bit lanes of four vectors, so a round is 20 vector instructions for
+ * the four messages instead of 14 scalar ones for each. */
+__attribute__((target("avx2"))) static void
+continue4_avx2(const struct siphash_state *s, const uint8_t *const p[4],
+               size_t len, uint64_t out[4])
+{
+	size_t whole = len & ~(size_t)7;
+	uint64_t len_byte = (uint64_t)((s->len + len) & 0xff) << 56;
+	__m256i x0 = _mm256_set1_epi64x((long long)s->v0);
+	__m256i x1 = _mm256_set1_epi64x((long long)s->v1);
+	__m256i x2 = _mm256_set1_epi64x((long long)s->v2);
+	__m256i x3 = _mm256_set1_epi64x((long long)s->v3);
+
+	for (size_t i = 0; i < whole; i += 8)
+		ABSORB_X4(_mm256_set_epi64x(
+		    (long long)load64(p[3] + i), (long long)load64(p[2] + i),
+		    (long long)load64(p[1] + i), (long long)load64(p[0] + i)));
+	ABSORB_X4(_mm256_set_epi64x(
+	    (long long)(load_tail(p[3] + whole, len - whole) | len_byte),
+	    (long long)(load_tail(p[2] + whole, len - whole) | len_byte),
+	    (long long)(load_tail(p[1] + whole, len - whole) | len_byte),
+	    (long long)(load_tail(p[0] + whole, len - whole) | len_byte)));
+	x2 = _mm256_xor_si256(x2, _mm256_set1_epi64x(0xff));
+	for (int r = 0; r < 3; r++)
+		SIPROUND_X4(x0, x1, x2, x3);
+	_mm256_storeu_si256((__m256i *)out,
+	                    _mm256_xor_si256(_mm256_xor_si256(x0, x1),
+	                                     _mm256_xor_si256(x2, x3)));
+}
+#endif
+
+bool
+siphash13_continue4(const struct siphash_state *s, const void *const msg[4],
+                    size_t len, uint64_t out[4])
+{
+#if defined(__x86_64__)
+	if (__builtin_cpu_supports("avx2")) {
+		const uint8_t *const p[4] = {msg[0], msg[1], msg[2], msg[3]};
+
+		continue4_avx2(s, p, len, out);
+		return true;
+	}
+#endif
+	(void)s;
+	(void)msg;
+	(void)len;
+	(void)out;
+	return false;
 }
 
 uint64_t
