@@ -21,15 +21,15 @@ every echoed byte) to CPU 1 where there are two CPUs:
            only): legitimate UDP and TCP from one client while a spoofed
            flood from 100,000 sources hits the server; bounded in count
            and time (as root only, else skipped with a note). A model of
-           two hosts: a veth delivers each packet in the sending CPU's
-           softirq, so the flood is sent from the server's CPU (AF_PACKET,
-           qdisc bypassed: cheap per datagram) and the server kernel's
-           receive work for it lands there, as a real server's NIC
-           interrupts land on the server; the legitimate client keeps
-           the load CPU, as on a host of its own. TCP is measured with no
-           flood, under the flood at a closed port (the control: the
-           flood's sending and the kernel's drop, nothing of the server
-           process) and under the flood at the server
+           two hosts: the server's veth end receives in a NAPI thread
+           pinned to the server's CPU (threaded NAPI), as a real server's
+           NIC receives on the server host, while the flood's sender
+           (AF_PACKET, qdisc bypassed: cheap per datagram) is load like
+           any other and runs on the load CPU with the legitimate client.
+           TCP is measured with no flood (before and after, the mean),
+           under the flood at a closed port (the control: the flood's
+           sending and the kernel's drop, nothing of the server process)
+           and under the flood at the server
   xdp      the same namespaces and one for the flood alone: echod with
            and without xdp-prefilter under a source-port-19 flood and a
            100,000-source flood at the default rates, paced at
@@ -69,7 +69,6 @@ IDLE_CONNS = 10000
 IDLE_PREFIXES = 40  # 40 x 256 (the per-source cap) > 10,000
 FLOOD_SOURCES = 100000
 CLOSED_PORT = 20009  # in the server namespace: nothing listens there
-FLOOD_NICE = -5  # the flood keeps its rate on the server's busy CPU
 FLOOD_SHORTFALL = 0.97  # a flood below this share of its rate: a note
 
 
@@ -409,6 +408,31 @@ class Namespaces:
     def exec_prefix(self, ns):
         return ["ip", "netns", "exec", ns]
 
+    def server_receive_on(self, cpu):
+        """Run the server side's receive work on cpu, as a server host's
+        NIC does on its own CPUs: GRO on ebv-s puts the veth in NAPI mode,
+        threaded NAPI gives it a kernel thread (napi/ebv-s-ID), pinned to
+        cpu. Without it a veth delivers each packet in the sender's
+        softirq, on the sender's CPU. Returns the thread ids, or raises
+        BenchError saying what is missing."""
+        if shutil.which("ethtool") is None:
+            raise BenchError("ethtool is missing")
+        before = set(napi_threads())
+        # The veth hands a packet to its NAPI only if it may be merged:
+        # from a socket (the flood's AF_PACKET frames and UDP are; TCP's
+        # segments, which carry their own destructor, stay inline) and
+        # with UDP GRO forwarding on at the receiving end.
+        self.sh(*self.exec_prefix(self.srv), "ethtool", "-K", "ebv-s",
+                "gro", "on", "rx-udp-gro-forwarding", "on")
+        self.sh(*self.exec_prefix(self.srv), "sh", "-c",
+                "echo 1 > /sys/class/net/ebv-s/threaded")
+        ours = sorted(set(napi_threads()) - before)
+        if not ours:
+            raise BenchError("no NAPI thread appeared for ebv-s")
+        for tid in ours:
+            self.sh("taskset", "-pc", cpu, str(tid))
+        return ours
+
     def mac(self, ns, dev):
         """dev's MAC address in namespace ns."""
         r = subprocess.run(self.exec_prefix(ns) + [
@@ -421,6 +445,20 @@ class Namespaces:
     def delete(self):
         for ns in self.made:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def napi_threads():
+    """Ids of the kernel's threaded-NAPI threads for a device named ebv-s
+    (whatever its namespace: kernel threads' names are global)."""
+    out = []
+    for d in os.listdir("/proc"):
+        try:
+            if d.isdigit() and Path(f"/proc/{d}/comm").read_text() \
+                    .startswith("napi/ebv-s-"):
+                out.append(int(d))
+        except OSError:
+            pass
+    return out
 
 
 def attack(kinds, rounds, seconds, srv_cpu, load_cpu, flood_rate, results,
@@ -436,23 +474,28 @@ def attack(kinds, rounds, seconds, srv_cpu, load_cpu, flood_rate, results,
         return
     notes.append("attack row: policy/bench-attack.conf (the defaults, only "
                  "the legitimate client 198.18.0.2 rate-exempt); the "
-                 "unguarded build has no guards and echoes the whole flood; "
-                 "the flood is sent from the server's CPU, so the kernel's "
-                 "receive work for it lands there")
+                 "unguarded build has no guards and echoes the whole flood")
     cli = ns.exec_prefix(ns.cli)
     flood_seconds = 2 * seconds + 1.5
-    # Two hosts on one machine: a veth delivers each packet in the
-    # sender's softirq, on the sender's CPU, so the server kernel's work
-    # for the flood runs wherever the flood is sent from. The flood is
-    # sent from the server's CPU, where a real server host's NIC would
-    # interrupt; the legitimate client has the load CPU to itself, as on
-    # its own host. The sender (AF_PACKET, qdisc bypassed: no route or
-    # netfilter per datagram) is cheap but not free, and lands on the
-    # server's CPU too: the control (the same flood at a closed port)
-    # measures it with the kernel's own drop. Niced so that the flood
-    # keeps its rate, as a NIC's interrupts preempt the server.
-    flood_pin = ["nice", "-n", str(FLOOD_NICE)] + (
-        ["taskset", "-c", srv_cpu] if srv_cpu else [])
+    # Two hosts on one machine. A veth delivers each packet in the
+    # sender's softirq, on the sender's CPU, so without more the server
+    # kernel's receive work for the flood would run on the load CPU (the
+    # legitimate client's), and a real server's would not. The server's
+    # veth end gets a NAPI thread pinned to the server's CPU instead, as a
+    # NIC's receive runs on the server host: the flood's kernel work is
+    # the server's, the flood's sending is load like every other load
+    # (the load CPU), and the control (the same flood at a closed port)
+    # measures what the sending costs the client.
+    if srv_cpu:
+        try:
+            ns.server_receive_on(srv_cpu)
+            notes.append("attack row: the server veth's receive work runs "
+                         f"in a NAPI thread pinned to CPU {srv_cpu}")
+        except BenchError as e:
+            notes.append(f"attack row: no threaded NAPI ({e}): the "
+                         "server kernel's receive work for the flood runs "
+                         "on the load CPU")
+    flood_pin = ["taskset", "-c", load_cpu] if load_cpu else []
     server_mac = ns.mac(ns.srv, "ebv-s")
 
     def flood(host, port, secs):
@@ -486,9 +529,9 @@ def attack(kinds, rounds, seconds, srv_cpu, load_cpu, flood_rate, results,
                 base_udp = run_load(udp + target, load_cpu, cli)
                 base_tcp = run_load(tcp + target, load_cpu, cli)
                 # The control: the same flood at a port nobody listens
-                # on costs the server's CPU the flood's sending and the
-                # kernel's drop, and the server process nothing; the
-                # ratio to it is the server process's own share.
+                # on costs the load CPU the flood's sending and the
+                # server's CPU the kernel's drop, and the server process
+                # nothing; the ratio to it is the server process's share.
                 secs = seconds + 1.0
                 ctl = flood(s.host, CLOSED_PORT, secs)
                 time.sleep(0.5)  # let the flood reach its rate
@@ -499,6 +542,10 @@ def attack(kinds, rounds, seconds, srv_cpu, load_cpu, flood_rate, results,
                 hit_udp = run_load(udp + target, load_cpu, cli)
                 hit_tcp = run_load(tcp + target, load_cpu, cli)
                 fl = flood_done(hit, flood_seconds, kind, "at the server")
+                # Unloaded again after the flood: one 2 s TCP run here
+                # moves by a third between runs, so "unloaded" is the
+                # mean of one run before and one after the floods.
+                after_tcp = run_load(tcp + target, load_cpu, cli)
                 alive = s.alive()
             finally:
                 s.stop()
@@ -510,10 +557,12 @@ def attack(kinds, rounds, seconds, srv_cpu, load_cpu, flood_rate, results,
                 float(base_udp["echoed_pct"]))
             results.setdefault((kind, "attack_tcp_ratio"), []).append(
                 float(hit_tcp["mb_per_s"]) / float(ctl_tcp["mb_per_s"]))
+            unloaded = (float(base_tcp["mb_per_s"]) +
+                        float(after_tcp["mb_per_s"])) / 2
             results.setdefault((kind, "attack_tcp_unloaded_ratio"), []).append(
-                float(hit_tcp["mb_per_s"]) / float(base_tcp["mb_per_s"]))
+                float(hit_tcp["mb_per_s"]) / unloaded)
             results.setdefault((kind, "attack_tcp_base_mbs"), []).append(
-                float(base_tcp["mb_per_s"]))
+                unloaded)
             results.setdefault((kind, "attack_tcp_mbs"), []).append(
                 float(hit_tcp["mb_per_s"]))
             results.setdefault((kind, "attack_tcp_control_mbs"), []).append(

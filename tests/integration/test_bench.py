@@ -333,6 +333,43 @@ print(" ".join(seen), flush=True)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces)")
+def test_server_receive_work_runs_in_a_napi_thread_on_the_server_cpu():
+    """The attack row's two-host model: ebv-s gets a NAPI thread of its
+    own, pinned to the server's CPU, and it is the one that receives the
+    flood (its CPU time grows while frames arrive). Gone with the
+    namespaces."""
+    cpu = str(max(os.sched_getaffinity(0)))
+    ns = bench_py.Namespaces()
+    try:
+        tids = ns.server_receive_on(cpu)
+        assert tids and set(tids) <= set(bench_py.napi_threads())
+        threaded = subprocess.run(
+            ns.exec_prefix(ns.srv) + ["cat",
+                                      "/sys/class/net/ebv-s/threaded"],
+            capture_output=True, text=True, check=True).stdout.strip()
+        assert threaded == "1"
+        for tid in tids:
+            assert os.sched_getaffinity(tid) == {int(cpu)}
+
+        def ticks():
+            return sum(sum(int(x) for x in Path(f"/proc/{t}/stat").read_text()
+                           .rsplit(")", 1)[1].split()[11:13])
+                       for t in tids)
+
+        was = ticks()
+        r = subprocess.run(ns.exec_prefix(ns.cli) + [
+            str(BENCH), "flood", "-S", "100", "-F", "198.18.4.0", "-n",
+            "200000", "-d", "3", "-r", "200000", "-s", "64", "-i", "ebv-c",
+            "-m", ns.mac(ns.srv, "ebv-s"), "198.18.0.1", "20011"],
+            capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert ticks() > was
+    finally:
+        ns.delete()
+    assert not set(tids) & set(bench_py.napi_threads())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces)")
 def test_packet_flood_frames_are_valid_datagrams_from_each_source():
     """flood -i/-m (the attack row's: AF_PACKET, the qdisc bypassed, the
     IP header and checksum its own) to the server's MAC as the bench reads
