@@ -443,13 +443,20 @@ udp_guard_payload_checks(struct udp_guard *g, const uint8_t *buf, size_t len,
 		     i += step) {
 			size_t seg = first + i;
 			const uint8_t *p = buf + seg * segsize;
-			const void *four[4] = {p, p + segsize, p + 2 * segsize,
-			                       p + 3 * segsize};
+			/* Four whole segments ahead (only then are their
+			 * pointers inside the buffer) and an AVX2 CPU. */
+			bool four_done = i + 3 < n && (seg + 4 < nsegs ||
+			                               last_len == segsize);
 
-			if (i + 3 < n &&
-			    (seg + 4 < nsegs || last_len == segsize) &&
-			    siphash13_continue4(&g->loop_head, four, segsize,
-			                        &key[i])) {
+			if (four_done) {
+				const void *four[4] = {p, p + segsize,
+				                       p + 2 * segsize,
+				                       p + 3 * segsize};
+
+				four_done = siphash13_continue4(
+				    &g->loop_head, four, segsize, &key[i]);
+			}
+			if (four_done) {
 				step = 4;
 			} else if (i + 1 < n) {
 				siphash13_continue2(
