@@ -28,6 +28,7 @@
 	X(udp_bytes_out)                                                       \
 	X(udp_drop_oversize)                                                   \
 	X(udp_send_errors)                                                     \
+	X(udp_drop_no_packet_info)                                             \
 	X(udp_drop_port)                                                       \
 	X(udp_drop_bad_source)                                                 \
 	X(udp_drop_bad_dest)                                                   \

@@ -101,6 +101,8 @@ static const struct row rows[] = {
      "reason=\"global_rate\"", "counter", DROPPED},
     {"udp_send_errors", "echod_udp_dropped_total", "reason=\"send_error\"",
      "counter", DROPPED},
+    {"udp_drop_no_packet_info", "echod_udp_dropped_total",
+     "reason=\"no_packet_info\"", "counter", DROPPED},
     {"udp_gro_buffers", "echod_udp_gro_buffers_total", "", "counter",
      "UDP_GRO buffers that carried more than one datagram."},
     {"udp_gso_fallbacks", "echod_udp_gso_fallbacks_total", "", "counter",

@@ -49,8 +49,9 @@ struct udp_server {
 	struct udp_guard *guard;
 	size_t nlisteners; /* still served: a failed one is dropped */
 	uint64_t evictions_counted, exempted_counted;
-	struct log_limit drop_log; /* per reason and per source */
-	char *payload;             /* BATCH * UDP_SLOT_SIZE */
+	bool no_packet_info_logged; /* said once: see log_no_packet_info */
+	struct log_limit drop_log;  /* per reason and per source */
+	char *payload;              /* BATCH * UDP_SLOT_SIZE */
 	struct mmsghdr in[BATCH], out[BATCH];
 	struct iovec in_iov[BATCH], out_iov[BATCH];
 	struct echo_meta out_meta[BATCH];
@@ -107,7 +108,11 @@ rearm_receive(struct udp_server *srv)
 
 /* The datagram's destination address, from IP_PKTINFO / IPV6_PKTINFO,
  * and the segment size of a GRO buffer (*segsize, 0 if not one). False if
- * the kernel gave no destination (then we cannot answer correctly). */
+ * the kernel gave no destination or no interface: then we can neither
+ * answer from the right address nor tell the host talking to itself from
+ * a forged own address. An IPv4 datagram queued before IP_PKTINFO was set
+ * (a socket passed by systemd without PassPacketInfo=yes) comes with its
+ * destination but interface 0. */
 static bool
 read_control(struct msghdr *in, struct destination *d, size_t *segsize)
 {
@@ -128,7 +133,7 @@ read_control(struct msghdr *in, struct destination *d, size_t *segsize)
 			sin.sin_addr = d->v4.ipi_addr;
 			ipaddr_from_sockaddr((struct sockaddr *)&sin, &d->addr,
 			                     NULL);
-			found = true;
+			found = d->v4.ipi_ifindex != 0;
 		} else if (c->cmsg_level == IPPROTO_IPV6 &&
 		           c->cmsg_type == IPV6_PKTINFO) {
 			struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6};
@@ -137,7 +142,7 @@ read_control(struct msghdr *in, struct destination *d, size_t *segsize)
 			ipaddr_from_sockaddr((struct sockaddr *)&sin6, &d->addr,
 			                     NULL);
 			d->v6_control = true;
-			found = true;
+			found = d->v6.ipi6_ifindex != 0;
 		}
 	}
 	return found;
@@ -345,6 +350,27 @@ queue_echo(struct udp_server *srv, int fd, struct msghdr *in,
 	srv->nout++;
 }
 
+/* Once per worker: what the counter udp_drop_no_packet_info means is not
+ * guessable, and it is a setup error (not an attack) the operator can fix. */
+static void
+log_no_packet_info(struct udp_server *srv, const struct sockaddr *peer)
+{
+	char from[ADDR_STRLEN];
+
+	if (srv->no_packet_info_logged)
+		return;
+	srv->no_packet_info_logged = true;
+	format_sockaddr(peer, from, sizeof(from));
+	log_event(
+	    LOG_WARN, "udp_drop",
+	    "reason=no_packet_info peer=%s msg=\"a datagram came without "
+	    "its destination and interface (queued before echod asked "
+	    "for packet info: a socket unit without PassPacketInfo=yes?): "
+	    "dropped, as it cannot be judged; said once per worker, "
+	    "counted in udp_drop_no_packet_info\"",
+	    from);
+}
+
 /*
  * Decide each of the buffer's nsegs datagrams as if it came alone, then
  * echo the admitted ones: moved together in place, in their order (so a
@@ -457,6 +483,7 @@ serve_batch(struct loop *l, int fd, uint32_t events, struct udp_server *srv)
 		}
 		if (!have_dest) {
 			no_dest += nsegs;
+			log_no_packet_info(srv, in->msg_name);
 			continue;
 		}
 		echo_buffer(srv, fd, in, &dest, len, segsize, nsegs, now);
@@ -466,7 +493,7 @@ serve_batch(struct loop *l, int fd, uint32_t events, struct udp_server *srv)
 	COUNT(udp_bytes_in, bytes_in);
 	COUNT(udp_gro_buffers, gro);
 	COUNT(udp_drop_oversize, oversize);
-	COUNT(udp_send_errors, no_dest);
+	COUNT(udp_drop_no_packet_info, no_dest);
 	flush_echoes(srv, fd);
 	return n;
 }

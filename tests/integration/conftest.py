@@ -539,3 +539,19 @@ def public_bin_dir():
     os.chmod(d, 0o755)
     yield Path(d)
     shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def deb(tmp_path_factory):
+    """`make deb` of this tree, once per run: the package test_install.py
+    installs in a throw-away root and test_systemd.py under systemd."""
+    if shutil.which("dpkg-buildpackage") is None:
+        pytest.skip("dpkg-buildpackage missing (dpkg-dev, debhelper)")
+    build = tmp_path_factory.mktemp("debbuild")
+    r = subprocess.run(["make", "-s", "--no-print-directory", "deb",
+                        f"BUILD={build}"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    debs = list((build / "deb").glob("echod_*_*.deb"))
+    assert len(debs) == 1, debs
+    return debs[0]

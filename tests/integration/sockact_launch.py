@@ -8,6 +8,9 @@ Each SPEC makes one fd; the first goes to fd 3, the next to fd 4, ...:
   udp,HOST,PORT        bound UDP socket (IPv6 ones get IPV6_V6ONLY)
   udpbig,HOST,PORT     the same with a 16 MiB receive buffer, as
                        systemd's ReceiveBuffer=16M sets it (root only)
+  udpqueued,HOST,PORT  bound UDP socket with one datagram ("queued before
+                       start\n") already waiting, sent before anyone asked
+                       for packet info: systemd without PassPacketInfo=yes
   tcp6dual,HOST,PORT   listening IPv6 TCP socket with IPV6_V6ONLY off
   tcpbound,HOST,PORT   bound TCP socket that is not listening
   udpunbound           UDP socket that is not bound
@@ -34,10 +37,11 @@ SO_RCVBUFFORCE = 33  # <asm-generic/socket.h>; not in Python's socket
 def make(spec):
     parts = spec.split(",")
     kind = parts[0]
-    if kind in ("tcp", "udp", "udpbig", "tcp6dual", "tcpbound"):
+    if kind in ("tcp", "udp", "udpbig", "udpqueued", "tcp6dual",
+                "tcpbound"):
         host, port = parts[1], int(parts[2])
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        stype = (socket.SOCK_DGRAM if kind in ("udp", "udpbig")
+        stype = (socket.SOCK_DGRAM if kind in ("udp", "udpbig", "udpqueued")
                  else socket.SOCK_STREAM)
         s = socket.socket(family, stype)
         if kind == "udpbig":
@@ -49,6 +53,9 @@ def make(spec):
         s.bind((host, port))
         if kind in ("tcp", "tcp6dual"):
             s.listen(128)
+        if kind == "udpqueued":
+            with socket.socket(family, socket.SOCK_DGRAM) as c:
+                c.sendto(b"queued before start\n", (host, port))
         return s.detach()
     if kind == "udpunbound":
         return socket.socket(socket.AF_INET, socket.SOCK_DGRAM).detach()

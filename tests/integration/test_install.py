@@ -143,17 +143,6 @@ class OverlayRoot:
                               text=True, timeout=60, input=input)
 
 
-@pytest.fixture(scope="module")
-def deb(tmp_path_factory):
-    if shutil.which("dpkg-buildpackage") is None:
-        pytest.skip("dpkg-buildpackage missing (dpkg-dev, debhelper)")
-    build = tmp_path_factory.mktemp("debbuild")
-    make("deb", f"BUILD={build}")
-    debs = list((build / "deb").glob("echod_*_*.deb"))
-    assert len(debs) == 1, debs
-    return debs[0]
-
-
 def test_lintian_finds_no_error(deb):
     if shutil.which("lintian") is None:
         pytest.skip("lintian missing")
