@@ -84,7 +84,8 @@ $(BUILD)/gen/seccomp_%.inc: policy/seccomp-%.list src/gen-seccomp.awk | $(BUILD)
 	awk -f src/gen-seccomp.awk $< > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/obj/sandbox.o: $(BUILD)/gen/seccomp_worker.inc \
-	$(BUILD)/gen/seccomp_supervisor.inc $(BUILD)/gen/seccomp_enosys.inc
+	$(BUILD)/gen/seccomp_supervisor.inc $(BUILD)/gen/seccomp_enosys.inc \
+	$(BUILD)/gen/seccomp_metrics.inc
 
 $(BUILD)/gen/prefilter.bpf.o: src/bpf/prefilter.bpf.c src/bpf/prefilter.h \
 	| $(BUILD)/gen

@@ -65,6 +65,7 @@
 	X(xdp_tcp_drop_deny)                                                   \
 	X(xdp_would_drop)                                                      \
 	X(worker_restarts)                                                     \
+	X(metrics_restarts)                                                    \
 	X(workers_ready)                                                       \
 	X(log_suppressed)                                                      \
 	X(metrics_ok)                                                          \

@@ -13,8 +13,10 @@
  *   5. drop every capability, no_new_privs, not dumpable, rlimits
  *      (seal_process)
  *   6. Landlock, seccomp (supervisor list), fork workers; each limits its
- *      memory and stacks the worker list
- *      (enter_sandbox, supervisor_run; harden_worker in each worker)
+ *      memory and stacks the worker list; with metrics, fork the metrics
+ *      process, which enters its own Landlock domain and stacks its list
+ *      (enter_sandbox, supervisor_run; harden_worker in each worker,
+ *      harden_metrics in the metrics process)
  * Nothing reads a byte from the network before step 6 completes. main(),
  * at the end of this file, is that list; every way out is fail().
  */
@@ -507,6 +509,24 @@ harden_worker(void)
 		refuse("worker_seccomp", err);
 }
 
+/* Called in the metrics process before it accepts: a Landlock domain of
+ * its own (it can signal no other echod process), no new processes, and
+ * the metrics allowlist on top of the supervisor's. */
+static void
+harden_metrics(void)
+{
+	char err[256];
+
+	xdp_forget_links();
+	if (landlock_restrict(err, sizeof(err)) < 0)
+		refuse("metrics_landlock", err);
+	if (forbid_new_processes(err, sizeof(err)) != 0)
+		refuse("metrics_nproc", err);
+	if (GUARDS_ON && sandbox_enter(SANDBOX_METRICS, policy.sandbox_log,
+	                               err, sizeof(err)) != 0)
+		refuse("metrics_seccomp", err);
+}
+
 /* Flags first: -h, -V and a bad flag end here, before anything else. */
 static void
 parse_flags(int argc, char **argv, struct options *o)
@@ -700,7 +720,7 @@ announce_listeners(const struct listen_set *s)
 }
 
 /* Step 2, for "metrics ADDR:PORT": its socket is bound with the others;
- * the supervisor serves it inside the sandbox. */
+ * the metrics process the supervisor forks serves it inside the sandbox. */
 static void
 bind_metrics(void)
 {
@@ -777,5 +797,5 @@ main(int argc, char **argv)
 	enter_sandbox(&b);
 	announce_listeners(&b.sockets);
 	return supervisor_run(&policy, &facts, &b.sockets, b.nworkers,
-	                      harden_worker, metrics_for(&b));
+	                      harden_worker, metrics_for(&b), harden_metrics);
 }

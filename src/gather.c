@@ -10,6 +10,7 @@
 struct source {
 	int fd; /* read end, -1 when detached */
 	bool awaited;
+	bool ready; /* latched by the first snapshot that says so */
 	size_t have; /* bytes of a message read so far */
 	union {
 		struct counters_msg msg;
@@ -25,15 +26,14 @@ struct gather {
 };
 
 struct gather *
-gather_new(unsigned nworkers)
+gather_new(unsigned n)
 {
-	struct gather *g =
-	    calloc(1, sizeof(*g) + nworkers * sizeof(struct source));
+	struct gather *g = calloc(1, sizeof(*g) + n * sizeof(struct source));
 
 	if (g == NULL)
 		return NULL;
-	g->n = nworkers;
-	for (unsigned i = 0; i < nworkers; i++)
+	g->n = n;
+	for (unsigned i = 0; i < n; i++)
 		g->src[i].fd = -1;
 	return g;
 }
@@ -81,7 +81,8 @@ gather_fd(const struct gather *g, unsigned i)
 	return g->src[i].fd;
 }
 
-/* A whole message arrived: a snapshot replaces the last one. */
+/* A whole message arrived: a snapshot replaces the last one; its ready
+ * field only ever sets the latch. */
 static void
 accept_message(struct source *s)
 {
@@ -90,6 +91,8 @@ accept_message(struct source *s)
 	if (m->kind != COUNTERS_UPDATE && m->kind != COUNTERS_REPLY)
 		return; /* not ours: the worker is broken, keep the last */
 	s->latest = m->c;
+	s->ready |= s->latest.workers_ready != 0;
+	s->latest.workers_ready = 0;
 	if (m->kind == COUNTERS_REPLY)
 		s->awaited = false;
 }
@@ -125,12 +128,12 @@ gather_retire(struct gather *g, unsigned i)
 
 	gather_receive(g, i);
 	s->latest.tcp_active = 0;
-	s->latest.workers_ready = 0;
 	s->latest.udp_table_entries = 0; /* its tables died with it */
 	s->latest.tcp_table_entries = 0;
 	counters_add(&g->retired, &s->latest);
 	memset(&s->latest, 0, sizeof(s->latest));
 	s->awaited = false;
+	s->ready = false;
 	s->have = 0;
 	if (s->fd >= 0)
 		close(s->fd);
@@ -138,10 +141,10 @@ gather_retire(struct gather *g, unsigned i)
 }
 
 void
-gather_request(struct gather *g)
+gather_request(struct gather *g, unsigned count)
 {
 	for (unsigned i = 0; i < g->n; i++)
-		g->src[i].awaited = g->src[i].fd >= 0;
+		g->src[i].awaited = i < count && g->src[i].fd >= 0;
 }
 
 bool
@@ -162,15 +165,23 @@ gather_worker(const struct gather *g, unsigned i)
 bool
 gather_ready(const struct gather *g, unsigned i)
 {
-	return g->src[i].fd >= 0 && g->src[i].latest.workers_ready != 0;
+	return g->src[i].fd >= 0 && g->src[i].ready;
+}
+
+void
+gather_total_except(const struct gather *g, const struct counters *own,
+                    unsigned skip, struct counters *out)
+{
+	*out = *own;
+	counters_add(out, &g->retired);
+	for (unsigned i = 0; i < g->n; i++)
+		if (i != skip)
+			counters_add(out, &g->src[i].latest);
 }
 
 void
 gather_total(const struct gather *g, const struct counters *own,
              struct counters *out)
 {
-	*out = *own;
-	counters_add(out, &g->retired);
-	for (unsigned i = 0; i < g->n; i++)
-		counters_add(out, &g->src[i].latest);
+	gather_total_except(g, own, g->n, out);
 }

@@ -17,13 +17,18 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* Generated from policy/seccomp-worker.list and seccomp-supervisor.list. */
+/* Generated from policy/seccomp-worker.list, seccomp-supervisor.list and
+ * seccomp-metrics.list. */
 static const struct sandbox_rule worker_rules[] = {
 #include "seccomp_worker.inc"
 };
 
 static const struct sandbox_rule supervisor_rules[] = {
 #include "seccomp_supervisor.inc"
+};
+
+static const struct sandbox_rule metrics_rules[] = {
+#include "seccomp_metrics.inc"
 };
 
 /* Generated from policy/seccomp-enosys.list: answered ENOSYS, not killed. */
@@ -100,6 +105,10 @@ sandbox_rules(enum sandbox_role role, const struct sandbox_rule **out)
 	if (role == SANDBOX_SUPERVISOR) {
 		*out = supervisor_rules;
 		return LEN(supervisor_rules);
+	}
+	if (role == SANDBOX_METRICS) {
+		*out = metrics_rules;
+		return LEN(metrics_rules);
 	}
 	*out = worker_rules;
 	return LEN(worker_rules);
@@ -181,8 +190,12 @@ sandbox_build(enum sandbox_role role, bool log_only, char *err, size_t errlen)
 		seccomp_release(ctx);
 		return NULL;
 	}
-	/* The supervisor's children inherit its filter: it holds theirs too. */
-	if (add_rules(ctx, SANDBOX_WORKER, err, errlen) != 0 ||
+	/* The supervisor's children inherit its filter: it holds theirs too
+	 * (a syscall named twice is one rule set; libseccomp merges them). */
+	if ((role != SANDBOX_METRICS &&
+	     add_rules(ctx, SANDBOX_WORKER, err, errlen) != 0) ||
+	    (role != SANDBOX_WORKER &&
+	     add_rules(ctx, SANDBOX_METRICS, err, errlen) != 0) ||
 	    (role == SANDBOX_SUPERVISOR &&
 	     add_rules(ctx, SANDBOX_SUPERVISOR, err, errlen) != 0) ||
 	    add_array(ctx, enosys_rules, LEN(enosys_rules),

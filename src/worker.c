@@ -113,9 +113,6 @@ worker_run(const struct policy *p, const struct facts *f, unsigned nworkers,
 	struct rlimit rl;
 	int status = 0;
 
-	/* The service's log budget holds whatever the worker count; the
-	 * supervisor logs only lifecycle events, bounded by the restarts. */
-	log_share_budget(nworkers);
 	w.sigfd = loop_signalfd(signals, sizeof(signals) / sizeof(signals[0]));
 	if (w.sigfd < 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0) {
 		log_always(LOG_ERROR, "worker_failed", "step=signalfd");

@@ -80,7 +80,7 @@ test_reply_answers_request_and_eof(void **state)
 
 	(void)state;
 	assert_int_equal(gather_attach(g, 0, &w), 0);
-	gather_request(g);
+	gather_request(g, 1);
 	assert_false(gather_answered(g));
 	send_msg(w, COUNTERS_UPDATE, 1, 0);
 	gather_receive(g, 0);
@@ -105,7 +105,7 @@ test_retired_totals_kept_gauges_dropped(void **state)
 	assert_int_equal(gather_attach(g, 0, &w), 0);
 	send_msg(w, COUNTERS_UPDATE, 10, 6);
 	close(w);
-	gather_request(g);
+	gather_request(g, 1);
 	gather_retire(g, 0); /* reads what is left first */
 	assert_true(gather_answered(g));
 	assert_int_equal(gather_fd(g, 0), -1);
@@ -115,9 +115,58 @@ test_retired_totals_kept_gauges_dropped(void **state)
 	gather_total(g, &own, &sum);
 	assert_int_equal(sum.tcp_accepted, 13);
 	assert_int_equal(sum.tcp_active, 1);
-	assert_int_equal(sum.workers_ready, 1);
+	/* Readiness is a latch, not a figure: it is never summed. */
+	assert_int_equal(sum.workers_ready, 0);
+	assert_true(gather_ready(g, 0));
 	assert_int_equal(sum.worker_restarts, 1);
 	close(w);
+	gather_free(g);
+}
+
+/* The first ready snapshot latches; a later all-zero one (a compromised
+ * worker's forgery) changes its figures but not the latch, and only a new
+ * pipe (a new process) starts unready. */
+static void
+test_ready_is_latched_per_pipe(void **state)
+{
+	struct gather *g = gather_new(2);
+	struct counters_msg zero = {.kind = COUNTERS_UPDATE};
+	struct counters own = {0}, sum;
+	int w, other;
+
+	(void)state;
+	assert_int_equal(gather_attach(g, 0, &w), 0);
+	assert_int_equal(gather_attach(g, 1, &other), 0);
+	send_msg(w, COUNTERS_UPDATE, 5, 1);
+	gather_receive(g, 0);
+	assert_true(gather_ready(g, 0));
+	assert_false(gather_ready(g, 1));
+	assert_int_equal(write(w, &zero, sizeof(zero)), sizeof(zero));
+	gather_receive(g, 0);
+	assert_int_equal(gather_worker(g, 0)->tcp_accepted, 0);
+	assert_true(gather_ready(g, 0));
+	close(w);
+	gather_receive(g, 0);
+	assert_true(gather_ready(g, 0)); /* reap reads it after the death */
+	gather_retire(g, 0);
+	assert_int_equal(gather_attach(g, 0, &w), 0);
+	assert_false(gather_ready(g, 0));
+	/* gather_total_except leaves out one live source, and only it. */
+	send_msg(w, COUNTERS_UPDATE, 2, 0);
+	send_msg(other, COUNTERS_UPDATE, 40, 0);
+	gather_receive(g, 0);
+	gather_receive(g, 1);
+	gather_total_except(g, &own, 1, &sum);
+	assert_int_equal(sum.tcp_accepted, 2);
+	gather_total(g, &own, &sum);
+	assert_int_equal(sum.tcp_accepted, 42);
+	/* Only the sources below the count are awaited by a request. */
+	gather_request(g, 1);
+	send_msg(w, COUNTERS_REPLY, 2, 0);
+	gather_receive(g, 0);
+	assert_true(gather_answered(g));
+	close(w);
+	close(other);
 	gather_free(g);
 }
 
@@ -129,6 +178,7 @@ main(void)
 	    cmocka_unit_test(test_garbage_stays_with_its_sender),
 	    cmocka_unit_test(test_reply_answers_request_and_eof),
 	    cmocka_unit_test(test_retired_totals_kept_gauges_dropped),
+	    cmocka_unit_test(test_ready_is_latched_per_pipe),
 	};
 
 	return cmocka_run_group_tests_name("gather", tests, NULL, NULL);

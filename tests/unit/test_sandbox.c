@@ -84,6 +84,7 @@ test_compiled_rules_are_the_text(void **state)
 	assert_rules_match_text(SANDBOX_WORKER, "policy/seccomp-worker.list");
 	assert_rules_match_text(SANDBOX_SUPERVISOR,
 	                        "policy/seccomp-supervisor.list");
+	assert_rules_match_text(SANDBOX_METRICS, "policy/seccomp-metrics.list");
 }
 
 /* The syscall numbers a built filter allows, from libseccomp's own PFC. */
@@ -119,15 +120,33 @@ filter_syscalls(enum sandbox_role role, int *nrs, size_t max)
 }
 
 static void
+add_list(const struct names *list, int *want, size_t *expected)
+{
+	for (size_t i = 0; i < list->n; i++) {
+		int nr = seccomp_syscall_resolve_name(list->name[i]);
+		bool dup = false;
+
+		assert_true(nr >= 0);
+		for (size_t j = 0; j < *expected; j++)
+			dup |= want[j] == nr;
+		if (!dup)
+			want[(*expected)++] = nr;
+	}
+}
+
+/* The filter of a role allows exactly its lists: the worker's, the
+ * metrics process's, or the supervisor's with both of its children's. */
+static void
 assert_filter_is_lists(enum sandbox_role role)
 {
-	struct names worker, extra, enosys;
+	struct names worker, extra, metrics, enosys;
 	int nrs[3 * MAX_NAMES];
 	size_t n = filter_syscalls(role, nrs, 3 * MAX_NAMES), expected = 0;
 	int want[3 * MAX_NAMES];
 
 	read_list("policy/seccomp-worker.list", &worker);
 	read_list("policy/seccomp-supervisor.list", &extra);
+	read_list("policy/seccomp-metrics.list", &metrics);
 	read_list("policy/seccomp-enosys.list", &enosys);
 	/* The SIGSYS handler's way out: KILL_PROCESS (sandbox.c). */
 	want[expected++] = seccomp_syscall_resolve_name("tkill");
@@ -136,20 +155,12 @@ assert_filter_is_lists(enum sandbox_role role)
 		if (nr >= 0) /* unknown to this libseccomp: skipped */
 			want[expected++] = nr;
 	}
-	for (size_t i = 0; i < worker.n + extra.n; i++) {
-		const char *name =
-		    i < worker.n ? worker.name[i] : extra.name[i - worker.n];
-		int nr = seccomp_syscall_resolve_name(name);
-		bool dup = false;
-
-		if (i >= worker.n && role == SANDBOX_WORKER)
-			break;
-		assert_true(nr >= 0);
-		for (size_t j = 0; j < expected; j++)
-			dup |= want[j] == nr;
-		if (!dup)
-			want[expected++] = nr;
-	}
+	if (role != SANDBOX_METRICS)
+		add_list(&worker, want, &expected);
+	if (role != SANDBOX_WORKER)
+		add_list(&metrics, want, &expected);
+	if (role == SANDBOX_SUPERVISOR)
+		add_list(&extra, want, &expected);
 	assert_int_equal(n, expected);
 	for (size_t j = 0; j < expected; j++) {
 		bool found = false;
@@ -159,12 +170,41 @@ assert_filter_is_lists(enum sandbox_role role)
 	}
 }
 
+/* Every line of the metrics list is a line of the worker list: serving
+ * metrics from a process of its own adds nothing to the supervisor's
+ * filter; and the metrics process has no kill, clone, pipe2, UDP batch
+ * call or prlimit64. */
+static void
+test_metrics_list_adds_nothing(void **state)
+{
+	static const char *const absent[] = {"kill",     "clone",    "pipe2",
+	                                     "recvmmsg", "sendmmsg", "prlimit64",
+	                                     "wait4",    "openat",   "socket"};
+	const struct sandbox_rule *m, *w;
+	size_t nm = sandbox_rules(SANDBOX_METRICS, &m);
+	size_t nw = sandbox_rules(SANDBOX_WORKER, &w);
+
+	(void)state;
+	assert_true(nm > 0);
+	for (size_t i = 0; i < nm; i++) {
+		bool same = false;
+		for (size_t j = 0; j < nw; j++)
+			same |= strcmp(m[i].syscall, w[j].syscall) == 0 &&
+			        m[i].ncmp == w[j].ncmp &&
+			        memcmp(m[i].cmp, w[j].cmp, sizeof(m[i].cmp)) == 0;
+		assert_true(same);
+		for (size_t k = 0; k < sizeof(absent) / sizeof(*absent); k++)
+			assert_string_not_equal(m[i].syscall, absent[k]);
+	}
+}
+
 static void
 test_loaded_filter_is_the_text(void **state)
 {
 	(void)state;
 	assert_filter_is_lists(SANDBOX_WORKER);
 	assert_filter_is_lists(SANDBOX_SUPERVISOR);
+	assert_filter_is_lists(SANDBOX_METRICS);
 }
 
 enum probe {
@@ -177,11 +217,13 @@ enum probe {
 	PROBE_FORK,
 	PROBE_CLONE3,
 	PROBE_RSEQ,
+	PROBE_KILL,
+	PROBE_RECVMMSG,
 };
 
-/* In a child: enter the worker sandbox as echod does, then make one call. */
+/* In a child: enter a role's sandbox as echod does, then make one call. */
 static int
-run_probe(enum probe what, bool log_only)
+run_probe_as(enum sandbox_role role, enum probe what, bool log_only)
 {
 	char err[256];
 	int status, fds[2];
@@ -197,7 +239,7 @@ run_probe(enum probe what, bool log_only)
 
 		close(fds[0]);
 		if (set_no_new_privs(err, sizeof(err)) != 0 ||
-		    sandbox_enter(SANDBOX_WORKER, log_only, err, sizeof(err)))
+		    sandbox_enter(role, log_only, err, sizeof(err)))
 			_exit(100);
 		switch (what) {
 		case PROBE_ALLOWED:
@@ -238,6 +280,12 @@ run_probe(enum probe what, bool log_only)
 			    errno != ENOSYS)
 				_exit(102);
 			break;
+		case PROBE_KILL:
+			syscall(SYS_kill, 1, 0);
+			break;
+		case PROBE_RECVMMSG:
+			syscall(SYS_recvmmsg, 0, NULL, 0, 0, NULL);
+			break;
 		}
 		syscall(SYS_exit_group, 0);
 	}
@@ -250,6 +298,12 @@ run_probe(enum probe what, bool log_only)
 	}
 	close(fds[0]);
 	return status;
+}
+
+static int
+run_probe(enum probe what, bool log_only)
+{
+	return run_probe_as(SANDBOX_WORKER, what, log_only);
 }
 
 static void
@@ -293,6 +347,25 @@ test_optional_calls_get_enosys(void **state)
 	}
 }
 
+/* The metrics process lives on what a scrape needs and dies of anything a
+ * worker could not do either, and of kill and UDP batches. */
+static void
+test_metrics_filter(void **state)
+{
+	static const enum probe forbidden[] = {
+	    PROBE_EXECVE, PROBE_OPENAT, PROBE_SOCKET,  PROBE_PTRACE,
+	    PROBE_FORK,   PROBE_KILL,   PROBE_RECVMMSG, PROBE_MMAP_EXEC,
+	};
+	int status = run_probe_as(SANDBOX_METRICS, PROBE_ALLOWED, false);
+
+	(void)state;
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	for (size_t i = 0; i < sizeof(forbidden) / sizeof(*forbidden); i++)
+		assert_killed_by_sigsys(
+		    run_probe_as(SANDBOX_METRICS, forbidden[i], false));
+}
+
 /* sandbox-violation log: the same call goes through (and is logged). */
 static void
 test_log_mode_does_not_kill(void **state)
@@ -314,6 +387,8 @@ main(void)
 	    cmocka_unit_test(test_forbidden_calls_die),
 	    cmocka_unit_test(test_log_mode_does_not_kill),
 	    cmocka_unit_test(test_optional_calls_get_enosys),
+	    cmocka_unit_test(test_metrics_list_adds_nothing),
+	    cmocka_unit_test(test_metrics_filter),
 	};
 
 	return cmocka_run_group_tests_name("sandbox", tests, NULL, NULL);

@@ -1,0 +1,50 @@
+/*
+ * scrape: the metrics process. The supervisor forks it once its own
+ * sandbox is in place and restarts it like a worker; it serves the bound
+ * metrics socket (plain HTTP/1.x GET /metrics) from the snapshots the
+ * supervisor writes down a pipe, and reports its own counters up another,
+ * as a worker does. No scraper reaches the supervisor: a scrape is parsed,
+ * answered and timed out here.
+ *
+ * Every scrape costs bounded memory and time: at most METRICS_MAX_CONNS
+ * connections with fixed buffers, one per source address (a new one from
+ * the same address replaces the old); when all are taken, the one that has
+ * held its slot longest without a whole request is closed to admit the
+ * newcomer (or, if every one has its request, the oldest). Each connection
+ * is answered or closed within METRICS_TIMEOUT_MS, and one wake-up reads
+ * at most SCRAPE_READS_PER_WAKEUP times from it, the deadline checked
+ * before each read.
+ * Map: process layer; calls acl, addr, counters, http, log, loop, metrics,
+ * policy.
+ */
+#ifndef ECHOD_SCRAPE_H
+#define ECHOD_SCRAPE_H
+
+#include "counters.h"
+#include "metrics.h"
+#include "policy.h"
+
+#include <stdint.h>
+
+#define SCRAPE_READS_PER_WAKEUP 8
+#define SCRAPE_SINK             4096 /* bytes per read after the answer */
+
+/* What the supervisor sends: every counter but the metrics process's own
+ * live ones (it adds those itself), and how many workers run. One message
+ * per write(2), below PIPE_BUF, so the pipe keeps it whole. */
+struct scrape_feed {
+	struct counters sum;
+	uint32_t workers_alive;
+	uint32_t pad;
+};
+
+/*
+ * The metrics process's life, in the child after the fork: set up, call
+ * harden (Landlock, RLIMIT_NPROC 0, the metrics seccomp list), report
+ * ready up report_fd, serve listen_fd until feed_fd reaches end of file
+ * (the supervisor stops it or is gone). Returns the exit status.
+ */
+int scrape_run(const struct policy *p, const struct metrics_facts *facts,
+               int listen_fd, int feed_fd, int report_fd, void (*harden)(void));
+
+#endif
