@@ -218,17 +218,23 @@ family(struct text *t, const char *metric, const char *type, const char *help)
 }
 
 /* A label value: backslash, quote and newline escaped, as the format
- * wants (a chroot path is the operator's text). */
+ * wants (a chroot path is the operator's text); any other byte outside
+ * printable ASCII becomes '?', so the text is valid UTF-8 whatever the
+ * path holds. */
 static void
 label_value(struct text *t, const char *s)
 {
 	for (; *s; s++) {
-		if (*s == '\\' || *s == '"')
-			add(t, "\\%c", *s);
-		else if (*s == '\n')
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '\\' || ch == '"')
+			add(t, "\\%c", ch);
+		else if (ch == '\n')
 			add(t, "\\n");
+		else if (ch < 0x20 || ch > 0x7e)
+			add(t, "?");
 		else
-			add(t, "%c", *s);
+			add(t, "%c", ch);
 	}
 }
 

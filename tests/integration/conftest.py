@@ -131,6 +131,18 @@ def children_of(pid):
     return sorted(kids)
 
 
+METRICS_COMM = "echod-metrics"  # src/supervisor.c: the metrics process
+
+
+def comm(pid):
+    """/proc/PID/comm, or "" once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -243,7 +255,13 @@ class Echod:
         return self.wait_event("ready", timeout)
 
     def workers(self):
-        return children_of(self.pid)
+        """The worker pids: every child but the metrics process."""
+        return [p for p in children_of(self.pid) if comm(p) != METRICS_COMM]
+
+    def metrics_pid(self):
+        """The metrics process's pid, or None."""
+        found = [p for p in children_of(self.pid) if comm(p) == METRICS_COMM]
+        return found[0] if found else None
 
     def counters(self, timeout=5.0):
         """SIGUSR1, then the counters of the new event=counters line."""

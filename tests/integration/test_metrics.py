@@ -7,8 +7,10 @@ memory; sources outside loopback and metrics-allow refused; the policy's
 checks of both keywords."""
 
 import os
+import random
 import re
 import socket
+import struct
 import subprocess
 import time
 
@@ -16,10 +18,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import netns
-from conftest import (EXIT_CONFIG, Echod, ECHOD_BIN, free_port, parse_logfmt,
-                      rss_kib,
-                      run_echod, tcp_connect, tcp_echo, udp_echo,
-                      udp_socket)
+from conftest import (EXIT_CONFIG, Echod, ECHOD_BIN, counter_names, free_port,
+                      parse_logfmt, rss_kib, run_echod, tcp_connect,
+                      tcp_echo, udp_echo, udp_socket)
 
 SRV4, CLI4 = "198.18.7.1", "198.18.7.2"
 
@@ -188,36 +189,62 @@ def test_malformed_requests_get_a_clear_error(metered, request_bytes,
     assert scrape(d.mport)[0] == 200
 
 
+def tcp_from(src, port):
+    s = socket.socket()
+    s.settimeout(5)
+    s.bind((src, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
 def test_slow_and_excess_scrapers_are_bounded(metered):
+    """Four slow scrapers from four sources hold every slot: a fifth source
+    is served at once, and the one that held its slot longest without a
+    whole request makes room; the rest get 408 after 2 s. A second
+    connection from one source replaces its first."""
     d = metered(workers=1)
-    rss0 = rss_kib(d.pid)
-    slow = [tcp_connect("127.0.0.1", d.mport) for _ in range(4)]
+    m = d.metrics_pid()
+    rss0 = rss_kib(m), rss_kib(d.pid)
+    slow = []
     try:
-        for s in slow:
-            s.sendall(b"GET /metrics HTTP/1.1\r\n")  # and never the rest
-        # Every slot is taken: a fifth scraper waits in the backlog...
+        for i in range(4):
+            slow.append(tcp_from(f"127.0.0.{11 + i}", d.mport))
+            slow[-1].sendall(b"GET /metrics HTTP/1.1\r\n")  # never the rest
+            time.sleep(0.02)  # an order of arrival to evict by
         t0 = time.monotonic()
-        with tcp_connect("127.0.0.1", d.mport) as fifth:
+        with tcp_from("127.0.0.15", d.mport) as fifth:
             fifth.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
-            # ... each slow one gets 408 after the 2 s timeout, then EOF ...
-            for s in slow:
-                assert status_of(read_all(s)) == 408
-            # ... and then the fifth is served.
             assert status_of(read_all(fifth)) == 200
-        assert 1.9 < time.monotonic() - t0 < 4
+        assert time.monotonic() - t0 < 1.0
+        # The oldest slow one made room: closed without an answer.
+        assert read_all(slow[0]) == b""
+        for s in slow[1:]:
+            assert status_of(read_all(s)) == 408
+        assert 1.5 < time.monotonic() - t0 < 4
+        # One source, one connection: the second replaces the first.
+        first = tcp_from("127.0.0.16", d.mport)
+        first.sendall(b"GET /metrics HTTP/1.1\r\n")
+        time.sleep(0.05)
+        with tcp_from("127.0.0.16", d.mport) as second:
+            assert read_all(first) == b""
+            second.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            assert status_of(read_all(second)) == 200
+        first.close()
     finally:
         for s in slow:
             s.close()
-    # Many bad scrapes later, the supervisor holds no more memory than its
+    # Many bad scrapes later, neither process holds more memory than its
     # fixed buffers (allocated once; 4 x 36 KiB and 32 KiB, touched once).
     for i in range(200):
         raw(d.mport, b"GET /x HTTP/1.1\r\n\r\n" if i % 2 else b"junk\r\n")
     assert scrape(d.mport)[0] == 200
-    assert rss_kib(d.pid) - rss0 < 400
+    assert rss_kib(m) - rss0[0] < 400
+    assert rss_kib(d.pid) - rss0[1] < 400
     vals = samples(scrape(d.mport)[2])
+    # 1 evicted, 3 timed out, 1 replaced, 200 bad.
     assert value(vals, "echod_metrics_requests_total",
-                 result="error") == 204
-    assert value(vals, "echod_metrics_requests_total", result="ok") == 3
+                 result="error") == 205
+    assert value(vals, "echod_metrics_requests_total", result="ok") == 4
 
 
 @pytest.mark.parametrize("line, message", [
@@ -249,8 +276,10 @@ def test_off_by_default_listening_line_when_on(echod, metered):
     m = metered(workers=2)
     assert any(f"proto=metrics addr=127.0.0.1:{m.mport}" in l
                for l in m.log_lines())
-    # The supervisor holds the listener; no worker does.
+    # The metrics process serves the listener (the supervisor keeps it
+    # for a restarted one); no worker holds it.
     inode = listener_inode(m.mport)
+    assert inode in socket_inodes(m.metrics_pid())
     assert inode in socket_inodes(m.pid)
     workers = m.workers()
     assert len(workers) == 2
@@ -348,3 +377,66 @@ def test_rate_table_occupancy(metered):
         time.sleep(0.05)
     assert got == (3, 2)
     assert value(vals, "echod_rate_table_slots") == 16384
+
+
+# ------------------------------------------------ the renderer, any snapshot
+
+RENDER = ECHOD_BIN.parent / "test_metrics"
+LABEL_BYTES = bytes(range(1, 256))
+
+
+def expected_label(raw_bytes):
+    """What metrics.c's label_value makes of a fact: printable ASCII as is,
+    any other byte but a newline '?' (then the parser undoes \\ \" \n)."""
+    return "".join(chr(b) if 0x20 <= b <= 0x7e or b == 0x0a else "?"
+                   for b in raw_bytes)
+
+
+def random_value(rng):
+    return rng.choice([0, 1, 2**53 + 1, 2**63, 2**64 - 1,
+                       rng.getrandbits(64), rng.getrandbits(20)])
+
+
+def test_any_snapshot_renders_as_valid_exposition():
+    """A property test of the pure renderer: 300 random snapshots (extreme
+    and random counter values, facts of arbitrary bytes) each parse with
+    prometheus_client, with every value and label as given."""
+    names = counter_names()
+    rng = random.Random(20)
+    for case in range(300):
+        values = [random_value(rng) for _ in names]
+        workers, alive = rng.getrandbits(32), rng.getrandbits(32)
+        slots = rng.getrandbits(32)
+        facts = [bytes(rng.choice(LABEL_BYTES)
+                       for _ in range(rng.choice([0, 1, 5, 40, 300])))
+                 for _ in range(5)]
+        stdin = (struct.pack(f"<{len(names)}Q", *values) +
+                 struct.pack("<IIQ", workers, alive, slots) +
+                 b"".join(f + b"\0" for f in facts))
+        r = subprocess.run([RENDER, "--render"], input=stdin,
+                           capture_output=True, timeout=10)
+        assert r.returncode == 0, (case, r.stderr)
+        text = r.stdout.decode("utf-8")
+        got = {}
+        for fam in text_string_to_metric_families(text):
+            for smp in fam.samples:
+                got[(smp.name, frozenset(smp.labels.items()))] = smp.value
+        info = [k for k in got if k[0] == "echod_build_info"]
+        assert len(info) == 1
+        assert dict(info[0][1]) == dict(zip(
+            ("version", "seccomp", "landlock", "chroot", "user"),
+            (expected_label(f) for f in facts))), case
+        assert got[("echod_workers", frozenset())] == float(workers)
+        assert got[("echod_workers_alive", frozenset())] == float(alive)
+        assert got[("echod_rate_table_slots", frozenset())] == \
+            float(slots * workers)
+        # Each counter once, at its value (as a float, as the parser has
+        # it); every counter sample is one of ours.
+        assert len(got) == len(names) + 4
+        for name, v in zip(names, values):
+            assert float(v) in got.values(), (case, name)
+        assert got[("echod_udp_dropped_total",
+                    frozenset({("reason", "rate")}))] == \
+            float(values[names.index("udp_drop_rate")])
+        assert got[("echod_tcp_connections_open", frozenset())] == \
+            float(values[names.index("tcp_active")])

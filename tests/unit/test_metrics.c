@@ -123,9 +123,50 @@ test_short_buffer(void **state)
 	assert_int_equal(metrics_render(&c, &facts, small, 0), 0);
 }
 
-int
-main(void)
+/*
+ * `test_metrics --render`: the renderer as a filter for the property test
+ * (tests/integration/test_metrics.py checks its output with
+ * prometheus_client's parser). stdin: every counter as a little-endian
+ * uint64 in COUNTER_LIST order, workers and workers_alive as uint32,
+ * table_slots as uint64, then version, seccomp, landlock, chroot and user,
+ * each ended by a NUL. stdout: the exposition; exit 1 if it did not fit.
+ */
+static int
+render_stdin(void)
 {
+	static char in[1 << 16];
+	struct counters c;
+	struct metrics_facts f = {0};
+	const char **strs[] = {&f.version, &f.seccomp, &f.landlock, &f.chroot,
+	                       &f.user};
+	size_t n = fread(in, 1, sizeof(in) - 1, stdin), at, len;
+	uint32_t w[2];
+
+	if (n < sizeof(c) + sizeof(w) + sizeof(f.table_slots))
+		return 2;
+	in[n] = '\0';
+	memcpy(&c, in, sizeof(c));
+	memcpy(w, in + sizeof(c), sizeof(w));
+	memcpy(&f.table_slots, in + sizeof(c) + sizeof(w),
+	       sizeof(f.table_slots));
+	f.workers = w[0];
+	f.workers_alive = w[1];
+	at = sizeof(c) + sizeof(w) + sizeof(f.table_slots);
+	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+		*strs[i] = in + (at < n ? at : n);
+		at += strlen(*strs[i]) + 1;
+	}
+	len = metrics_render(&c, &f, text, sizeof(text));
+	if (len == 0)
+		return 1;
+	return fwrite(text, 1, len, stdout) == len ? 0 : 3;
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc == 2 && strcmp(argv[1], "--render") == 0)
+		return render_stdin();
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_every_counter_is_exported),
 	    cmocka_unit_test(test_values_and_labels),
