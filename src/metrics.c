@@ -306,7 +306,7 @@ metrics_bind(const struct policy *p, char *err, size_t errlen)
 	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) !=
 	         0) ||
 	    bind(fd, (const struct sockaddr *)&ep->ss, ep->len) != 0 ||
-	    listen(fd, 16) != 0) {
+	    listen(fd, METRICS_BACKLOG) != 0) {
 		errmsg(err, errlen, "metrics %s: %s", where, strerror(errno));
 		close(fd);
 		return -1;

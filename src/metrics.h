@@ -17,6 +17,9 @@
 #define METRICS_MAX_CONNS    4
 #define METRICS_TIMEOUT_MS   2000
 #define METRICS_MAX_RESPONSE 32768
+/* Above what one source's connections can hold queued: the metrics
+ * process takes one connection per source and drains the queue at once. */
+#define METRICS_BACKLOG 128
 
 /* The facts the info metric and the gauges report besides the counters. */
 struct metrics_facts {

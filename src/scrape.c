@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #define TICK_MS           50
-#define ACCEPTS_PER_EVENT 16
+#define ACCEPTS_PER_EVENT 64
 #define REFUSED_SOURCES   16 /* sources with a count of refusal lines */
 
 /* Reasons of the refusal lines' limiter (log.h: per reason, per source). */
