@@ -522,8 +522,8 @@ harden_metrics(void)
 		refuse("metrics_landlock", err);
 	if (forbid_new_processes(err, sizeof(err)) != 0)
 		refuse("metrics_nproc", err);
-	if (GUARDS_ON && sandbox_enter(SANDBOX_METRICS, policy.sandbox_log,
-	                               err, sizeof(err)) != 0)
+	if (GUARDS_ON && sandbox_enter(SANDBOX_METRICS, policy.sandbox_log, err,
+	                               sizeof(err)) != 0)
 		refuse("metrics_seccomp", err);
 }
 

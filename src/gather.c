@@ -10,7 +10,7 @@
 struct source {
 	int fd; /* read end, -1 when detached */
 	bool awaited;
-	bool ready; /* latched by the first snapshot that says so */
+	bool ready;  /* latched by the first snapshot that says so */
 	size_t have; /* bytes of a message read so far */
 	union {
 		struct counters_msg msg;

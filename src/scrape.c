@@ -94,8 +94,8 @@ respond(struct scrape *m, struct conn *c, enum http_status st, bool head)
 		counters_add(&sum, counters);
 		sum.workers_ready = m->latest.sum.workers_ready;
 		m->facts.workers_alive = m->latest.workers_alive;
-		body_len = metrics_render(&sum, &m->facts, m->body,
-		                          sizeof(m->body));
+		body_len =
+		    metrics_render(&sum, &m->facts, m->body, sizeof(m->body));
 		if (body_len == 0) /* cannot happen: the size is fixed */
 			st = HTTP_BAD_REQUEST;
 		type = "text/plain; version=0.0.4; charset=utf-8";
@@ -406,9 +406,8 @@ scrape_run(const struct policy *p, const struct metrics_facts *facts,
 	m->feed_fd = feed_fd;
 	m->report_fd = report_fd;
 	m->facts = *facts;
-	m->refusals = (struct log_limit){.summary_event =
-	                                     "metrics_refused_summary",
-	                                 .name = reason_name};
+	m->refusals = (struct log_limit){
+	    .summary_event = "metrics_refused_summary", .name = reason_name};
 	build_allowed(&m->allowed, p);
 	for (size_t i = 0; i < METRICS_MAX_CONNS; i++)
 		m->conns[i].fd = -1;

@@ -52,7 +52,7 @@ struct supervisor {
 	struct listen_set *sockets;
 	worker_harden_fn harden, harden_metrics;
 	struct child *children;
-	unsigned n;        /* workers */
+	unsigned n;         /* workers */
 	unsigned nchildren; /* workers and the metrics process */
 	unsigned log_shares;
 	bool stopping;
@@ -64,8 +64,8 @@ struct supervisor {
 	struct gather *gather;
 	uint64_t report_deadline; /* 0: no SIGUSR1 report pending */
 	const struct metrics_setup *metrics_setup; /* NULL: metrics off */
-	int feed;                 /* write end of the metrics snapshot pipe */
-	struct scrape_feed sent;  /* the last snapshot written to it */
+	int feed;                /* write end of the metrics snapshot pipe */
+	struct scrape_feed sent; /* the last snapshot written to it */
 	bool sent_any;
 };
 
@@ -313,8 +313,8 @@ worker_gone(struct supervisor *sv, unsigned i, pid_t pid, int status,
 {
 	struct child *c = &sv->children[i];
 	const struct bucket_cfg *limit = &sv->policy->worker_restarts;
-	const char *failed = is_metrics(sv, i) ? "metrics_failed"
-	                                       : "worker_failed";
+	const char *failed =
+	    is_metrics(sv, i) ? "metrics_failed" : "worker_failed";
 	uint64_t now = now_ms();
 	char why[160];
 

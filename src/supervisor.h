@@ -26,8 +26,7 @@
  */
 int supervisor_run(const struct policy *p, const struct facts *f,
                    struct listen_set *s, unsigned nworkers,
-                   worker_harden_fn harden,
-                   const struct metrics_setup *metrics,
+                   worker_harden_fn harden, const struct metrics_setup *metrics,
                    worker_harden_fn harden_metrics);
 
 #endif

@@ -50,6 +50,10 @@ def test_security_md_names_every_allowed_syscall():
         assert re.search(r"\b" + name + r"\b", worker), name
     for name in syscalls("seccomp-supervisor.list"):
         assert re.search(r"\b" + name + r"\b", extra), name
+    metrics = sec[sec.index("### Metrics allowlist"):]
+    metrics = metrics[:metrics.index("\n## ")]
+    for name in syscalls("seccomp-metrics.list"):
+        assert re.search(r"\b" + name + r"\b", metrics), name
     optional = sec[sec.index("get ENOSYS instead"):]
     optional = optional[:optional.index("\n\n")]
     for name in syscalls("seccomp-enosys.list"):

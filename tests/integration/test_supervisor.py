@@ -11,12 +11,10 @@ process: it forges a snapshot, then exits with a refusal status.
 """
 
 import os
-import re
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import pytest

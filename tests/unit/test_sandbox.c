@@ -177,9 +177,9 @@ assert_filter_is_lists(enum sandbox_role role)
 static void
 test_metrics_list_adds_nothing(void **state)
 {
-	static const char *const absent[] = {"kill",     "clone",    "pipe2",
-	                                     "recvmmsg", "sendmmsg", "prlimit64",
-	                                     "wait4",    "openat",   "socket"};
+	static const char *const absent[] = {
+	    "kill",      "clone", "pipe2",  "recvmmsg", "sendmmsg",
+	    "prlimit64", "wait4", "openat", "socket"};
 	const struct sandbox_rule *m, *w;
 	size_t nm = sandbox_rules(SANDBOX_METRICS, &m);
 	size_t nw = sandbox_rules(SANDBOX_WORKER, &w);
@@ -189,9 +189,10 @@ test_metrics_list_adds_nothing(void **state)
 	for (size_t i = 0; i < nm; i++) {
 		bool same = false;
 		for (size_t j = 0; j < nw; j++)
-			same |= strcmp(m[i].syscall, w[j].syscall) == 0 &&
-			        m[i].ncmp == w[j].ncmp &&
-			        memcmp(m[i].cmp, w[j].cmp, sizeof(m[i].cmp)) == 0;
+			same |=
+			    strcmp(m[i].syscall, w[j].syscall) == 0 &&
+			    m[i].ncmp == w[j].ncmp &&
+			    memcmp(m[i].cmp, w[j].cmp, sizeof(m[i].cmp)) == 0;
 		assert_true(same);
 		for (size_t k = 0; k < sizeof(absent) / sizeof(*absent); k++)
 			assert_string_not_equal(m[i].syscall, absent[k]);
@@ -353,7 +354,7 @@ static void
 test_metrics_filter(void **state)
 {
 	static const enum probe forbidden[] = {
-	    PROBE_EXECVE, PROBE_OPENAT, PROBE_SOCKET,  PROBE_PTRACE,
+	    PROBE_EXECVE, PROBE_OPENAT, PROBE_SOCKET,   PROBE_PTRACE,
 	    PROBE_FORK,   PROBE_KILL,   PROBE_RECVMMSG, PROBE_MMAP_EXEC,
 	};
 	int status = run_probe_as(SANDBOX_METRICS, PROBE_ALLOWED, false);
