@@ -425,11 +425,28 @@ def test_metrics_process_is_sandboxed_and_holds_only_its_own(policy, echod):
     assert sorted(rest.values()) == sorted([listener,
                                             "anon_inode:[eventpoll]"]), fds
     assert fds[0] == fds[1] == "/dev/null"
-    # The supervisor holds the listener only to hand it on: it has no
-    # connection of the endpoint, and its filter no more than before.
     for w in d.workers():
         assert listener not in fd_targets(w).values()
+    # A scraper's connection is the metrics process's: the supervisor holds
+    # the listener only to hand it on, and no connection.
+    with socket.create_connection((HOST, mport), 5) as held:
+        held.sendall(b"GET /metrics HTTP/1.1\r\n")
+        conn = wait_until(lambda: accepted_inodes(mport) or None, 2.0,
+                          what="the scraper's connection accepted")
+        assert len(conn) == 1
+        assert f"socket:[{conn[0]}]" in fd_targets(m).values()
+        assert f"socket:[{conn[0]}]" not in fd_targets(d.pid).values()
     assert d.stop() == 0
+
+
+def accepted_inodes(port):
+    """Inodes of the established connections whose local port is port."""
+    out = []
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        f = line.split()
+        if f[1].endswith(f":{port:04X}") and f[3] == "01" and f[9] != "0":
+            out.append(f[9])
+    return out
 
 
 @needs_root
