@@ -6,7 +6,9 @@
  * directives table in src/policy.c documents, the lists are sane, and a
  * second parse gives the same bytes. A file that fails is then parsed
  * line by line (first 64 lines), each line alone over the defaults, with
- * the same checks.
+ * the same checks. The whole input is also loaded as a file (a memfd, by
+ * its /proc/self/fd path): policy_load_file must agree with policy_parse
+ * byte for byte, errors included.
  */
 #include "acl.h"
 #include "addr.h"
@@ -19,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static struct policy defaults;
 static bool primed;
@@ -65,7 +69,22 @@ check_policy(const struct policy *p)
 			      e->len == sizeof(struct sockaddr_in6));
 		if (!e->has_port)
 			CHECK(endpoint_port(e) == 0);
+		/* The index of an endpoint is its first equal's. */
+		CHECK(policy_listen_index(p, e) <= i);
 	}
+	CHECK(policy_listen_index(p, &(struct endpoint){0}) == p->nlisten);
+	CHECK(p->xdp_mode <= XDP_MODE_GENERIC);
+	CHECK(xdp_mode_name(p->xdp_mode) != NULL);
+	CHECK(p->nxdp <= POLICY_MAX_XDP);
+	for (size_t i = 0; i < p->nxdp; i++) {
+		size_t n = strnlen(p->xdp_ifaces[i], POLICY_IFNAME_MAX);
+		CHECK(n >= 1 && n < POLICY_IFNAME_MAX);
+		CHECK(strpbrk(p->xdp_ifaces[i], "/: \t") == NULL);
+	}
+	CHECK(!p->metrics_on || p->metrics.has_port);
+	CHECK(p->metrics_allow.n <= ACL_MAX - 4);
+	CHECK(memchr(p->syslog_path, '\0', sizeof(p->syslog_path)) != NULL);
+	CHECK(!p->log_syslog || p->syslog_path[0] == '/');
 	CHECK(p->tcp || p->udp);
 	CHECK(p->workers <= 256);
 	CHECK(memchr(p->user, '\0', sizeof(p->user)) != NULL);
@@ -160,19 +179,80 @@ parse_and_check(const char *buf, size_t size, struct policy *p)
 	return 0;
 }
 
+/* The input as a file: the same verdict, message and policy as parsing
+ * it. The memfd is made once and rewritten for every input. */
+static void
+load_and_compare(const char *buf, size_t size, const struct policy *parsed,
+                 int parsed_rc)
+{
+	static struct policy loaded, reparsed;
+	static char path[64];
+	static int fd = -1;
+	struct policy_error err, err2;
+	int rc;
+
+	if (fd < 0) {
+		fd = memfd_create("fuzz_policy", MFD_CLOEXEC);
+		CHECK(fd >= 0);
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	}
+	CHECK(ftruncate(fd, 0) == 0);
+	CHECK(size == 0 || pwrite(fd, buf, size, 0) == (ssize_t)size);
+	memcpy(&loaded, &defaults, sizeof(loaded));
+	rc = policy_load_file(path, &loaded, &err);
+	CHECK(rc == parsed_rc);
+	memcpy(&reparsed, &defaults, sizeof(reparsed));
+	CHECK(policy_parse(buf, size, &reparsed, &err2) == rc);
+	CHECK(err.line == err2.line && strcmp(err.msg, err2.msg) == 0);
+	if (rc == 0)
+		CHECK(memcmp(&loaded, parsed, sizeof(loaded)) == 0);
+}
+
+/* What a file can be but text: missing, a directory, unreadable (a
+ * regular file whose read fails: /proc/self/mem at offset 0), too large.
+ * Once. */
+static void
+load_errors(void)
+{
+	static struct policy p;
+	struct policy_error err;
+	int fd;
+
+	CHECK(policy_load_file("/nonexistent/echod.conf", &p, &err) == -1);
+	CHECK(err.line == 0 && strstr(err.msg, "cannot open") != NULL);
+	CHECK(policy_load_file("/", &p, &err) == -1);
+	CHECK(strcmp(err.msg, "not a regular file") == 0);
+	CHECK(policy_load_file("/proc/self/mem", &p, &err) == -1);
+	CHECK(strstr(err.msg, "cannot read") != NULL);
+	fd = memfd_create("fuzz_policy_big", MFD_CLOEXEC);
+	CHECK(fd >= 0);
+	CHECK(ftruncate(fd, 1024 * 1024) == 0);
+	{
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		CHECK(policy_load_file(path, &p, &err) == -1);
+		CHECK(strstr(err.msg, "larger than") != NULL);
+	}
+	close(fd);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct policy p;
 	const char *buf = (const char *)data;
 	size_t pos = 0;
+	int rc;
 
 	if (!primed) {
 		policy_defaults(&defaults, NULL);
 		check_policy(&defaults);
+		load_errors();
 		primed = true;
 	}
-	if (parse_and_check(buf, size, &p) == 0)
+	rc = parse_and_check(buf, size, &p);
+	load_and_compare(buf, size, &p, rc);
+	if (rc == 0)
 		return 0;
 	/*
 	 * The file failed at its first bad line. Each of the first lines on
