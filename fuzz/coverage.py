@@ -71,9 +71,9 @@ def read_floors(path=FLOORS):
 
 class Entry:
     """One line of fuzz/unreachable: FILE | FUNCTION | TEXT | REASON.
-    It names every line of FUNCTION in FILE whose source contains TEXT;
-    "BEFORE >> TEXT" names only those whose previous line contains BEFORE
-    (for a line as common as "return -1;")."""
+    It names the statement around every line of FUNCTION in FILE whose
+    source contains TEXT; "BEFORE >> TEXT" only where the line before
+    contains BEFORE (for a line as common as "return -1;")."""
 
     def __init__(self, where, file, function, text, reason):
         self.where, self.file, self.function = where, file, function
@@ -84,6 +84,25 @@ class Entry:
     def names(self, source, ln):
         return self.text in source[ln - 1] and (
             not self.before or (ln >= 2 and self.before in source[ln - 2]))
+
+
+def ends_statement(line):
+    return line.rstrip().endswith((";", "{", "}", ")"))
+
+
+def statement(source, ln):
+    """The lines of the statement that line ln is part of: back to the line
+    after one that ends a statement (or an if's condition), on to the first
+    that ends one."""
+    first = ln
+    while first > 1 and source[first - 2].strip() and \
+            not ends_statement(source[first - 2]):
+        first -= 1
+    last = ln
+    while last < len(source) and not source[last - 1].rstrip().endswith(
+            (";", "{", "}")):
+        last += 1
+    return range(first, last + 1)
 
 
 def read_unreachable(path=UNREACHABLE):
@@ -182,13 +201,15 @@ def measure(rel, data, entries, errors):
                 not in names:
             errors.append(f"{e.where}: {rel} has no function {e.function}")
             continue
-        for ln in sorted(data["da"]):
+        for ln in range(1, len(source) + 1):
             fn = function_of(fns, ln)
             if fn not in (e.function, f"{Path(rel).name}:{e.function}"):
                 continue
             if e.names(source, ln):
-                e.matched.append(ln)
-                exempt[ln] = e
+                for x in statement(source, ln):
+                    if x in data["da"]:
+                        e.matched.append(x)
+                        exempt[x] = e
         if not e.matched:
             errors.append(f"{e.where}: no line of {e.function} in {rel} "
                           f"contains {e.text!r}")
