@@ -91,9 +91,20 @@ def ends_statement(line):
 
 
 def statement(source, ln):
-    """The lines of the statement that line ln is part of: back to the line
-    after one that ends a statement (or an if's condition), on to the first
-    that ends one."""
+    """The lines line ln names: a preprocessor line alone; for a line that
+    opens a block ("if (...) {"), the block's body up to its closing brace;
+    else the statement ln is part of: back to the line after one that ends
+    a statement (or an if's condition), on to the first that ends one."""
+    line = source[ln - 1].rstrip()
+    if line.lstrip().startswith("#"):
+        return range(ln, ln + 1)
+    if line.endswith("{"):
+        depth, last = 0, ln
+        for last in range(ln, len(source) + 1):
+            depth += source[last - 1].count("{") - source[last - 1].count("}")
+            if depth == 0:
+                break
+        return range(ln + 1, last + 1)
     first = ln
     while first > 1 and source[first - 2].strip() and \
             not ends_statement(source[first - 2]):

@@ -23,12 +23,20 @@
  *     3 the peer shuts down its writing half (FIN);
  *     4 the peer resets (arg odd: only its reads stop: sends fail);
  *     5 the clock advances (arg * 37 ms), then tcp_server_tick;
- *     6 nothing happens (a spurious wakeup; arg odd: the next call on
- *       the connection is interrupted, EINTR);
- *     7 the next accept fails (EMFILE, ECONNABORTED, ENOBUFS, or EINVAL:
- *       the listener is dropped).
+ *     6 nothing happens (a spurious wakeup); arg odd: the next call on
+ *       the connection of the kind (arg >> 1) & 3 picks (any, send, a
+ *       peek, a consuming recv) is interrupted (EINTR), or with arg & 8
+ *       the peer's reset arrives just before it;
+ *     7 arg % 8: the next accept fails (EMFILE, ECONNABORTED, ENOBUFS,
+ *       ENFILE, or EINVAL: the listener is dropped), the listener
+ *       reports EPOLLERR or EPOLLHUP (dropped too), or the loop has no
+ *       room for the next connection (loop_add fails).
  *   After each record every ready fd gets its events until none is ready
  *   (bounded), as a level-triggered epoll would deliver them.
+ * The listen set also holds a UDP socket, which tcp.c must leave alone.
+ * Lines at level info go to a datagram socket the harness drains (as
+ * syslog would take them), so the logging of refusals, evictions and the
+ * per-window summaries runs too.
  *
  * Invariants:
  *  - what tcp.c sends a peer is exactly a prefix of what that peer sent,
@@ -47,7 +55,9 @@
  *    (a handler that leaves a watched fd ready without progress would
  *    spin a worker);
  *  - with nothing ending it early (no limits, no reset), a peer that sent
- *    FIN and read everything is echoed everything, then closed.
+ *    FIN and read everything is echoed everything, then closed;
+ *  - tcp_server_listeners counts the TCP listener until it is dropped;
+ *    tcp_server_new fails cleanly when the loop refuses the listener.
  */
 #include "facts.h"
 #include "listener.h"
@@ -61,32 +71,41 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #define FAKE_BASE   100000 /* fake descriptors: far above real ones */
 #define LISTENER_FD FAKE_BASE
+#define UDP_FD      (FAKE_BASE - 1) /* never touched: not ours */
 #define MAX_CONNS   256
 #define MAX_FDS     (MAX_CONNS + 1)
 #define SETTLE_MAX  64 /* rounds of event delivery per record */
 
 /* One peer of a fake connection, as the harness sees it. */
 struct peer {
-	bool open;        /* accepted and not yet closed by tcp.c */
-	bool fin, reset;  /* the peer's side */
-	bool broken;      /* sends fail (EPIPE), reads still work */
-	bool eintr;       /* the next call is interrupted */
-	bool our_fin;     /* tcp.c shut down its writing half */
-	uint32_t seed;    /* what the peer sends: stream_byte(seed, i) */
-	uint64_t sent;    /* bytes the peer has written */
-	uint64_t read;    /* bytes tcp.c has received */
-	uint64_t echoed;  /* bytes tcp.c has sent back */
-	uint64_t dropped; /* read after its FIN: discarded, not held */
-	uint64_t peeked;  /* the end of what tcp.c has seen (MSG_PEEK) */
-	uint64_t room;    /* bytes the peer will take now */
-	unsigned serial;  /* which incarnation of the fd number */
+	bool open;         /* accepted and not yet closed by tcp.c */
+	bool fin, reset;   /* the peer's side */
+	bool broken;       /* sends fail (EPIPE), reads still work */
+	bool eintr;        /* the next call is interrupted */
+	bool reset_next;   /* the reset arrives before the next call */
+	unsigned fault_on; /* of that kind: enum call, or CALL_ANY */
+	bool our_fin;      /* tcp.c shut down its writing half */
+	uint32_t seed;     /* what the peer sends: stream_byte(seed, i) */
+	uint64_t sent;     /* bytes the peer has written */
+	uint64_t read;     /* bytes tcp.c has received */
+	uint64_t echoed;   /* bytes tcp.c has sent back */
+	uint64_t dropped;  /* read after its FIN: discarded, not held */
+	uint64_t peeked;   /* the end of what tcp.c has seen (MSG_PEEK) */
+	uint64_t room;     /* bytes the peer will take now */
+	unsigned serial;   /* which incarnation of the fd number */
 };
+
+/* The calls a fault may wait for (op 6). */
+enum call { CALL_ANY, CALL_SEND, CALL_PEEK, CALL_CONSUME };
 
 /* The fake loop's view of one descriptor. */
 struct watch {
@@ -103,6 +122,9 @@ static struct {
 	unsigned pending_accepts;
 	uint8_t pending_src[MAX_CONNS];
 	int accept_error;
+	uint32_t listener_error; /* EPOLLERR or EPOLLHUP, once */
+	bool loop_full;          /* the next loop_add fails */
+	bool listener_dropped;
 	uint64_t now;
 	uint64_t tcp_buffer;
 	int top;        /* 1 + the highest descriptor index used */
@@ -160,6 +182,11 @@ loop_add(struct loop *l, int fd, uint32_t events, loop_fn fn, void *arg)
 	CHECK(is_fake(fd));
 	CHECK(fd == LISTENER_FD || w.peer[fd - FAKE_BASE].open);
 	CHECK(!w.watch[fd - FAKE_BASE].on);
+	if (w.loop_full) {
+		w.loop_full = false;
+		errno = ENOSPC; /* epoll's max_user_watches */
+		return -1;
+	}
 	w.watch[fd - FAKE_BASE] = (struct watch){fn, arg, events, true};
 	return 0;
 }
@@ -233,6 +260,26 @@ open_peer(int fd)
 	return p;
 }
 
+/* A fault op 6 armed for this call, applied: true if the call fails with
+ * errno set (EINTR), or the peer has just reset. */
+static bool
+fault(struct peer *p, enum call call)
+{
+	if (p->fault_on != CALL_ANY && p->fault_on != call)
+		return false;
+	if (p->reset_next) {
+		p->reset_next = false;
+		p->reset = true;
+		return false; /* the call sees the reset */
+	}
+	if (p->eintr) {
+		p->eintr = false;
+		errno = EINTR;
+		return true;
+	}
+	return false;
+}
+
 int
 __wrap_accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
 {
@@ -244,6 +291,10 @@ __wrap_accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
 	CHECK(fd == LISTENER_FD);
 	if (w.accept_error != 0) {
 		errno = w.accept_error;
+		/* Not a resource shortage nor a transient one: the listener
+		 * is broken and tcp.c stops watching it. */
+		if (errno == EINVAL)
+			w.listener_dropped = true;
 		w.accept_error = 0;
 		return -1;
 	}
@@ -297,11 +348,8 @@ __wrap_recv(int fd, void *buf, size_t len, int flags)
 	if (!is_fake(fd))
 		return __real_recv(fd, buf, len, flags);
 	p = open_peer(fd);
-	if (p->eintr) {
-		p->eintr = false;
-		errno = EINTR;
+	if (fault(p, flags & MSG_PEEK ? CALL_PEEK : CALL_CONSUME))
 		return -1;
-	}
 	if (p->reset) {
 		errno = ECONNRESET;
 		return -1;
@@ -341,11 +389,8 @@ __wrap_send(int fd, const void *buf, size_t len, int flags)
 	p = open_peer(fd);
 	CHECK(!p->our_fin); /* nothing after our FIN */
 	CHECK((flags & MSG_NOSIGNAL) != 0);
-	if (p->eintr) {
-		p->eintr = false;
-		errno = EINTR;
+	if (fault(p, CALL_SEND))
 		return -1;
-	}
 	if (p->reset || p->broken) {
 		errno = EPIPE;
 		return -1;
@@ -403,7 +448,8 @@ ready(int i)
 	uint32_t ev = 0;
 
 	if (i == 0)
-		return w.pending_accepts > 0 || w.accept_error ? EPOLLIN : 0;
+		return w.listener_error |
+		       (w.pending_accepts > 0 || w.accept_error ? EPOLLIN : 0);
 	if (p->sent > p->read || p->fin || p->reset)
 		ev |= EPOLLIN;
 	if (p->room > 0 || p->reset)
@@ -443,7 +489,11 @@ settle(void)
 			if (ev == 0)
 				continue;
 			any = true;
+			if (i == 0 && (ev & (EPOLLERR | EPOLLHUP)))
+				w.listener_dropped = true;
 			wt->fn(w.loop, FAKE_BASE + i, ev, wt->arg);
+			if (i == 0)
+				w.listener_error = 0;
 			check_nothing_held();
 		}
 		if (!any)
@@ -516,28 +566,76 @@ make_policy(struct policy *p, uint8_t h0, uint8_t h1)
 	w.limits = (h0 & 0x36) != 0;
 }
 
+/* Info lines to a datagram socket of ours, as to syslog; its path is
+ * gone once log.c has connected. */
+static int
+open_log_sink(void)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char err[128];
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+	CHECK(fd >= 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "/tmp/fuzz_tcp.%d.sock",
+	         (int)getpid());
+	unlink(sa.sun_path);
+	CHECK(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	CHECK(log_open_syslog(sa.sun_path, err, sizeof(err)) == 0);
+	unlink(sa.sun_path);
+	log_init(LOG_INFO, "worker", 0);
+	return fd;
+}
+
+static void
+drain_log(int fd)
+{
+	char line[LOG_LINE_MAX * 3 + 64];
+
+	while (recv(fd, line, sizeof(line), MSG_DONTWAIT) > 0)
+		;
+}
+
+/* A loop with no room for the listener: no server, nothing left over. */
+static void
+check_new_fails(const struct policy *pol, const struct listen_set *set)
+{
+	struct facts facts;
+
+	memset(&w, 0, sizeof(w));
+	memset(&facts, 0, sizeof(facts));
+	w.loop_full = true;
+	CHECK(tcp_server_new(loop_new(0), pol, set, &facts, 1) == NULL);
+	CHECK(!w.watch[0].on);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const unsigned shares[] = {1, 2, 4, 64};
 	static const int accept_errors[] = {EMFILE, ECONNABORTED, ENOBUFS,
-	                                    EINVAL};
-	struct listener lst = {.fd = LISTENER_FD,
-	                       .type = SOCK_STREAM,
-	                       .family = AF_INET6,
-	                       .worker = LISTENER_SHARED,
-	                       .name = "tcp [::]:7"};
-	struct listen_set set = {.l = &lst, .n = 1};
+	                                    ENFILE, EINVAL};
+	struct listener lst[2] = {{.fd = UDP_FD,
+	                           .type = SOCK_DGRAM,
+	                           .family = AF_INET6,
+	                           .worker = LISTENER_SHARED,
+	                           .name = "udp [::]:7"},
+	                          {.fd = LISTENER_FD,
+	                           .type = SOCK_STREAM,
+	                           .family = AF_INET6,
+	                           .worker = LISTENER_SHARED,
+	                           .name = "tcp [::]:7"}};
+	struct listen_set set = {.l = lst, .n = 2};
 	struct facts facts;
 	static struct policy pol;
 	struct tcp_server *srv;
-	static bool logging;
+	static int log_fd = -1;
 
 	if (size < 2)
 		return 0;
-	if (!logging) {
-		log_init(LOG_ERROR, "worker", 0); /* quiet: errors only */
-		logging = true;
+	if (log_fd < 0) {
+		log_fd = open_log_sink();
+		make_policy(&pol, 0, 0);
+		check_new_fails(&pol, &set);
 	}
 	memset(&w, 0, sizeof(w));
 	memset(&facts, 0, sizeof(facts));
@@ -549,6 +647,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	srv = tcp_server_new(w.loop, &pol, &set, &facts, w.share);
 	CHECK(srv != NULL);
 	CHECK(w.watch[0].on); /* the listener is watched */
+	CHECK(tcp_server_listeners(srv) == 1);
 
 	for (size_t i = 2; i + 1 < size; i += 2) {
 		uint8_t op = data[i] % 8, arg = data[i + 1];
@@ -585,19 +684,37 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			tick(srv);
 			break;
 		case 6:
-			if (p != NULL && (arg & 1))
-				p->eintr = true;
+			if (p != NULL && (arg & 1)) {
+				p->fault_on = (arg >> 1) & 3;
+				if (arg & 8)
+					p->reset_next = true;
+				else
+					p->eintr = true;
+			}
 			break;
 		case 7:
-			w.accept_error = accept_errors[arg % 4];
+			if (arg % 8 < 5)
+				w.accept_error = accept_errors[arg % 8];
+			else if (arg % 8 < 7)
+				w.listener_error =
+				    arg % 8 == 5 ? EPOLLERR : EPOLLHUP;
+			else
+				w.loop_full = true;
 			break;
 		}
 		settle();
-		/* A paused listener comes back with the tick. */
+		drain_log(log_fd);
+		CHECK(tcp_server_listeners(srv) ==
+		      (w.listener_dropped ? 0u : 1u));
+		/* A paused listener comes back with the tick (a later one if
+		 * the loop had no room for it then). */
 		if (!w.watch[0].on && w.pending_accepts > 0) {
+			bool room = !w.loop_full;
 			w.now += 1;
 			tick(srv);
+			CHECK(w.watch[0].on || w.listener_dropped || !room);
 			settle();
+			drain_log(log_fd);
 		}
 	}
 
@@ -617,6 +734,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			      w.peer[i].broken);
 	}
 	tcp_server_free(srv);
+	drain_log(log_fd);
 	for (int i = 1; i < MAX_FDS; i++) {
 		CHECK(!w.peer[i].open);
 		CHECK(!w.watch[i].on);

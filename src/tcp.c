@@ -668,10 +668,15 @@ tcp_server_tick(struct tcp_server *srv, uint64_t now)
 		srv->last_sweep = now;
 	if (srv->nthrottled > 0 || lifetimes)
 		sweep(srv, now, lifetimes);
+	/* Paused listeners come back; one the loop has no room for yet
+	 * (epoll_ctl's ENOMEM, ENOSPC) stays paused for the next tick rather
+	 * than being lost: nothing else would ever watch it again. */
+	size_t kept = 0;
 	for (size_t i = 0; i < srv->npaused; i++)
-		loop_add(srv->loop, srv->paused[i].fd, srv->paused[i].events,
-		         accept_event, srv);
-	srv->npaused = 0;
+		if (loop_add(srv->loop, srv->paused[i].fd,
+		             srv->paused[i].events, accept_event, srv) != 0)
+			srv->paused[kept++] = srv->paused[i];
+	srv->npaused = kept;
 }
 
 struct tcp_server *
