@@ -134,9 +134,13 @@ partial_request_line(const char *buf, size_t len)
 	const char *sp = memchr(buf, ' ', len), *sp2;
 	size_t rest;
 
+	/* A method token as long as the whole bound is a verdict too:
+	 * the caller has no room left to wait for its end. */
+	if (sp == NULL && !method_ok(buf, len) && len > 0)
+		return HTTP_BAD_REQUEST;
 	if (sp == NULL)
-		return method_ok(buf, len) || len == 0 ? HTTP_INCOMPLETE
-		                                       : HTTP_BAD_REQUEST;
+		return len == HTTP_MAX_REQUEST ? HTTP_HEADERS_TOO_LARGE
+		                               : HTTP_INCOMPLETE;
 	if (!method_ok(buf, (size_t)(sp - buf)))
 		return HTTP_BAD_REQUEST;
 	rest = len - (size_t)(sp + 1 - buf);
