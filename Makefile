@@ -149,6 +149,7 @@ unit: all
 # The whole suite: both compilers warning-free, unit tests plain and under
 # ASan+UBSan, then the integration tests on real sockets.
 test: deps check-format all clang sanitize unguarded fuzz-replay-build \
+	fuzz-coverage-build \
 	lab-build
 	/usr/bin/python3 tests/run.py
 

@@ -19,10 +19,12 @@ that the corpora do reach, is an error: the list stays true.
 --gate exits 1 when a file is under its floor (or the unreachable list is
 wrong); --corpus (default fuzz/corpus) is the root of the NAME/
 directories, so a campaign can measure a corpus before merging it.
-Writes OUT/report.txt (per file and per function) and OUT/summary.txt.
+Writes OUT/report.txt (per file and per function), OUT/summary.txt and
+OUT/summary.json (per file: lines, hit, percent, floor; the errors).
 """
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -297,6 +299,7 @@ def main():
     files = parse_lcov(lcov)
 
     errors, report, summary, failed = [], [], [], []
+    measured = {}
     header = (f"{'file':<18} {'lines':>13} {'%':>7} {'branches':>11} "
               f"{'%':>7} {'floor':>6}  harnesses")
     summary.append(header)
@@ -309,6 +312,12 @@ def main():
             continue
         whole, per_fn = measure(rel, data, entries, errors)
         lp = whole.line_pct()
+        measured[rel] = {"lines": whole.lines, "hit": whole.lines_hit,
+                         "percent": round(lp, 2), "floor": floor,
+                         "unreachable": whole.exempt,
+                         "branches": whole.branches,
+                         "branches_hit": whole.branches_hit,
+                         "harnesses": drivers}
         verdict = "" if lp >= floor else "  UNDER FLOOR"
         if verdict:
             failed.append(f"{rel}: {lp:.2f}% of lines, floor {floor:g}%")
@@ -343,6 +352,9 @@ def main():
 
     (out / "report.txt").write_text("\n".join(report) + "\n")
     (out / "summary.txt").write_text("\n".join(summary) + "\n")
+    (out / "summary.json").write_text(json.dumps(
+        {"files": measured, "errors": errors, "under_floor": failed},
+        indent=1) + "\n")
     if not args.quiet:
         print("\n".join(report))
     print("== line and branch coverage per file, over every harness that "

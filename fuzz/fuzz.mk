@@ -4,7 +4,11 @@
 #   make fuzz                      libFuzzer+ASan+UBSan harnesses (clang)
 #   make fuzz-run FUZZ_SECONDS=N   run each for N s on a copy of its corpus
 #   make fuzz-replay [CC=gcc]      corpus + kept crashes, no libFuzzer
-#   make fuzz-coverage             line coverage of the targeted parsers
+#   make fuzz-coverage             lines and branches per file and function
+#                                  over every harness that links the file
+#   make fuzz-campaign FUZZ_SECONDS=N [FUZZ_JOBS=J]
+#                                  every harness, then merged back into
+#                                  fuzz/corpus/ (-merge=1) with a summary
 #
 # The harnesses link the real sources from src/, recompiled with the fuzz
 # flags; each one links only the modules it needs.
@@ -34,22 +38,9 @@ FUZZ_MODS_fuzz_tcp_admit = guard ratelimit siphash acl addr units policy \
 # Extra link flags: fuzz_tcp's fake socket layer takes tcp.c's calls.
 FUZZ_LINK_fuzz_tcp = $(foreach f,accept4 recv send shutdown close,-Wl,--wrap=$(f))
 
-# The parser sources each harness targets, for fuzz-coverage. A name of
-# the form FILE:FUNCTION counts that function's lines only.
-FUZZ_TARGET_fuzz_policy	   = src/policy.c
-FUZZ_TARGET_fuzz_addr	   = src/addr.c
-FUZZ_TARGET_fuzz_units	   = src/units.c
-FUZZ_TARGET_fuzz_cli	   = src/cli.c
-FUZZ_TARGET_fuzz_sockact   = src/sockact.c:sockact_parse
-FUZZ_TARGET_fuzz_logline   = src/logline.c
-FUZZ_TARGET_fuzz_http	   = src/http.c
-FUZZ_TARGET_fuzz_guard	   = src/guard.c
-FUZZ_TARGET_fuzz_ratelimit = src/ratelimit.c
-FUZZ_TARGET_fuzz_tcp	   = src/tcp.c
-FUZZ_TARGET_fuzz_tcp_admit = src/guard.c:tcp_guard_admit
-
 FUZZ_CC		?= clang
 FUZZ_SECONDS	?= 10
+FUZZ_JOBS	?= 1
 FUZZ_DIR	?= build/fuzz
 FUZZ_REPLAY_DIR	?= build/fuzz-replay
 FUZZ_COV_DIR	?= build/fuzz-coverage
@@ -72,7 +63,8 @@ FUZZ_COV_CFLAGS	   = $(filter-out -O1,$(FUZZ_BASE)) -O0 \
 FUZZ_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:symbolize=1 \
 	   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-.PHONY: fuzz fuzz-run fuzz-replay fuzz-coverage fuzz-clean
+.PHONY: fuzz fuzz-run fuzz-replay fuzz-coverage fuzz-coverage-build \
+	fuzz-campaign fuzz-clean
 
 fuzz: $(FUZZERS:%=$(FUZZ_DIR)/%)
 
@@ -151,34 +143,22 @@ fuzz-replay: $(FUZZERS:%=$(FUZZ_REPLAY_DIR)/%)
 	done; \
 	if [ -n "$$fail" ]; then echo "fuzz-replay: failed:$$fail"; exit 1; fi
 
-# Coverage of the targeted sources by the committed corpora: the full
-# llvm-cov report per harness, then one summary line each.
-fuzz-coverage: $(FUZZERS:%=$(FUZZ_COV_DIR)/%)
-	@set -e; out=$(FUZZ_COV_DIR); : > $$out/summary; \
-	for pair in $(foreach f,$(FUZZERS),$(f)=$(FUZZ_TARGET_$(f))); do \
-	  f=$${pair%%=*}; t=$${pair#*=}; file=$${t%%:*}; fn=; \
-	  case $$t in *:*) fn=$${t#*:};; esac; \
-	  rm -f $$out/$$f.profraw; \
-	  LLVM_PROFILE_FILE=$$out/$$f.profraw ./$$out/$$f fuzz/corpus/$$f; \
-	  $(LLVM_PROFDATA) merge -sparse -o $$out/$$f.profdata \
-	    $$out/$$f.profraw; \
-	  echo "== $$f: $$t"; \
-	  if [ -n "$$fn" ]; then \
-	    $(LLVM_COV) report $$out/$$f -instr-profile=$$out/$$f.profdata \
-	      -show-functions $$file > $$out/$$f.report; \
-	    line=$$(awk -v fn=$$fn '$$1 == fn { print $$5 - $$6 "/" $$5 " " $$7 }' \
-	      $$out/$$f.report); \
-	  else \
-	    $(LLVM_COV) report $$out/$$f -instr-profile=$$out/$$f.profdata \
-	      $$file > $$out/$$f.report; \
-	    line=$$(awk '$$1 == "TOTAL" { print $$8 - $$9 "/" $$8 " " $$10 }' \
-	      $$out/$$f.report); \
-	  fi; \
-	  cat $$out/$$f.report; \
-	  printf '%-15s %-28s lines %s\n' $$f $$t "$$line" >> $$out/summary; \
-	done; \
-	echo "== summary: line coverage of each harness's target (covered/total %)"; \
-	cat $$out/summary
+# Coverage of src/ by the committed corpora, per file over every harness
+# that links it (fuzz/coverage.py): lines and branches per file and per
+# function, the functions under 90%, each file against its floor in
+# fuzz/coverage-floors (make test's gate: tests/integration/
+# test_fuzz_corpus.py). Full report in $(FUZZ_COV_DIR)/report.txt.
+fuzz-coverage: fuzz-coverage-build
+	/usr/bin/python3 fuzz/coverage.py --out $(FUZZ_COV_DIR)
+
+fuzz-coverage-build: $(FUZZERS:%=$(FUZZ_COV_DIR)/%)
+
+# A campaign: each harness FUZZ_SECONDS with FUZZ_JOBS processes, what it
+# learned merged into fuzz/corpus/NAME/, a summary in
+# $(FUZZ_DIR)/campaign/summary.md (fuzz/campaign.py; see docs/fuzzing.md).
+fuzz-campaign: fuzz fuzz-coverage-build
+	/usr/bin/python3 fuzz/campaign.py --seconds $(FUZZ_SECONDS) \
+		--jobs $(FUZZ_JOBS)
 
 fuzz-clean:
 	rm -rf $(FUZZ_DIR) $(FUZZ_REPLAY_DIR) $(FUZZ_COV_DIR)
