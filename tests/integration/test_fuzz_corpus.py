@@ -120,3 +120,33 @@ def test_floors_are_at_least_ninety_for_every_parser_and_guard():
     for module in ("policy", "addr", "units", "cli", "sockact", "logline",
                    "http", "guard", "ratelimit", "tcp"):
         assert gated.get(f"src/{module}.c", 0) >= 90, module
+
+
+def test_oss_fuzz_and_clusterfuzzlite_project_files():
+    """The project files name a C project, the base-builder image and a
+    build script that runs fuzz/build.sh, and ask only for sanitizers and
+    engines OSS-Fuzz offers for C. (fuzz/oss-fuzz/check-build.sh builds
+    with each sanitizer's flags; this machine cannot build the images.)"""
+    import yaml
+
+    cfl = yaml.safe_load((ROOT / ".clusterfuzzlite" / "project.yaml")
+                         .read_text())
+    assert cfl == {"language": "c"}
+    oss = yaml.safe_load((ROOT / "fuzz" / "oss-fuzz" / "project.yaml")
+                         .read_text())
+    for key in ("homepage", "main_repo", "language", "primary_contact"):
+        assert oss.get(key), key
+    assert oss["language"] == "c"
+    assert set(oss["sanitizers"]) <= {"address", "undefined", "memory"}
+    assert set(oss["fuzzing_engines"]) <= {"libfuzzer", "afl", "honggfuzz"}
+    for df in (ROOT / ".clusterfuzzlite" / "Dockerfile",
+               ROOT / "fuzz" / "oss-fuzz" / "Dockerfile"):
+        text = df.read_text()
+        assert re.search(r"^FROM gcr\.io/oss-fuzz-base/base-builder$", text,
+                         re.M), df
+        assert re.search(r"^COPY \S*build\.sh \$SRC/$", text, re.M), df
+        assert "WORKDIR $SRC/echod" in text, df
+    script = ROOT / ".clusterfuzzlite" / "build.sh"
+    assert os.access(script, os.X_OK)
+    assert 'exec "$SRC/echod/fuzz/build.sh"' in script.read_text()
+    assert os.access(ROOT / "fuzz" / "build.sh", os.X_OK)
