@@ -161,7 +161,7 @@ fuzz-campaign: fuzz fuzz-coverage-build
 		--jobs $(FUZZ_JOBS)
 
 fuzz-clean:
-	rm -rf $(FUZZ_DIR) $(FUZZ_REPLAY_DIR) $(FUZZ_COV_DIR)
+	rm -rf $(FUZZ_DIR) $(FUZZ_REPLAY_DIR) $(FUZZ_COV_DIR) build/oss-fuzz
 
 # The replay programs only, for `make test` (tests/run.py runs them).
 .PHONY: fuzz-replay-build
