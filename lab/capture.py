@@ -17,6 +17,17 @@ whichever comes first, then prints one JSON object on stdout:
   kernel_drops  frames the kernel dropped before this capture read them
   stopped       why it stopped
 
+  pcap          with --pcap: {"path", "packets" written, "seen" (IP
+                packets on the wire), "bound" (bytes the file can reach)}
+
+With --pcap FILE it also keeps a bounded sample of the IP packets on the
+interface (both directions, any protocol, not only the peers'), readable
+by tcpdump -r and Wireshark: the first --pcap-first packets whole, then
+one in --pcap-every of the rest, at most --pcap-max packets of at most
+--snaplen bytes each, so the file never exceeds 24 + max * (16 + snaplen)
+bytes (LINKTYPE_RAW: IP packets without their Ethernet header; nanosecond
+timestamps, the kernel's time of arrival).
+
 It prints "ready" on stderr once the socket is open.
 """
 
@@ -37,6 +48,44 @@ PACKET_STATISTICS = 6
 PACKET_OUTGOING = 4
 PR_SET_PDEATHSIG = 1
 SO_TIMESTAMPNS = 35  # also the cmsg type (SCM_TIMESTAMPNS)
+
+
+PCAP_MAGIC_NS = 0xA1B23C4D  # nanosecond timestamps
+LINKTYPE_RAW = 101
+ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
+
+
+class Pcap:
+    """A bounded sample of the IP packets seen: the first `first`, then one
+    in `every` of the rest, at most `most` in all, each cut to `snaplen`."""
+
+    def __init__(self, path, first, every, most, snaplen):
+        self.f = open(path, "wb")
+        self.f.write(struct.pack("<IHHiIII", PCAP_MAGIC_NS, 2, 4, 0, 0,
+                                 snaplen, LINKTYPE_RAW))
+        self.path, self.first, self.every = path, first, every
+        self.most, self.snaplen = most, snaplen
+        self.seen = self.written = 0
+
+    def bound(self):
+        return 24 + self.most * (16 + self.snaplen)
+
+    def add(self, frame, realtime_ns):
+        self.seen += 1
+        if self.written >= self.most or (
+                self.seen > self.first and
+                (self.seen - self.first) % self.every != 0):
+            return
+        data = frame[:self.snaplen]
+        sec, nsec = divmod(realtime_ns, 10 ** 9)
+        self.f.write(struct.pack("<IIII", sec, nsec, len(data), len(frame)))
+        self.f.write(data)
+        self.written += 1
+
+    def close(self):
+        self.f.close()
+        return {"path": str(self.path), "packets": self.written,
+                "seen": self.seen, "bound": self.bound()}
 
 
 class Side:
@@ -91,7 +140,14 @@ def main():
     ap.add_argument("--bin", type=float, default=0.05)
     ap.add_argument("--max-seconds", type=float, default=30.0)
     ap.add_argument("--max-packets", type=int, default=2_000_000)
+    ap.add_argument("--pcap", help="also keep a bounded sample here")
+    ap.add_argument("--pcap-first", type=int, default=500)
+    ap.add_argument("--pcap-every", type=int, default=100)
+    ap.add_argument("--pcap-max", type=int, default=1000)
+    ap.add_argument("--snaplen", type=int, default=192)
     args = ap.parse_args()
+    pcap = Pcap(args.pcap, args.pcap_first, args.pcap_every, args.pcap_max,
+                args.snaplen) if args.pcap else None
 
     # Die with the lab driver, whatever happens to it.
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -149,6 +205,14 @@ def main():
                 except BlockingIOError:
                     break
                 total += 1
+                stamp = None
+                for level, kind, data in anc:
+                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                        sec, nsec = struct.unpack("qq", data[:16])
+                        stamp = sec * 10 ** 9 + nsec
+                if pcap is not None and addr[1] in (ETH_P_IP, ETH_P_IPV6):
+                    pcap.add(frame, stamp if stamp is not None
+                             else time.time_ns())
                 p = parse_ip(frame)
                 if p is None:
                     other += 1
@@ -162,11 +226,8 @@ def main():
                     other += 1
                     continue
                 sides[d].add(length, port, local, max_addresses)
-                t = time.monotonic()
-                for level, kind, data in anc:
-                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                        sec, nsec = struct.unpack("qq", data[:16])
-                        t = sec + nsec / 1e9 - realtime_minus_monotonic
+                t = time.monotonic() if stamp is None else \
+                    stamp / 1e9 - realtime_minus_monotonic
                 b = int((t - args.t0) / args.bin)
                 if b >= 0:
                     row = bins[d]
@@ -181,7 +242,9 @@ def main():
                "bins_in": bins["in"], "bins_out": bins["out"],
                "bin": args.bin, "seconds": round(time.monotonic() - args.t0, 3),
                "other": other, "kernel_drops": drops,
-               "stopped": stop[0]}, sys.stdout)
+               "stopped": stop[0],
+               "pcap": pcap.close() if pcap is not None else None},
+              sys.stdout)
     sys.stdout.write("\n")
 
 
