@@ -535,7 +535,8 @@ def stopped_by(kind, moved, lines):
               if parse_logfmt(line).get("event") == event and
               parse_logfmt(line).get("reason") == reason]
     return {"counter": counter, "count": guard[counter], "keyword": keyword,
-            "event": event, "reason": reason, "log": logged[0] if logged else None,
+            "event": event, "reason": reason,
+            "log": logged[0] if logged else None,
             "log_lines": len(logged)}
 
 
@@ -652,6 +653,7 @@ class Lab:
         self.policy = str(Path(args.policy).resolve()) if args.policy \
             else None
         self.p = SCALE["short" if args.short else "full"]
+        self.no_slide = args.no_slide
         # The servers each attack runs against, in order: side key, label.
         self.sides = {}
         if not self.policy or args.naive_too:
@@ -787,7 +789,8 @@ class Lab:
         (work / "table.md").write_text(table)
         svg = report.chart(doc, names)
         (work / "chart.svg").write_text(svg)
-        png = render_png(work / "chart.svg", *report.svg_size(svg))
+        png = None if self.no_slide else \
+            render_png(work / "chart.svg", *report.svg_size(svg))
         os.rename(work, run_dir)
         self.work = None
         latest = base / "latest"
@@ -801,7 +804,7 @@ class Lab:
               f", table: {run_dir / 'table.md'}, chart: "
               f"{run_dir / 'chart.svg'}" +
               (f", slide: {run_dir / 'chart.png'}" if png else
-               " (no slide: see above)") +
+               " (no slide)") +
               f", captures: {run_dir / 'pcap'}; {latest} -> {run_dir.name}")
         return doc
 
@@ -882,6 +885,8 @@ def main():
     ap.add_argument("--client", default="build/echo-client")
     ap.add_argument("--short", action="store_true",
                     help="smaller floods and windows (make test)")
+    ap.add_argument("--no-slide", action="store_true",
+                    help="no chart.png (chromium takes seconds)")
     ap.add_argument("--check", action="store_true",
                     help="exit 1 unless every attack worked against the "
                     "naive server and failed against echod with the "

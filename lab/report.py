@@ -49,6 +49,16 @@ def _legit(r):
     return f"{g['echoed']}/{g['sent']}"
 
 
+def _held(r):
+    """Connections the attacker held (slow-readers: kept open)."""
+    return r["attacker"].get("held", r["attacker"]["sent"])
+
+
+def _rss(r):
+    before, after = r["rss_kib"]
+    return f"{before:,} → {after:,} KiB"
+
+
 def _sides(doc):
     return list(doc["sides"])
 
@@ -95,7 +105,8 @@ def stop_text(r):
                 "see memory)")
     keyword = s["keyword"] if s["keyword"].startswith("always") else \
         f"`{s['keyword']}`"
-    return f"{keyword}: {s['event']} reason={s['reason']}, {s['count']:,} times"
+    return (f"{keyword}: {s['event']} reason={s['reason']}, "
+            f"{_count(s['count'], 'time')}")
 
 
 def log_text(r):
@@ -178,10 +189,10 @@ def table(doc):
         counter_rows.append(f"| {name} | {each(guards, _echods(doc))} |")
         if kind in ("memory", "lockout"):
             tcp_rows.append(
-                f"| {name} | {each(lambda r: _n(r['attacker'].get('held', r['attacker']['sent'])))} | "
+                f"| {name} | {each(lambda r: _n(_held(r)))} | "
                 f"{each(_legit)} | "
                 f"{each(lambda r: _kib(r['memory_growth_kib']))} | "
-                f"{each(lambda r: '%s → %s KiB' % tuple(f'{v:,}' for v in r['rss_kib']))} |")
+                f"{each(_rss)} |")
         for s in sides:
             for v, p in a[s]["pcap"].items():
                 pcap_rows.append(
@@ -268,7 +279,7 @@ def _side_lines(doc, kind, side, r):
                         "(no counter, no log line)"))
         else:
             out.append(("note", f"stopped by {s['keyword']}: {s['event']} "
-                        f"reason={s['reason']}, {s['count']:,} times"))
+                        f"reason={s['reason']}, {_count(s['count'], 'time')}"))
             if s["log"]:
                 out += [("log", t) for t in _wrap(s["log"], MONO_CHARS)]
     return out
@@ -372,9 +383,8 @@ def _tcp_panel(doc, names, x0, y0):
     out = [f'<g transform="translate({x0},{y0})" data-panel="tcp">',
            _text(ML, 30, "title", "TCP attacks: connections held, "
                  "legitimate client served, memory", ' data-panel="tcp"')]
-    peak = max([1] + [doc["attacks"][n][s]["attacker"].get(
-        "held", doc["attacks"][n][s]["attacker"]["sent"])
-        for n in names for s in sides])
+    peak = max([1] + [_held(doc["attacks"][n][s])
+                      for n in names for s in sides])
     yy = 50
     bar_w = WIDTH - ML - MR - 900
     for name in names:
@@ -383,7 +393,7 @@ def _tcp_panel(doc, names, x0, y0):
         out.append(_text(ML, yy, "subtitle", name))
         for s in sides:
             r = a[s]
-            held = r["attacker"].get("held", r["attacker"]["sent"])
+            held = _held(r)
             what = "connections held" if "held" in r["attacker"] else \
                 "connections open"
             g = r["legit"]
@@ -407,7 +417,7 @@ def _tcp_panel(doc, names, x0, y0):
                     ("backpressure (no counter, no log line)"
                      if st["counter"] is None else
                      f"{st['event']} reason={st['reason']}, "
-                     f"{st['count']:,} times")))
+                     f"{_count(st['count'], 'time')}")))
                 if st["log"]:
                     for t in _wrap(st["log"], 2 * MONO_CHARS):
                         yy += LINE
@@ -440,9 +450,12 @@ def chart(doc, names):
            if doc["attacks"][n]["kind"] not in ("memory", "lockout")]
     tcp = [n for n in names if n not in udp]
     head = [_text(20, 44, "head", "echod lab: the same forged traffic "
-                  f"against {len(doc['sides'])} servers "
-                  f"({doc['scale']} run {doc['run']})")]
+                  f"against {len(doc['sides'])} servers")]
     y = 44
+    for part in _wrap(f"{doc['scale']} run {doc['run']}, {doc['seconds']} s",
+                      150):
+        y += 30
+        head.append(_text(20, y, "sub", part))
     for s, label in doc["sides"].items():
         for k, part in enumerate(_wrap(label, 150)):
             y += 30
