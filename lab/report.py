@@ -143,13 +143,15 @@ What each column means (each cell: {order}):
   runs alongside (UDP probes every 50 ms; runs of `echo-client` for TCP).
 - **memory growth**: resident memory of the server's processes after the
   attack minus before (echod: supervisor and workers; fraggle: all three
-  hosts). echod allocates its tables at start, at their configured size
-  (`rate-table-size` entries per worker for UDP and for TCP, the loop
-  guard's ring, one slot per `tcp-max-connections`); the kernel makes a
-  page resident the first time it is touched, so the first packets of any
-  attack, or a legitimate client alone, grow echod by a few hundred KiB,
-  once, bounded by those tables, whatever the attack's size. The naive
-  server allocates nothing up front and nothing per datagram, but keeps
+  hosts). echod allocates at start, at their configured sizes, its
+  receive buffers (a batch of datagram slots per worker), its rate tables
+  (`rate-table-size` entries, for UDP and for TCP) and its connection
+  slots (`tcp-max-connections`); the kernel makes a page resident the
+  first time it is touched, so the first packets of an attack (and the
+  legitimate client's) grow echod by some hundred KiB, once, bounded by
+  those sizes, whatever the attack's size; per TCP connection it adds a
+  small record, bounded by the connection caps. The naive server
+  allocates nothing up front and nothing per datagram, but keeps
   every TCP byte it cannot send (slow-readers).
 - **verdict**: did the attack get what it wanted (the lab's rules are in
   `verdict()` of lab/lab.py).
