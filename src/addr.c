@@ -38,6 +38,40 @@ parse_ipaddr(const char *s, struct ipaddr *out)
 	return -1;
 }
 
+enum embedded_v4
+ipaddr_embedded_v4(const struct ipaddr *a, struct ipaddr *v4)
+{
+	static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b};
+	static const uint8_t nat64_local[6] = {0, 0x64, 0xff, 0x9b, 0, 1};
+	static const uint8_t zero[15];
+	const uint8_t *b = a->bytes;
+	enum embedded_v4 kind;
+	unsigned at = 12;
+
+	if (a->family != AF_INET6)
+		return EMBEDDED_NONE;
+	if (memcmp(b, nat64, sizeof(nat64)) == 0)
+		kind = EMBEDDED_NAT64;
+	else if (memcmp(b, nat64_local, sizeof(nat64_local)) == 0)
+		kind = EMBEDDED_NAT64_LOCAL;
+	else if (b[0] == 0x20 && b[1] == 0x02)
+		kind = EMBEDDED_6TO4, at = 2;
+	else if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0 && b[3] == 0)
+		kind = EMBEDDED_TEREDO;
+	else if (memcmp(b, zero, 12) == 0 &&
+	         !(memcmp(b + 12, zero, 3) == 0 && b[15] <= 1))
+		kind = EMBEDDED_COMPAT;
+	else
+		return EMBEDDED_NONE;
+	memset(v4, 0, sizeof(*v4));
+	v4->family = AF_INET;
+	memcpy(v4->bytes, b + at, 4);
+	if (kind == EMBEDDED_TEREDO)
+		for (int i = 0; i < 4; i++)
+			v4->bytes[i] ^= 0xff;
+	return kind;
+}
+
 static unsigned
 family_bits(const struct ipaddr *a)
 {

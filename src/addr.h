@@ -53,6 +53,24 @@ int parse_port_range(const char *s, uint16_t *lo, uint16_t *hi);
 void ipaddr_from_sockaddr(const struct sockaddr *sa, struct ipaddr *out,
                           uint16_t *port);
 
+/* IPv6 forms that carry an IPv4 address (besides ::ffff:0:0/96, which
+ * is always folded to IPv4). */
+enum embedded_v4 {
+	EMBEDDED_NONE,
+	EMBEDDED_NAT64,       /* 64:ff9b::/96 (RFC 6052): the last 32 bits */
+	EMBEDDED_NAT64_LOCAL, /* 64:ff9b:1::/48 (RFC 8215): the last 32 bits,
+	                       * as a /96 translation prefix places it */
+	EMBEDDED_6TO4,        /* 2002::/16 (RFC 3056): bits 16..47 */
+	EMBEDDED_TEREDO,      /* 2001::/32 (RFC 4380): the client's public
+	                       * address, the last 32 bits inverted */
+	EMBEDDED_COMPAT,      /* ::/96 but :: and ::1 (RFC 4291, deprecated) */
+};
+
+/* Which form a is (EMBEDDED_NONE for IPv4 and other IPv6), and the IPv4
+ * address it carries in *v4 (untouched for EMBEDDED_NONE). Pure. */
+enum embedded_v4 ipaddr_embedded_v4(const struct ipaddr *a,
+                                    struct ipaddr *v4);
+
 /* The first `bits` bits of `a`, the rest zeroed. */
 void ipaddr_prefix(const struct ipaddr *a, unsigned bits, struct ipaddr *out);
 

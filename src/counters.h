@@ -36,14 +36,18 @@
 	X(udp_drop_table)                                                      \
 	X(udp_drop_loop)                                                       \
 	X(udp_drop_rate)                                                       \
+	X(udp_drop_aggregate_rate)                                             \
 	X(udp_drop_global_rate)                                                \
 	X(udp_would_drop)                                                      \
 	X(udp_table_evictions)                                                 \
 	X(udp_gro_buffers)                                                     \
 	X(udp_gso_fallbacks)                                                   \
+	X(tcp_refused_bad_source)                                              \
 	X(tcp_refused_deny)                                                    \
 	X(tcp_refused_per_source)                                              \
+	X(tcp_refused_per_aggregate)                                           \
 	X(tcp_refused_rate)                                                    \
+	X(tcp_refused_aggregate_rate)                                          \
 	X(tcp_refused_table)                                                   \
 	X(tcp_would_refuse)                                                    \
 	X(tcp_table_evictions)                                                 \
@@ -62,7 +66,9 @@
 	X(xdp_udp_drop_bad_dest)                                               \
 	X(xdp_udp_drop_deny)                                                   \
 	X(xdp_udp_drop_rate)                                                   \
+	X(xdp_udp_drop_aggregate_rate)                                         \
 	X(xdp_tcp_drop_deny)                                                   \
+	X(xdp_tcp_drop_bad_source)                                             \
 	X(xdp_would_drop)                                                      \
 	X(worker_restarts)                                                     \
 	X(metrics_restarts)                                                    \

@@ -47,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/param.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -215,6 +216,7 @@ stderr_is_file(void)
 static void
 get_sockets(struct listen_set *s, unsigned nworkers)
 {
+	struct steering st;
 	char err[256];
 	int r = sockact_take(s, err, sizeof(err));
 
@@ -224,12 +226,21 @@ get_sockets(struct listen_set *s, unsigned nworkers)
 		log_always(LOG_INFO, "socket_activation", "sockets=%zu", s->n);
 		return;
 	}
-	/* Steer by the shorter of the UDP and TCP prefixes, so that every
-	 * per-source key of either protocol lives in exactly one worker. */
-	if (listen_bind(&policy, nworkers,
-	                MIN(policy.rate_prefix_v4, policy.tcp_prefix_v4),
-	                MIN(policy.rate_prefix_v6, policy.tcp_prefix_v6), s,
-	                err, sizeof(err)) != 0)
+	/* Steer TCP by its aggregate (the coarsest level) and UDP by the
+	 * shorter of its rate and aggregate prefixes, so that every key
+	 * either protocol counts lives in exactly one worker; under a key
+	 * drawn afresh at each start. */
+	st.tcp_v4 = policy.tcp_prefix_v4[policy.tcp_levels_v4 - 1];
+	st.tcp_v6 = policy.tcp_prefix_v6[policy.tcp_levels_v6 - 1];
+	st.udp_v4 = MIN(policy.rate_prefix_v4, policy.udp_aggregate_prefix_v4);
+	st.udp_v6 = MIN(policy.rate_prefix_v6, policy.udp_aggregate_prefix_v6);
+	if (getrandom(st.key, sizeof(st.key), 0) != (ssize_t)sizeof(st.key))
+		fail(EXIT_OSERR, "bind_failed", NULL,
+		     "getrandom for the steering key: %s", strerror(errno));
+	r = listen_bind(&policy, nworkers, &st, s, err, sizeof(err));
+	/* The kernel holds the programs now; no copy of the key stays. */
+	explicit_bzero(st.key, sizeof(st.key));
+	if (r != 0)
 		fail(EXIT_OSERR, "bind_failed", NULL, "%s", err);
 }
 

@@ -16,12 +16,14 @@ struct udp_guard {
 	const struct policy *policy;
 	const struct facts *facts;
 	struct rate_table *table; /* per source prefix: rates */
+	struct rate_table *aggregates; /* per aggregate prefix: its rate */
 	struct loop_table *loops; /* per source, port and payload: loop holds */
 	struct bucket_cfg global_cfg; /* this worker's share */
 	struct bucket global;
 	bool global_primed;
 	bool rates_unlimited; /* no UDP rate at all: no bucket to consult */
 	struct rate_entry *last_source; /* of the last check, for the log */
+	struct rate_entry *last_aggregate; /* its aggregate's entry */
 	bool source_exempt;             /* the last source check: rate-exempt */
 	/* The loop key's hash with the last source check's address and port
 	 * absorbed: each datagram of its buffer only adds its payload. */
@@ -159,12 +161,13 @@ udp_guard_new(const struct policy *p, const struct facts *f, unsigned share)
 	g->policy = p;
 	g->facts = f;
 	g->table = rate_table_new(p->rate_table_size, f->secret);
+	g->aggregates = rate_table_new(p->rate_table_size, f->secret);
 	/* Loops are short (a run within `window`) or held: the table needs
 	 * room for the loops in flight, not for every source. Touched by
 	 * every datagram, it is kept small so that memory does not follow a
 	 * flood of distinct payloads. */
 	g->loops = loop_table_new(loop_table_size(p));
-	if (g->table == NULL || g->loops == NULL) {
+	if (g->table == NULL || g->aggregates == NULL || g->loops == NULL) {
 		udp_guard_free(g);
 		return NULL;
 	}
@@ -179,6 +182,7 @@ udp_guard_new(const struct policy *p, const struct facts *f, unsigned share)
 	 * skipping them changes no verdict. */
 	g->rates_unlimited = p->udp_rate.rate == 0 &&
 	                     p->udp_byte_rate.rate == 0 &&
+	                     p->udp_aggregate_rate.rate == 0 &&
 	                     g->global_cfg.rate == 0;
 	return g;
 }
@@ -189,6 +193,7 @@ udp_guard_free(struct udp_guard *g)
 	if (g == NULL)
 		return;
 	rate_table_free(g->table);
+	rate_table_free(g->aggregates);
 	loop_table_free(g->loops);
 	free(g);
 }
@@ -203,6 +208,17 @@ uint64_t
 udp_guard_exempted(const struct udp_guard *g)
 {
 	return g->exempted;
+}
+
+bool
+guard_judged_source(const struct policy *p, const struct ipaddr *src,
+                    struct ipaddr *out)
+{
+	if (ipaddr_embedded_v4(src, out) == EMBEDDED_NONE) {
+		*out = *src;
+		return true;
+	}
+	return p->embedded_ipv4_judge;
 }
 
 bool
@@ -313,24 +329,28 @@ same_source(const struct udp_guard *g, const struct datagram *d, uint64_t now)
 	       ipaddr_equal(&d->src, &l->src) && ipaddr_equal(&d->dst, &l->dst);
 }
 
-/* The checks of d's source (guard.h), each time. */
+/* The checks of d's source (guard.h), each time. An IPv6 source that
+ * carries an IPv4 address is a bad source, or is judged as that address
+ * (embedded-ipv4); the loop key and the reply keep the real one. */
 static enum guard_reason
 source_verdict(struct udp_guard *g, const struct datagram *d, uint64_t now)
 {
 	const struct policy *p = g->policy;
+	struct datagram judged = *d;
 	struct ipaddr key;
-	struct rate_entry *e;
+	struct rate_entry *e, *agg;
 	bool created, evicted;
 
-	g->last_source = NULL;
+	g->last_source = g->last_aggregate = NULL;
 	g->source_exempt = false;
 	if (portset_has(&p->udp_deny_ports, d->sport))
 		return GUARD_port;
-	if (guard_bad_source(d, g->facts))
+	if (!guard_judged_source(p, &d->src, &judged.src) ||
+	    guard_bad_source(&judged, g->facts))
 		return GUARD_bad_source;
 	if (guard_bad_dest(&d->dst, g->facts))
 		return GUARD_bad_dest;
-	if (!acl_allows(&p->acl, &d->src))
+	if (!acl_allows(&p->acl, &judged.src))
 		return GUARD_deny;
 	if (p->loop_guard)
 		loop_key_head(g, d, &g->loop_head);
@@ -338,23 +358,35 @@ source_verdict(struct udp_guard *g, const struct datagram *d, uint64_t now)
 	 * spends it must not starve the exempt monitor) and no table entry
 	 * (it evicts no one); the loop guard still holds, and it keeps its
 	 * own table. */
-	if (guard_rate_exempt(p, &d->src)) {
+	if (guard_rate_exempt(p, &judged.src)) {
 		g->source_exempt = true;
 		return GUARD_ok;
 	}
-	ipaddr_prefix(&d->src,
-	              d->src.family == AF_INET ? p->rate_prefix_v4
-	                                       : p->rate_prefix_v6,
+	ipaddr_prefix(&judged.src,
+	              judged.src.family == AF_INET ? p->rate_prefix_v4
+	                                           : p->rate_prefix_v6,
 	              &key);
 	e = rate_table_get(g->table, &key, now, &created, &evicted);
 	if (e == NULL)
 		return GUARD_table;
-	g->last_source = e;
 	g->evictions += evicted;
 	if (created) {
 		bucket_init(&e->packets, &p->udp_rate, now);
 		bucket_init(&e->bytes, &p->udp_byte_rate, now);
 	}
+	ipaddr_prefix(&judged.src,
+	              judged.src.family == AF_INET ? p->udp_aggregate_prefix_v4
+	                                           : p->udp_aggregate_prefix_v6,
+	              &key);
+	/* Nothing pins a UDP entry: never NULL. */
+	agg = rate_table_get(g->aggregates, &key, now, &created, &evicted);
+	if (agg == NULL)
+		return GUARD_table;
+	g->evictions += evicted;
+	if (created)
+		bucket_init(&agg->packets, &p->udp_aggregate_rate, now);
+	g->last_source = e;
+	g->last_aggregate = agg;
 	return GUARD_ok;
 }
 
@@ -379,7 +411,7 @@ payload_verdict(struct udp_guard *g, size_t len, uint64_t loop_key,
                 uint64_t now)
 {
 	const struct policy *p = g->policy;
-	struct rate_entry *e = g->last_source;
+	struct rate_entry *e = g->last_source, *agg = g->last_aggregate;
 
 	if (p->loop_guard && looping(g, loop_key, now))
 		return GUARD_loop;
@@ -389,10 +421,12 @@ payload_verdict(struct udp_guard *g, size_t len, uint64_t loop_key,
 	}
 	if (g->rates_unlimited)
 		return GUARD_ok;
-	/* Both allowances must hold before either is spent. */
+	/* Every allowance must hold before any is spent. */
 	if (bucket_level(&e->packets, &p->udp_rate, now) < 1 ||
 	    bucket_level(&e->bytes, &p->udp_byte_rate, now) < len)
 		return GUARD_rate;
+	if (!bucket_take(&agg->packets, &p->udp_aggregate_rate, now, 1))
+		return GUARD_aggregate_rate;
 	bucket_take(&e->packets, &p->udp_rate, now, 1);
 	bucket_take(&e->bytes, &p->udp_byte_rate, now, len);
 	if (!g->global_primed) {
@@ -490,13 +524,31 @@ udp_guard_check(struct udp_guard *g, const struct datagram *d, uint64_t now)
 
 /* ---------------------------------------------------------------- TCP */
 
+/*
+ * Connections are counted at every prefix level, each level in a table of
+ * its own. An entry that holds connections sits in a group of its
+ * siblings (the prefixes of the same parent; for aggregates, all
+ * aggregates) that hold as many; a parent's groups are kept most held
+ * first, and a group's members in the order they came to hold that many.
+ * A connection opened or closed moves each entry of its chain into the
+ * neighbouring group (made if missing): O(1) per level. The largest child
+ * of any entry is then its first group's first member, and the victim of
+ * an eviction is found in O(levels), however many connections are open.
+ */
+struct share_group {
+	uint32_t held;                   /* connections each member holds */
+	struct rate_entry *first, *last; /* members, longest held first */
+	struct share_group *prev, *next; /* the siblings' groups, circular */
+};
+
 struct tcp_guard {
 	const struct policy *policy;
-	struct rate_table *table;
+	const struct facts *facts;
+	struct rate_table *tables[POLICY_MAX_LEVELS]; /* finest first */
 	unsigned cap, active;
-	unsigned top;               /* the most connections any source holds */
-	struct rate_entry **levels; /* [n]: sources holding n, n = 1..cap, */
-	struct rate_entry **tails;  /* in the order they came to hold n */
+	struct share_group *aggregates; /* groups of the coarsest entries */
+	struct share_group *pool;       /* every group, allocated once */
+	struct share_group *spare;      /* the unused ones */
 	uint64_t evictions;
 };
 
@@ -512,21 +564,48 @@ tcp_reason_name(enum tcp_reason r)
 	return r < TCP_NREASONS ? tcp_reason_names[r] : "?";
 }
 
+static unsigned
+tcp_levels(const struct policy *p, int family, const unsigned **lengths)
+{
+	if (family == AF_INET) {
+		*lengths = p->tcp_prefix_v4;
+		return p->tcp_levels_v4;
+	}
+	*lengths = p->tcp_prefix_v6;
+	return p->tcp_levels_v6;
+}
+
 struct tcp_guard *
 tcp_guard_new(const struct policy *p, const struct facts *f, unsigned cap)
 {
 	struct tcp_guard *g = calloc(1, sizeof(*g));
+	unsigned levels = p->tcp_levels_v4 > p->tcp_levels_v6 ? p->tcp_levels_v4
+	                                                      : p->tcp_levels_v6;
+	size_t groups;
 
 	if (g == NULL)
 		return NULL;
 	g->policy = p;
+	g->facts = f;
 	g->cap = cap > 0 ? cap : 1;
-	g->table = rate_table_new(p->rate_table_size, f->secret);
-	g->levels = calloc((size_t)g->cap + 1, sizeof(*g->levels));
-	g->tails = calloc((size_t)g->cap + 1, sizeof(*g->tails));
-	if (g->table == NULL || g->levels == NULL || g->tails == NULL) {
+	for (unsigned i = 0; i < levels && i < POLICY_MAX_LEVELS; i++) {
+		g->tables[i] = rate_table_new(p->rate_table_size, f->secret);
+		if (g->tables[i] == NULL) {
+			tcp_guard_free(g);
+			return NULL;
+		}
+	}
+	/* Each group has a member that holds a connection, so a level has
+	 * at most cap groups; one more while a member moves between two. */
+	groups = ((size_t)g->cap + 1) * POLICY_MAX_LEVELS;
+	g->pool = calloc(groups, sizeof(*g->pool));
+	if (levels == 0 || g->pool == NULL) {
 		tcp_guard_free(g);
 		return NULL;
+	}
+	for (size_t i = 0; i < groups; i++) {
+		g->pool[i].next = g->spare;
+		g->spare = &g->pool[i];
 	}
 	return g;
 }
@@ -536,9 +615,9 @@ tcp_guard_free(struct tcp_guard *g)
 {
 	if (g == NULL)
 		return;
-	rate_table_free(g->table);
-	free(g->levels);
-	free(g->tails);
+	for (unsigned i = 0; i < POLICY_MAX_LEVELS; i++)
+		rate_table_free(g->tables[i]);
+	free(g->pool);
 	free(g);
 }
 
@@ -554,10 +633,29 @@ tcp_guard_cap(const struct tcp_guard *g)
 	return g->cap;
 }
 
+/* The member that has held the most the longest, in a list of groups. */
+static struct rate_entry *
+largest_in(const struct share_group *list)
+{
+	return list != NULL ? list->first : NULL;
+}
+
 struct rate_entry *
 tcp_guard_largest(const struct tcp_guard *g)
 {
-	return g->top > 0 ? g->levels[g->top] : NULL;
+	struct rate_entry *e = largest_in(g->aggregates);
+
+	while (e != NULL && e->children != NULL)
+		e = largest_in(e->children);
+	return e;
+}
+
+struct rate_entry *
+tcp_guard_aggregate(struct rate_entry *e)
+{
+	while (e->parent != NULL)
+		e = e->parent;
+	return e;
 }
 
 uint64_t
@@ -569,65 +667,201 @@ tcp_guard_evictions(const struct tcp_guard *g)
 const struct rate_table *
 tcp_guard_table(const struct tcp_guard *g)
 {
-	return g->table;
+	return g->tables[0];
 }
 
-/* Sources are kept in lists by how many connections they hold, so the
- * largest holder is found in O(1) however many connections are open; of
- * equal holders, the one that has held that many longest comes first
- * (the newest arrival at a level is the last to lose a connection). */
+size_t
+tcp_guard_entry_bytes(void)
+{
+	return sizeof(struct rate_entry);
+}
+
+size_t
+tcp_guard_group_bytes(void)
+{
+	return sizeof(struct share_group);
+}
+
+static struct share_group *
+group_new(struct tcp_guard *g, uint32_t held)
+{
+	struct share_group *gr = g->spare;
+
+	/* Never empty: tcp_guard_new counted the most groups in use. */
+	g->spare = gr->next;
+	*gr = (struct share_group){.held = held};
+	return gr;
+}
+
+/* Put gr in the circular list *list before `at` (NULL: at the end). */
 static void
-level_unlink(struct tcp_guard *g, struct rate_entry *e)
+group_insert(struct share_group **list, struct share_group *gr,
+             struct share_group *at)
+{
+	struct share_group *before = at != NULL ? at : *list;
+
+	if (before == NULL) {
+		gr->prev = gr->next = gr;
+		*list = gr;
+		return;
+	}
+	gr->next = before;
+	gr->prev = before->prev;
+	before->prev->next = gr;
+	before->prev = gr;
+	if (at == *list)
+		*list = gr;
+}
+
+/* Take gr, now without members, out of *list and back to the spares. */
+static void
+group_drop(struct tcp_guard *g, struct share_group **list,
+           struct share_group *gr)
+{
+	if (gr->next == gr) {
+		*list = NULL;
+	} else {
+		gr->prev->next = gr->next;
+		gr->next->prev = gr->prev;
+		if (*list == gr)
+			*list = gr->next;
+	}
+	gr->next = g->spare;
+	g->spare = gr;
+}
+
+static void
+member_append(struct share_group *gr, struct rate_entry *e)
+{
+	e->group = gr;
+	e->level_next = NULL;
+	e->level_prev = gr->last;
+	if (gr->last != NULL)
+		gr->last->level_next = e;
+	else
+		gr->first = e;
+	gr->last = e;
+}
+
+static void
+member_remove(struct share_group *gr, struct rate_entry *e)
 {
 	if (e->level_prev != NULL)
 		e->level_prev->level_next = e->level_next;
 	else
-		g->levels[e->pinned] = e->level_next;
+		gr->first = e->level_next;
 	if (e->level_next != NULL)
 		e->level_next->level_prev = e->level_prev;
 	else
-		g->tails[e->pinned] = e->level_prev;
+		gr->last = e->level_prev;
 	e->level_prev = e->level_next = NULL;
+	e->group = NULL;
 }
 
-static void
-level_link(struct tcp_guard *g, struct rate_entry *e)
+static struct share_group **
+siblings(struct tcp_guard *g, struct rate_entry *e)
 {
-	e->level_next = NULL;
-	e->level_prev = g->tails[e->pinned];
-	if (e->level_prev != NULL)
-		e->level_prev->level_next = e;
+	return e->parent != NULL ? &e->parent->children : &g->aggregates;
+}
+
+/* e holds one more: into the group just before its own (or the last
+ * group, for its first), made if that one holds another count. */
+static void
+count_up(struct tcp_guard *g, struct rate_entry *e)
+{
+	struct share_group **list = siblings(g, e), *from = e->group, *to;
+	struct share_group *above;
+	uint32_t held = e->pinned + 1;
+
+	if (from != NULL)
+		above = from != *list ? from->prev : NULL;
 	else
-		g->levels[e->pinned] = e;
-	g->tails[e->pinned] = e;
+		above = *list != NULL ? (*list)->prev : NULL;
+	if (above != NULL && above->held == held) {
+		to = above;
+	} else {
+		to = group_new(g, held);
+		group_insert(list, to, from);
+	}
+	if (from != NULL) {
+		member_remove(from, e);
+		if (from->first == NULL)
+			group_drop(g, list, from);
+	}
+	member_append(to, e);
+	e->pinned = held;
+}
+
+/* e holds one fewer: into the group just after its own, made if that one
+ * holds another count; none at 0. */
+static void
+count_down(struct tcp_guard *g, struct rate_entry *e)
+{
+	struct share_group **list = siblings(g, e), *from = e->group, *to;
+	uint32_t held = e->pinned - 1;
+
+	member_remove(from, e);
+	if (held > 0) {
+		struct share_group *below = from->next != *list ? from->next
+		                                                : NULL;
+
+		if (below != NULL && below->held == held) {
+			to = below;
+		} else {
+			to = group_new(g, held);
+			group_insert(list, to, below);
+		}
+		member_append(to, e);
+	}
+	if (from->first == NULL)
+		group_drop(g, list, from);
+	e->pinned = held;
 }
 
 void
 tcp_guard_opened(struct tcp_guard *g, struct rate_entry *e)
 {
 	g->active++;
-	if (e == NULL)
-		return;
-	if (e->pinned > 0)
-		level_unlink(g, e);
-	e->pinned++;
-	level_link(g, e);
-	if (e->pinned > g->top)
-		g->top = e->pinned;
+	for (; e != NULL; e = e->parent)
+		count_up(g, e);
 }
 
 void
 tcp_guard_closed(struct tcp_guard *g, struct rate_entry *e)
 {
 	g->active--;
-	if (e == NULL)
-		return;
-	level_unlink(g, e);
-	e->pinned--;
-	if (e->pinned > 0)
-		level_link(g, e);
-	while (g->top > 0 && g->levels[g->top] == NULL)
-		g->top--;
+	for (; e != NULL; e = e->parent)
+		count_down(g, e);
+}
+
+/*
+ * At the cap, from the coarsest level down (chain[n - 1] is the
+ * newcomer's aggregate): if the newcomer's prefix holds fewer than the
+ * largest among its siblings, the victim is that largest one's largest
+ * child's ... largest source. If it holds as many, it is one of the
+ * largest: the choice is made inside it, one level down. NULL when the
+ * newcomer's source itself holds as many as its largest sibling: letting
+ * it in would only trade places.
+ */
+static struct rate_entry *
+choose_victim(const struct tcp_guard *g, struct rate_entry *const *chain,
+              unsigned n)
+{
+	const struct share_group *list = g->aggregates;
+
+	for (unsigned i = n; i-- > 0;) {
+		struct rate_entry *mine = chain[i], *top = largest_in(list);
+
+		if (top == NULL)
+			return NULL;
+		if (mine->pinned < top->pinned) {
+			while (top->children != NULL)
+				top = largest_in(top->children);
+			return top;
+		}
+		list = mine->children;
+	}
+	return NULL;
 }
 
 /* A refusal: the first check that failed, and nothing to open. */
@@ -639,58 +873,125 @@ refuse(struct tcp_admission *out, enum tcp_reason r)
 	out->evict = NULL;
 }
 
+/* An IPv6 source judged as the IPv4 address it carries: that address
+ * must not be a bad source either. It arrived over IPv6, so an IPv4
+ * loopback or own address inside it is forged. */
+static bool
+tcp_bad_source(const struct tcp_guard *g, const struct ipaddr *src,
+               const struct ipaddr *judged)
+{
+	struct datagram d = {.src = *judged, .ifindex = -1};
+
+	if (!g->policy->embedded_ipv4_judge)
+		return false;
+	return judged->family != src->family && guard_bad_source(&d, g->facts);
+}
+
+/* The entries of src's prefixes, finest first, made if missing, each
+ * linked to the next as its parent; the count, or 0 (nothing linked) when
+ * a table has no slot left for one (all pinned). */
+static unsigned
+tcp_chain(struct tcp_guard *g, const struct ipaddr *src, uint64_t now,
+          struct rate_entry **chain)
+{
+	const struct policy *p = g->policy;
+	const unsigned *lengths;
+	unsigned n = tcp_levels(p, src->family, &lengths);
+
+	for (unsigned i = 0; i < n; i++) {
+		struct ipaddr key;
+		bool created, evicted;
+		struct rate_entry *e;
+
+		ipaddr_prefix(src, lengths[i], &key);
+		e = rate_table_get(g->tables[i], &key, now, &created, &evicted);
+		if (e == NULL)
+			return 0;
+		g->evictions += evicted;
+		if (created) {
+			bucket_init(&e->packets, &p->tcp_connect_rate, now);
+			/* A source's bytes; an aggregate's connects. */
+			bucket_init(&e->bytes,
+			            i == 0 ? &p->tcp_byte_rate
+			                   : &p->tcp_aggregate_connect_rate,
+			            now);
+		}
+		chain[i] = e;
+	}
+	/* Linked only now: an entry that holds connections already has
+	 * this parent, and one that holds none is linked before use. */
+	for (unsigned i = 0; i + 1 < n; i++)
+		chain[i]->parent = chain[i + 1];
+	chain[n - 1]->parent = NULL;
+	return n;
+}
+
+/* The abuse checks of a source that has its chain: the first that fails.
+ * Both connect buckets must hold a token before either is spent. */
+static enum tcp_reason
+tcp_limits(const struct policy *p, struct rate_entry *const *chain, unsigned n,
+           bool exempt, uint64_t now)
+{
+	struct rate_entry *e = chain[0], *agg = chain[n - 1];
+	bool aggregated = n > 1;
+
+	if (e->pinned >= p->tcp_max_per_source)
+		return TCP_per_source;
+	if (aggregated && agg->pinned >= p->tcp_max_per_aggregate)
+		return TCP_per_aggregate;
+	if (exempt)
+		return TCP_ok;
+	if (bucket_level(&e->packets, &p->tcp_connect_rate, now) < 1)
+		return TCP_rate;
+	if (aggregated &&
+	    !bucket_take(&agg->bytes, &p->tcp_aggregate_connect_rate, now, 1))
+		return TCP_aggregate_rate;
+	bucket_take(&e->packets, &p->tcp_connect_rate, now, 1);
+	return TCP_ok;
+}
+
 void
 tcp_guard_admit(struct tcp_guard *g, const struct ipaddr *src, uint64_t now,
                 struct tcp_admission *out)
 {
 	const struct policy *p = g->policy;
 	enum tcp_reason abuse = TCP_ok;
-	struct rate_entry *e, *largest;
-	struct ipaddr key;
-	bool created, evicted;
+	struct rate_entry *chain[POLICY_MAX_LEVELS];
+	struct ipaddr judged;
+	unsigned n;
 
 	*out = (struct tcp_admission){.verdict = TCP_ok};
-	if (!acl_allows(&p->acl, src)) {
-		if (p->enforce) {
-			refuse(out, TCP_deny);
-			return;
-		}
+	if (!guard_judged_source(p, src, &judged) ||
+	    tcp_bad_source(g, src, &judged))
+		abuse = TCP_bad_source;
+	else if (!acl_allows(&p->acl, &judged))
 		abuse = TCP_deny;
+	if (abuse != TCP_ok && p->enforce) {
+		refuse(out, abuse);
+		return;
 	}
-	ipaddr_prefix(
-	    src, src->family == AF_INET ? p->tcp_prefix_v4 : p->tcp_prefix_v6,
-	    &key);
-	e = rate_table_get(g->table, &key, now, &created, &evicted);
-	if (e == NULL) { /* a resource: holds in log-only too */
+	n = tcp_chain(g, &judged, now, chain);
+	if (n == 0) { /* a resource: holds in log-only too */
 		refuse(out, TCP_table);
 		return;
 	}
-	out->source = e;
-	g->evictions += evicted;
-	if (created) {
-		bucket_init(&e->packets, &p->tcp_connect_rate, now);
-		bucket_init(&e->bytes, &p->tcp_byte_rate, now);
-	}
-	/* rate-exempt skips the connect rate, not the per-source cap: its
-	 * entry counts its connections as anyone's. */
-	out->rate_exempt = guard_rate_exempt(p, src);
-	if (abuse == TCP_ok && e->pinned >= p->tcp_max_per_source)
-		abuse = TCP_per_source;
-	else if (abuse == TCP_ok && !out->rate_exempt &&
-	         !bucket_take(&e->packets, &p->tcp_connect_rate, now, 1))
-		abuse = TCP_rate;
+	out->source = chain[0];
+	/* rate-exempt skips the connect rates, not the caps: its entries
+	 * count its connections as anyone's. */
+	out->rate_exempt = guard_rate_exempt(p, &judged);
+	if (abuse == TCP_ok)
+		abuse = tcp_limits(p, chain, n, out->rate_exempt, now);
 	if (abuse != TCP_ok && p->enforce) {
 		refuse(out, abuse);
 		return;
 	}
 	/* The cap is a resource: log-only or not, it holds. */
 	if (g->active >= g->cap) {
-		largest = tcp_guard_largest(g);
-		if (largest == NULL || largest->pinned <= e->pinned) {
+		out->evict = choose_victim(g, chain, n);
+		if (out->evict == NULL) {
 			refuse(out, TCP_max);
 			return;
 		}
-		out->evict = largest;
 	}
 	out->admit = true;
 	out->verdict = abuse;

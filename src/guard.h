@@ -26,6 +26,7 @@
 	X(table)                                                               \
 	X(loop)                                                                \
 	X(rate)                                                                \
+	X(aggregate_rate)                                                      \
 	X(global_rate)
 #define GUARD_REASONS(X) X(ok) GUARD_DROP_REASONS(X)
 
@@ -99,6 +100,14 @@ uint64_t udp_guard_evictions(const struct udp_guard *g);
 /* How many datagrams passed as rate-exempt so far (no rate checked). */
 uint64_t udp_guard_exempted(const struct udp_guard *g);
 
+/*
+ * How the guards see a source: src itself, or, for an IPv6 form that
+ * carries an IPv4 address (addr.h), that address under embedded-ipv4
+ * judge. false: embedded-ipv4 drop, a bad source.
+ */
+bool guard_judged_source(const struct policy *p, const struct ipaddr *src,
+                         struct ipaddr *out);
+
 /* Is src in the policy's rate-exempt prefixes? Such a source skips the
  * rate limits (UDP's per-source and global rates, TCP's connect and byte
  * rates) and every other check still applies to it. */
@@ -129,13 +138,18 @@ bool guard_is_local(const struct ipaddr *a, const struct facts *f);
 const char *guard_reason_name(enum guard_reason r);
 
 /* Why a TCP connection is refused, in the order the checks run; each has
- * its counter tcp_refused_NAME. deny, per_source and rate are abuse
- * checks (log-only lets them through); table and max are resources. */
+ * its counter tcp_refused_NAME. bad_source (an embedded IPv4 form, or the
+ * address it carries), deny, per_source, per_aggregate, rate and
+ * aggregate_rate are abuse checks (log-only lets them through); table and
+ * max are resources. */
 #define TCP_REFUSE_REASONS(X)                                                  \
+	X(bad_source)                                                          \
 	X(deny)                                                                \
 	X(table)                                                               \
 	X(per_source)                                                          \
+	X(per_aggregate)                                                       \
 	X(rate)                                                                \
+	X(aggregate_rate)                                                      \
 	X(max)
 #define TCP_REASONS(X) X(ok) TCP_REFUSE_REASONS(X)
 
@@ -165,27 +179,42 @@ struct tcp_guard *tcp_guard_new(const struct policy *p, const struct facts *f,
 void tcp_guard_free(struct tcp_guard *g);
 
 /*
- * May a connection from src open now? Takes a connect token as an
- * accepted connection would; changes nothing else. At the cap, a source
- * that holds fewer connections than the largest holder is let in at the
- * cost of one of the largest holder's (out->evict); anyone else is
- * refused (max). The caller reports the outcome with tcp_guard_opened
- * and tcp_guard_closed.
+ * May a connection from src open now? Takes the connect tokens (source
+ * and aggregate) as an accepted connection would; changes nothing else.
+ * Connections are counted at every prefix level (tcp-prefix-v4, -v6). At
+ * the cap, fairness is decided level by level from the coarsest: a
+ * newcomer whose prefix holds fewer than the largest at that level (among
+ * the prefixes of its parent) is let in at the cost of one connection of
+ * that largest, taken from its largest child, and so on down to a source
+ * (out->evict); one that holds as many as the largest is judged inside
+ * its own prefix at the next level; at the source level, refused (max).
+ * The caller reports the outcome with tcp_guard_opened and
+ * tcp_guard_closed.
  */
 void tcp_guard_admit(struct tcp_guard *g, const struct ipaddr *src,
                      uint64_t now, struct tcp_admission *out);
 
-/* A connection of source e opened, or closed (e may be NULL: no entry). */
+/* A connection of source e opened, or closed (e may be NULL: no entry);
+ * every level above it counts it too. */
 void tcp_guard_opened(struct tcp_guard *g, struct rate_entry *e);
 void tcp_guard_closed(struct tcp_guard *g, struct rate_entry *e);
 
-/* Open connections, the cap, the source that holds the most (NULL when
- * none is open), table evictions so far, the table itself. */
+/* Open connections, the cap, the source an eviction would take from (the
+ * largest aggregate's largest child's ... largest source; NULL when none
+ * is open), table evictions so far (all levels), the sources' table. */
 unsigned tcp_guard_active(const struct tcp_guard *g);
 unsigned tcp_guard_cap(const struct tcp_guard *g);
 struct rate_entry *tcp_guard_largest(const struct tcp_guard *g);
 uint64_t tcp_guard_evictions(const struct tcp_guard *g);
 const struct rate_table *tcp_guard_table(const struct tcp_guard *g);
+
+/* The aggregate (coarsest prefix) entry of source e; e itself with one
+ * level. */
+struct rate_entry *tcp_guard_aggregate(struct rate_entry *e);
+
+/* Bytes of bookkeeping per table slot and per count group (SECURITY.md). */
+size_t tcp_guard_entry_bytes(void);
+size_t tcp_guard_group_bytes(void);
 
 const char *tcp_reason_name(enum tcp_reason r);
 

@@ -30,16 +30,21 @@ emit(struct sock_filter *prog, size_t *n, uint16_t code, uint32_t k)
 	prog[(*n)++] = (struct sock_filter)BPF_STMT(code, k);
 }
 
-/* Addresses are read relative to the network header. */
+/*
+ * Addresses are read relative to the network header. The state starts at
+ * key[0]; each word of the prefix is mixed in (xor, multiply, xorshift)
+ * and key[1 + word] added; a final xorshift-multiply-xorshift with the
+ * odd key[5] spreads the high bits into the low ones before the modulo.
+ */
 size_t
 build_steering(struct sock_filter *prog, int family, unsigned bits,
-               unsigned nworkers)
+               unsigned nworkers, const uint32_t key[STEERING_KEY_WORDS])
 {
 	unsigned words = family == AF_INET ? 1 : 4;
 	uint32_t src_off = family == AF_INET ? 12 : 8;
 	size_t n = 0;
 
-	emit(prog, &n, BPF_LD | BPF_IMM, 0);
+	emit(prog, &n, BPF_LD | BPF_IMM, key[0]);
 	emit(prog, &n, BPF_ST, 0);
 	for (unsigned w = 0; w < words && bits > w * 32; w++) {
 		unsigned keep = bits - w * 32 >= 32 ? 32 : bits - w * 32;
@@ -51,14 +56,21 @@ build_steering(struct sock_filter *prog, int family, unsigned bits,
 		emit(prog, &n, BPF_ALU | BPF_AND | BPF_K, mask);
 		emit(prog, &n, BPF_MISC | BPF_TAX, 0);
 		emit(prog, &n, BPF_LD | BPF_MEM, 0);
-		emit(prog, &n, BPF_ALU | BPF_MUL | BPF_K, GOLDEN);
 		emit(prog, &n, BPF_ALU | BPF_XOR | BPF_X, 0);
+		emit(prog, &n, BPF_ALU | BPF_MUL | BPF_K, GOLDEN);
+		emit(prog, &n, BPF_MISC | BPF_TAX, 0);
+		emit(prog, &n, BPF_ALU | BPF_RSH | BPF_K, 15);
+		emit(prog, &n, BPF_ALU | BPF_XOR | BPF_X, 0);
+		emit(prog, &n, BPF_ALU | BPF_ADD | BPF_K, key[1 + w]);
 		emit(prog, &n, BPF_ST, 0);
 	}
 	emit(prog, &n, BPF_LD | BPF_MEM, 0);
-	emit(prog, &n, BPF_ALU | BPF_MUL | BPF_K, GOLDEN);
 	emit(prog, &n, BPF_MISC | BPF_TAX, 0);
 	emit(prog, &n, BPF_ALU | BPF_RSH | BPF_K, 16);
+	emit(prog, &n, BPF_ALU | BPF_XOR | BPF_X, 0);
+	emit(prog, &n, BPF_ALU | BPF_MUL | BPF_K, key[5] | 1);
+	emit(prog, &n, BPF_MISC | BPF_TAX, 0);
+	emit(prog, &n, BPF_ALU | BPF_RSH | BPF_K, 13);
 	emit(prog, &n, BPF_ALU | BPF_XOR | BPF_X, 0);
 	emit(prog, &n, BPF_ALU | BPF_MOD | BPF_K, nworkers);
 	emit(prog, &n, BPF_RET | BPF_A, 0);
@@ -66,16 +78,26 @@ build_steering(struct sock_filter *prog, int family, unsigned bits,
 }
 
 static int
-attach_steering(int fd, int family, unsigned bits, unsigned nworkers)
+attach_steering(int fd, int family, unsigned bits, unsigned nworkers,
+                const uint32_t key[STEERING_KEY_WORDS])
 {
 	struct sock_filter prog[STEERING_MAX_INSNS];
 	struct sock_fprog fprog;
 
 	fprog.len =
-	    (unsigned short)build_steering(prog, family, bits, nworkers);
+	    (unsigned short)build_steering(prog, family, bits, nworkers, key);
 	fprog.filter = prog;
 	return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &fprog,
 	                  sizeof(fprog));
+}
+
+/* The prefix length a listener's group is steered by. */
+static unsigned
+steering_bits(const struct steering *st, int type, int family)
+{
+	if (type == SOCK_STREAM)
+		return family == AF_INET ? st->tcp_v4 : st->tcp_v6;
+	return family == AF_INET ? st->udp_v4 : st->udp_v6;
 }
 
 static const char *
@@ -186,8 +208,8 @@ listen_set_rcvbuf(const struct listen_set *s, uint64_t bytes, uint64_t *granted,
 }
 
 int
-listen_bind(const struct policy *p, unsigned nworkers, unsigned v4_prefix,
-            unsigned v6_prefix, struct listen_set *out, char *err,
+listen_bind(const struct policy *p, unsigned nworkers,
+            const struct steering *st, struct listen_set *out, char *err,
             size_t errlen)
 {
 	static const int types[] = {SOCK_STREAM, SOCK_DGRAM};
@@ -224,10 +246,9 @@ listen_bind(const struct policy *p, unsigned nworkers, unsigned v4_prefix,
 				out->n++;
 				if (w == 0 && nworkers > 1 &&
 				    attach_steering(fd, ep->ss.ss_family,
-				                    ep->ss.ss_family == AF_INET
-				                        ? v4_prefix
-				                        : v6_prefix,
-				                    nworkers) != 0) {
+				                    steering_bits(st, type,
+				                                  ep->ss.ss_family),
+				                    nworkers, st->key) != 0) {
 					int e = errno;
 					listen_close(out);
 					return errmsg(err, errlen,

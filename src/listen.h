@@ -11,15 +11,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define STEERING_KEY_WORDS 6
+
+/* How sources are steered to workers: TCP and UDP each by their own
+ * prefix length (the coarsest key either keeps state for, so that each
+ * such key lives in exactly one worker), and a secret chosen at each
+ * start, so that nobody can compute which prefixes share a worker. */
+struct steering {
+	unsigned tcp_v4, tcp_v6, udp_v4, udp_v6;
+	uint32_t key[STEERING_KEY_WORDS];
+};
+
 /*
  * Bind every listen address for every protocol in the policy. With more
  * than one worker each worker gets its own SO_REUSEPORT socket and a
- * classic BPF program steers each source prefix (/v4_prefix, /v6_prefix)
- * to one worker, so per-source state lives in exactly one process.
+ * classic BPF program steers each source prefix to one worker (st).
  * 0, or -1 with a message that says what to do in err.
  */
-int listen_bind(const struct policy *p, unsigned nworkers, unsigned v4_prefix,
-                unsigned v6_prefix, struct listen_set *out, char *err,
+int listen_bind(const struct policy *p, unsigned nworkers,
+                const struct steering *st, struct listen_set *out, char *err,
                 size_t errlen);
 
 /*
@@ -38,12 +48,15 @@ int listen_set_rcvbuf(const struct listen_set *s, uint64_t bytes,
 struct sock_filter;
 
 /*
- * A reuseport program: hash the source address's first `bits` bits (the
- * rate-limit prefix) and return hash % nworkers, the index of the socket
- * in the group. Written to prog (room for STEERING_MAX_INSNS); returns
- * its length. Pure, for the unit tests.
+ * A reuseport program: a keyed mix of the source address's first `bits`
+ * bits, modulo nworkers: the index of the socket in the group. The mix
+ * (multiplies, shifts and the key's words added in) is no cryptographic
+ * function, as classic BPF has none, but without the key the mapping
+ * cannot be computed (SECURITY.md). Written to prog (room for
+ * STEERING_MAX_INSNS); returns its length. Pure, for the unit tests.
  */
 size_t build_steering(struct sock_filter *prog, int family, unsigned bits,
-                      unsigned nworkers);
+                      unsigned nworkers,
+                      const uint32_t key[STEERING_KEY_WORDS]);
 
 #endif

@@ -474,6 +474,49 @@ set_enforce(const struct directive *d, struct policy *p, char **argv, int argc,
 	                  msglen);
 }
 
+/* "tcp-prefix-v6 64 56 48": prefix levels, finest first, each shorter
+ * than the one before; the count goes in the unsigned after the array. */
+static int
+set_levels(const struct directive *d, struct policy *p, char **argv, int argc,
+           char *msg, size_t msglen)
+{
+	unsigned *level = (unsigned *)((char *)p + d->offset);
+	unsigned *count = level + POLICY_MAX_LEVELS;
+
+	if (want_args(d, argc, 1, POLICY_MAX_LEVELS, msg, msglen) != 0)
+		return -1;
+	for (int i = 0; i < argc; i++) {
+		uint64_t v;
+
+		if (parse_uint(argv[i], UINT32_MAX, &v) != 0 || v < d->min ||
+		    v > d->max)
+			return errmsg(msg, msglen,
+			              "'%s': '%s' is not a prefix length from "
+			              "%llu to %llu",
+			              d->name, argv[i],
+			              (unsigned long long)d->min,
+			              (unsigned long long)d->max);
+		if (i > 0 && v >= level[i - 1])
+			return errmsg(msg, msglen,
+			              "'%s': levels go from the longest prefix "
+			              "to the shortest (%s after %u)",
+			              d->name, argv[i], level[i - 1]);
+		level[i] = (unsigned)v;
+	}
+	*count = (unsigned)argc;
+	return 0;
+}
+
+static int
+set_embedded_ipv4(const struct directive *d, struct policy *p, char **argv,
+                  int argc, char *msg, size_t msglen)
+{
+	if (want_args(d, argc, 1, 1, msg, msglen) != 0)
+		return -1;
+	return set_on_off(d, argv[0], &p->embedded_ipv4_judge, "judge", "drop",
+	                  msg, msglen);
+}
+
 /* "udp-loop-guard on [repeats N] [window DURATION] [hold DURATION]" */
 static int
 set_loop_guard(const struct directive *d, struct policy *p, char **argv,
@@ -670,6 +713,14 @@ is_loopback(const struct endpoint *ep)
 
 #define FIELD(f) offsetof(struct policy, f)
 
+/* set_levels finds each list's count right after its array. */
+_Static_assert(FIELD(tcp_levels_v4) == FIELD(tcp_prefix_v4) +
+                                           sizeof(unsigned) * POLICY_MAX_LEVELS,
+               "tcp_levels_v4 follows tcp_prefix_v4");
+_Static_assert(FIELD(tcp_levels_v6) == FIELD(tcp_prefix_v6) +
+                                           sizeof(unsigned) * POLICY_MAX_LEVELS,
+               "tcp_levels_v6 follows tcp_prefix_v6");
+
 static const struct directive directives[] = {
     {"listen", set_listen, 0, 0, 0, true, false},
     {"protocols", set_protocols, 0, 0, 0, false, false},
@@ -710,12 +761,23 @@ static const struct directive directives[] = {
     {"udp-rate", set_bucket, FIELD(udp_rate), 0, 0, false, false},
     {"udp-byte-rate", set_bucket, FIELD(udp_byte_rate), 0, 0, false, true},
     {"udp-global-rate", set_bucket, FIELD(udp_global_rate), 0, 0, false, false},
-    {"tcp-prefix-v4", set_uint, FIELD(tcp_prefix_v4), 8, 32, false, false},
-    {"tcp-prefix-v6", set_uint, FIELD(tcp_prefix_v6), 16, 128, false, false},
+    {"udp-aggregate-prefix-v4", set_uint, FIELD(udp_aggregate_prefix_v4), 8,
+     32, false, false},
+    {"udp-aggregate-prefix-v6", set_uint, FIELD(udp_aggregate_prefix_v6), 16,
+     128, false, false},
+    {"udp-aggregate-rate", set_bucket, FIELD(udp_aggregate_rate), 0, 0, false,
+     false},
+    {"embedded-ipv4", set_embedded_ipv4, 0, 0, 0, false, false},
+    {"tcp-prefix-v4", set_levels, FIELD(tcp_prefix_v4), 8, 32, false, false},
+    {"tcp-prefix-v6", set_levels, FIELD(tcp_prefix_v6), 16, 128, false, false},
     {"tcp-max-connections-per-source", set_uint, FIELD(tcp_max_per_source), 1,
      100000, false, false},
+    {"tcp-max-connections-per-aggregate", set_uint,
+     FIELD(tcp_max_per_aggregate), 1, 100000, false, false},
     {"tcp-connect-rate", set_bucket, FIELD(tcp_connect_rate), 0, 0, false,
      false},
+    {"tcp-aggregate-connect-rate", set_bucket,
+     FIELD(tcp_aggregate_connect_rate), 0, 0, false, false},
     {"tcp-byte-rate", set_bucket, FIELD(tcp_byte_rate), 0, 0, false, true},
     {"tcp-min-rate", set_min_rate, 0, 0, 0, false, true},
     {"tcp-max-lifetime", set_optional, FIELD(tcp_max_lifetime_ms), 1000,

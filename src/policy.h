@@ -21,6 +21,7 @@
 #define POLICY_PATH_MAX   256
 #define POLICY_MAX_XDP    8  /* interfaces of xdp-prefilter */
 #define POLICY_IFNAME_MAX 16 /* IFNAMSIZ */
+#define POLICY_MAX_LEVELS 4  /* prefix levels of tcp-prefix-v4, -v6 */
 
 /* How xdp-prefilter attaches: auto tries native (driver) then generic. */
 enum xdp_mode { XDP_MODE_AUTO, XDP_MODE_NATIVE, XDP_MODE_GENERIC };
@@ -66,9 +67,20 @@ struct policy {
 	unsigned loop_repeats;
 	uint64_t loop_window_ms, loop_hold_ms;
 	struct bucket_cfg udp_rate, udp_byte_rate, udp_global_rate;
-	unsigned tcp_prefix_v4, tcp_prefix_v6; /* TCP's per-source key */
-	unsigned tcp_max_per_source;
+	/* UDP per aggregate (a coarser prefix): echoes to one network. */
+	unsigned udp_aggregate_prefix_v4, udp_aggregate_prefix_v6;
+	struct bucket_cfg udp_aggregate_rate;
+	/* TCP's prefix levels, finest (the per-source key) first, each
+	 * shorter than the one before; the last is the aggregate. */
+	unsigned tcp_prefix_v4[POLICY_MAX_LEVELS], tcp_levels_v4;
+	unsigned tcp_prefix_v6[POLICY_MAX_LEVELS], tcp_levels_v6;
+	unsigned tcp_max_per_source, tcp_max_per_aggregate;
 	struct bucket_cfg tcp_connect_rate, tcp_byte_rate;
+	struct bucket_cfg tcp_aggregate_connect_rate;
+	/* embedded-ipv4 judge: sources in the IPv6 forms that embed an IPv4
+	 * address (addr.h) are judged as that address; else (drop) they are
+	 * bad sources. */
+	bool embedded_ipv4_judge;
 	struct bucket_cfg tcp_min_rate; /* bytes in per period; rate 0: off */
 	uint64_t tcp_max_lifetime_ms;   /* 0: off */
 	uint64_t tcp_max_bytes;         /* 0: off */

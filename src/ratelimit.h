@@ -33,6 +33,8 @@ bool bucket_take(struct bucket *b, const struct bucket_cfg *cfg, uint64_t now,
 uint64_t bucket_level(struct bucket *b, const struct bucket_cfg *cfg,
                       uint64_t now);
 
+struct share_group;
+
 /* Per-source state. Which fields are used depends on the table's owner
  * (UDP guard or TCP); all start zero. */
 struct rate_entry {
@@ -43,9 +45,15 @@ struct rate_entry {
 	struct bucket packets; /* UDP datagrams or TCP connects */
 	struct bucket bytes;   /* UDP or TCP bytes (the byte rates) */
 	uint32_t pinned;       /* open TCP connections: never evict */
-	struct rate_entry *level_prev, *level_next; /* TCP: sources that hold
-	                                             * as many connections */
-	uint32_t logged; /* drop lines logged for this source */
+	uint32_t logged;       /* drop lines logged for this source */
+	/* TCP's prefix levels (guard.c): the entry of the next coarser
+	 * prefix, the group of siblings that hold as many connections as
+	 * this one (NULL while it holds none) and its place in it, and its
+	 * own children's groups, most held first (a circular list). */
+	struct rate_entry *parent;
+	struct share_group *group;
+	struct rate_entry *level_prev, *level_next;
+	struct share_group *children;
 };
 
 struct rate_table;

@@ -418,10 +418,20 @@ evict_from(struct tcp_server *srv, const struct rate_entry *source)
 		return;
 	COUNT(tcp_evicted_largest, 1);
 	if (log_limit_allow(&srv->peer_log, LOG_evicted_largest,
-	                    &c->source->logged))
+	                    &c->source->logged)) {
+		const struct policy *p = srv->policy;
+		const struct ipaddr *agg = &tcp_guard_aggregate(c->source)->key;
+		char where[ADDR_STRLEN];
+
+		format_ipaddr(agg, where, sizeof(where));
 		log_event(LOG_INFO, "tcp_evicted",
-		          "peer=%s reason=largest bytes=%llu", c->peer,
+		          "peer=%s reason=largest aggregate=%s/%u bytes=%llu",
+		          c->peer, where,
+		          agg->family == AF_INET
+		              ? p->tcp_prefix_v4[p->tcp_levels_v4 - 1]
+		              : p->tcp_prefix_v6[p->tcp_levels_v6 - 1],
 		          (unsigned long long)c->bytes);
+	}
 	conn_close(c, "evicted_largest");
 }
 

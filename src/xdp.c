@@ -121,23 +121,23 @@ mask_bytes(unsigned bits, uint8_t *out, size_t n)
 	}
 }
 
-/* The guard's udp-rate as a GCRA interval and tolerance, RATE_MARGIN
- * times as generous; off when unlimited or too fast to matter. */
-static void
-set_rate(struct pf_config *c, const struct bucket_cfg *b)
+/* A guard's rate as a GCRA interval and tolerance, RATE_MARGIN times as
+ * generous; off (0) when unlimited or too fast to matter. */
+static uint8_t
+set_rate(const struct bucket_cfg *b, __u64 *interval_ns,
+         __u64 *tolerance_ns)
 {
 	uint64_t burst = b->burst * RATE_MARGIN;
 
-	c->rate = 0;
 	if (b->rate == 0)
-		return;
-	c->interval_ns = b->period_ms * 1000000 / (b->rate * RATE_MARGIN);
-	if (c->interval_ns == 0)
-		return;
-	c->rate = 1;
-	c->tolerance_ns = burst - 1 > UINT64_MAX / 2 / c->interval_ns
-	                      ? UINT64_MAX / 2
-	                      : (burst - 1) * c->interval_ns;
+		return 0;
+	*interval_ns = b->period_ms * 1000000 / (b->rate * RATE_MARGIN);
+	if (*interval_ns == 0)
+		return 0;
+	*tolerance_ns = burst - 1 > UINT64_MAX / 2 / *interval_ns
+	                    ? UINT64_MAX / 2
+	                    : (burst - 1) * *interval_ns;
+	return 1;
 }
 
 static void
@@ -151,7 +151,12 @@ configure(struct pf_config *c, const struct policy *p, const struct facts *f)
 	c->exempt = p->rate_exempt.n > 0;
 	mask_bytes(p->rate_prefix_v4, (uint8_t *)&c->v4_mask, 4);
 	mask_bytes(p->rate_prefix_v6, (uint8_t *)c->v6_mask, 16);
-	set_rate(c, &p->udp_rate);
+	c->rate = set_rate(&p->udp_rate, &c->interval_ns, &c->tolerance_ns);
+	mask_bytes(p->udp_aggregate_prefix_v4, (uint8_t *)&c->agg_v4_mask, 4);
+	mask_bytes(p->udp_aggregate_prefix_v6, (uint8_t *)c->agg_v6_mask, 16);
+	c->aggregate = set_rate(&p->udp_aggregate_rate, &c->agg_interval_ns,
+	                        &c->agg_tolerance_ns);
+	c->embedded_judge = p->embedded_ipv4_judge;
 	c->max_payload = p->udp_max_datagram;
 	memcpy(c->deny_ports, p->udp_deny_ports.bits, sizeof(c->deny_ports));
 }
@@ -312,6 +317,8 @@ xdp_load(const struct policy *p, const struct facts *f,
 	rc |= bpf_map__set_max_entries(x->skel->maps.exempt6, e6);
 	rc |=
 	    bpf_map__set_max_entries(x->skel->maps.buckets, p->rate_table_size);
+	rc |= bpf_map__set_max_entries(x->skel->maps.aggregates,
+	                               p->rate_table_size);
 	rc |= possible_cpus(&x->ncpus);
 	rc |= bpf_map__set_max_entries(x->skel->maps.counters,
 	                               x->ncpus * PF_SLOT);
@@ -401,7 +408,8 @@ xdp_seal(struct xdp_prefilter *x, char *err, size_t errlen)
 	    x->skel->maps.listeners, x->skel->maps.addrs,
 	    x->skel->maps.acl4,      x->skel->maps.acl6,
 	    x->skel->maps.exempt4,   x->skel->maps.exempt6,
-	    x->skel->maps.buckets,   x->skel->maps.counters};
+	    x->skel->maps.buckets,   x->skel->maps.aggregates,
+	    x->skel->maps.counters};
 	int cfd = bpf_map__fd(x->skel->maps.counters);
 	long page = sysconf(_SC_PAGESIZE);
 	size_t len =

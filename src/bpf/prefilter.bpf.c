@@ -4,9 +4,13 @@
  * path, judged from the same policy in the same order (src/guard.c):
  *   UDP: denied source port, bad source (the host's own addresses from
  *        outside included), bad destination, deny list, and a
- *        per-prefix bucket twice as generous as the guard's (which
- *        rate-exempt sources skip, as they skip the guard's rates);
- *   TCP: the deny list.
+ *        per-prefix and a per-aggregate bucket twice as generous as the
+ *        guard's (which rate-exempt sources skip, as they skip the
+ *        guard's rates);
+ *   TCP: bad source (embedded IPv4 forms only, as the guard), the deny
+ *        list.
+ * An IPv6 source that carries an IPv4 address (addr.h) is a bad source,
+ * or judged as that address (embedded-ipv4), as the guards do.
  * It looks only at UDP and TCP to echod's own listening sockets. Anything
  * else, and anything it cannot parse for certain (fragments, unknown or
  * truncated headers, IPv4-mapped IPv6 addresses), passes untouched: the
@@ -87,6 +91,14 @@ struct {
 	__type(key, struct pf_addr);
 	__type(value, __u64);
 } buckets SEC(".maps");
+
+/* Per aggregate prefix, the same (udp-aggregate-rate). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384); /* rate-table-size, set by the loader */
+	__type(key, struct pf_addr);
+	__type(value, __u64);
+} aggregates SEC(".maps");
 
 /* Mapped read-only by echod's supervisor: no bpf() call to read them.
  * PF_SLOT entries per possible CPU (the loader sets the size). */
@@ -368,42 +380,104 @@ port_denied(__u16 sport_be)
 }
 
 /*
- * The source prefix's bucket, kept as the time its next packet is due
- * (GCRA): over the tolerance, the prefix has spent its burst. Concurrent
- * CPUs may both spend one slot; that only lets more through. A new or
- * evicted prefix starts with a whole burst.
+ * A prefix's bucket, kept as the time its next packet is due (GCRA): over
+ * the tolerance, the prefix has spent its burst. Concurrent CPUs may both
+ * spend one slot; that only lets more through. A new or evicted prefix
+ * starts with a whole burst.
  */
 static __always_inline bool
-over_rate(const struct pf_addr *src)
+over_bucket(void *map, const struct pf_addr *src, __u32 v4_mask,
+            const volatile __u32 *v6_mask, __u64 interval, __u64 tolerance)
 {
 	struct pf_addr k = {.family = src->family};
 	__u32 *kw = (__u32 *)k.bytes;
 	const __u32 *sw = (const __u32 *)src->bytes;
 	__u64 now = bpf_ktime_get_ns(), tat, *slot;
 
-	if (!cfg.rate)
-		return false;
 	if (src->family == PF_AF_INET) {
-		kw[0] = sw[0] & cfg.v4_mask;
+		kw[0] = sw[0] & v4_mask;
 	} else {
-		kw[0] = sw[0] & cfg.v6_mask[0];
-		kw[1] = sw[1] & cfg.v6_mask[1];
-		kw[2] = sw[2] & cfg.v6_mask[2];
-		kw[3] = sw[3] & cfg.v6_mask[3];
+		kw[0] = sw[0] & v6_mask[0];
+		kw[1] = sw[1] & v6_mask[1];
+		kw[2] = sw[2] & v6_mask[2];
+		kw[3] = sw[3] & v6_mask[3];
 	}
-	slot = bpf_map_lookup_elem(&buckets, &k);
+	slot = bpf_map_lookup_elem(map, &k);
 	if (!slot) {
-		tat = now + cfg.interval_ns;
-		bpf_map_update_elem(&buckets, &k, &tat, BPF_ANY);
+		tat = now + interval;
+		bpf_map_update_elem(map, &k, &tat, BPF_ANY);
 		return false;
 	}
 	tat = *slot;
 	if (tat < now)
 		tat = now;
-	if (tat - now > cfg.tolerance_ns)
+	if (tat - now > tolerance)
 		return true;
-	*slot = tat + cfg.interval_ns;
+	*slot = tat + interval;
 	return false;
+}
+
+static __always_inline bool
+over_rate(const struct pf_addr *src)
+{
+	return cfg.rate && over_bucket(&buckets, src, cfg.v4_mask, cfg.v6_mask,
+	                               cfg.interval_ns, cfg.tolerance_ns);
+}
+
+static __always_inline bool
+over_aggregate(const struct pf_addr *src)
+{
+	return cfg.aggregate &&
+	       over_bucket(&aggregates, src, cfg.agg_v4_mask, cfg.agg_v6_mask,
+	                   cfg.agg_interval_ns, cfg.agg_tolerance_ns);
+}
+
+/*
+ * addr.c's ipaddr_embedded_v4(): is a (IPv6) one of the forms that carry
+ * an IPv4 address (NAT64 64:ff9b::/96 and 64:ff9b:1::/48, 6to4
+ * 2002::/16, Teredo 2001::/32, IPv4-compatible ::/96 but :: and ::1)?
+ * Then *v4 is that address.
+ */
+static __always_inline bool
+embedded_v4(const struct pf_addr *a, struct pf_addr *v4)
+{
+	const __u8 *b = a->bytes;
+	const __u32 *w = (const __u32 *)b;
+	__u32 carried;
+
+	if (w[0] == bpf_htonl(0x0064ff9b) && w[1] == 0 && w[2] == 0)
+		carried = w[3];
+	else if (w[0] == bpf_htonl(0x0064ff9b) && b[4] == 0 && b[5] == 1)
+		carried = w[3];
+	else if (b[0] == 0x20 && b[1] == 0x02)
+		__builtin_memcpy(&carried, b + 2, 4);
+	else if (w[0] == bpf_htonl(0x20010000))
+		carried = ~w[3];
+	else if (w[0] == 0 && w[1] == 0 && w[2] == 0 &&
+	         bpf_ntohl(w[3]) > 1)
+		carried = w[3];
+	else
+		return false;
+	__builtin_memset(v4, 0, sizeof(*v4));
+	v4->family = PF_AF_INET;
+	__builtin_memcpy(v4->bytes, &carried, 4);
+	return true;
+}
+
+/* How the guards see the source (guard_judged_source): p->src becomes
+ * the IPv4 address it carries, if any. false: embedded-ipv4 drop. */
+static __always_inline bool
+judge_source(struct pkt *p, bool *embedded)
+{
+	struct pf_addr v4;
+
+	*embedded = p->src.family == PF_AF_INET6 && embedded_v4(&p->src, &v4);
+	if (!*embedded)
+		return true;
+	if (!cfg.embedded_judge)
+		return false;
+	p->src = v4;
+	return true;
 }
 
 SEC("xdp")
@@ -426,14 +500,25 @@ echod_prefilter(struct xdp_md *ctx)
 		return XDP_PASS;
 	if (r != 0 || !for_echod(&p))
 		return XDP_PASS;
-	if (p.proto == IPPROTO_TCP)
-		return denied(&p.src) ? verdict(PF_tcp_drop_deny) : XDP_PASS;
+	if (p.proto == IPPROTO_TCP) {
+		/* tcp_guard_admit: an embedded form's address is judged
+		 * as if it came from no interface to no address. */
+		struct pkt judged = {.src = p.src};
+		bool embedded;
+
+		if (!judge_source(&judged, &embedded) ||
+		    (embedded && bad_source(&judged)))
+			return verdict(PF_tcp_drop_bad_source);
+		return denied(&judged.src) ? verdict(PF_tcp_drop_deny)
+		                           : XDP_PASS;
+	}
 	/* udp.c drops an oversize datagram before any guard: leave it. */
 	if (p.payload > cfg.max_payload)
 		return XDP_PASS;
 	if (port_denied(p.sport))
 		return verdict(PF_udp_drop_port);
-	if (bad_source(&p))
+	bool embedded;
+	if (!judge_source(&p, &embedded) || bad_source(&p))
 		return verdict(PF_udp_drop_bad_source);
 	if (bad_dest(&p))
 		return verdict(PF_udp_drop_bad_dest);
@@ -444,6 +529,8 @@ echod_prefilter(struct xdp_md *ctx)
 		return XDP_PASS;
 	if (over_rate(&p.src))
 		return verdict(PF_udp_drop_rate);
+	if (over_aggregate(&p.src))
+		return verdict(PF_udp_drop_aggregate_rate);
 	return XDP_PASS;
 }
 

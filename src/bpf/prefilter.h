@@ -15,7 +15,9 @@
 	X(udp_drop_deny)                                                       \
 	X(udp_drop_rate)                                                       \
 	X(tcp_drop_deny)                                                       \
-	X(would_drop)
+	X(would_drop)                                                          \
+	X(udp_drop_aggregate_rate)                                             \
+	X(tcp_drop_bad_source)
 
 enum pf_reason {
 #define PF_ENUM(name) PF_##name,
@@ -24,10 +26,10 @@ enum pf_reason {
 	    PF_NREASONS
 };
 
-/* The counters map holds one cache line of PF_SLOT counters per CPU, so
+/* The counters map holds two cache lines of PF_SLOT counters per CPU, so
  * that CPUs dropping a flood together never share a line: counter r of
  * CPU c is entry c * PF_SLOT + r. */
-#define PF_SLOT 8
+#define PF_SLOT 16
 _Static_assert(PF_NREASONS <= PF_SLOT, "a CPU's counters fit its slot");
 
 #define PF_AF_INET  2  /* AF_INET, without libc headers in the BPF build */
@@ -72,11 +74,17 @@ struct pf_config {
 	__u8 acl;     /* the deny/allow tries hold rules */
 	__u8 rate;    /* the per-prefix bucket is on */
 	__u8 exempt;  /* the rate-exempt tries hold prefixes */
-	__u8 pad[4];
+	__u8 embedded_judge; /* embedded-ipv4 judge: else a bad source */
+	__u8 aggregate;      /* the per-aggregate bucket is on */
+	__u8 pad[2];
 	__u32 v4_mask;      /* rate-prefix-v4 as a mask, network order */
 	__u32 v6_mask[4];   /* rate-prefix-v6 as four masks, network order */
 	__u64 interval_ns;  /* the bucket: one packet per interval ... */
 	__u64 tolerance_ns; /* ... and a burst of tolerance/interval + 1 */
+	__u32 agg_v4_mask;  /* udp-aggregate-prefix-v4, -v6, as above */
+	__u32 agg_v6_mask[4];
+	__u64 agg_interval_ns; /* the aggregate's bucket, as above */
+	__u64 agg_tolerance_ns;
 	__u64 max_payload;  /* larger datagrams go to udp_drop_oversize */
 	__u32 loopbacks[PF_MAX_LOOPBACK]; /* loopback ifindexes, 0: none */
 	__u64 deny_ports[65536 / 64]; /* udp-deny-source-ports, host order */
