@@ -757,11 +757,59 @@ test_format_ipaddr(void **state)
 	assert_string_equal(buf, "?");
 }
 
+/* Each IPv6 form that carries an IPv4 address, at its edges. */
+static void
+test_embedded_v4(void **state)
+{
+	static const struct {
+		const char *addr;
+		enum embedded_v4 kind;
+		const char *v4;
+	} cases[] = {
+	    {"64:ff9b::c000:201", EMBEDDED_NAT64, "192.0.2.1"},
+	    {"64:ff9b::", EMBEDDED_NAT64, "0.0.0.0"},
+	    {"64:ff9b::1:0:0:c000:201", EMBEDDED_NONE, NULL},
+	    {"64:ff9b:1::c000:201", EMBEDDED_NAT64_LOCAL, "192.0.2.1"},
+	    {"64:ff9b:1:ffff:ffff:ffff:c000:201", EMBEDDED_NAT64_LOCAL,
+	     "192.0.2.1"},
+	    {"64:ff9b:2::c000:201", EMBEDDED_NONE, NULL},
+	    {"2002:c000:201::1", EMBEDDED_6TO4, "192.0.2.1"},
+	    {"2002:ffff:ffff:ffff::", EMBEDDED_6TO4, "255.255.255.255"},
+	    {"2003::1", EMBEDDED_NONE, NULL},
+	    {"2001:0:4136:e378:8000:63bf:3fff:fdd2", EMBEDDED_TEREDO,
+	     "192.0.2.45"},
+	    {"2001:1::1", EMBEDDED_NONE, NULL},
+	    {"2001:db8::1", EMBEDDED_NONE, NULL},
+	    {"::c000:201", EMBEDDED_COMPAT, "192.0.2.1"},
+	    {"::2", EMBEDDED_COMPAT, "0.0.0.2"},
+	    {"::1", EMBEDDED_NONE, NULL},
+	    {"::", EMBEDDED_NONE, NULL},
+	    {"::1:0:0:1", EMBEDDED_NONE, NULL},
+	    {"::ffff:192.0.2.1", EMBEDDED_NONE, NULL}, /* folded: IPv4 */
+	    {"192.0.2.1", EMBEDDED_NONE, NULL},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		struct ipaddr a, v4, want;
+
+		assert_int_equal(parse_ipaddr(cases[i].addr, &a), 0);
+		memset(&v4, 0xa5, sizeof(v4));
+		assert_int_equal(ipaddr_embedded_v4(&a, &v4), cases[i].kind);
+		if (cases[i].v4 == NULL)
+			continue;
+		assert_int_equal(parse_ipaddr(cases[i].v4, &want), 0);
+		assert_true(ipaddr_equal(&v4, &want));
+		assert_memory_equal(&v4, &want, sizeof(want));
+	}
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_ipaddr_v4),
+	    cmocka_unit_test(test_embedded_v4),
 	    cmocka_unit_test(test_ipaddr_v6),
 	    cmocka_unit_test(test_ipaddr_v4_mapped_folds),
 	    cmocka_unit_test(test_ipaddr_rejects),

@@ -461,7 +461,10 @@ test_one_rate_is_enough(void **state)
 static void
 test_table_memory_is_fixed(void **state)
 {
-	struct udp_guard *g = guard_with("rate-table-size 64\n", 1);
+	/* One aggregate per /16: the evictions counted are the sources'. */
+	struct udp_guard *g = guard_with("rate-table-size 64\n"
+	                                 "udp-aggregate-prefix-v4 16\n",
+	                                 1);
 	size_t before = rate_table_bytes(udp_guard_table(g));
 
 	(void)state;
@@ -509,7 +512,8 @@ test_tcp_eviction_order(void **state)
 	struct tcp_admission a, b, c, first;
 
 	(void)state;
-	udp_guard_free(guard_with(NULL, 1)); /* pol and facts */
+	/* pol and facts; one level: the sources alone are compared. */
+	udp_guard_free(guard_with("tcp-prefix-v4 32\n", 1));
 	g = tcp_guard_new(&pol, &facts, 4);
 	assert_non_null(g);
 	first = tcp_connect(g, "198.18.1.1", 1);
@@ -874,6 +878,318 @@ test_repeated_source_check(void **state)
 	udp_guard_free(g);
 }
 
+/* ------------------------------------------------------------ levels */
+
+/* Connect n times from src; every one admitted. */
+static struct tcp_admission
+tcp_fill(struct tcp_guard *g, const char *src, unsigned n, uint64_t now)
+{
+	struct tcp_admission a = {0};
+
+	for (unsigned i = 0; i < n; i++) {
+		a = tcp_connect(g, src, now);
+		assert_true(a.admit);
+	}
+	return a;
+}
+
+/*
+ * The /48 attack: with the cap full, 16 and then 256 /64s of one /48
+ * cannot take a connection from another /48 that holds fewer; each fresh
+ * /64 is judged inside its own /48 (its own connections are the ones it
+ * can displace). A third /48 that holds nothing is let in at the cost of
+ * the largest /48.
+ */
+static void
+test_tcp_levels_v6(void **state)
+{
+	struct tcp_guard *g;
+	struct tcp_admission a, legit[4];
+	char src[64];
+
+	(void)state;
+	udp_guard_free(guard_with("tcp-connect-rate unlimited\n"
+	                          "tcp-aggregate-connect-rate unlimited\n",
+	                          1));
+	assert_int_equal(pol.tcp_levels_v6, 3);
+	g = tcp_guard_new(&pol, &facts, 8);
+	assert_non_null(g);
+	legit[0] = tcp_connect(g, "2001:db8:aaaa:1::1", 1);
+	legit[1] = tcp_connect(g, "2001:db8:aaaa:2::1", 1);
+	legit[2] = tcp_connect(g, "2001:db8:cccc:1::1", 1);
+	legit[3] = tcp_connect(g, "2001:db8:cccc:2::1", 1);
+	for (unsigned i = 0; i < 16 + 256; i++) {
+		snprintf(src, sizeof(src), "2001:db8:bbbb:%x::1", i);
+		a = tcp_connect(g, src, 2 + i);
+		if (i < 4) { /* the free slots */
+			assert_true(a.admit && a.evict == NULL);
+			continue;
+		}
+		/* Its /48 holds 4, the others 2: only its own go. */
+		assert_true(a.admit);
+		assert_non_null(a.evict);
+		assert_int_equal(a.evict->key.bytes[4], 0xbb);
+		assert_int_equal(a.evict->key.bytes[5], 0xbb);
+		assert_int_equal(tcp_guard_aggregate(a.evict)->pinned, 4);
+	}
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(legit[i].source->pinned, 1);
+	assert_int_equal(tcp_guard_aggregate(legit[0].source)->pinned, 2);
+	/* A third /48: 0 < 4, the attacker's /48 pays. */
+	a = tcp_connect(g, "2001:db8:dddd::1", 1000);
+	assert_true(a.admit);
+	assert_int_equal(a.evict->key.bytes[4], 0xbb);
+	/* The attacker's /48 holds 3, still the largest: only its own. */
+	a = tcp_connect(g, "2001:db8:bbbb:ffff::1", 1001);
+	assert_true(a.admit);
+	assert_int_equal(a.evict->key.bytes[4], 0xbb);
+	assert_int_equal(tcp_guard_active(g), 8);
+	tcp_guard_free(g);
+}
+
+/* IPv4: 64 addresses of one /24 against clients of two other /24s. */
+static void
+test_tcp_levels_v4(void **state)
+{
+	struct tcp_guard *g;
+	struct tcp_admission a, legit[2];
+	char src[32];
+
+	(void)state;
+	udp_guard_free(guard_with("tcp-connect-rate unlimited\n", 1));
+	g = tcp_guard_new(&pol, &facts, 6);
+	legit[0] = tcp_fill(g, "198.18.1.1", 2, 1);
+	legit[1] = tcp_fill(g, "198.18.2.1", 2, 1);
+	for (unsigned i = 0; i < 64; i++) {
+		snprintf(src, sizeof(src), "198.18.3.%u", i + 1);
+		a = tcp_connect(g, src, 2 + i);
+		assert_true(a.admit);
+		assert_true(a.evict == NULL ||
+		            (a.evict->key.bytes[2] == 3 &&
+		             tcp_guard_aggregate(a.evict)->pinned == 2));
+	}
+	assert_int_equal(legit[0].source->pinned, 2);
+	assert_int_equal(legit[1].source->pinned, 2);
+	tcp_guard_free(g);
+}
+
+/* Inside the largest aggregate, the largest /56 loses first, and inside
+ * it the largest /64; a newcomer whose /48 ties the largest is judged
+ * inside its own /48 (the tie-break among equal /48s does not matter). */
+static void
+test_tcp_victim_descends_the_levels(void **state)
+{
+	struct tcp_guard *g;
+	struct tcp_admission a, big, small;
+
+	(void)state;
+	udp_guard_free(guard_with("tcp-connect-rate unlimited\n", 1));
+	g = tcp_guard_new(&pol, &facts, 8);
+	/* /48 A: /56 a1 holds 3 (one /64 2, another 1), /56 a2 holds 1. */
+	big = tcp_fill(g, "2001:db8:a:100::1", 2, 1);
+	tcp_fill(g, "2001:db8:a:101::1", 1, 1);
+	small = tcp_fill(g, "2001:db8:a:200::1", 1, 1);
+	/* /48 B holds 4: the cap is full. */
+	tcp_fill(g, "2001:db8:b:100::1", 4, 1);
+	assert_int_equal(tcp_guard_active(g), 8);
+	/* A's newcomer ties B at the top: judged inside A, where /56 a1
+	 * (3) is larger than its own a2 (1): a1's largest /64 pays. */
+	a = tcp_connect(g, "2001:db8:a:201::1", 2);
+	assert_true(a.admit);
+	assert_ptr_equal(a.evict, big.source);
+	assert_int_equal(small.source->pinned, 1);
+	/* B's newcomer in another /56: inside B, its /56 b1 pays. */
+	a = tcp_connect(g, "2001:db8:b:200::1", 3);
+	assert_true(a.admit);
+	assert_int_equal(a.evict->key.bytes[6], 1);
+	assert_int_equal(a.evict->key.bytes[5], 0xb);
+	/* The /64 that is the largest at every level of its chain: letting
+	 * it in would only trade places. */
+	a = tcp_connect(g, "2001:db8:b:100::1", 4);
+	assert_false(a.admit);
+	assert_int_equal(a.verdict, TCP_max);
+	assert_int_equal(tcp_guard_active(g), 8);
+	tcp_guard_free(g);
+}
+
+/* The per-aggregate cap and connect rate: their own reasons, at the
+ * coarsest level, however many sources share the aggregate. */
+static void
+test_tcp_aggregate_limits(void **state)
+{
+	struct tcp_guard *g;
+	struct tcp_admission a;
+	char src[32];
+
+	(void)state;
+	udp_guard_free(guard_with("tcp-max-connections-per-aggregate 3\n"
+	                          "tcp-connect-rate unlimited\n",
+	                          1));
+	g = tcp_guard_new(&pol, &facts, 100);
+	for (unsigned i = 0; i < 3; i++) {
+		snprintf(src, sizeof(src), "198.18.5.%u", i + 1);
+		assert_true(tcp_connect(g, src, 1).admit);
+	}
+	a = tcp_connect(g, "198.18.5.9", 1);
+	assert_false(a.admit);
+	assert_int_equal(a.verdict, TCP_per_aggregate);
+	assert_string_equal(tcp_reason_name(a.verdict), "per_aggregate");
+	assert_true(tcp_connect(g, "198.18.6.1", 1).admit);
+	tcp_guard_free(g);
+
+	udp_guard_free(guard_with("tcp-aggregate-connect-rate 1/h burst 5\n",
+	                          1));
+	g = tcp_guard_new(&pol, &facts, 100);
+	for (unsigned i = 0; i < 5; i++) {
+		snprintf(src, sizeof(src), "2001:db8:7:%x::1", i << 8);
+		assert_true(tcp_connect(g, src, 1).admit);
+	}
+	a = tcp_connect(g, "2001:db8:7:ff00::1", 1);
+	assert_false(a.admit);
+	assert_int_equal(a.verdict, TCP_aggregate_rate);
+	/* The source's own token was not spent by the refusal. */
+	assert_int_equal(bucket_level(&a.source->packets,
+	                              &pol.tcp_connect_rate, 1),
+	                 400);
+	assert_true(tcp_connect(g, "2001:db8:8::1", 1).admit);
+	tcp_guard_free(g);
+}
+
+/* UDP: 256 /56s of one /48 share its aggregate rate. */
+static void
+test_udp_aggregate_rate(void **state)
+{
+	struct udp_guard *g = guard_with("udp-rate 100/s burst 100\n"
+	                                 "udp-aggregate-rate 10/s burst 300\n",
+	                                 1);
+	unsigned ok = 0;
+
+	(void)state;
+	for (unsigned i = 0; i < 256; i++) {
+		char src[64];
+
+		snprintf(src, sizeof(src), "2001:db8:5:%x::1", i << 8);
+		for (int k = 0; k < 4; k++) {
+			enum guard_reason r = check(g, src, 40000 + k,
+			                            "2001:db8::1", "x", 1000);
+			assert_true(r == GUARD_ok || r == GUARD_aggregate_rate);
+			ok += r == GUARD_ok;
+		}
+	}
+	assert_int_equal(ok, 300);
+	assert_string_equal(guard_reason_name(GUARD_aggregate_rate),
+	                    "aggregate_rate");
+	/* Another /48 has its own. */
+	assert_int_equal(check(g, "2001:db8:6::1", 40000, "2001:db8::1", "x",
+	                       1000),
+	                 GUARD_ok);
+	udp_guard_free(g);
+}
+
+/* ------------------------------------------------------------ embedded */
+
+/* Each embedded form of a denied, a bad and an ordinary IPv4 address. */
+static const struct embedded_case {
+	const char *src;
+	enum guard_reason drop, judge;
+} embedded_cases[] = {
+    /* 198.19.1.1 (denied), 127.0.0.1, 198.18.0.1 (own), 198.18.7.7 */
+    {"64:ff9b::c613:101", GUARD_bad_source, GUARD_deny},
+    {"64:ff9b::7f00:1", GUARD_bad_source, GUARD_bad_source},
+    {"64:ff9b::c612:1", GUARD_bad_source, GUARD_bad_source},
+    {"64:ff9b::c612:707", GUARD_bad_source, GUARD_ok},
+    {"64:ff9b:1:2:3:4:c613:101", GUARD_bad_source, GUARD_deny},
+    {"64:ff9b:1::c612:707", GUARD_bad_source, GUARD_ok},
+    {"2002:c613:101::1", GUARD_bad_source, GUARD_deny},
+    {"2002:7f00:1:2::1", GUARD_bad_source, GUARD_bad_source},
+    {"2002:c612:707::9", GUARD_bad_source, GUARD_ok},
+    {"2001:0:4136:e378:8000:63bf:39ec:fefe", GUARD_bad_source, GUARD_deny},
+    {"2001:0:4136:e378:8000:63bf:80ff:fffe", GUARD_bad_source,
+     GUARD_bad_source},
+    {"2001:0:4136:e378:8000:63bf:39ed:f8f8", GUARD_bad_source, GUARD_ok},
+    {"::198.19.1.1", GUARD_bad_source, GUARD_deny},
+    {"::198.18.0.1", GUARD_bad_source, GUARD_bad_source},
+    {"::224.0.0.1", GUARD_bad_source, GUARD_bad_source},
+    {"::198.18.7.7", GUARD_bad_source, GUARD_ok},
+    /* Not embedded forms: judged as themselves. */
+    {"2001:db8:7::1", GUARD_ok, GUARD_ok},
+    {"2001:1::1", GUARD_ok, GUARD_ok},
+    {"64:ff9c::1", GUARD_ok, GUARD_ok},
+};
+
+static void
+check_embedded(bool judge)
+{
+	struct udp_guard *g = guard_with(judge ? "deny 198.19.0.0/16\n"
+	                                         "embedded-ipv4 judge\n"
+	                                       : "deny 198.19.0.0/16\n",
+	                                 1);
+	struct tcp_guard *t = tcp_guard_new(&pol, &facts, 10);
+
+	for (size_t i = 0; i < sizeof(embedded_cases) / sizeof(*embedded_cases);
+	     i++) {
+		const struct embedded_case *c = &embedded_cases[i];
+		enum guard_reason want = judge ? c->judge : c->drop;
+		struct tcp_admission a;
+		struct ipaddr src;
+
+		assert_int_equal(
+		    check(g, c->src, 40000, "2001:db8::1", "x", 1000 + i), want);
+		assert_int_equal(parse_ipaddr(c->src, &src), 0);
+		tcp_guard_admit(t, &src, 1000 + i, &a);
+		assert_int_equal(a.admit, want == GUARD_ok);
+		if (want == GUARD_bad_source)
+			assert_int_equal(a.verdict, TCP_bad_source);
+		if (want == GUARD_deny)
+			assert_int_equal(a.verdict, TCP_deny);
+	}
+	/* Still the first check: a denied port goes before. */
+	assert_int_equal(check(g, "64:ff9b::c613:101", 53, "2001:db8::1", "x",
+	                       2000),
+	                 GUARD_port);
+	tcp_guard_free(t);
+	udp_guard_free(g);
+}
+
+static void
+test_embedded_ipv4_dropped_by_default(void **state)
+{
+	(void)state;
+	check_embedded(false);
+	assert_false(pol.embedded_ipv4_judge);
+}
+
+static void
+test_embedded_ipv4_judged(void **state)
+{
+	(void)state;
+	check_embedded(true);
+}
+
+/* Judged: the rate prefix is the IPv4 address's /24, shared with the
+ * address itself and with every other form that carries it. */
+static void
+test_embedded_ipv4_shares_the_ipv4_rate(void **state)
+{
+	struct udp_guard *g = guard_with("embedded-ipv4 judge\n"
+	                                 "udp-rate 10/s burst 4\n",
+	                                 1);
+	static const char *const forms[] = {
+	    "198.18.7.7", "64:ff9b::c612:708", "2002:c612:709::1",
+	    "::198.18.7.10", "2001:0:1:2:3:4:39ed:f8f4"};
+	unsigned ok = 0;
+
+	(void)state;
+	for (int round = 0; round < 2; round++)
+		for (size_t i = 0; i < sizeof(forms) / sizeof(*forms); i++)
+			ok += check(g, forms[i], 40000, strchr(forms[i], ':')
+			                                    ? "2001:db8::1"
+			                                    : "198.18.0.1",
+			            "x", 1000) == GUARD_ok;
+	assert_int_equal(ok, 4);
+	udp_guard_free(g);
+}
+
 int
 main(void)
 {
@@ -901,6 +1217,14 @@ main(void)
 	    cmocka_unit_test(test_rate_exempt_udp),
 	    cmocka_unit_test(test_rate_exempt_keeps_other_checks),
 	    cmocka_unit_test(test_rate_exempt_tcp),
+	    cmocka_unit_test(test_tcp_levels_v6),
+	    cmocka_unit_test(test_tcp_levels_v4),
+	    cmocka_unit_test(test_tcp_victim_descends_the_levels),
+	    cmocka_unit_test(test_tcp_aggregate_limits),
+	    cmocka_unit_test(test_udp_aggregate_rate),
+	    cmocka_unit_test(test_embedded_ipv4_dropped_by_default),
+	    cmocka_unit_test(test_embedded_ipv4_judged),
+	    cmocka_unit_test(test_embedded_ipv4_shares_the_ipv4_rate),
 	};
 
 	return cmocka_run_group_tests_name("guard", tests, NULL, NULL);

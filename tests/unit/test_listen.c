@@ -12,6 +12,7 @@
 #include <linux/filter.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <stdbool.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -54,6 +55,9 @@ run(const struct sock_filter *prog, size_t len, const uint8_t hdr[NET_HDR])
 		case BPF_ALU | BPF_MUL | BPF_K:
 			a *= in->k;
 			break;
+		case BPF_ALU | BPF_ADD | BPF_K:
+			a += in->k;
+			break;
 		case BPF_ALU | BPF_XOR | BPF_X:
 			a ^= x;
 			break;
@@ -85,6 +89,17 @@ rand8(void)
 {
 	rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
 	return (uint8_t)(rng >> 24);
+}
+
+/* A steering key, as echod draws one at each start. */
+static uint32_t key[STEERING_KEY_WORDS];
+
+static void
+new_key(uint32_t k[STEERING_KEY_WORDS])
+{
+	for (size_t i = 0; i < STEERING_KEY_WORDS; i++)
+		k[i] = (uint32_t)rand8() << 24 | (uint32_t)rand8() << 16 |
+		       (uint32_t)rand8() << 8 | rand8();
 }
 
 /* A header of random bytes; the source address at its family's offset. */
@@ -131,7 +146,7 @@ static void
 check_prefix_decides(int family, unsigned bits, unsigned nworkers)
 {
 	struct sock_filter prog[STEERING_MAX_INSNS];
-	size_t len = build_steering(prog, family, bits, nworkers);
+	size_t len = build_steering(prog, family, bits, nworkers, key);
 	uint8_t hdr[NET_HDR];
 
 	assert_true(len > 0 && len <= STEERING_MAX_INSNS);
@@ -170,7 +185,7 @@ static void
 check_spread(int family, unsigned bits)
 {
 	struct sock_filter prog[STEERING_MAX_INSNS];
-	size_t len = build_steering(prog, family, bits, 4);
+	size_t len = build_steering(prog, family, bits, 4, key);
 	unsigned count[4] = {0};
 	uint8_t hdr[NET_HDR];
 
@@ -200,7 +215,7 @@ static void
 test_sequential_prefixes_spread(void **state)
 {
 	struct sock_filter prog[STEERING_MAX_INSNS];
-	size_t len = build_steering(prog, AF_INET, 24, 4);
+	size_t len = build_steering(prog, AF_INET, 24, 4, key);
 	unsigned count[4] = {0};
 	uint8_t hdr[NET_HDR] = {0};
 
@@ -211,6 +226,65 @@ test_sequential_prefixes_spread(void **state)
 	}
 	for (int w = 0; w < 4; w++)
 		assert_true(count[w] >= 40);
+}
+
+/* Which of 4 workers each of 64 prefixes (198.18.N.0/24, or
+ * 2001:db8:N::/48) goes to under key k. */
+static void
+mapping(int family, const uint32_t k[STEERING_KEY_WORDS], unsigned out[64])
+{
+	struct sock_filter prog[STEERING_MAX_INSNS];
+	unsigned bits = family == AF_INET ? 24 : 48;
+	size_t len = build_steering(prog, family, bits, 4, k);
+	uint8_t hdr[NET_HDR] = {0};
+
+	for (unsigned i = 0; i < 64; i++) {
+		if (family == AF_INET) {
+			hdr[12] = 198, hdr[13] = 18, hdr[14] = (uint8_t)i;
+		} else {
+			hdr[8] = 0x20, hdr[9] = 0x01, hdr[10] = 0x0d;
+			hdr[11] = 0xb8, hdr[13] = (uint8_t)i;
+		}
+		out[i] = run(prog, len, hdr);
+	}
+}
+
+/* Two prefixes share a worker under one key: the partition, whatever the
+ * workers' order. */
+static bool
+same_partition(const unsigned a[64], const unsigned b[64])
+{
+	for (unsigned i = 0; i < 64; i++)
+		for (unsigned j = i + 1; j < 64; j++)
+			if ((a[i] == a[j]) != (b[i] == b[j]))
+				return false;
+	return true;
+}
+
+/* The mapping is the key's, not the address's: the same 64 prefixes
+ * are grouped differently under each of 20 keys (a spoofer who does not
+ * know the key cannot tell which prefixes share a victim's worker), and
+ * the same under one key every time. */
+static void
+test_key_decides_the_mapping(void **state)
+{
+	int families[] = {AF_INET, AF_INET6};
+
+	(void)state;
+	for (int f = 0; f < 2; f++) {
+		unsigned first[64], again[64], other[64];
+		uint32_t k1[STEERING_KEY_WORDS], k2[STEERING_KEY_WORDS];
+
+		new_key(k1);
+		mapping(families[f], k1, first);
+		mapping(families[f], k1, again);
+		assert_memory_equal(first, again, sizeof(first));
+		for (int n = 0; n < 20; n++) {
+			new_key(k2);
+			mapping(families[f], k2, other);
+			assert_false(same_partition(first, other));
+		}
+	}
 }
 
 /* The kernel's checker takes every program the builder makes. */
@@ -235,7 +309,7 @@ test_kernel_accepts(void **state)
 			struct sock_fprog fp;
 
 			fp.len = (unsigned short)build_steering(
-			    prog, families[f], bits, 3);
+			    prog, families[f], bits, 3, key);
 			fp.filter = prog;
 			assert_int_equal(setsockopt(fd, SOL_SOCKET,
 			                            SO_ATTACH_REUSEPORT_CBPF,
@@ -253,8 +327,10 @@ main(void)
 	    cmocka_unit_test(test_same_prefix_same_worker),
 	    cmocka_unit_test(test_prefixes_spread),
 	    cmocka_unit_test(test_sequential_prefixes_spread),
+	    cmocka_unit_test(test_key_decides_the_mapping),
 	    cmocka_unit_test(test_kernel_accepts),
 	};
 
+	new_key(key);
 	return cmocka_run_group_tests_name("listen", tests, NULL, NULL);
 }

@@ -638,29 +638,39 @@ decode(const struct pkt *p, struct datagram *d, uint16_t *dport, int *proto)
 }
 
 /*
- * Random mutations of well-formed packets, 20000 of them: whatever the
- * program drops decodes to a datagram for echod that the real guard also
- * refuses (for UDP), or a TCP source the deny list refuses. The guard
- * here is fresh for each packet and neither has a rate limit (the bucket
- * has its own test above).
+ * Random mutations of well-formed packets, 20000 of them, under policy
+ * `extra`: whatever the program drops decodes to a datagram for echod
+ * that the real guard also refuses (for UDP), or a TCP connection that
+ * tcp_guard_admit refuses. The guards here are fresh for each packet and
+ * neither has a rate limit (the buckets have their own tests above).
+ * Some sources are embedded IPv4 forms: of a denied address, of an
+ * ordinary one, of loopback.
  */
 static void
-test_drops_only_what_the_guard_drops(void **state)
+drops_only_what_the_guard_drops(const char *extra)
 {
+	static const char *const embedded[] = {
+	    "64:ff9b::c613:101", "2002:c612:707::1", "64:ff9b::7f00:1",
+	    "2001:0:4136:e378:8000:63bf:39ec:fefe", "::198.18.7.7"};
 	struct udp_guard *g;
+	struct tcp_guard *t;
 	unsigned seed = 12345, drops = 0;
 	struct pkt p;
+	char text[256];
 
-	(void)state;
 	teardown(NULL);
-	load("udp-rate unlimited\n");
+	snprintf(text, sizeof(text),
+	         "udp-rate unlimited\nudp-aggregate-rate unlimited\n"
+	         "tcp-connect-rate unlimited\n%s",
+	         extra);
+	load(text);
 	g = udp_guard_new(&pol, &facts, 1);
 	assert_non_null(g);
 	for (int i = 0; i < 20000; i++) {
 		struct datagram d;
 		uint16_t dport = 0;
 		int proto = 0;
-		switch (i % 4) {
+		switch (i % 6) {
 		case 0:
 			udp4(&p, CLI4, EPHEM, SRV4);
 			break;
@@ -669,6 +679,13 @@ test_drops_only_what_the_guard_drops(void **state)
 			break;
 		case 2:
 			v4(&p, IPPROTO_TCP, CLI4, SRV4, EPHEM, PORT, 0, 0);
+			break;
+		case 3:
+			udp6(&p, embedded[i / 6 % 5], EPHEM, SRV6);
+			break;
+		case 4:
+			v6(&p, IPPROTO_TCP, embedded[i / 6 % 5], SRV6, EPHEM,
+			   PORT, NULL, 0);
 			break;
 		default:
 			udp4(&p, "198.19.1.1", EPHEM, SRV4);
@@ -685,7 +702,12 @@ test_drops_only_what_the_guard_drops(void **state)
 		drops++;
 		assert_int_equal(decode(&p, &d, &dport, &proto), 0);
 		if (proto == IPPROTO_TCP) {
-			assert_false(acl_allows(&pol.acl, &d.src));
+			struct tcp_admission a;
+
+			t = tcp_guard_new(&pol, &facts, 10);
+			tcp_guard_admit(t, &d.src, 1000, &a);
+			assert_false(a.admit);
+			tcp_guard_free(t);
 			continue;
 		}
 		assert_int_equal(proto, IPPROTO_UDP);
@@ -697,6 +719,88 @@ test_drops_only_what_the_guard_drops(void **state)
 	udp_guard_free(g);
 	/* The mix must have exercised the drop side. */
 	assert_true(drops > 1000);
+}
+
+static void
+test_drops_only_what_the_guard_drops(void **state)
+{
+	(void)state;
+	drops_only_what_the_guard_drops("");
+	drops_only_what_the_guard_drops("embedded-ipv4 judge\n");
+	teardown(NULL);
+	load("");
+}
+
+/* Embedded IPv4 forms, as the guards: bad sources by default (UDP and
+ * TCP), or judged as the address they carry. */
+static void
+test_embedded_ipv4(void **state)
+{
+	static const char *const forms[] = {
+	    "64:ff9b::c612:707", "64:ff9b:1::c612:707", "2002:c612:707::1",
+	    "2001:0:4136:e378:8000:63bf:39ed:f8f8", "::198.18.7.7"};
+	struct pkt p;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(forms) / sizeof(*forms); i++) {
+		udp6(&p, forms[i], EPHEM, SRV6);
+		expect(&p, XDP_DROP, PF_udp_drop_bad_source);
+		v6(&p, IPPROTO_TCP, forms[i], SRV6, EPHEM, PORT, NULL, 0);
+		expect(&p, XDP_DROP, PF_tcp_drop_bad_source);
+		udp6(&p, forms[i], 19, SRV6); /* the port goes first */
+		expect(&p, XDP_DROP, PF_udp_drop_port);
+	}
+	udp6(&p, "2001:1::1", EPHEM, SRV6); /* not Teredo's /32 */
+	expect(&p, XDP_PASS, -1);
+	teardown(NULL);
+	load("embedded-ipv4 judge\n");
+	for (size_t i = 0; i < sizeof(forms) / sizeof(*forms); i++) {
+		udp6(&p, forms[i], EPHEM, SRV6);
+		expect(&p, XDP_PASS, -1);
+		v6(&p, IPPROTO_TCP, forms[i], SRV6, EPHEM, PORT, NULL, 0);
+		expect(&p, XDP_PASS, -1);
+	}
+	/* Denied 198.19.1.1, loopback, multicast inside. */
+	udp6(&p, "64:ff9b::c613:101", EPHEM, SRV6);
+	expect(&p, XDP_DROP, PF_udp_drop_deny);
+	v6(&p, IPPROTO_TCP, "2002:c613:101::1", SRV6, EPHEM, PORT, NULL, 0);
+	expect(&p, XDP_DROP, PF_tcp_drop_deny);
+	udp6(&p, "64:ff9b::7f00:1", EPHEM, SRV6);
+	expect(&p, XDP_DROP, PF_udp_drop_bad_source);
+	v6(&p, IPPROTO_TCP, "::224.0.0.1", SRV6, EPHEM, PORT, NULL, 0);
+	expect(&p, XDP_DROP, PF_tcp_drop_bad_source);
+	teardown(NULL);
+	load("");
+}
+
+/* The aggregate bucket: a /48's 256 /56s share twice the guard's
+ * aggregate burst; another /48 has its own. */
+static void
+test_aggregate_bucket(void **state)
+{
+	uint64_t before[PF_NREASONS], after[PF_NREASONS];
+	unsigned passed = 0, total = 2 * 300 + 200;
+	struct pkt p;
+
+	(void)state;
+	teardown(NULL);
+	load("udp-aggregate-rate 10/s burst 300\n");
+	counts(before);
+	for (unsigned i = 0; i < total; i++) {
+		char src[64];
+		snprintf(src, sizeof(src), "2001:db8:5:%x::1", (i % 256) << 8);
+		udp6(&p, src, EPHEM, SRV6);
+		passed += run(&p) == XDP_PASS;
+	}
+	counts(after);
+	assert_true(passed >= 600 && passed < 610);
+	assert_int_equal(after[PF_udp_drop_aggregate_rate] -
+	                     before[PF_udp_drop_aggregate_rate],
+	                 total - passed);
+	udp6(&p, "2001:db8:6::1", EPHEM, SRV6);
+	expect(&p, XDP_PASS, -1);
+	teardown(NULL);
+	load("");
 }
 
 /* ------------------------------------------------------------ seal */
@@ -803,6 +907,8 @@ main(void)
 	    cmocka_unit_test(test_prefix_bucket),
 	    cmocka_unit_test(test_rate_exempt_skips_the_bucket),
 	    cmocka_unit_test(test_drops_only_what_the_guard_drops),
+	    cmocka_unit_test(test_embedded_ipv4),
+	    cmocka_unit_test(test_aggregate_bucket),
 	    cmocka_unit_test(test_log_only_passes_and_counts),
 	    cmocka_unit_test(test_bpf_kills_under_every_filter),
 	    cmocka_unit_test(test_seal_freezes_and_maps_read_only),
