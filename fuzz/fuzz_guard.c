@@ -11,7 +11,9 @@
  *     guard tuning in bits 4-5, share 0 (taken as 1) if bit 6 and not
  *     flag 0x80, the built-in rate-table-size (16384) if bit 7 (else 1024,
  *     faster; or 64 by flag 0x04); byte 2: udp-rate burst 1..16 (bits
- *     0-3), rate-exempt 198.51.100.7 10.1.0.0/16 2001:db8:1::/48 if bit 7.
+ *     0-3), rate-exempt 198.51.100.7 10.1.0.0/16 2001:db8:1::/48 if bit 7,
+ *     embedded-ipv4 judge if bit 6, a small udp-aggregate-rate over
+ *     aggregates of /8 and /32 if bit 5.
  *   record: h, src, dst, sport (2), len (2), tag, step.
  *     h bit 0: IPv6 (the datagram arrives on a v6 socket; v4-mapped folds
  *     to IPv4 as in udp.c); bit 1: src is one byte indexing a pool of
@@ -39,7 +41,13 @@
  *  - per source prefix (a model keyed like the guard, reset when the table
  *    no longer holds the key, i.e. after an eviction): oks since the entry
  *    appeared <= burst + rate * elapsed / period, and the same for bytes;
- *    all oks together <= the worker's share of the global rate;
+ *    the same per aggregate prefix for udp-aggregate-rate; all oks
+ *    together <= the worker's share of the global rate;
+ *  - an IPv6 source that carries an IPv4 address (the harness's own
+ *    reading of the forms addr.h lists) is refused for its port or as a
+ *    bad source under embedded-ipv4 drop; under judge, every invariant
+ *    above holds for the IPv4 address it carries (its rate prefix, its
+ *    aggregate, the ACL, the bad sources: loopback, the host's own);
  *  - the loop guard matches an exact model: the `repeats`-th equal payload
  *    from one host and port within `window` is refused, then that payload
  *    from that host and port for `hold`, and nothing else: no neighbour,
@@ -110,6 +118,11 @@ static const char *const pool_v6[] = {
     "64:ff9b::1.2.3.4",
     "2a00:1450::1",
     "::2",
+    "2002:a01:203::1",          /* 6to4 of 10.1.2.3 */
+    "2001:0:1:2:3:4:f5fd:fcfb", /* Teredo of 10.2.3.4 (own) */
+    "64:ff9b:1::7f00:1",        /* NAT64 local of 127.0.0.1 */
+    "::203.0.113.9",            /* IPv4-compatible */
+    "64:ff9b::c633:6407",       /* NAT64 of 198.51.100.7 */
 };
 #define NPOOL4 (sizeof(pool_v4) / sizeof(*pool_v4))
 #define NPOOL6 (sizeof(pool_v6) / sizeof(*pool_v6))
@@ -125,6 +138,7 @@ struct model {
 };
 
 static struct model models[MODEL_SLOTS], loop_models[MODEL_SLOTS];
+static struct model agg_models[MODEL_SLOTS];
 static unsigned gen;
 static struct ipaddr ip4[NPOOL4], ip6[NPOOL6];
 static uint8_t pattern[PATTERN_LEN];
@@ -231,6 +245,36 @@ v4_is(const struct ipaddr *a, const char *s)
 	return parse_ipaddr(s, &b) == 0 && ipaddr_equal(a, &b);
 }
 
+/* The harness's own reading of the IPv6 forms that carry an IPv4
+ * address: NAT64 64:ff9b::/96 and 64:ff9b:1::/48, 6to4 2002::/16, Teredo
+ * 2001::/32 (inverted), ::/96 but :: and ::1. The address in *v4. */
+static bool
+carries_v4(const struct ipaddr *s, struct ipaddr *v4)
+{
+	static const uint8_t zero[12];
+	const uint8_t *b = s->bytes;
+	bool nat64 = b[0] == 0 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b;
+	size_t at = 12;
+	uint8_t flip = 0;
+
+	if (s->family != AF_INET6)
+		return false;
+	if (nat64 && (memcmp(b + 4, zero, 8) == 0 || (b[4] == 0 && b[5] == 1)))
+		at = 12;
+	else if (b[0] == 0x20 && b[1] == 0x02)
+		at = 2;
+	else if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0 && b[3] == 0)
+		flip = 0xff;
+	else if (memcmp(b, zero, 12) != 0 ||
+	         (b[12] == 0 && b[13] == 0 && b[14] == 0 && b[15] <= 1))
+		return false;
+	memset(v4, 0, sizeof(*v4));
+	v4->family = AF_INET;
+	for (int i = 0; i < 4; i++)
+		v4->bytes[i] = b[at + (size_t)i] ^ flip;
+	return true;
+}
+
 /* The harness's own reading of "never answer this", not guard.c's. */
 static void
 check_answerable(const struct datagram *d, const struct policy *p,
@@ -333,6 +377,11 @@ build_policy(struct policy *p, const uint8_t *hdr, unsigned *share)
 		ADD("rate-prefix-v4 32\nrate-prefix-v6 128\n");
 	if (hdr[2] & 0x80)
 		ADD(FUZZ_RATE_EXEMPT);
+	if (hdr[2] & 0x40)
+		ADD("embedded-ipv4 judge\n");
+	if (hdr[2] & 0x20)
+		ADD("udp-aggregate-rate 3/s burst 5\n"
+		    "udp-aggregate-prefix-v4 8\nudp-aggregate-prefix-v6 32\n");
 #undef ADD
 	CHECK(n < sizeof(text));
 	memcpy(p, &defaults, sizeof(*p));
@@ -416,7 +465,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static struct policy p;
 	struct udp_guard *g, *second;
 	static struct gro_run run;
-	struct rate_table *table;
+	struct rate_table *table, *aggregates;
 	struct loop_table *loops;
 	struct bucket_cfg global;
 	const uint8_t *in;
@@ -441,6 +490,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Only for rate_table_find and loop_table_find, which read and never
 	 * write. */
 	table = (struct rate_table *)udp_guard_table(g);
+	aggregates = (struct rate_table *)udp_guard_aggregate_table(g);
 	table_bytes = rate_table_bytes(table);
 	loops = (struct loop_table *)udp_guard_loop_table(g);
 	loop_bytes = loop_table_bytes(loops);
@@ -457,10 +507,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	gen++;
 
 	while (left >= 1 && records++ < MAX_RECORDS) {
-		struct datagram d;
-		struct ipaddr key, loop_key;
+		struct datagram d, judged;
+		struct ipaddr key, agg_key, loop_key;
 		uint64_t loop_hash;
-		struct model *m, *lm;
+		struct model *m, *am, *lm;
+		bool carries;
 		enum guard_reason r;
 		uint8_t h = *in++;
 		uint16_t len;
@@ -492,15 +543,28 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		d.payload = pattern + tag;
 		d.len = len;
 
-		ipaddr_prefix(&d.src,
-		              d.src.family == AF_INET ? p.rate_prefix_v4
-		                                      : p.rate_prefix_v6,
+		/* The source as the guard judges it. */
+		judged = d;
+		carries = carries_v4(&d.src, &judged.src);
+		ipaddr_prefix(&judged.src,
+		              judged.src.family == AF_INET ? p.rate_prefix_v4
+		                                           : p.rate_prefix_v6,
 		              &key);
 		m = model_in(models, &key);
 		if (rate_table_find(table, &key) == NULL) {
 			/* New or evicted: the guard starts it afresh. */
 			m->t0 = now;
 			m->oks = m->bytes = 0;
+		}
+		ipaddr_prefix(&judged.src,
+		              judged.src.family == AF_INET
+		                  ? p.udp_aggregate_prefix_v4
+		                  : p.udp_aggregate_prefix_v6,
+		              &agg_key);
+		am = model_in(agg_models, &agg_key);
+		if (rate_table_find(aggregates, &agg_key) == NULL) {
+			am->t0 = now;
+			am->oks = 0;
 		}
 		udp_guard_loop_key(g, &d, &loop_key);
 		CHECK(loop_key.family == AF_UNSPEC);
@@ -509,7 +573,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (loop_table_find(loops, loop_hash) == NULL)
 			lm->hold_until = lm->run = 0;
 
-		bool exempt = (data[2] & 0x80) && fuzz_exempt_source(&d.src);
+		bool exempt =
+		    (data[2] & 0x80) && fuzz_exempt_source(&judged.src);
 		size_t used = rate_table_used(table);
 		if (!gro_continues(&run, &d, now))
 			gro_flush(&run, second, g);
@@ -517,9 +582,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		gro_add(&run, &d, now, r);
 		if (exempt) {
 			CHECK(r != GUARD_rate && r != GUARD_global_rate &&
-			      r != GUARD_table);
+			      r != GUARD_aggregate_rate && r != GUARD_table);
 			CHECK(rate_table_used(table) == used);
 		}
+		if (carries && !p.embedded_ipv4_judge)
+			CHECK(r == GUARD_port || r == GUARD_bad_source);
 		if (trace) {
 			char a[64], b[64];
 			format_ipaddr(&d.src, a, sizeof(a));
@@ -539,7 +606,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			bool in_table =
 			    !exempt &&
 			    (r == GUARD_ok || r == GUARD_loop ||
-			     r == GUARD_rate || r == GUARD_global_rate);
+			     r == GUARD_rate || r == GUARD_aggregate_rate ||
+			     r == GUARD_global_rate);
 			CHECK((src != NULL) == in_table);
 			CHECK(src == NULL || ipaddr_equal(&src->key, &key));
 			CHECK(udp_guard_evictions(g) >= evictions);
@@ -551,6 +619,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		/* The loop guard, modelled. */
 		bool reached = r == GUARD_loop || r == GUARD_rate ||
+		               r == GUARD_aggregate_rate ||
 		               r == GUARD_global_rate || r == GUARD_ok;
 		if (!p.loop_guard) {
 			CHECK(r != GUARD_loop);
@@ -577,7 +646,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		if (r != GUARD_ok)
 			continue;
-		check_answerable(&d, &p, data[0] & 0x20);
+		check_answerable(&judged, &p, data[0] & 0x20);
 		if (exempt) {
 			CHECK(udp_guard_exempted(g) == ++exempt_oks);
 			continue;
@@ -588,6 +657,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		total_oks++;
 		check_budget(&p.udp_rate, m->oks, now - m->t0);
 		check_budget(&p.udp_byte_rate, m->bytes, now - m->t0);
+		am->oks++;
+		check_budget(&p.udp_aggregate_rate, am->oks, now - am->t0);
 		check_budget(&global, total_oks, now - start);
 	}
 	CHECK(rate_table_bytes(udp_guard_table(g)) == table_bytes);

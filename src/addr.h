@@ -68,8 +68,7 @@ enum embedded_v4 {
 
 /* Which form a is (EMBEDDED_NONE for IPv4 and other IPv6), and the IPv4
  * address it carries in *v4 (untouched for EMBEDDED_NONE). Pure. */
-enum embedded_v4 ipaddr_embedded_v4(const struct ipaddr *a,
-                                    struct ipaddr *v4);
+enum embedded_v4 ipaddr_embedded_v4(const struct ipaddr *a, struct ipaddr *v4);
 
 /* The first `bits` bits of `a`, the rest zeroed. */
 void ipaddr_prefix(const struct ipaddr *a, unsigned bits, struct ipaddr *out);

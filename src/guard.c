@@ -15,16 +15,16 @@
 struct udp_guard {
 	const struct policy *policy;
 	const struct facts *facts;
-	struct rate_table *table; /* per source prefix: rates */
+	struct rate_table *table;      /* per source prefix: rates */
 	struct rate_table *aggregates; /* per aggregate prefix: its rate */
 	struct loop_table *loops; /* per source, port and payload: loop holds */
 	struct bucket_cfg global_cfg; /* this worker's share */
 	struct bucket global;
 	bool global_primed;
 	bool rates_unlimited; /* no UDP rate at all: no bucket to consult */
-	struct rate_entry *last_source; /* of the last check, for the log */
+	struct rate_entry *last_source;    /* of the last check, for the log */
 	struct rate_entry *last_aggregate; /* its aggregate's entry */
-	bool source_exempt;             /* the last source check: rate-exempt */
+	bool source_exempt; /* the last source check: rate-exempt */
 	/* The loop key's hash with the last source check's address and port
 	 * absorbed: each datagram of its buffer only adds its payload. */
 	struct siphash_state loop_head;
@@ -180,10 +180,9 @@ udp_guard_new(const struct policy *p, const struct facts *f, unsigned share)
 	}
 	/* Unlimited buckets grant everything and keep no state (ratelimit.c):
 	 * skipping them changes no verdict. */
-	g->rates_unlimited = p->udp_rate.rate == 0 &&
-	                     p->udp_byte_rate.rate == 0 &&
-	                     p->udp_aggregate_rate.rate == 0 &&
-	                     g->global_cfg.rate == 0;
+	g->rates_unlimited =
+	    p->udp_rate.rate == 0 && p->udp_byte_rate.rate == 0 &&
+	    p->udp_aggregate_rate.rate == 0 && g->global_cfg.rate == 0;
 	return g;
 }
 
@@ -237,6 +236,12 @@ const struct rate_table *
 udp_guard_table(const struct udp_guard *g)
 {
 	return g->table;
+}
+
+const struct rate_table *
+udp_guard_aggregate_table(const struct udp_guard *g)
+{
+	return g->aggregates;
 }
 
 const struct loop_table *
@@ -579,8 +584,9 @@ struct tcp_guard *
 tcp_guard_new(const struct policy *p, const struct facts *f, unsigned cap)
 {
 	struct tcp_guard *g = calloc(1, sizeof(*g));
-	unsigned levels = p->tcp_levels_v4 > p->tcp_levels_v6 ? p->tcp_levels_v4
-	                                                      : p->tcp_levels_v6;
+	unsigned levels = p->tcp_levels_v4 > p->tcp_levels_v6
+	                      ? p->tcp_levels_v4
+	                      : p->tcp_levels_v6;
 	size_t groups;
 
 	if (g == NULL)
@@ -802,8 +808,8 @@ count_down(struct tcp_guard *g, struct rate_entry *e)
 
 	member_remove(from, e);
 	if (held > 0) {
-		struct share_group *below = from->next != *list ? from->next
-		                                                : NULL;
+		struct share_group *below =
+		    from->next != *list ? from->next : NULL;
 
 		if (below != NULL && below->held == held) {
 			to = below;

@@ -116,6 +116,9 @@ bool guard_rate_exempt(const struct policy *p, const struct ipaddr *src);
 /* The rate table, for tests and the fuzzer's memory bound. */
 const struct rate_table *udp_guard_table(const struct udp_guard *g);
 
+/* The aggregates' table (udp-aggregate-prefix-v4, -v6), for the fuzzer. */
+const struct rate_table *udp_guard_aggregate_table(const struct udp_guard *g);
+
 /* Entries of the loop-hold table: rate-table-size / 8, at least 64. */
 size_t loop_table_size(const struct policy *p);
 

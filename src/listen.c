@@ -245,10 +245,11 @@ listen_bind(const struct policy *p, unsigned nworkers,
 				snprintf(l->name, sizeof(l->name), "%s", name);
 				out->n++;
 				if (w == 0 && nworkers > 1 &&
-				    attach_steering(fd, ep->ss.ss_family,
-				                    steering_bits(st, type,
-				                                  ep->ss.ss_family),
-				                    nworkers, st->key) != 0) {
+				    attach_steering(
+				        fd, ep->ss.ss_family,
+				        steering_bits(st, type,
+				                      ep->ss.ss_family),
+				        nworkers, st->key) != 0) {
 					int e = errno;
 					listen_close(out);
 					return errmsg(err, errlen,

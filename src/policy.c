@@ -714,11 +714,11 @@ is_loopback(const struct endpoint *ep)
 #define FIELD(f) offsetof(struct policy, f)
 
 /* set_levels finds each list's count right after its array. */
-_Static_assert(FIELD(tcp_levels_v4) == FIELD(tcp_prefix_v4) +
-                                           sizeof(unsigned) * POLICY_MAX_LEVELS,
+_Static_assert(FIELD(tcp_levels_v4) ==
+                   FIELD(tcp_prefix_v4) + sizeof(unsigned) * POLICY_MAX_LEVELS,
                "tcp_levels_v4 follows tcp_prefix_v4");
-_Static_assert(FIELD(tcp_levels_v6) == FIELD(tcp_prefix_v6) +
-                                           sizeof(unsigned) * POLICY_MAX_LEVELS,
+_Static_assert(FIELD(tcp_levels_v6) ==
+                   FIELD(tcp_prefix_v6) + sizeof(unsigned) * POLICY_MAX_LEVELS,
                "tcp_levels_v6 follows tcp_prefix_v6");
 
 static const struct directive directives[] = {
@@ -761,8 +761,8 @@ static const struct directive directives[] = {
     {"udp-rate", set_bucket, FIELD(udp_rate), 0, 0, false, false},
     {"udp-byte-rate", set_bucket, FIELD(udp_byte_rate), 0, 0, false, true},
     {"udp-global-rate", set_bucket, FIELD(udp_global_rate), 0, 0, false, false},
-    {"udp-aggregate-prefix-v4", set_uint, FIELD(udp_aggregate_prefix_v4), 8,
-     32, false, false},
+    {"udp-aggregate-prefix-v4", set_uint, FIELD(udp_aggregate_prefix_v4), 8, 32,
+     false, false},
     {"udp-aggregate-prefix-v6", set_uint, FIELD(udp_aggregate_prefix_v6), 16,
      128, false, false},
     {"udp-aggregate-rate", set_bucket, FIELD(udp_aggregate_rate), 0, 0, false,

@@ -124,8 +124,7 @@ mask_bytes(unsigned bits, uint8_t *out, size_t n)
 /* A guard's rate as a GCRA interval and tolerance, RATE_MARGIN times as
  * generous; off (0) when unlimited or too fast to matter. */
 static uint8_t
-set_rate(const struct bucket_cfg *b, __u64 *interval_ns,
-         __u64 *tolerance_ns)
+set_rate(const struct bucket_cfg *b, __u64 *interval_ns, __u64 *tolerance_ns)
 {
 	uint64_t burst = b->burst * RATE_MARGIN;
 

@@ -453,8 +453,7 @@ embedded_v4(const struct pf_addr *a, struct pf_addr *v4)
 		__builtin_memcpy(&carried, b + 2, 4);
 	else if (w[0] == bpf_htonl(0x20010000))
 		carried = ~w[3];
-	else if (w[0] == 0 && w[1] == 0 && w[2] == 0 &&
-	         bpf_ntohl(w[3]) > 1)
+	else if (w[0] == 0 && w[1] == 0 && w[2] == 0 && bpf_ntohl(w[3]) > 1)
 		carried = w[3];
 	else
 		return false;

@@ -70,10 +70,10 @@ struct pf_lpm6 {
 
 /* Set once before the program is loaded; the verifier sees constants. */
 struct pf_config {
-	__u8 enforce; /* 0: log-only, count would_drop and pass */
-	__u8 acl;     /* the deny/allow tries hold rules */
-	__u8 rate;    /* the per-prefix bucket is on */
-	__u8 exempt;  /* the rate-exempt tries hold prefixes */
+	__u8 enforce;        /* 0: log-only, count would_drop and pass */
+	__u8 acl;            /* the deny/allow tries hold rules */
+	__u8 rate;           /* the per-prefix bucket is on */
+	__u8 exempt;         /* the rate-exempt tries hold prefixes */
 	__u8 embedded_judge; /* embedded-ipv4 judge: else a bad source */
 	__u8 aggregate;      /* the per-aggregate bucket is on */
 	__u8 pad[2];
@@ -85,7 +85,7 @@ struct pf_config {
 	__u32 agg_v6_mask[4];
 	__u64 agg_interval_ns; /* the aggregate's bucket, as above */
 	__u64 agg_tolerance_ns;
-	__u64 max_payload;  /* larger datagrams go to udp_drop_oversize */
+	__u64 max_payload; /* larger datagrams go to udp_drop_oversize */
 	__u32 loopbacks[PF_MAX_LOOPBACK]; /* loopback ifindexes, 0: none */
 	__u64 deny_ports[65536 / 64]; /* udp-deny-source-ports, host order */
 };

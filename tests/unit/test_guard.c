@@ -1037,8 +1037,8 @@ test_tcp_aggregate_limits(void **state)
 	assert_true(tcp_connect(g, "198.18.6.1", 1).admit);
 	tcp_guard_free(g);
 
-	udp_guard_free(guard_with("tcp-aggregate-connect-rate 1/h burst 5\n",
-	                          1));
+	udp_guard_free(
+	    guard_with("tcp-aggregate-connect-rate 1/h burst 5\n", 1));
 	g = tcp_guard_new(&pol, &facts, 100);
 	for (unsigned i = 0; i < 5; i++) {
 		snprintf(src, sizeof(src), "2001:db8:7:%x::1", i << 8);
@@ -1048,9 +1048,8 @@ test_tcp_aggregate_limits(void **state)
 	assert_false(a.admit);
 	assert_int_equal(a.verdict, TCP_aggregate_rate);
 	/* The source's own token was not spent by the refusal. */
-	assert_int_equal(bucket_level(&a.source->packets,
-	                              &pol.tcp_connect_rate, 1),
-	                 400);
+	assert_int_equal(
+	    bucket_level(&a.source->packets, &pol.tcp_connect_rate, 1), 400);
 	assert_true(tcp_connect(g, "2001:db8:8::1", 1).admit);
 	tcp_guard_free(g);
 }
@@ -1070,8 +1069,8 @@ test_udp_aggregate_rate(void **state)
 
 		snprintf(src, sizeof(src), "2001:db8:5:%x::1", i << 8);
 		for (int k = 0; k < 4; k++) {
-			enum guard_reason r = check(g, src, 40000 + k,
-			                            "2001:db8::1", "x", 1000);
+			enum guard_reason r =
+			    check(g, src, 40000 + k, "2001:db8::1", "x", 1000);
 			assert_true(r == GUARD_ok || r == GUARD_aggregate_rate);
 			ok += r == GUARD_ok;
 		}
@@ -1080,9 +1079,9 @@ test_udp_aggregate_rate(void **state)
 	assert_string_equal(guard_reason_name(GUARD_aggregate_rate),
 	                    "aggregate_rate");
 	/* Another /48 has its own. */
-	assert_int_equal(check(g, "2001:db8:6::1", 40000, "2001:db8::1", "x",
-	                       1000),
-	                 GUARD_ok);
+	assert_int_equal(
+	    check(g, "2001:db8:6::1", 40000, "2001:db8::1", "x", 1000),
+	    GUARD_ok);
 	udp_guard_free(g);
 }
 
@@ -1134,7 +1133,8 @@ check_embedded(bool judge)
 		struct ipaddr src;
 
 		assert_int_equal(
-		    check(g, c->src, 40000, "2001:db8::1", "x", 1000 + i), want);
+		    check(g, c->src, 40000, "2001:db8::1", "x", 1000 + i),
+		    want);
 		assert_int_equal(parse_ipaddr(c->src, &src), 0);
 		tcp_guard_admit(t, &src, 1000 + i, &a);
 		assert_int_equal(a.admit, want == GUARD_ok);
@@ -1144,9 +1144,9 @@ check_embedded(bool judge)
 			assert_int_equal(a.verdict, TCP_deny);
 	}
 	/* Still the first check: a denied port goes before. */
-	assert_int_equal(check(g, "64:ff9b::c613:101", 53, "2001:db8::1", "x",
-	                       2000),
-	                 GUARD_port);
+	assert_int_equal(
+	    check(g, "64:ff9b::c613:101", 53, "2001:db8::1", "x", 2000),
+	    GUARD_port);
 	tcp_guard_free(t);
 	udp_guard_free(g);
 }
@@ -1174,17 +1174,17 @@ test_embedded_ipv4_shares_the_ipv4_rate(void **state)
 	struct udp_guard *g = guard_with("embedded-ipv4 judge\n"
 	                                 "udp-rate 10/s burst 4\n",
 	                                 1);
-	static const char *const forms[] = {
-	    "198.18.7.7", "64:ff9b::c612:708", "2002:c612:709::1",
-	    "::198.18.7.10", "2001:0:1:2:3:4:39ed:f8f4"};
+	static const char *const forms[] = {"198.18.7.7", "64:ff9b::c612:708",
+	                                    "2002:c612:709::1", "::198.18.7.10",
+	                                    "2001:0:1:2:3:4:39ed:f8f4"};
 	unsigned ok = 0;
 
 	(void)state;
 	for (int round = 0; round < 2; round++)
 		for (size_t i = 0; i < sizeof(forms) / sizeof(*forms); i++)
-			ok += check(g, forms[i], 40000, strchr(forms[i], ':')
-			                                    ? "2001:db8::1"
-			                                    : "198.18.0.1",
+			ok += check(g, forms[i], 40000,
+			            strchr(forms[i], ':') ? "2001:db8::1"
+			                                  : "198.18.0.1",
 			            "x", 1000) == GUARD_ok;
 	assert_int_equal(ok, 4);
 	udp_guard_free(g);
