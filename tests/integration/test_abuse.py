@@ -678,3 +678,162 @@ def test_counters_match_the_mix_sent(net, nsd, socks):
     assert c["udp_drop_port"] == m
     assert c["udp_drop_oversize"] == j
     assert drops(c) == {"udp_drop_port": m, "udp_drop_oversize": j}
+
+
+# ---------------------------------------------------------------- 9. prefixes
+
+# Four IPv6 networks (one /48 each) and four IPv4 ones (one /24 each), in
+# the client namespace: IPv4 by a local route (AnyIP: every address of
+# 198.18.64.0/22 is the namespace's own), IPv6 by the addresses the test
+# uses, on lo; the server routes them back via the client.
+NET6 = {"legit": "2001:db8:aaaa", "attack": "2001:db8:bbbb",
+        "other": "2001:db8:cccc", "fresh": "2001:db8:dddd"}
+NET4 = {"legit": "198.18.64", "attack": "198.18.65", "other": "198.18.66",
+        "fresh": "198.18.67"}
+
+
+def _anyip_pair(net, tmp_path, v6_hosts):
+    p = net()
+    p.cli.ip("link", "set", "lo", "up")
+    p.cli.ip("route", "add", "local", "198.18.64.0/22", "dev", "lo")
+    batch = tmp_path / "addrs.batch"
+    batch.write_text("".join(f"addr add {a}/128 dev lo nodad\n"
+                             for a in v6_hosts))
+    p.cli.ip("-batch", str(batch))
+    p.srv.ip("-6", "route", "add", "2001:db8::/32", "via", CLI6, "dev",
+             p.SRV_IF)
+    # A route via a neighbour waits for the link-local addresses (the
+    # neighbour discovery's) to finish duplicate address detection.
+    for ns, ifname in ((p.srv, p.SRV_IF), (p.cli, p.CLI_IF)):
+        wait_until(lambda: "tentative" not in ns.ip(
+            "-6", "addr", "show", "dev", ifname).stdout, 5.0,
+            what=f"{ifname}'s IPv6 addresses past DAD")
+    return p
+
+
+def _tcp_any(ns, socks, src, timeout=2.0):
+    """A connection from src to echod (SRV4 or SRV6, src's family)."""
+    v6 = ":" in src
+    s = ns.socket(socket.AF_INET6 if v6 else socket.AF_INET,
+                  socket.SOCK_STREAM)
+    socks.append(s)
+    s.settimeout(timeout)
+    s.bind((src, 0))
+    s.connect((SRV6 if v6 else SRV4, PORT))
+    return s
+
+
+def _echoes(s, payload, timeout=1.0):
+    """True if s gets payload back within timeout (False if closed)."""
+    s.settimeout(timeout)
+    try:
+        s.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            b = s.recv(4096)
+            if not b:
+                return False
+            got += b
+    except (ConnectionResetError, BrokenPipeError, socket.timeout):
+        return False
+    return got == payload
+
+
+def _evicted_peers(d):
+    return [parse_logfmt(l) for l in d.log_lines()
+            if " event=tcp_evicted " in l]
+
+
+def _prefix_attack(net, nsd, socks, tmp_path, nets, host, waves, policy=""):
+    """Legitimate clients hold 2 connections in each of two networks
+    (tcp-max-connections 8, one worker); an attacker connects from one
+    address in each of `waves` counts of different /64s (IPv4: addresses)
+    of a third network. The legitimate clients' state after each wave, and
+    the daemon."""
+    v6 = [host(nets[name], k) for name in ("legit", "other", "fresh")
+          for k in (1, 2)] + [host(nets["attack"], k)
+                              for k in range(1, sum(waves) + 1)]
+    p = _anyip_pair(net, tmp_path, v6 if ":" in v6[0] else ())
+    d = nsd(p.srv, "tcp-max-connections 8\ntcp-min-rate off\n" + policy,
+            listen=(SRV4, SRV6))
+    legit = []
+    for name in ("legit", "other"):
+        for k in (1, 2):
+            legit.append(_tcp_any(p.cli, socks, host(nets[name], k)))
+            assert _echoes(legit[-1], b"legit %d" % len(legit))
+    held, n = [], 0
+    for wave in waves:
+        for _ in range(wave):
+            n += 1
+            s = _tcp_any(p.cli, socks, host(nets["attack"], n))
+            s.sendall(b"attack")  # counts as activity; never read back
+        # Every attacker's connection is decided (accepted, then kept,
+        # evicted or refused) before the legitimate clients are asked.
+        d.counters_when(lambda c: c["tcp_accepted"] + c["tcp_refused_max"]
+                        + c["tcp_refused_per_source"] >= 4 + n, 5.0)
+        held.append([_echoes(s, b"still %d" % i)
+                     for i, s in enumerate(legit)])
+    return p, d, held
+
+
+def _v6_host(pre, k):
+    return f"{pre}:{k:x}::7"  # one address in the k-th /64
+
+
+def _v4_host(pre, k):
+    return f"{pre}.{k}"
+
+
+def test_one_48_cannot_evict_other_48s_tcp(net, nsd, socks, tmp_path):
+    """16, then 256, /64s of one /48 against two other /48s that hold 2
+    connections each: the attacker gets the free slots and then only
+    displaces its own; a fresh client of a fourth /48 is served within a
+    second, at the attacker's cost."""
+    p, d, held = _prefix_attack(net, nsd, socks, tmp_path, NET6, _v6_host,
+                                (16, 256))
+    assert held == [[True] * 4, [True] * 4]
+    t0 = time.monotonic()
+    fresh = _tcp_any(p.cli, socks, _v6_host(NET6["fresh"], 1))
+    assert _echoes(fresh, b"fresh")
+    took = time.monotonic() - t0
+    c = d.counters_when(lambda c: c["tcp_evicted_largest"] >= 1)
+    evicted = _evicted_peers(d)
+    print(f"/48 attack: {c['tcp_evicted_largest']} evicted (all the "
+          f"attacker's), fresh /48 served in {took * 1000:.1f} ms")
+    assert took < 1.0
+    assert c["tcp_active"] == 8
+    assert evicted and all(e["peer"].startswith("[" + NET6["attack"] + ":")
+                           and e["aggregate"] == NET6["attack"] + "::/48"
+                           for e in evicted)
+    assert all(_echoes(s, b"after") for s in socks[:4])
+
+
+def test_one_64_per_source_was_the_attack(net, nsd, socks, tmp_path):
+    """The control: counted per /64 only (tcp-prefix-v6 64), the same 16
+    /64s close legitimate connections of the other /48s."""
+    _, d, held = _prefix_attack(net, nsd, socks, tmp_path, NET6, _v6_host,
+                                (16,), "tcp-prefix-v6 64\n")
+    evicted = _evicted_peers(d)
+    print(f"/64 only: legit still served {held[0]}, {len(evicted)} evicted")
+    assert not all(held[0])
+    assert any(not e["peer"].startswith("[" + NET6["attack"] + ":")
+               for e in evicted)
+
+
+def test_one_24_cannot_evict_other_24s_tcp(net, nsd, socks, tmp_path):
+    """64 addresses of one /24 against two other /24s: the same."""
+    p, d, held = _prefix_attack(net, nsd, socks, tmp_path, NET4, _v4_host,
+                                (64,))
+    assert held == [[True] * 4]
+    t0 = time.monotonic()
+    fresh = _tcp_any(p.cli, socks, _v4_host(NET4["fresh"], 1))
+    assert _echoes(fresh, b"fresh")
+    took = time.monotonic() - t0
+    c = d.counters_when(lambda c: c["tcp_evicted_largest"] >= 1)
+    evicted = _evicted_peers(d)
+    print(f"/24 attack: {c['tcp_evicted_largest']} evicted, fresh /24 "
+          f"served in {took * 1000:.1f} ms")
+    assert took < 1.0
+    assert evicted and all(e["peer"].startswith(NET4["attack"] + ".")
+                           and e["aggregate"] == NET4["attack"] + ".0/24"
+                           for e in evicted)
