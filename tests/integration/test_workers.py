@@ -1,6 +1,7 @@
 """Several workers: all serve, and a killed worker is replaced."""
 
 import os
+import socket
 import signal
 
 from conftest import (is_event, parse_logfmt, tcp_echo, udp_echo,
@@ -49,3 +50,57 @@ def test_killed_worker_is_replaced(echod):
         assert c["worker_restarts"] == n
     assert not set(d.workers()) & set(original)
     assert d.stop() == 0
+
+
+def _steering(d):
+    """{source address: worker} for 64 /24s of 127.0.0.0/8, two addresses
+    each: the worker that logged each connection's tcp_open."""
+    conns = []
+    for i in range(1, 65):
+        for host in (1, 2):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.settimeout(5)
+            s.bind((f"127.0.{i}.{host}", 0))
+            s.connect(("127.0.0.1", d.port))
+            conns.append(s)
+    try:
+        for n, s in enumerate(conns):
+            s.sendall(b"%d" % n)
+            assert s.recv(16) == b"%d" % n
+        opened = wait_until(
+            lambda: (lambda o: o if len(o) == len(conns) else None)(
+                [parse_logfmt(l) for l in d.log_lines()
+                 if is_event(l, "tcp_open")]),
+            timeout=5, what="every tcp_open logged")
+    finally:
+        for s in conns:
+            s.close()
+    return {o["peer"].rsplit(":", 1)[0]: o["worker"] for o in opened}
+
+
+def _partition(where):
+    """Which /24s share a worker, whatever the workers are called."""
+    groups = {}
+    for i in range(1, 65):
+        groups.setdefault(where[f"127.0.{i}.1"], set()).add(i)
+    return {frozenset(g) for g in groups.values()}
+
+
+def test_steering_key_is_new_at_each_start(echod):
+    """The worker a prefix lands on is a keyed hash's, the key drawn at
+    each start: two starts group the same 64 /24s differently (under two
+    independent keys, 64 prefixes over 4 workers are grouped alike with
+    negligible probability; unkeyed, always), while in each, both
+    addresses of a /24 land on one worker (each source is counted in
+    exactly one)."""
+    partitions = []
+    for _ in range(2):
+        d = echod(workers=4, listen=("127.0.0.1",),
+                  policy_text="log-level debug\ntcp-connect-rate unlimited\n")
+        where = _steering(d)
+        for i in range(1, 65):
+            assert where[f"127.0.{i}.1"] == where[f"127.0.{i}.2"], i
+        assert len(set(where.values())) == 4
+        partitions.append(_partition(where))
+        assert d.stop() == 0
+    assert partitions[0] != partitions[1]
