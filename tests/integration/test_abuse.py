@@ -837,3 +837,35 @@ def test_one_24_cannot_evict_other_24s_tcp(net, nsd, socks, tmp_path):
     assert evicted and all(e["peer"].startswith(NET4["attack"] + ".")
                            and e["aggregate"] == NET4["attack"] + ".0/24"
                            for e in evicted)
+
+
+def test_reflection_over_a_48_is_held_to_its_aggregate(net, nsd, socks,
+                                                       tmp_path):
+    """1024 datagrams forged from 256 /56s of one /48 (4 each, well inside
+    each /56's own burst of 200): the /48 as a whole gets the aggregate's
+    burst (800) and rate, not 256 times udp-rate."""
+    rate, burst = 400, 800
+    p = _anyip_pair(net, tmp_path, ())
+    d = nsd(p.srv, listen=(SRV6,))
+    srv_mac = netns.mac_of(p.srv, p.SRV_IF)
+    frames = [netns.ipv6_udp(f"2001:db8:eeee:{i:02x}00::1", SRV6,
+                             EPHEMERAL + k, PORT, b"reflect %d %d" % (i, k))
+              for k in range(4) for i in range(256)]
+    pkt = netns.PacketSender(p.cli, p.CLI_IF)
+    socks.append(pkt)
+    t0 = time.monotonic()
+    for f in frames:
+        pkt.send(f, srv_mac, netns.ETH_P_IPV6)
+    c = wait_until(lambda: (lambda c: c if c["udp_received"] >= len(frames)
+                            else None)(d.counters()),
+                   5.0, interval=0.05, what="every forged datagram judged")
+    elapsed = time.monotonic() - t0
+    bound = burst + rate * elapsed + 1
+    print(f"reflection over a /48: {len(frames)} forged from 256 /56s, "
+          f"{c['udp_echoed']} echoed in {elapsed:.3f}s (bound "
+          f"{bound:.0f}), udp_drop_aggregate_rate "
+          f"{c['udp_drop_aggregate_rate']}")
+    assert c["udp_received"] == len(frames)
+    assert burst <= c["udp_echoed"] <= bound
+    assert drops(c) == {"udp_drop_aggregate_rate":
+                        len(frames) - c["udp_echoed"]}
