@@ -1054,6 +1054,18 @@ test_tcp_aggregate_limits(void **state)
 	tcp_guard_free(g);
 }
 
+/* What the levels cost (SECURITY.md): 120 bytes a table slot, 40 a
+ * group, on a 64-bit build. */
+static void
+test_tcp_level_memory(void **state)
+{
+	(void)state;
+	if (sizeof(void *) != 8)
+		skip();
+	assert_int_equal(tcp_guard_entry_bytes(), 120);
+	assert_int_equal(tcp_guard_group_bytes(), 40);
+}
+
 /* UDP: 256 /56s of one /48 share its aggregate rate. */
 static void
 test_udp_aggregate_rate(void **state)
@@ -1222,6 +1234,7 @@ main(void)
 	    cmocka_unit_test(test_tcp_victim_descends_the_levels),
 	    cmocka_unit_test(test_tcp_aggregate_limits),
 	    cmocka_unit_test(test_udp_aggregate_rate),
+	    cmocka_unit_test(test_tcp_level_memory),
 	    cmocka_unit_test(test_embedded_ipv4_dropped_by_default),
 	    cmocka_unit_test(test_embedded_ipv4_judged),
 	    cmocka_unit_test(test_embedded_ipv4_shares_the_ipv4_rate),
