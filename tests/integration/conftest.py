@@ -163,6 +163,22 @@ def wait_until(pred, timeout, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+def echoes(s, payload, timeout=1.0):
+    """True if s gets payload back within timeout (False if closed)."""
+    s.settimeout(timeout)
+    try:
+        s.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            b = s.recv(4096)
+            if not b:
+                return False
+            got += b
+    except (ConnectionResetError, BrokenPipeError, socket.timeout):
+        return False
+    return got == payload
+
+
 # ---------------------------------------------------------------- logs
 
 

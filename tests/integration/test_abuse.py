@@ -23,8 +23,8 @@ import time
 import pytest
 
 import netns
-from conftest import (ECHOD_BIN, Echod, children_of, parse_logfmt, rss_kib,
-                      wait_until)
+from conftest import (ECHOD_BIN, Echod, children_of, echoes, parse_logfmt,
+                      rss_kib, wait_until)
 
 SRV4, CLI4, VICTIM4, LEGIT4 = "198.18.0.1", "198.18.0.2", "198.18.0.3", "198.18.0.4"
 OTHER4 = "198.18.1.2"  # cli, in another /24 than CLI4
@@ -358,7 +358,7 @@ def test_forged_loop_holds_only_that_source_port_and_payload(net, nsd,
     assert c["udp_echoed"] == 4 + 3
 
 
-def _prober_echoes(d, p, argv):
+def _proberechoes(d, p, argv):
     """Run a prober (argv, inside cli); udp_echoed and udp_drop_loop it
     caused."""
     c0 = d.counters()
@@ -376,7 +376,7 @@ def test_monitoring_probe_is_never_held_nping(net, nsd, socks, rate):
     p = net()
     d = nsd(p.srv)
     n = 2 * rate
-    got, echoed, held, out = _prober_echoes(d, p, [
+    got, echoed, held, out = _proberechoes(d, p, [
         "nping", "--udp", "-p", PORT, "-g", EPHEMERAL, "--rate", rate,
         "-c", n, "--data-string", "monitor", SRV4])
     print(f"nping --rate {rate} -c {n}: received {got}, echoed {echoed}, "
@@ -388,7 +388,7 @@ def test_monitoring_probe_is_never_held_nping(net, nsd, socks, rate):
 def test_monitoring_probe_is_never_held_hping3(net, nsd, socks):
     p = net()
     d = nsd(p.srv)
-    got, echoed, held, _ = _prober_echoes(d, p, [
+    got, echoed, held, _ = _proberechoes(d, p, [
         "hping3", "--udp", "-p", PORT, "-s", EPHEMERAL, "-k", "-d", 16,
         "-i", "u50000", "-c", 40, "-q", SRV4])
     print(f"hping3 at 20/s, 40 probes: received {got}, echoed {echoed}, "
@@ -583,7 +583,7 @@ def _tcp_from(ns, socks, src, timeout=2.0):
     return s
 
 
-def _tcp_echoes(s, payload):
+def _tcpechoes(s, payload):
     s.sendall(payload)
     got = b""
     while len(got) < len(payload):
@@ -610,11 +610,11 @@ def test_tcp_connections_per_source_capped(net, nsd, socks):
     d = nsd(p.srv, "tcp-max-connections-per-source 3\n")
     conns = [_tcp_from(p.cli, socks, CLI4) for _ in range(3)]
     for i, s in enumerate(conns):
-        _tcp_echoes(s, b"conn %d" % i)
+        _tcpechoes(s, b"conn %d" % i)
     fourth = _tcp_from(p.cli, socks, CLI4)
     took = _closed_promptly(fourth)
     other = _tcp_from(p.cli, socks, OTHER4)
-    _tcp_echoes(other, b"another /24")
+    _tcpechoes(other, b"another /24")
     c = d.counters()
     assert c["tcp_refused_per_source"] == 1
     assert c["tcp_accepted"] == 4
@@ -623,9 +623,9 @@ def test_tcp_connections_per_source_capped(net, nsd, socks):
     conns[0].close()
     d.counters_when(lambda c: c["tcp_active"] == 3)
     again = _tcp_from(p.cli, socks, CLI4)
-    _tcp_echoes(again, b"after a close")
+    _tcpechoes(again, b"after a close")
     for s in conns[1:]:
-        _tcp_echoes(s, b"still here")
+        _tcpechoes(s, b"still here")
     c = d.counters()
     assert c["tcp_refused_per_source"] == 1
     assert c["tcp_accepted"] == 5
@@ -723,22 +723,6 @@ def _tcp_any(ns, socks, src, timeout=2.0):
     return s
 
 
-def _echoes(s, payload, timeout=1.0):
-    """True if s gets payload back within timeout (False if closed)."""
-    s.settimeout(timeout)
-    try:
-        s.sendall(payload)
-        got = b""
-        while len(got) < len(payload):
-            b = s.recv(4096)
-            if not b:
-                return False
-            got += b
-    except (ConnectionResetError, BrokenPipeError, socket.timeout):
-        return False
-    return got == payload
-
-
 def _evicted_peers(d):
     return [parse_logfmt(l) for l in d.log_lines()
             if " event=tcp_evicted " in l]
@@ -760,7 +744,7 @@ def _prefix_attack(net, nsd, socks, tmp_path, nets, host, waves, policy=""):
     for name in ("legit", "other"):
         for k in (1, 2):
             legit.append(_tcp_any(p.cli, socks, host(nets[name], k)))
-            assert _echoes(legit[-1], b"legit %d" % len(legit))
+            assert echoes(legit[-1], b"legit %d" % len(legit))
     held, n = [], 0
     for wave in waves:
         for _ in range(wave):
@@ -771,7 +755,7 @@ def _prefix_attack(net, nsd, socks, tmp_path, nets, host, waves, policy=""):
         # evicted or refused) before the legitimate clients are asked.
         d.counters_when(lambda c: c["tcp_accepted"] + c["tcp_refused_max"]
                         + c["tcp_refused_per_source"] >= 4 + n, 5.0)
-        held.append([_echoes(s, b"still %d" % i)
+        held.append([echoes(s, b"still %d" % i)
                      for i, s in enumerate(legit)])
     return p, d, held
 
@@ -784,6 +768,24 @@ def _v4_host(pre, k):
     return f"{pre}.{k}"
 
 
+def _fresh_network_served(p, d, socks, nets, host, aggregate):
+    """A client of a network that holds nothing connects: it is echoed
+    within a second, and every connection closed so far (by the attack
+    and by it) was the attacker's network's."""
+    t0 = time.monotonic()
+    fresh = _tcp_any(p.cli, socks, host(nets["fresh"], 1))
+    assert echoes(fresh, b"fresh")
+    took = time.monotonic() - t0
+    c = d.counters_when(lambda c: c["tcp_evicted_largest"] >= 1)
+    evicted = _evicted_peers(d)
+    print(f"{aggregate} attack: {c['tcp_evicted_largest']} evicted, a "
+          f"fresh network served in {took * 1000:.1f} ms")
+    assert took < 1.0
+    assert c["tcp_active"] == 8
+    assert evicted and all(e["aggregate"] == aggregate for e in evicted)
+    assert all(echoes(s, b"after") for s in socks[:4])
+
+
 def test_one_48_cannot_evict_other_48s_tcp(net, nsd, socks, tmp_path):
     """16, then 256, /64s of one /48 against two other /48s that hold 2
     connections each: the attacker gets the free slots and then only
@@ -792,20 +794,10 @@ def test_one_48_cannot_evict_other_48s_tcp(net, nsd, socks, tmp_path):
     p, d, held = _prefix_attack(net, nsd, socks, tmp_path, NET6, _v6_host,
                                 (16, 256))
     assert held == [[True] * 4, [True] * 4]
-    t0 = time.monotonic()
-    fresh = _tcp_any(p.cli, socks, _v6_host(NET6["fresh"], 1))
-    assert _echoes(fresh, b"fresh")
-    took = time.monotonic() - t0
-    c = d.counters_when(lambda c: c["tcp_evicted_largest"] >= 1)
-    evicted = _evicted_peers(d)
-    print(f"/48 attack: {c['tcp_evicted_largest']} evicted (all the "
-          f"attacker's), fresh /48 served in {took * 1000:.1f} ms")
-    assert took < 1.0
-    assert c["tcp_active"] == 8
-    assert evicted and all(e["peer"].startswith("[" + NET6["attack"] + ":")
-                           and e["aggregate"] == NET6["attack"] + "::/48"
-                           for e in evicted)
-    assert all(_echoes(s, b"after") for s in socks[:4])
+    _fresh_network_served(p, d, socks, NET6, _v6_host,
+                          NET6["attack"] + "::/48")
+    assert all(e["peer"].startswith("[" + NET6["attack"] + ":")
+               for e in _evicted_peers(d))
 
 
 def test_one_64_per_source_was_the_attack(net, nsd, socks, tmp_path):
@@ -825,18 +817,10 @@ def test_one_24_cannot_evict_other_24s_tcp(net, nsd, socks, tmp_path):
     p, d, held = _prefix_attack(net, nsd, socks, tmp_path, NET4, _v4_host,
                                 (64,))
     assert held == [[True] * 4]
-    t0 = time.monotonic()
-    fresh = _tcp_any(p.cli, socks, _v4_host(NET4["fresh"], 1))
-    assert _echoes(fresh, b"fresh")
-    took = time.monotonic() - t0
-    c = d.counters_when(lambda c: c["tcp_evicted_largest"] >= 1)
-    evicted = _evicted_peers(d)
-    print(f"/24 attack: {c['tcp_evicted_largest']} evicted, fresh /24 "
-          f"served in {took * 1000:.1f} ms")
-    assert took < 1.0
-    assert evicted and all(e["peer"].startswith(NET4["attack"] + ".")
-                           and e["aggregate"] == NET4["attack"] + ".0/24"
-                           for e in evicted)
+    _fresh_network_served(p, d, socks, NET4, _v4_host,
+                          NET4["attack"] + ".0/24")
+    assert all(e["peer"].startswith(NET4["attack"] + ".")
+               for e in _evicted_peers(d))
 
 
 def test_reflection_over_a_48_is_held_to_its_aggregate(net, nsd, socks,

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from conftest import (is_event, parse_logfmt, tcp_echo, udp_echo, udp_socket,
+from conftest import (echoes, is_event, parse_logfmt, tcp_echo, udp_echo,
+                      udp_socket,
                       wait_until)
 
 HOST = "127.0.0.1"
@@ -179,22 +180,6 @@ def tcp_from(src, port, timeout=5.0):
     s.bind((src, 0))
     s.connect((HOST, port))
     return s
-
-
-def echoes(s, payload, timeout=1.0):
-    """True if s gets payload back within timeout (False if closed)."""
-    s.settimeout(timeout)
-    try:
-        s.sendall(payload)
-        got = b""
-        while len(got) < len(payload):
-            b = s.recv(4096)
-            if not b:
-                return False
-            got += b
-    except (ConnectionResetError, BrokenPipeError, socket.timeout):
-        return False
-    return got == payload
 
 
 @pytest.fixture
