@@ -102,8 +102,8 @@ uint64_t udp_guard_exempted(const struct udp_guard *g);
 
 /*
  * How the guards see a source: src itself, or, for an IPv6 form that
- * carries an IPv4 address (addr.h), that address under embedded-ipv4
- * judge. false: embedded-ipv4 drop, a bad source.
+ * carries an IPv4 address (addr.h), that address (in *out either way).
+ * false: such a form under embedded-ipv4 drop, a bad source.
  */
 bool guard_judged_source(const struct policy *p, const struct ipaddr *src,
                          struct ipaddr *out);
