@@ -3,6 +3,7 @@
 import os
 import socket
 import signal
+import struct
 
 from conftest import (is_event, parse_logfmt, tcp_echo, udp_echo,
                       wait_until)
@@ -52,30 +53,62 @@ def test_killed_worker_is_replaced(echod):
     assert d.stop() == 0
 
 
+def _socket_owners(pids):
+    """{socket inode: pid} of every socket the processes hold."""
+    owners = {}
+    for pid in pids:
+        fd_dir = f"/proc/{pid}/fd"
+        for fd in os.listdir(fd_dir):
+            try:
+                target = os.readlink(f"{fd_dir}/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                owners[int(target[8:-1])] = pid
+    return owners
+
+
+def _accepted_inodes(port):
+    """{(peer address, peer port): inode} of the established IPv4 TCP
+    sockets on local port `port` (/proc/net/tcp)."""
+    found = {}
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, remote, state, inode = fields[1], fields[2], fields[3], \
+                fields[9]
+            if state != "01" or int(local.split(":")[1], 16) != port:
+                continue
+            addr, rport = remote.split(":")
+            host = socket.inet_ntoa(struct.pack("<I", int(addr, 16)))
+            found[(host, int(rport, 16))] = int(inode)
+    return found
+
+
 def _steering(d):
-    """{source address: worker} for 64 /24s of 127.0.0.0/8, two addresses
-    each: the worker that logged each connection's tcp_open."""
+    """{source address: worker pid} for 64 /24s of 127.0.0.0/8, two
+    addresses each: the worker holding each accepted connection."""
     conns = []
-    for i in range(1, 65):
-        for host in (1, 2):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.settimeout(5)
-            s.bind((f"127.0.{i}.{host}", 0))
-            s.connect(("127.0.0.1", d.port))
-            conns.append(s)
     try:
+        for i in range(1, 65):
+            for host in (1, 2):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                conns.append(s)
+                s.settimeout(5)
+                s.bind((f"127.0.{i}.{host}", 0))
+                s.connect(("127.0.0.1", d.port))
+        # Echoed: accepted by a worker, which holds the socket.
         for n, s in enumerate(conns):
             s.sendall(b"%d" % n)
             assert s.recv(16) == b"%d" % n
-        opened = wait_until(
-            lambda: (lambda o: o if len(o) == len(conns) else None)(
-                [parse_logfmt(l) for l in d.log_lines()
-                 if is_event(l, "tcp_open")]),
-            timeout=5, what="every tcp_open logged")
+        inodes = _accepted_inodes(d.port)
+        owners = _socket_owners(d.workers())
+        return {s.getsockname()[0]: owners[inodes[s.getsockname()]]
+                for s in conns}
     finally:
         for s in conns:
             s.close()
-    return {o["peer"].rsplit(":", 1)[0]: o["worker"] for o in opened}
 
 
 def _partition(where):
@@ -96,7 +129,7 @@ def test_steering_key_is_new_at_each_start(echod):
     partitions = []
     for _ in range(2):
         d = echod(workers=4, listen=("127.0.0.1",),
-                  policy_text="log-level debug\ntcp-connect-rate unlimited\n")
+                  policy_text="tcp-connect-rate unlimited\n")
         where = _steering(d)
         for i in range(1, 65):
             assert where[f"127.0.{i}.1"] == where[f"127.0.{i}.2"], i
