@@ -399,6 +399,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(tcp_guard_cap(g) == cap);
 	table = tcp_guard_table(g);
 	table_bytes = rate_table_bytes(table);
+	/* Each level's table: its slots of the size SECURITY.md states. */
+	CHECK(table_bytes >= rate_table_slots(table) * tcp_guard_entry_bytes());
+	CHECK(tcp_guard_group_bytes() >= 4 * sizeof(void *));
 
 	for (size_t at = 3; at + 1 < size && records++ < MAX_RECORDS; at += 2) {
 		uint8_t op = data[at], arg = data[at + 1];

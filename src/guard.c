@@ -587,25 +587,22 @@ tcp_guard_new(const struct policy *p, const struct facts *f, unsigned cap)
 	unsigned levels = p->tcp_levels_v4 > p->tcp_levels_v6
 	                      ? p->tcp_levels_v4
 	                      : p->tcp_levels_v6;
-	size_t groups;
+	/* Each group has a member that holds a connection, so a level has
+	 * at most cap groups; one more while a member moves between two. */
+	size_t groups = ((size_t)(cap > 0 ? cap : 1) + 1) * POLICY_MAX_LEVELS;
+	bool ok = levels > 0 && levels <= POLICY_MAX_LEVELS;
 
 	if (g == NULL)
 		return NULL;
 	g->policy = p;
 	g->facts = f;
 	g->cap = cap > 0 ? cap : 1;
-	for (unsigned i = 0; i < levels && i < POLICY_MAX_LEVELS; i++) {
+	for (unsigned i = 0; ok && i < levels; i++) {
 		g->tables[i] = rate_table_new(p->rate_table_size, f->secret);
-		if (g->tables[i] == NULL) {
-			tcp_guard_free(g);
-			return NULL;
-		}
+		ok = g->tables[i] != NULL;
 	}
-	/* Each group has a member that holds a connection, so a level has
-	 * at most cap groups; one more while a member moves between two. */
-	groups = ((size_t)g->cap + 1) * POLICY_MAX_LEVELS;
 	g->pool = calloc(groups, sizeof(*g->pool));
-	if (levels == 0 || g->pool == NULL) {
+	if (!ok || g->pool == NULL) {
 		tcp_guard_free(g);
 		return NULL;
 	}
