@@ -85,7 +85,8 @@ $(BUILD)/gen/seccomp_%.inc: policy/seccomp-%.list src/gen-seccomp.awk | $(BUILD)
 
 $(BUILD)/obj/sandbox.o: $(BUILD)/gen/seccomp_worker.inc \
 	$(BUILD)/gen/seccomp_supervisor.inc $(BUILD)/gen/seccomp_enosys.inc \
-	$(BUILD)/gen/seccomp_metrics.inc
+	$(BUILD)/gen/seccomp_metrics.inc \
+	$(BUILD)/gen/seccomp_reader.inc
 
 $(BUILD)/gen/prefilter.bpf.o: src/bpf/prefilter.bpf.c src/bpf/prefilter.h \
 	| $(BUILD)/gen
@@ -200,11 +201,11 @@ DOCDIR		 = $(PREFIX)/share/doc/echod
 UNITDIR		?= $(PREFIX)/lib/systemd/system
 UNIT_CHROOT	 = /run/echod/empty
 INSTALLED = $(SBINDIR)/echod $(BINDIR)/echo-client \
-	    $(SYSCONFDIR)/echod/echod.conf \
 	    $(MANDIR)/man8/echod.8 $(MANDIR)/man5/echod.conf.5 \
 	    $(MANDIR)/man1/echo-client.1 \
 	    $(UNITDIR)/echod.service $(UNITDIR)/echod.socket \
 	    $(DOCDIR)/README.md $(DOCDIR)/SECURITY.md $(DOCDIR)/scale-out.md \
+	    $(DOCDIR)/operations.md \
 	    $(DIST_EXAMPLES:dist/%=$(DOCDIR)/examples/%)
 DIST_EXAMPLES = dist/keepalived/keepalived.conf dist/kubernetes/echod.yaml
 INSTALL_DIRS = $(SYSCONFDIR)/echod $(DOCDIR)/examples/keepalived \
@@ -228,7 +229,7 @@ install: $(BUILD)/echod $(BUILD)/echo-client $(BUILD)/echod.conf
 		$(DESTDIR)$(DOCDIR)/examples/kubernetes
 	install -m 0755 $(BUILD)/echod $(DESTDIR)$(SBINDIR)/echod
 	install -m 0755 $(BUILD)/echo-client $(DESTDIR)$(BINDIR)/echo-client
-	install -m 0644 $(BUILD)/echod.conf $(DESTDIR)$(SYSCONFDIR)/echod/echod.conf
+	@$(MAKE) -s --no-print-directory install-policy
 	install -m 0644 man/echod.8 $(DESTDIR)$(MANDIR)/man8/echod.8
 	install -m 0644 man/echod.conf.5 $(DESTDIR)$(MANDIR)/man5/echod.conf.5
 	install -m 0644 man/echo-client.1 $(DESTDIR)$(MANDIR)/man1/echo-client.1
@@ -237,14 +238,43 @@ install: $(BUILD)/echod $(BUILD)/echo-client $(BUILD)/echod.conf
 		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.tmp && \
 		mv $(DESTDIR)$(UNITDIR)/$$u.tmp $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
 	done
-	install -m 0644 README.md SECURITY.md docs/scale-out.md $(DESTDIR)$(DOCDIR)/
+	install -m 0644 README.md SECURITY.md docs/scale-out.md \
+		docs/operations.md $(DESTDIR)$(DOCDIR)/
 	for f in $(DIST_EXAMPLES); do \
 		install -m 0644 $$f $(DESTDIR)$(DOCDIR)/examples/$${f#dist/} || exit 1; \
 	done
 
-uninstall:
+uninstall: $(BUILD)/echod.conf
 	rm -f $(INSTALLED:%=$(DESTDIR)%)
+	@$(MAKE) -s --no-print-directory uninstall-policy
 	-rmdir $(INSTALL_DIRS:%=$(DESTDIR)%) 2>/dev/null
+
+# The policy is the operator's once installed: an existing one is never
+# overwritten (the shipped one goes beside it, as echod.conf.dist, as
+# dpkg does with a conffile) and an edited one is never removed.
+POLICY_DEST = $(DESTDIR)$(SYSCONFDIR)/echod/echod.conf
+.PHONY: install-policy uninstall-policy
+install-policy: $(BUILD)/echod.conf
+	@if [ ! -e $(POLICY_DEST) ]; then \
+		install -m 0644 $(BUILD)/echod.conf $(POLICY_DEST); \
+		echo "installed $(POLICY_DEST)"; \
+	elif cmp -s $(BUILD)/echod.conf $(POLICY_DEST); then \
+		rm -f $(POLICY_DEST).dist; \
+	else \
+		install -m 0644 $(BUILD)/echod.conf $(POLICY_DEST).dist; \
+		echo "make install: kept your $(POLICY_DEST);" \
+		     "the shipped policy is $(POLICY_DEST).dist beside it" >&2; \
+	fi
+
+uninstall-policy: $(BUILD)/echod.conf
+	@rm -f $(POLICY_DEST).dist
+	@if [ -e $(POLICY_DEST) ] && ! cmp -s $(BUILD)/echod.conf $(POLICY_DEST); then \
+		echo "make uninstall: kept $(POLICY_DEST): it differs from" \
+		     "the shipped policy (remove it by hand if it is no" \
+		     "longer wanted)" >&2; \
+	else \
+		rm -f $(POLICY_DEST); \
+	fi
 
 # A Debian package, built from a copy of the tree in $(BUILD)/deb/ so that
 # dpkg-buildpackage writes nothing outside it (and with none of this make's

@@ -9,6 +9,8 @@
  * the same checks. The whole input is also loaded as a file (a memfd, by
  * its /proc/self/fd path): policy_load_file must agree with policy_parse
  * byte for byte, errors included.
+ * A policy that parsed prints (echod -T) as text that parses over the
+ * defaults and prints the same again.
  */
 #include "acl.h"
 #include "addr.h"
@@ -148,6 +150,28 @@ check_policy(const struct policy *p)
 	CHECK(p->tcp_max_bytes <= (UINT64_C(1) << 40));
 }
 
+/* -T's text of p parses over the defaults to a policy that prints the
+ * same text. */
+static void
+check_printed(const struct policy *p)
+{
+	static char one[POLICY_PRINT_MAX], two[POLICY_PRINT_MAX];
+	static struct policy back;
+	struct policy_error err;
+	int n = policy_print(p, one, sizeof(one));
+
+	CHECK(n > 0 && (size_t)n == strlen(one));
+	memcpy(&back, &defaults, sizeof(back));
+	if (policy_parse(one, (size_t)n, &back, &err) != 0) {
+		fprintf(stderr, "-T text refused at line %u: %s\n%s", err.line,
+		        err.msg, one);
+		CHECK(0);
+	}
+	check_policy(&back);
+	CHECK(policy_print(&back, two, sizeof(two)) == n);
+	CHECK(memcmp(one, two, (size_t)n) == 0);
+}
+
 /* Parse buf over the defaults and check the outcome; 0 if it parsed. The
  * error (line 0 and "" on success) is left in *errp. */
 static int
@@ -179,6 +203,7 @@ parse_and_check(const char *buf, size_t size, struct policy *p,
 	memcpy(&again, &defaults, sizeof(again));
 	CHECK(policy_parse(buf, size, &again, &err) == 0);
 	CHECK(memcmp(&again, p, sizeof(*p)) == 0);
+	check_printed(p);
 	return 0;
 }
 

@@ -8,10 +8,11 @@
 #define DEFAULT_PORT 7
 
 const char cli_usage[] =
-    "usage: echod [-c FILE] [-t] [-l ADDR[:PORT]]... [-p PORT] [-u USER]\n"
+    "usage: echod [-c FILE] [-t | -T] [-l ADDR[:PORT]]... [-p PORT] [-u USER]\n"
     "             [-w WORKERS] [-v] [-V] [-h]\n"
     "  -c FILE     policy file (default: built-in, same as policy/echod.conf)\n"
     "  -t          check the policy and flags, print ok, exit\n"
+    "  -T          check as -t, then print the effective policy, exit\n"
     "  -l ADDR     listen address, repeatable, replaces 'listen':\n"
     "              127.0.0.1, 127.0.0.1:7007, [::1]:7007\n"
     "  -p PORT     port for every listen address without one (default 7)\n"
@@ -20,7 +21,7 @@ const char cli_usage[] =
     "  -v          more logging (repeat for debug)\n"
     "  -V          print the version and exit\n"
     "  -h          print this help and exit\n"
-    "signals: TERM/INT stop, USR1 logs every counter\n"
+    "signals: TERM/INT stop, HUP reloads the policy, USR1 logs every counter\n"
     "exit: 0 ok, 64 usage, 71 cannot bind or harden, 78 bad policy\n";
 
 static int
@@ -99,10 +100,11 @@ cli_parse(int argc, char *const argv[], struct options *o, char *err,
 		if (a[0] != '-' || a[1] == '\0')
 			break;
 		for (const char *f = a + 1; *f; f++) {
-			if (strchr("tvVh", *f) != NULL) {
-				if (*f == 't')
+			if (strchr("tTvVh", *f) != NULL) {
+				if (*f == 't' || *f == 'T') {
 					o->check_only = true;
-				else if (*f == 'v')
+					o->print_policy |= *f == 'T';
+				} else if (*f == 'v')
 					o->verbose++;
 				else if (*f == 'V')
 					o->version = true;

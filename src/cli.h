@@ -11,7 +11,8 @@
 
 struct options {
 	const char *config; /* -c, NULL for the built-in policy */
-	bool check_only;    /* -t */
+	bool check_only;    /* -t, and -T */
+	bool print_policy;  /* -T: print the effective policy, not ok */
 	struct endpoint listen[POLICY_MAX_LISTEN]; /* -l, repeatable */
 	size_t nlisten;
 	bool port_set; /* -p */

@@ -72,6 +72,8 @@
 	X(xdp_would_drop)                                                      \
 	X(worker_restarts)                                                     \
 	X(metrics_restarts)                                                    \
+	X(policy_reloads)                                                      \
+	X(policy_reloads_refused)                                              \
 	X(workers_ready)                                                       \
 	X(log_suppressed)                                                      \
 	X(metrics_ok)                                                          \

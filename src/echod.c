@@ -12,15 +12,18 @@
  *      (drop_privileges)
  *   5. drop every capability, no_new_privs, not dumpable, rlimits
  *      (seal_process)
- *   6. Landlock, seccomp (supervisor list), fork workers; each limits its
- *      memory and stacks the worker list; with metrics, fork the metrics
- *      process, which enters its own Landlock domain and stacks its list
- *      (enter_sandbox, supervisor_run; harden_worker in each worker,
- *      harden_metrics in the metrics process)
+ *   6. the policy reader forked with its own Landlock rule and seccomp
+ *      list (start_policy_reader, reader.c); Landlock, seccomp
+ *      (supervisor list), fork workers; each limits its memory and stacks
+ *      the worker list; with metrics, fork the metrics process, which
+ *      enters its own Landlock domain and stacks its list (enter_sandbox,
+ *      supervisor_run; harden_worker in each worker, harden_metrics in
+ *      the metrics process)
  * Nothing reads a byte from the network before step 6 completes. main(),
  * at the end of this file, is that list; every way out is fail().
  */
 #include "cli.h"
+#include "errmsg.h"
 #include "exitcodes.h"
 #include "facts.h"
 #include "gro.h"
@@ -30,6 +33,8 @@
 #include "metrics.h"
 #include "policy.h"
 #include "privdrop.h"
+#include "reader.h"
+#include "reload.h"
 #include "sandbox.h"
 #include "sockact.h"
 #include "supervisor.h"
@@ -61,6 +66,7 @@
 #define ECHO_PORT  7  /* RFC 862 */
 
 static struct policy policy;
+static const struct options *command_line; /* the flags, for a reload */
 static struct facts facts;
 static struct metrics_setup metrics;
 static unsigned long long worker_memory; /* each worker's RLIMIT_DATA */
@@ -183,24 +189,74 @@ raise_fd_limit(rlim_t need, bool check_only)
 	}
 }
 
+/*
+ * A policy from a file's text (or the built-in one without -c) and the
+ * flags: what the start-up checks and a reload checks again, alike. 0, or
+ * the exit status of the mistake (exitcodes.h) with its message in err:
+ * FILE:LINE: message for the file.
+ */
+static int
+build_policy(const char *text, size_t len, struct policy *p, char *err,
+             size_t errlen)
+{
+	struct policy_error e;
+	char msg[256];
+
+	if (policy_defaults(p, &e) != 0) {
+		errmsg(err, errlen, "echod: built-in policy:%u: %s", e.line,
+		       e.msg);
+		return EXIT_SOFTWARE;
+	}
+	if (command_line->config != NULL &&
+	    policy_parse(text, len, p, &e) != 0) {
+		if (e.line > 0)
+			errmsg(err, errlen, "%s:%u: %s", command_line->config,
+			       e.line, e.msg);
+		else
+			errmsg(err, errlen, "%s: %s", command_line->config,
+			       e.msg);
+		return EXIT_CONFIG;
+	}
+	cli_apply(command_line, p);
+	if (cli_check_listen(p, msg, sizeof(msg)) != 0) {
+		errmsg(err, errlen, "echod: %s", msg);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
 static void
 load_policy(const struct options *o, struct policy *p)
 {
+	static char text[POLICY_MAX_FILE];
 	struct policy_error err;
-	char msg[256];
+	char msg[512];
+	size_t len = 0;
+	int status;
 
-	if (policy_defaults(p, &err) != 0)
-		fail(EXIT_SOFTWARE, NULL, NULL, "echod: built-in policy:%u: %s",
-		     err.line, err.msg);
-	if (o->config != NULL && policy_load_file(o->config, p, &err) != 0) {
-		if (err.line > 0)
-			fail(EXIT_CONFIG, NULL, NULL, "%s:%u: %s", o->config,
-			     err.line, err.msg);
+	command_line = o;
+	if (o->config != NULL && policy_read_at(AT_FDCWD, o->config, text,
+	                                        sizeof(text), &len, &err) != 0)
 		fail(EXIT_CONFIG, NULL, NULL, "%s: %s", o->config, err.msg);
-	}
-	cli_apply(o, p);
-	if (cli_check_listen(p, msg, sizeof(msg)) != 0)
-		fail(EXIT_USAGE, NULL, NULL, "echod: %s", msg);
+	status = build_policy(text, len, p, msg, sizeof(msg));
+	if (status != 0)
+		fail(status, NULL, NULL, "%s", msg);
+}
+
+/* -T: the policy in force, in the file's syntax, and its digest. */
+static void
+print_policy(void)
+{
+	static char text[POLICY_PRINT_MAX];
+	char digest[RELOAD_DIGEST_LEN];
+
+	if (policy_print(&policy, text, sizeof(text)) < 0)
+		fail(EXIT_SOFTWARE, NULL, NULL,
+		     "echod: the policy does not "
+		     "fit in -T's buffer");
+	reload_digest_of(&policy, digest);
+	fputs(text, stdout);
+	printf("# digest %s\n", digest);
 }
 
 /* RLIMIT_FSIZE 0 would stop a log that goes to a regular file. */
@@ -474,6 +530,51 @@ open_syslog(void)
 	if (policy.log_syslog &&
 	    log_open_syslog(policy.syslog_path, err, sizeof(err)) != 0)
 		refuse("syslog", err);
+}
+
+/* Step 4, for a reload: while the filesystem is visible, the policy
+ * file's directory, for the reader (reader.h) forked before step 6. */
+static void
+open_policy_directory(void)
+{
+	char err[256];
+
+	if (command_line->config != NULL &&
+	    reader_open(command_line->config, err, sizeof(err)) != 0)
+		refuse("policy_reader", err);
+}
+
+/* Step 6, first: the policy reader, before the supervisor's own sandbox
+ * (which it must not inherit: it alone may open a file). -1 without -c. */
+static int
+start_policy_reader(void)
+{
+	const char *step;
+	char err[256];
+	int fd;
+
+	if (command_line->config == NULL)
+		return -1;
+	fd = reader_start(&policy, &step, err, sizeof(err));
+	if (fd < 0)
+		refuse(step, err);
+	return fd;
+}
+
+/* What SIGHUP needs in the supervisor. */
+static struct reload *
+prepare_reload(const struct boot *b, int reader_fd)
+{
+	bool prefilter =
+	    policy.nxdp > 0 && strstr(b->skipped, "xdp_prefilter") == NULL;
+	struct reload *r =
+	    reload_new(&policy, b->nworkers, command_line->config, reader_fd,
+	               build_policy, prefilter);
+
+	if (r == NULL)
+		fail(EXIT_OSERR, "supervisor_failed", NULL, "reload: %s",
+		     strerror(ENOMEM));
+	return r;
 }
 
 /* The bench-only unguarded build (variant.h) serves the benchmark and
@@ -769,6 +870,7 @@ int
 main(int argc, char **argv)
 {
 	static struct boot b;
+	int reader_fd;
 
 	parse_flags(argc, argv, &b.opts);
 	/* Step 1: everything checked before anything is touched; -t stops
@@ -786,10 +888,14 @@ main(int argc, char **argv)
 	raise_fd_limit(b.nofile, b.opts.check_only);
 	worker_memory =
 	    worker_memory_bound(&policy, b.nworkers, (unsigned long)b.nofile);
+	reload_warn_lost_defaults(&policy);
 	if (b.opts.check_only) {
 		open_syslog();
 		check_prefilter_interfaces();
-		puts("ok");
+		if (b.opts.print_policy)
+			print_policy();
+		else
+			puts("ok");
 		return 0;
 	}
 	close_inherited_fds();
@@ -802,11 +908,14 @@ main(int argc, char **argv)
 	bind_metrics();
 	gather_facts();
 	start_prefilter(&b);
+	open_policy_directory();
 	drop_privileges(&b);
 	seal_process(&b);
 	report_downgrades(&b);
+	reader_fd = start_policy_reader();
 	enter_sandbox(&b);
 	announce_listeners(&b.sockets);
 	return supervisor_run(&policy, &facts, &b.sockets, b.nworkers,
-	                      harden_worker, metrics_for(&b), harden_metrics);
+	                      harden_worker, metrics_for(&b), harden_metrics,
+	                      prepare_reload(&b, reader_fd));
 }

@@ -19,6 +19,7 @@ struct udp_guard {
 	struct rate_table *aggregates; /* per aggregate prefix: its rate */
 	struct loop_table *loops; /* per source, port and payload: loop holds */
 	struct bucket_cfg global_cfg; /* this worker's share */
+	unsigned share;               /* of the global rate: 1 / workers */
 	struct bucket global;
 	bool global_primed;
 	bool rates_unlimited; /* no UDP rate at all: no bucket to consult */
@@ -171,19 +172,30 @@ udp_guard_new(const struct policy *p, const struct facts *f, unsigned share)
 		udp_guard_free(g);
 		return NULL;
 	}
-	if (share == 0)
-		share = 1;
+	g->share = share > 0 ? share : 1;
+	udp_guard_policy_changed(g);
+	return g;
+}
+
+void
+udp_guard_policy_changed(struct udp_guard *g)
+{
+	const struct policy *p = g->policy;
+
 	g->global_cfg = p->udp_global_rate;
 	if (g->global_cfg.rate > 0) {
-		g->global_cfg.rate = (g->global_cfg.rate + share - 1) / share;
-		g->global_cfg.burst = (g->global_cfg.burst + share - 1) / share;
+		g->global_cfg.rate =
+		    (g->global_cfg.rate + g->share - 1) / g->share;
+		g->global_cfg.burst =
+		    (g->global_cfg.burst + g->share - 1) / g->share;
 	}
 	/* Unlimited buckets grant everything and keep no state (ratelimit.c):
 	 * skipping them changes no verdict. */
 	g->rates_unlimited =
 	    p->udp_rate.rate == 0 && p->udp_byte_rate.rate == 0 &&
 	    p->udp_aggregate_rate.rate == 0 && g->global_cfg.rate == 0;
-	return g;
+	/* The last source check's answer was the old policy's. */
+	g->checked_once = false;
 }
 
 void

@@ -52,6 +52,9 @@ struct udp_guard;
 struct udp_guard *udp_guard_new(const struct policy *p, const struct facts *f,
                                 unsigned share);
 void udp_guard_free(struct udp_guard *g);
+/* The policy the guard reads changed in place (a reload): work out again
+ * what the guard derived from it; the tables and buckets are kept. */
+void udp_guard_policy_changed(struct udp_guard *g);
 
 /* The first check that rejects d, or GUARD_ok. Updates the per-source
  * state (rates, loop history) as a reply would. It is the two halves

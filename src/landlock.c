@@ -1,4 +1,5 @@
-/* landlock: no files, no TCP bind/connect, no signals out of the domain. */
+/* landlock: no files (but the policy reader's one directory), no TCP
+ * bind/connect, no signals out of the domain. */
 #include "landlock.h"
 #include "errmsg.h"
 
@@ -15,18 +16,27 @@
  */
 #define LL_CREATE_RULESET_VERSION (1U << 0)
 #define LL_FS_ABI1                ((1ULL << 13) - 1) /* execute .. make_sym */
-#define LL_FS_REFER               (1ULL << 13)       /* ABI 2 */
-#define LL_FS_TRUNCATE            (1ULL << 14)       /* ABI 3 */
-#define LL_FS_IOCTL_DEV           (1ULL << 15)       /* ABI 5 */
-#define LL_NET_BIND_TCP           (1ULL << 0)        /* ABI 4 */
-#define LL_NET_CONNECT_TCP        (1ULL << 1)        /* ABI 4 */
-#define LL_SCOPE_ABSTRACT_UNIX    (1ULL << 0)        /* ABI 6 */
-#define LL_SCOPE_SIGNAL           (1ULL << 1)        /* ABI 6 */
+#define LL_FS_READ_FILE           (1ULL << 2)
+#define LL_FS_REFER               (1ULL << 13) /* ABI 2 */
+#define LL_FS_TRUNCATE            (1ULL << 14) /* ABI 3 */
+#define LL_FS_IOCTL_DEV           (1ULL << 15) /* ABI 5 */
+#define LL_NET_BIND_TCP           (1ULL << 0)  /* ABI 4 */
+#define LL_NET_CONNECT_TCP        (1ULL << 1)  /* ABI 4 */
+#define LL_SCOPE_ABSTRACT_UNIX    (1ULL << 0)  /* ABI 6 */
+#define LL_SCOPE_SIGNAL           (1ULL << 1)  /* ABI 6 */
 
 #ifndef SYS_landlock_create_ruleset
 #define SYS_landlock_create_ruleset 444
+#define SYS_landlock_add_rule       445
 #define SYS_landlock_restrict_self  446
 #endif
+#define LL_RULE_PATH_BENEATH 1
+
+/* The uapi's struct landlock_path_beneath_attr: packed, 12 bytes. */
+struct path_beneath_attr {
+	uint64_t allowed_access;
+	int32_t parent_fd;
+} __attribute__((packed));
 
 struct ruleset_attr {
 	uint64_t handled_access_fs;
@@ -43,8 +53,13 @@ landlock_abi(void)
 	return v < 0 ? 0 : (int)v;
 }
 
-int
-landlock_restrict(char *err, size_t errlen)
+/*
+ * Handle every right the ABI knows and grant none but, when read_dir >= 0,
+ * reading files beneath that directory: nothing is allowed that a rule
+ * would have to name.
+ */
+static int
+restrict_self(int read_dir, char *err, size_t errlen)
 {
 	int abi = landlock_abi();
 	struct ruleset_attr attr = {.handled_access_fs = LL_FS_ABI1};
@@ -53,8 +68,6 @@ landlock_restrict(char *err, size_t errlen)
 
 	if (abi <= 0)
 		return 0;
-	/* Handle every right the ABI knows and grant none: nothing is
-	 * allowed that a rule would have to name. */
 	if (abi >= 2)
 		attr.handled_access_fs |= LL_FS_REFER;
 	if (abi >= 3)
@@ -74,6 +87,17 @@ landlock_restrict(char *err, size_t errlen)
 		return errmsg(err, errlen,
 		              "landlock_create_ruleset (ABI %d): %s", abi,
 		              strerror(errno));
+	if (read_dir >= 0) {
+		struct path_beneath_attr rule = {
+		    .allowed_access = LL_FS_READ_FILE, .parent_fd = read_dir};
+		if (syscall(SYS_landlock_add_rule, fd, LL_RULE_PATH_BENEATH,
+		            &rule, 0) != 0) {
+			int e = errno;
+			close(fd);
+			return errmsg(err, errlen, "landlock_add_rule: %s",
+			              strerror(e));
+		}
+	}
 	if (syscall(SYS_landlock_restrict_self, fd, 0) != 0) {
 		int e = errno;
 		close(fd);
@@ -82,4 +106,16 @@ landlock_restrict(char *err, size_t errlen)
 	}
 	close(fd);
 	return abi;
+}
+
+int
+landlock_restrict(char *err, size_t errlen)
+{
+	return restrict_self(-1, err, errlen);
+}
+
+int
+landlock_restrict_reading(int dir_fd, char *err, size_t errlen)
+{
+	return restrict_self(dir_fd, err, errlen);
 }

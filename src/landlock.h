@@ -21,4 +21,8 @@ int landlock_abi(void);
  */
 int landlock_restrict(char *err, size_t errlen);
 
+/* The same, but files beneath the directory dir_fd (an O_PATH descriptor)
+ * stay readable: the policy reader's one grant (reader.h). */
+int landlock_restrict_reading(int dir_fd, char *err, size_t errlen);
+
 #endif

@@ -21,6 +21,7 @@ struct row {
 #define REFUSED  "TCP connections closed at once, by reason."
 #define LIMITED  "TCP connections closed by a limit, by reason."
 #define SCRAPES  "Requests to this endpoint, by result."
+#define RELOADS  "SIGHUP reloads of the policy, by result."
 #define EVICTED  "Rate-table entries evicted for new sources, by protocol."
 #define BYTES_IN "Payload bytes received, by protocol."
 #define ENTRIES                                                                \
@@ -153,6 +154,10 @@ static const struct row rows[] = {
      "Metrics processes restarted after dying."},
     {"worker_restarts", "echod_worker_restarts_total", "", "counter",
      "Workers restarted after dying."},
+    {"policy_reloads", "echod_policy_reloads_total", "result=\"ok\"", "counter",
+     RELOADS},
+    {"policy_reloads_refused", "echod_policy_reloads_total",
+     "result=\"refused\"", "counter", RELOADS},
     {"log_suppressed", "echod_log_lines_suppressed_total", "", "counter",
      "Log lines dropped by the line budget."},
     {"metrics_ok", "echod_metrics_requests_total", "result=\"ok\"", "counter",
@@ -270,6 +275,14 @@ metrics_render(const struct counters *sum, const struct metrics_facts *f,
 	add(&t, "\",user=\"");
 	label_value(&t, f->user);
 	add(&t, "\"} 1\n");
+	if (f->policy_digest != NULL) {
+		family(&t, "echod_policy_info", "gauge",
+		       "The digest of the policy in force (as event=reload "
+		       "says it); always 1.");
+		add(&t, "echod_policy_info{digest=\"");
+		label_value(&t, f->policy_digest);
+		add(&t, "\"} 1\n");
+	}
 	family(&t, "echod_workers", "gauge", "Workers configured.");
 	add(&t, "echod_workers %u\n", f->workers);
 	family(&t, "echod_workers_alive", "gauge", "Workers running now.");

@@ -31,6 +31,7 @@ struct metrics_facts {
 	unsigned workers;       /* configured */
 	unsigned workers_alive; /* running now */
 	uint64_t table_slots;   /* rate-table-size: per worker and protocol */
+	const char *policy_digest; /* of the policy in force; NULL: none */
 };
 
 /*

@@ -5,14 +5,14 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_ARGS        (POLICY_MAX_CIDRS + 1)
-#define POLICY_MAX_FILE (1024 * 1024)
-#define SEEN_TEXT_MAX   (POLICY_MAX_LINE + 1) /* a whole line: no truncation */
+#define MAX_ARGS      (POLICY_MAX_CIDRS + 1)
+#define SEEN_TEXT_MAX (POLICY_MAX_LINE + 1) /* a whole line: no truncation */
 
 struct directive;
 typedef int (*apply_fn)(const struct directive *d, struct policy *p,
@@ -970,14 +970,409 @@ int
 policy_load_file(const char *path, struct policy *p, struct policy_error *err)
 {
 	static char buf[POLICY_MAX_FILE];
+	size_t len;
+
+	if (policy_read_at(AT_FDCWD, path, buf, sizeof(buf), &len, err) != 0)
+		return -1;
+	return policy_parse(buf, len, p, err);
+}
+
+/*
+ * -T: the policy as policy-file text. One printer per setter, so a new
+ * keyword that reuses a setter prints with no more code; each prints
+ * what its setter parses back to the same value.
+ */
+struct out {
+	char *buf;
+	size_t len, used;
+	size_t line_start; /* of the current list line */
+	bool overflow;
+};
+
+static void __attribute__((format(printf, 2, 3)))
+emit(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (o->overflow)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(o->buf + o->used, o->len - o->used, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= o->len - o->used) {
+		o->overflow = true;
+		o->buf[o->used] = '\0';
+		return;
+	}
+	o->used += (size_t)n;
+}
+
+#define LIST_LINE 72 /* wrap list lines here: far below POLICY_MAX_LINE */
+
+/* One word of a list keyword's value: a new line when this one is full. */
+static void
+list_word(struct out *o, const char *keyword, const char *word, bool *open)
+{
+	if (*open && o->used - o->line_start + strlen(word) + 1 > LIST_LINE) {
+		emit(o, "\n");
+		*open = false;
+	}
+	if (!*open) {
+		o->line_start = o->used;
+		emit(o, "%s", keyword);
+		*open = true;
+	}
+	emit(o, " %s", word);
+}
+
+static void
+list_end(struct out *o, const char *keyword, bool open)
+{
+	if (open)
+		emit(o, "\n");
+	else
+		emit(o, "# %s: none\n", keyword);
+}
+
+static void
+format_size(uint64_t v, char *buf, size_t len)
+{
+	static const char units[] = "gmk";
+
+	for (int i = 0; i < 3; i++) {
+		uint64_t mult = UINT64_C(1) << (10 * (3 - i));
+		if (v != 0 && v % mult == 0) {
+			snprintf(buf, len, "%llu%c",
+			         (unsigned long long)(v / mult), units[i]);
+			return;
+		}
+	}
+	snprintf(buf, len, "%llu", (unsigned long long)v);
+}
+
+/* COUNT/UNIT or SIZE/UNIT: the period is one unit (s, m or h). */
+static void
+format_per(uint64_t amount, uint64_t period_ms, bool bytes, char *buf,
+           size_t len)
+{
+	char a[32], unit[24];
+
+	if (bytes)
+		format_size(amount, a, sizeof(a));
+	else
+		snprintf(a, sizeof(a), "%llu", (unsigned long long)amount);
+	format_duration(period_ms, unit, sizeof(unit));
+	snprintf(buf, len, "%s/%s", a, unit[0] == '1' ? unit + 1 : unit);
+}
+
+static void
+format_endpoint(const struct endpoint *ep, char *buf, size_t len)
+{
+	struct ipaddr a;
+	char host[ADDR_STRLEN];
+
+	/* A port the flags filled in (-p, or 7) is part of the effect. */
+	if (ep->has_port || endpoint_port(ep) != 0) {
+		format_sockaddr((const struct sockaddr *)&ep->ss, buf, len);
+		return;
+	}
+	ipaddr_from_sockaddr((const struct sockaddr *)&ep->ss, &a, NULL);
+	format_ipaddr(&a, host, sizeof(host));
+	snprintf(buf, len, "%s", host);
+}
+
+static void
+format_cidr(const struct cidr *c, char *buf, size_t len)
+{
+	char host[ADDR_STRLEN];
+
+	format_ipaddr(&c->addr, host, sizeof(host));
+	snprintf(buf, len, "%s/%u", host, c->prefix);
+}
+
+static void
+print_cidrs(struct out *o, const char *keyword, const struct acl *a, bool allow)
+{
+	char word[ADDR_STRLEN + 8];
+	bool open = false;
+
+	for (size_t i = 0; i < a->n; i++) {
+		if (a->rules[i].allow != allow)
+			continue;
+		format_cidr(&a->rules[i].net, word, sizeof(word));
+		list_word(o, keyword, word, &open);
+	}
+	list_end(o, keyword, open);
+}
+
+static void
+print_ports(struct out *o, const char *keyword, const struct portset *ps)
+{
+	char word[16];
+	bool open = false;
+
+	for (unsigned lo = 0; lo < 65536; lo++) {
+		unsigned hi = lo;
+		if (!portset_has(ps, (uint16_t)lo))
+			continue;
+		while (hi < 65535 && portset_has(ps, (uint16_t)(hi + 1)))
+			hi++;
+		if (hi == lo)
+			snprintf(word, sizeof(word), "%u", lo);
+		else
+			snprintf(word, sizeof(word), "%u-%u", lo, hi);
+		list_word(o, keyword, word, &open);
+		lo = hi;
+	}
+	if (!open)
+		emit(o, "%s none\n", keyword);
+	else
+		emit(o, "\n");
+}
+
+static void
+print_bucket(struct out *o, const char *keyword, const struct bucket_cfg *b,
+             bool bytes)
+{
+	char rate[48], burst[32];
+
+	if (b->rate == 0) {
+		emit(o, "%s unlimited\n", keyword);
+		return;
+	}
+	format_per(b->rate, b->period_ms, bytes, rate, sizeof(rate));
+	if (bytes)
+		format_size(b->burst, burst, sizeof(burst));
+	else
+		snprintf(burst, sizeof(burst), "%llu",
+		         (unsigned long long)b->burst);
+	emit(o, "%s %s burst %s\n", keyword, rate, burst);
+}
+
+static void
+print_xdp(struct out *o, const char *keyword, const struct policy *p)
+{
+	if (p->nxdp == 0) {
+		emit(o, "# %s: off\n", keyword);
+		return;
+	}
+	emit(o, "%s", keyword);
+	for (size_t i = 0; i < p->nxdp; i++)
+		emit(o, " %s", p->xdp_ifaces[i]);
+	emit(o, " mode %s\n", xdp_mode_name(p->xdp_mode));
+}
+
+static void
+print_downgrades(struct out *o, const char *keyword, const struct policy *p)
+{
+	if (!p->allow_big_stderr && !p->allow_no_xdp)
+		emit(o, "%s none\n", keyword);
+	else
+		emit(o, "%s%s%s\n", keyword,
+		     p->allow_big_stderr ? " fsize-limit" : "",
+		     p->allow_no_xdp ? " xdp-prefilter" : "");
+}
+
+static void
+print_listen(struct out *o, const char *keyword, const struct policy *p)
+{
+	char word[ADDR_STRLEN + 8];
+	bool open = false;
+
+	for (size_t i = 0; i < p->nlisten; i++) {
+		format_endpoint(&p->listen[i], word, sizeof(word));
+		list_word(o, keyword, word, &open);
+	}
+	list_end(o, keyword, open);
+}
+
+static const char *
+on_off(bool on, const char *yes, const char *no)
+{
+	return on ? yes : no;
+}
+
+/* The keyword's line (or lines): what its setter would parse back. */
+static void
+print_directive(const struct directive *d, const struct policy *p,
+                struct out *o)
+{
+	const void *field = (const char *)p + d->offset;
+	const char *k = d->name;
+	char v[64], w[64];
+
+	if (d->apply == set_uint) {
+		emit(o, "%s %u\n", k, *(const unsigned *)field);
+	} else if (d->apply == set_workers) {
+		if (p->workers == 0)
+			emit(o, "%s auto\n", k);
+		else
+			emit(o, "%s %u\n", k, p->workers);
+	} else if (d->apply == set_duration ||
+	           (d->apply == set_optional && !d->bytes)) {
+		uint64_t ms = *(const uint64_t *)field;
+		format_duration(ms, v, sizeof(v));
+		emit(o, "%s %s\n", k,
+		     ms == 0 && d->apply == set_optional ? "off" : v);
+	} else if (d->apply == set_size || d->apply == set_optional) {
+		uint64_t n = *(const uint64_t *)field;
+		format_size(n, v, sizeof(v));
+		emit(o, "%s %s\n", k,
+		     n == 0 && d->apply == set_optional ? "off" : v);
+	} else if (d->apply == set_bucket) {
+		print_bucket(o, k, field, d->bytes);
+	} else if (d->apply == set_min_rate) {
+		if (p->tcp_min_rate.rate == 0) {
+			emit(o, "%s off\n", k);
+		} else {
+			format_per(p->tcp_min_rate.rate,
+			           p->tcp_min_rate.period_ms, true, v,
+			           sizeof(v));
+			emit(o, "%s %s\n", k, v);
+		}
+	} else if (d->apply == set_listen) {
+		print_listen(o, k, p);
+	} else if (d->apply == set_protocols) {
+		emit(o, "%s%s%s\n", k, p->tcp ? " tcp" : "",
+		     p->udp ? " udp" : "");
+	} else if (d->apply == set_user) {
+		if (p->user[0] == '\0')
+			emit(o,
+			     "# %s: unset (echod if it exists, else nobody)\n",
+			     k);
+		else
+			emit(o, "%s %s\n", k, p->user);
+	} else if (d->apply == set_log_level) {
+		emit(o, "%s %s\n", k, log_level_name(p->log_level));
+	} else if (d->apply == set_log) {
+		if (p->log_syslog)
+			emit(o, "%s syslog %s\n", k, p->syslog_path);
+		else
+			emit(o, "%s stderr\n", k);
+	} else if (d->apply == set_log_format) {
+		emit(o, "%s %s\n", k, on_off(p->log_json, "json", "logfmt"));
+	} else if (d->apply == set_metrics) {
+		format_endpoint(&p->metrics, w, sizeof(w));
+		emit(o, "%s %s\n", k, p->metrics_on ? w : "off");
+	} else if (d->apply == set_cidrs) {
+		bool metrics = strcmp(k, "metrics-allow") == 0;
+		bool exempt = strcmp(k, "rate-exempt") == 0;
+		print_cidrs(o, k,
+		            metrics  ? &p->metrics_allow
+		            : exempt ? &p->rate_exempt
+		                     : &p->acl,
+		            metrics || exempt || strcmp(k, "allow") == 0);
+	} else if (d->apply == set_ports) {
+		print_ports(o, k, &p->udp_deny_ports);
+	} else if (d->apply == set_chroot) {
+		emit(o, "%s %s\n", k, p->chroot_dir);
+	} else if (d->apply == set_sandbox_violation) {
+		emit(o, "%s %s\n", k, on_off(p->sandbox_log, "log", "kill"));
+	} else if (d->apply == set_landlock) {
+		emit(o, "%s %s\n", k,
+		     on_off(p->landlock_required, "required", "optional"));
+	} else if (d->apply == set_allow_downgrade) {
+		print_downgrades(o, k, p);
+	} else if (d->apply == set_xdp_prefilter) {
+		print_xdp(o, k, p);
+	} else if (d->apply == set_enforce) {
+		emit(o, "%s %s\n", k, on_off(p->enforce, "on", "log-only"));
+	} else if (d->apply == set_loop_guard) {
+		format_duration(p->loop_window_ms, v, sizeof(v));
+		format_duration(p->loop_hold_ms, w, sizeof(w));
+		emit(o, "%s %s repeats %u window %s hold %s\n", k,
+		     on_off(p->loop_guard, "on", "off"), p->loop_repeats, v, w);
+	} else {
+		/* A setter without a printer: test_policy fails on it. */
+		emit(o, "# %s: cannot be printed\n", k);
+		o->overflow = true;
+	}
+}
+
+static int
+print_one(const struct directive *d, const struct policy *p, char *buf,
+          size_t len)
+{
+	struct out o = {.buf = buf, .len = len};
+
+	if (len == 0)
+		return -1;
+	buf[0] = '\0';
+	print_directive(d, p, &o);
+	return o.overflow ? -1 : (int)o.used;
+}
+
+int
+policy_print(const struct policy *p, char *buf, size_t len)
+{
+	struct out o = {.buf = buf, .len = len};
+
+	if (len == 0)
+		return -1;
+	buf[0] = '\0';
+	emit(&o, "# The effective policy (echod -T): every keyword, in the "
+	         "policy file's\n# syntax; echod -c FILE -t accepts it as "
+	         "it is.\n");
+	for (size_t i = 0; i < NDIRECTIVES; i++)
+		print_directive(&directives[i], p, &o);
+	return o.overflow ? -1 : (int)o.used;
+}
+
+int
+policy_changed_keywords(const struct policy *a, const struct policy *b,
+                        char *buf, size_t len)
+{
+	static char one[POLICY_PRINT_MAX], two[POLICY_PRINT_MAX];
+	struct out o = {.buf = buf, .len = len};
+	int n = 0;
+
+	if (len == 0)
+		return -1;
+	buf[0] = '\0';
+	for (size_t i = 0; i < NDIRECTIVES; i++) {
+		if (print_one(&directives[i], a, one, sizeof(one)) < 0 ||
+		    print_one(&directives[i], b, two, sizeof(two)) < 0)
+			return -1;
+		if (strcmp(one, two) == 0)
+			continue;
+		emit(&o, "%s%s", n > 0 ? "," : "", directives[i].name);
+		n++;
+	}
+	return o.overflow ? -1 : n;
+}
+
+/* The CA-1996-01 ports: an echo (7), daytime (13), qotd (17), chargen
+ * (19) or time (37) service answers anything, and port 0 is no client's. */
+static const uint16_t loop_ports[] = {0, 7, 13, 17, 19, 37};
+
+int
+policy_lost_defaults(const struct policy *p, char *buf, size_t len)
+{
+	struct out o = {.buf = buf, .len = len};
+	int n = 0;
+
+	if (len == 0)
+		return -1;
+	buf[0] = '\0';
+	for (size_t i = 0; i < sizeof(loop_ports) / sizeof(loop_ports[0]); i++)
+		if (!portset_has(&p->udp_deny_ports, loop_ports[i]))
+			emit(&o, "%s%u", n++ > 0 ? "," : "", loop_ports[i]);
+	return o.overflow ? -1 : n;
+}
+
+int
+policy_read_at(int dir_fd, const char *name, char *buf, size_t cap, size_t *len,
+               struct policy_error *err)
+{
 	struct stat st;
-	ssize_t n;
-	size_t len = 0;
+	ssize_t n = 0;
 	int fd;
 
 	memset(err, 0, sizeof(*err));
+	*len = 0;
 	/* O_NONBLOCK: a FIFO with no writer must not hang us (-t included). */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		return errmsg(err->msg, sizeof(err->msg), "cannot open: %s",
 		              strerror(errno));
@@ -985,14 +1380,14 @@ policy_load_file(const char *path, struct policy *p, struct policy_error *err)
 		close(fd);
 		return errmsg(err->msg, sizeof(err->msg), "not a regular file");
 	}
-	while ((n = read(fd, buf + len, sizeof(buf) - len)) > 0)
-		len += (size_t)n;
+	while (*len < cap && (n = read(fd, buf + *len, cap - *len)) > 0)
+		*len += (size_t)n;
 	close(fd);
 	if (n < 0)
 		return errmsg(err->msg, sizeof(err->msg), "cannot read: %s",
 		              strerror(errno));
-	if (len == sizeof(buf))
+	if (*len == cap)
 		return errmsg(err->msg, sizeof(err->msg),
-		              "larger than %d bytes", POLICY_MAX_FILE);
-	return policy_parse(buf, len, p, err);
+		              "larger than %zu bytes", cap);
+	return 0;
 }

@@ -22,6 +22,8 @@
 #define POLICY_MAX_XDP    8  /* interfaces of xdp-prefilter */
 #define POLICY_IFNAME_MAX 16 /* IFNAMSIZ */
 #define POLICY_MAX_LEVELS 4  /* prefix levels of tcp-prefix-v4, -v6 */
+#define POLICY_MAX_FILE   (1024 * 1024)
+#define POLICY_PRINT_MAX  (512 * 1024) /* policy_print's text, at most */
 
 /* How xdp-prefilter attaches: auto tries native (driver) then generic. */
 enum xdp_mode { XDP_MODE_AUTO, XDP_MODE_NATIVE, XDP_MODE_GENERIC };
@@ -109,6 +111,30 @@ extern const char policy_default_text[];
 /* Read and parse a file on top of *p; errors carry the line number. */
 int policy_load_file(const char *path, struct policy *p,
                      struct policy_error *err);
+
+/* Read dir_fd/name (AT_FDCWD: a path) into buf[0..*len), at most cap - 1
+ * bytes (a larger file is an error); 0, or -1 with err->msg set. */
+int policy_read_at(int dir_fd, const char *name, char *buf, size_t cap,
+                   size_t *len, struct policy_error *err);
+
+/*
+ * echod -T: every keyword with its value, defaults included, in the policy
+ * file's syntax and the directives' order; policy_parse of the text over
+ * the defaults gives a policy that prints the same. A list with no entry
+ * is a comment. The length, or -1 if it does not fit in len
+ * (POLICY_PRINT_MAX always does).
+ */
+int policy_print(const struct policy *p, char *buf, size_t len);
+
+/* The keywords whose printed value differs between a and b, comma
+ * separated in the directives' order: their count, or -1 (too long). */
+int policy_changed_keywords(const struct policy *a, const struct policy *b,
+                            char *buf, size_t len);
+
+/* The CA-1996-01 ports (0, 7, 13, 17, 19, 37) that p's
+ * udp-deny-source-ports no longer denies, comma separated: their count
+ * (0: all denied, as the built-in list does), or -1 (too long). */
+int policy_lost_defaults(const struct policy *p, char *buf, size_t len);
 
 /* The index of ep in p->listen (same address, port and has_port), or
  * p->nlisten if it is not there. */

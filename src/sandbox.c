@@ -31,6 +31,11 @@ static const struct sandbox_rule metrics_rules[] = {
 #include "seccomp_metrics.inc"
 };
 
+/* Generated from policy/seccomp-reader.list: the policy reader's alone. */
+static const struct sandbox_rule reader_rules[] = {
+#include "seccomp_reader.inc"
+};
+
 /* Generated from policy/seccomp-enosys.list: answered ENOSYS, not killed. */
 static const struct sandbox_rule enosys_rules[] = {
 #include "seccomp_enosys.inc"
@@ -109,6 +114,10 @@ sandbox_rules(enum sandbox_role role, const struct sandbox_rule **out)
 	if (role == SANDBOX_METRICS) {
 		*out = metrics_rules;
 		return LEN(metrics_rules);
+	}
+	if (role == SANDBOX_READER) {
+		*out = reader_rules;
+		return LEN(reader_rules);
 	}
 	*out = worker_rules;
 	return LEN(worker_rules);
@@ -191,10 +200,13 @@ sandbox_build(enum sandbox_role role, bool log_only, char *err, size_t errlen)
 		return NULL;
 	}
 	/* The supervisor's children inherit its filter: it holds theirs too
-	 * (a syscall named twice is one rule set; libseccomp merges them). */
-	if ((role != SANDBOX_METRICS &&
+	 * (a syscall named twice is one rule set; libseccomp merges them).
+	 * The reader, forked before it, holds its own list alone. */
+	if ((role == SANDBOX_READER &&
+	     add_rules(ctx, SANDBOX_READER, err, errlen) != 0) ||
+	    ((role == SANDBOX_SUPERVISOR || role == SANDBOX_WORKER) &&
 	     add_rules(ctx, SANDBOX_WORKER, err, errlen) != 0) ||
-	    (role != SANDBOX_WORKER &&
+	    ((role == SANDBOX_SUPERVISOR || role == SANDBOX_METRICS) &&
 	     add_rules(ctx, SANDBOX_METRICS, err, errlen) != 0) ||
 	    (role == SANDBOX_SUPERVISOR &&
 	     add_rules(ctx, SANDBOX_SUPERVISOR, err, errlen) != 0) ||

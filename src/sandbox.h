@@ -9,7 +9,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-enum sandbox_role { SANDBOX_SUPERVISOR, SANDBOX_WORKER, SANDBOX_METRICS };
+enum sandbox_role {
+	SANDBOX_SUPERVISOR,
+	SANDBOX_WORKER,
+	SANDBOX_METRICS,
+	SANDBOX_READER
+};
 
 /* One line of an allowlist: a syscall and the argument tests it must pass. */
 struct sandbox_rule {
@@ -20,7 +25,8 @@ struct sandbox_rule {
 
 /* The rules a role's list file adds (the supervisor's filter also holds
  * the worker's and the metrics process's: its children stack theirs on
- * it). Returns how many; *rules points at static storage. */
+ * it; the reader's holds its own alone). Returns how many; *rules points
+ * at static storage. */
 size_t sandbox_rules(enum sandbox_role role, const struct sandbox_rule **rules);
 
 /* The syscalls both filters answer with ENOSYS (policy/seccomp-enosys.list):

@@ -94,6 +94,9 @@ respond(struct scrape *m, struct conn *c, enum http_status st, bool head)
 		counters_add(&sum, counters);
 		sum.workers_ready = m->latest.sum.workers_ready;
 		m->facts.workers_alive = m->latest.workers_alive;
+		m->latest.policy_digest[sizeof(m->latest.policy_digest) - 1] =
+		    '\0';
+		m->facts.policy_digest = m->latest.policy_digest;
 		body_len =
 		    metrics_render(&sum, &m->facts, m->body, sizeof(m->body));
 		if (body_len == 0) /* cannot happen: the size is fixed */

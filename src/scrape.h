@@ -36,6 +36,7 @@ struct scrape_feed {
 	struct counters sum;
 	uint32_t workers_alive;
 	uint32_t pad;
+	char policy_digest[24]; /* reload_digest(): hex, NUL-terminated */
 };
 
 /*

@@ -6,6 +6,7 @@
 #include "gather.h"
 #include "log.h"
 #include "ratelimit.h"
+#include "reload.h"
 #include "loop.h"
 #include "metrics.h"
 #include "scrape.h"
@@ -67,6 +68,7 @@ struct supervisor {
 	int feed;                /* write end of the metrics snapshot pipe */
 	struct scrape_feed sent; /* the last snapshot written to it */
 	bool sent_any;
+	struct reload *reload; /* SIGHUP */
 };
 
 static bool
@@ -141,6 +143,7 @@ leave_supervisor(struct supervisor *sv, unsigned i)
 		close(sv->feed);
 	if (sv->metrics_setup != NULL && !is_metrics(sv, i))
 		close(sv->metrics_setup->fd);
+	reload_close_for_worker(sv->reload);
 	memset(counters, 0, sizeof(*counters));
 	log_share_budget(sv->log_shares);
 }
@@ -180,13 +183,17 @@ start_child(struct supervisor *sv, unsigned i)
 	struct child *c = &sv->children[i];
 	pid_t parent = getpid();
 	pid_t pid;
-	int report = -1, feed[2] = {-1, -1};
+	int report = -1, feed[2] = {-1, -1}, policy_in = -1;
 
-	if (gather_attach(sv->gather, i, &report) != 0 ||
+	if ((!is_metrics(sv, i) &&
+	     reload_attach(sv->reload, i, &policy_in) != 0) ||
+	    gather_attach(sv->gather, i, &report) != 0 ||
 	    loop_add(sv->loop, gather_fd(sv->gather, i), EPOLLIN,
 	             counters_event, sv) != 0) {
 		if (report >= 0)
 			close(report);
+		if (policy_in >= 0)
+			close(policy_in);
 		start_failed(sv, i, "counters_pipe");
 		return;
 	}
@@ -198,6 +205,8 @@ start_child(struct supervisor *sv, unsigned i)
 	pid = fork();
 	if (pid < 0) {
 		close(report);
+		if (policy_in >= 0)
+			close(policy_in);
 		if (feed[0] >= 0) {
 			close(feed[0]);
 			close(feed[1]);
@@ -221,9 +230,11 @@ start_child(struct supervisor *sv, unsigned i)
 		log_init(sv->policy->log_level, "worker", (int)i);
 		listen_keep_only(sv->sockets, i);
 		_exit(worker_run(sv->policy, sv->facts, sv->n, sv->sockets, i,
-		                 report, sv->harden));
+		                 report, sv->harden, sv->reload, policy_in));
 	}
 	close(report);
+	if (policy_in >= 0)
+		close(policy_in);
 	if (is_metrics(sv, i)) {
 		close(feed[0]);
 		sv->feed = feed[1];
@@ -375,6 +386,8 @@ reap(struct supervisor *sv)
 			gather_retire(sv->gather, i);
 			if (is_metrics(sv, i))
 				close_feed(sv);
+			else
+				reload_detach(sv->reload, i);
 			if (!sv->stopping)
 				worker_gone(sv, i, pid, status, was_ready);
 			break;
@@ -421,6 +434,10 @@ signal_event(struct loop *l, int fd, uint32_t events, void *arg)
 			signal_workers(sv, SIGUSR1);
 			sv->report_deadline = now_ms() + REPORT_WAIT_MS;
 			break;
+		case SIGHUP:
+			if (!sv->stopping)
+				reload_begin(sv->reload);
+			break;
 		case SIGCHLD:
 			reap(sv);
 			break;
@@ -464,6 +481,8 @@ feed_metrics(struct supervisor *sv)
 	for (unsigned i = 0; i < sv->n; i++)
 		alive += sv->children[i].pid > 0;
 	f.workers_alive = alive;
+	snprintf(f.policy_digest, sizeof(f.policy_digest), "%s",
+	         reload_digest(sv->reload));
 	if (sv->sent_any && memcmp(&f, &sv->sent, sizeof(f)) == 0)
 		return;
 	if (write(sv->feed, &f, sizeof(f)) == (ssize_t)sizeof(f)) {
@@ -477,6 +496,7 @@ tick(struct loop *l, uint64_t now, void *arg)
 {
 	struct supervisor *sv = arg;
 
+	reload_tick(sv->reload);
 	report_if_answered(sv, now);
 	if (sv->stopping) {
 		if (running(sv) == 0) {
@@ -500,7 +520,7 @@ int
 supervisor_run(const struct policy *p, const struct facts *f,
                struct listen_set *s, unsigned nworkers, worker_harden_fn harden,
                const struct metrics_setup *metrics,
-               worker_harden_fn harden_metrics)
+               worker_harden_fn harden_metrics, struct reload *reload)
 {
 	struct supervisor sv = {.policy = p,
 	                        .facts = f,
@@ -510,8 +530,10 @@ supervisor_run(const struct policy *p, const struct facts *f,
 	                        .n = nworkers,
 	                        .nchildren = nworkers + (metrics != NULL),
 	                        .metrics_setup = metrics,
-	                        .feed = -1};
-	static const int signals[] = {SIGTERM, SIGINT, SIGUSR1, SIGCHLD};
+	                        .feed = -1,
+	                        .reload = reload};
+	static const int signals[] = {SIGTERM, SIGINT, SIGUSR1, SIGHUP,
+	                              SIGCHLD};
 	struct rlimit rl;
 
 	/* One log budget for the service: a share for each worker, one for
@@ -531,7 +553,8 @@ supervisor_run(const struct policy *p, const struct facts *f,
 		            now_ms());
 	sv.loop = loop_new((int)rl.rlim_cur);
 	if (sv.children == NULL || sv.gather == NULL || sv.loop == NULL ||
-	    loop_add(sv.loop, sv.sigfd, EPOLLIN, signal_event, &sv) != 0) {
+	    loop_add(sv.loop, sv.sigfd, EPOLLIN, signal_event, &sv) != 0 ||
+	    reload_watch(reload, sv.loop) != 0) {
 		log_always(LOG_ERROR, "supervisor_failed", "step=epoll");
 		return EXIT_OSERR;
 	}

@@ -4,7 +4,7 @@
  * peer sends: its only inputs are signals, wait statuses and the
  * children's counters pipes (gather.h).
  * Map: process layer; calls counters, exitcodes, facts, gather, listener, log,
- * loop, metrics, policy, ratelimit, scrape, worker, xdp.
+ * loop, metrics, policy, ratelimit, reload, scrape, worker, xdp.
  */
 #ifndef ECHOD_SUPERVISOR_H
 #define ECHOD_SUPERVISOR_H
@@ -13,11 +13,13 @@
 #include "listener.h"
 #include "metrics.h"
 #include "policy.h"
+#include "reload.h"
 #include "worker.h"
 
 /*
  * Run nworkers workers over the sockets in s until SIGTERM or SIGINT, then
- * stop them and return 0. SIGUSR1 logs the sum of every counter. A worker
+ * stop them and return 0. SIGUSR1 logs the sum of every counter; SIGHUP
+ * reloads the policy through reload (reload.h), p being its live one. A worker
  * that exits with a refusal status (exitcodes.h: 64, 71, 78) before it said
  * it was ready ends the service with that status; any other death is
  * logged and restarted. With metrics non-NULL the supervisor also forks the
@@ -27,6 +29,6 @@
 int supervisor_run(const struct policy *p, const struct facts *f,
                    struct listen_set *s, unsigned nworkers,
                    worker_harden_fn harden, const struct metrics_setup *metrics,
-                   worker_harden_fn harden_metrics);
+                   worker_harden_fn harden_metrics, struct reload *reload);
 
 #endif

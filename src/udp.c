@@ -550,6 +550,12 @@ udp_server_new(struct loop *l, const struct policy *p,
 	return srv;
 }
 
+void
+udp_server_policy_changed(struct udp_server *srv)
+{
+	udp_guard_policy_changed(srv->guard);
+}
+
 size_t
 udp_server_listeners(const struct udp_server *srv)
 {

@@ -26,6 +26,8 @@ struct udp_server *udp_server_new(struct loop *l, const struct policy *p,
 
 /* Periodic work: summarise the drops whose log lines were suppressed. */
 void udp_server_tick(struct udp_server *srv, uint64_t now);
+/* The policy changed in place (a reload): the guard takes it up. */
+void udp_server_policy_changed(struct udp_server *srv);
 /* Listeners still served (a failed one is removed for good). */
 size_t udp_server_listeners(const struct udp_server *srv);
 void udp_server_free(struct udp_server *srv);

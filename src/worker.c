@@ -4,6 +4,7 @@
 #include "exitcodes.h"
 #include "log.h"
 #include "loop.h"
+#include "reload.h"
 #include "tcp.h"
 #include "udp.h"
 
@@ -23,6 +24,9 @@ struct worker {
 	int sigfd;
 	int report;     /* write end of this worker's counters pipe */
 	bool idle_said; /* "nothing to serve" logged */
+	struct reload *reload;
+	unsigned index;
+	const struct policy *policy; /* reload changes it in place */
 };
 
 static void
@@ -38,6 +42,27 @@ signal_event(struct loop *l, int fd, uint32_t events, void *arg)
 		else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
 			loop_stop(l);
 	}
+}
+
+/* A reloaded policy arrived whole: it is this worker's policy from the
+ * next event on. Connections, rate and loop tables stay as they are. */
+static void
+policy_event(struct loop *l, int fd, uint32_t events, void *arg)
+{
+	struct worker *w = arg;
+	int r = reload_receive(w->reload, fd);
+
+	(void)events;
+	if (r < 0) {
+		loop_del(l, fd); /* the supervisor is gone: SIGTERM follows */
+		return;
+	}
+	if (r == 0)
+		return;
+	if (w->udp != NULL)
+		udp_server_policy_changed(w->udp);
+	log_init(w->policy->log_level, "worker", (int)w->index);
+	log_set_json(w->policy->log_json);
 }
 
 /* Every listener failed: say so once, and stay (quietly, at no CPU) to
@@ -106,9 +131,10 @@ worker_memory_bound(const struct policy *p, unsigned nworkers,
 int
 worker_run(const struct policy *p, const struct facts *f, unsigned nworkers,
            struct listen_set *s, unsigned index, int report,
-           worker_harden_fn harden)
+           worker_harden_fn harden, struct reload *reload, int policy_in)
 {
-	struct worker w = {.report = report};
+	struct worker w = {
+	    .report = report, .reload = reload, .index = index, .policy = p};
 	static const int signals[] = {SIGTERM, SIGINT, SIGUSR1};
 	struct rlimit rl;
 	int status = 0;
@@ -120,7 +146,8 @@ worker_run(const struct policy *p, const struct facts *f, unsigned nworkers,
 	}
 	w.loop = loop_new((int)rl.rlim_cur);
 	if (w.loop == NULL ||
-	    loop_add(w.loop, w.sigfd, EPOLLIN, signal_event, &w) != 0) {
+	    loop_add(w.loop, w.sigfd, EPOLLIN, signal_event, &w) != 0 ||
+	    loop_add(w.loop, policy_in, EPOLLIN, policy_event, &w) != 0) {
 		log_always(LOG_ERROR, "worker_failed", "step=epoll");
 		return EXIT_OSERR;
 	}
@@ -154,6 +181,7 @@ worker_run(const struct policy *p, const struct facts *f, unsigned nworkers,
 		udp_server_free(w.udp);
 	loop_free(w.loop);
 	close(w.sigfd);
+	close(policy_in);
 	listen_close(s);
 	/* The last figures, so the supervisor's final count is whole. */
 	counters_send(w.report, COUNTERS_UPDATE);

@@ -1,7 +1,7 @@
 /*
  * worker: one process, one epoll loop, the TCP and UDP echo.
  * Map: process layer; calls counters, exitcodes, facts, listener, log, loop,
- * policy, tcp, udp.
+ * policy, reload, tcp, udp.
  */
 #ifndef ECHOD_WORKER_H
 #define ECHOD_WORKER_H
@@ -9,6 +9,7 @@
 #include "facts.h"
 #include "listener.h"
 #include "policy.h"
+#include "reload.h"
 
 /* The worker's own hardening, run after its setup and before its first
  * read; it exits EXIT_OSERR (exitcodes.h) if a step cannot be applied. */
@@ -23,9 +24,10 @@ unsigned long long worker_memory_bound(const struct policy *p,
 
 /* Serve this worker's sockets until SIGTERM/SIGINT; returns an exit code.
  * Its counters go down `report` (see gather.h): on change, and on SIGUSR1.
- * harden, if not NULL, runs before the first read. */
+ * harden, if not NULL, runs before the first read. A reloaded policy
+ * arrives on policy_in (reload.h) and replaces *p between two events. */
 int worker_run(const struct policy *p, const struct facts *f, unsigned nworkers,
                struct listen_set *s, unsigned index, int report,
-               worker_harden_fn harden);
+               worker_harden_fn harden, struct reload *reload, int policy_in);
 
 #endif

@@ -33,9 +33,20 @@ resolve(int socktype)
 int
 open_socket(const struct addrinfo *ai)
 {
-	return socket(ai->ai_family,
-	              ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	              ai->ai_protocol);
+	int fd = socket(ai->ai_family,
+	                ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	                ai->ai_protocol);
+
+	/* -b: the source address; the kernel picks the port. */
+	if (fd >= 0 && opts.source_len > 0 &&
+	    bind(fd, (const struct sockaddr *)&opts.source, opts.source_len) !=
+	        0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
 }
 
 /* Connect within -t; the socket, or -1 with *err set (0 for timeout). */

@@ -6,9 +6,11 @@
 
 #include <sys/socket.h>
 
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #define DEFAULT_HOST       "localhost"
@@ -24,14 +26,16 @@
 struct client_opts opts;
 
 static const char usage_text[] =
-    "usage: echo-client [-u] [-4|-6] [-p PORT] [-t SECONDS] [-n COUNT]\n"
-    "                   [-s SIZE] [-h] [HOST]\n"
+    "usage: echo-client [-u] [-4|-6] [-b ADDR] [-p PORT] [-t SECONDS]\n"
+    "                   [-n COUNT] [-s SIZE] [-h] [HOST]\n"
     "\n"
     "Send stdin to the echo service on HOST (default localhost) and check\n"
     "that the echo, copied to stdout, is identical.\n"
     "\n"
     "  -u          use UDP, one datagram of at most SIZE bytes at a time\n"
     "  -4, -6      use only IPv4 or only IPv6 addresses\n"
+    "  -b ADDR     send from this numeric source address (of this host),\n"
+    "              e.g. to try a deny rule from the server itself\n"
     "  -p PORT     port to use (default 7)\n"
     "  -t SECONDS  how long to wait for the server to make progress\n"
     "              (default 2; fractions such as 0.5 are allowed)\n"
@@ -114,6 +118,27 @@ settle_size(bool size_given)
 		usage_error("-s: a TCP probe needs at least 1 byte");
 }
 
+/* -b ADDR: a numeric IPv4 or IPv6 address, port 0 (any). */
+static void
+take_source(const char *text)
+{
+	struct sockaddr_in *v4 = (struct sockaddr_in *)&opts.source;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&opts.source;
+
+	memset(&opts.source, 0, sizeof(opts.source));
+	if (inet_pton(AF_INET, text, &v4->sin_addr) == 1) {
+		v4->sin_family = AF_INET;
+		opts.source_len = sizeof(*v4);
+	} else if (inet_pton(AF_INET6, text, &v6->sin6_addr) == 1) {
+		v6->sin6_family = AF_INET6;
+		opts.source_len = sizeof(*v6);
+	} else {
+		usage_error("-b: '%s' is not a numeric IPv4 or IPv6 address",
+		            text);
+	}
+	opts.source_text = text;
+}
+
 void
 parse_args(int argc, char **argv)
 {
@@ -126,7 +151,7 @@ parse_args(int argc, char **argv)
 	opts.family = AF_UNSPEC;
 	opts.timeout_ms = DEFAULT_TIMEOUT_MS;
 	opterr = 0; /* we word our own complaints */
-	while ((ch = getopt(argc, argv, ":u46p:t:n:s:h")) != -1) {
+	while ((ch = getopt(argc, argv, ":u46b:p:t:n:s:h")) != -1) {
 		switch (ch) {
 		case 'u':
 			opts.udp = true;
@@ -137,6 +162,9 @@ parse_args(int argc, char **argv)
 			if (opts.family != AF_UNSPEC && opts.family != family)
 				usage_error("-4 and -6 exclude each other");
 			opts.family = family;
+			break;
+		case 'b':
+			take_source(optarg);
 			break;
 		case 'p':
 			if (parse_uint(optarg, 65535, &v) != 0 || v == 0)
@@ -182,5 +210,11 @@ parse_args(int argc, char **argv)
 	if (opts.host[0] == '\0')
 		usage_error("HOST is empty");
 	settle_size(size_given);
+	if (opts.source_len > 0 && opts.family != AF_UNSPEC &&
+	    opts.family != opts.source.ss_family)
+		usage_error("-b: %s is not of the family -4/-6 asks for",
+		            opts.source_text);
+	if (opts.source_len > 0)
+		opts.family = opts.source.ss_family; /* reach HOST that way */
 	snprintf(opts.service, sizeof(opts.service), "%u", opts.port);
 }

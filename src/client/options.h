@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 struct client_opts {
 	const char *host;
@@ -19,6 +20,9 @@ struct client_opts {
 	uint64_t timeout_ms;
 	uint64_t count; /* probes to send; 0 selects stream mode */
 	size_t size;
+	struct sockaddr_storage source; /* -b ADDR; source_len 0: none */
+	socklen_t source_len;
+	const char *source_text;
 };
 
 extern struct client_opts opts;

@@ -132,6 +132,7 @@ def children_of(pid):
 
 
 METRICS_COMM = "echod-metrics"  # src/supervisor.c: the metrics process
+READER_COMM = "echod-reader"  # src/reader.c: the policy reader
 
 
 def comm(pid):
@@ -141,6 +142,19 @@ def comm(pid):
             return f.read().strip()
     except OSError:
         return ""
+
+
+def workers_of(pid):
+    """The supervisor's children but its metrics process and its policy
+    reader: its workers."""
+    return [k for k in children_of(pid)
+            if comm(k) not in (METRICS_COMM, READER_COMM)]
+
+
+def reader_of(pid):
+    """The pid of the supervisor's policy reader, or None."""
+    kids = [k for k in children_of(pid) if comm(k) == READER_COMM]
+    return kids[0] if kids else None
 
 
 def rss_kib(pid):
@@ -271,8 +285,9 @@ class Echod:
         return self.wait_event("ready", timeout)
 
     def workers(self):
-        """The worker pids: every child but the metrics process."""
-        return [p for p in children_of(self.pid) if comm(p) != METRICS_COMM]
+        """The worker pids: every child but the metrics process and the
+        policy reader."""
+        return workers_of(self.pid)
 
     def metrics_pid(self):
         """The metrics process's pid, or None."""

@@ -23,8 +23,8 @@ import time
 import pytest
 
 import netns
-from conftest import (ECHOD_BIN, Echod, children_of, echoes, parse_logfmt,
-                      rss_kib, wait_until)
+from conftest import (ECHOD_BIN, Echod, echoes, parse_logfmt, rss_kib,
+                      wait_until, workers_of)
 
 SRV4, CLI4, VICTIM4, LEGIT4 = "198.18.0.1", "198.18.0.2", "198.18.0.3", "198.18.0.4"
 OTHER4 = "198.18.1.2"  # cli, in another /24 than CLI4
@@ -155,7 +155,7 @@ def drops(c):
 
 def total_rss_kib(d):
     """(supervisor, sum over workers) VmRSS in KiB."""
-    return rss_kib(d.pid), sum(rss_kib(w) for w in children_of(d.pid))
+    return rss_kib(d.pid), sum(rss_kib(w) for w in workers_of(d.pid))
 
 
 # ---------------------------------------------------------------- 1. ports

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (ROOT, EXIT_OSERR, Echod, children_of, free_port,
-                      run_echod)
+from conftest import (ROOT, EXIT_OSERR, Echod, free_port, run_echod,
+                      workers_of)
 
 BENCH = ROOT / "build" / "echo-bench"
 UNGUARDED = ROOT / "build" / "unguarded" / "echod"
@@ -437,7 +437,7 @@ def test_unguarded_build_warns_and_runs_without_seccomp(echod):
     try:
         d.wait_ready()
         assert "event=unguarded_build" in d.log_text()
-        worker = children_of(d.pid)[0]
+        worker = workers_of(d.pid)[0]
         assert seccomp_mode(worker) == 0
         rc, f, err = bench("udp-rtt", "-n", 50, "127.0.0.1", port)
         assert rc == 0, err
@@ -445,7 +445,7 @@ def test_unguarded_build_warns_and_runs_without_seccomp(echod):
         d.kill_all()
     # ... while the ordinary build under the same policy is filtered.
     g = echod(policy_text=BENCH_POLICY.read_text(), listen=("127.0.0.1",))
-    assert seccomp_mode(children_of(g.pid)[0]) == 2
+    assert seccomp_mode(workers_of(g.pid)[0]) == 2
 
 
 def test_no_io_uring_in_either_allowlist():

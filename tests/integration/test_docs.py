@@ -54,6 +54,10 @@ def test_security_md_names_every_allowed_syscall():
     metrics = metrics[:metrics.index("\n## ")]
     for name in syscalls("seccomp-metrics.list"):
         assert re.search(r"\b" + name + r"\b", metrics), name
+    reader = sec[sec.index("### Policy reader allowlist"):]
+    reader = reader[:reader.index("\n## ")]
+    for name in syscalls("seccomp-reader.list"):
+        assert re.search(r"\b" + name + r"\b", reader), name
     optional = sec[sec.index("get ENOSYS instead"):]
     optional = optional[:optional.index("\n\n")]
     for name in syscalls("seccomp-enosys.list"):

@@ -29,6 +29,7 @@ INSTALLED = {
     "usr/local/share/doc/echod/README.md": 0o644,
     "usr/local/share/doc/echod/SECURITY.md": 0o644,
     "usr/local/share/doc/echod/scale-out.md": 0o644,
+    "usr/local/share/doc/echod/operations.md": 0o644,
     "usr/local/share/doc/echod/examples/keepalived/keepalived.conf": 0o644,
     "usr/local/share/doc/echod/examples/kubernetes/echod.yaml": 0o644,
 }
@@ -95,6 +96,31 @@ def test_install_tree_modes_and_no_capabilities(tmp_path):
     assert left == set()
     assert not (dest / "etc/echod").exists()
     assert not (dest / "usr/local/share/doc/echod").exists()
+
+
+def test_install_keeps_the_operators_policy(tmp_path):
+    """An existing policy is never overwritten (the shipped one goes beside
+    it, and install says so); uninstall leaves an edited one, and says so,
+    and removes one nobody edited."""
+    dest = tmp_path / "root"
+    conf = dest / "etc/echod/echod.conf"
+    make("install", f"DESTDIR={dest}")
+    shipped = conf.read_text()
+    conf.write_text(shipped + "deny 198.51.100.0/24\n")
+    r = make("install", f"DESTDIR={dest}")
+    assert conf.read_text() == shipped + "deny 198.51.100.0/24\n"
+    assert (dest / "etc/echod/echod.conf.dist").read_text() == shipped
+    assert f"kept your {conf}" in r.stderr and "echod.conf.dist" in r.stderr
+    r = make("uninstall", f"DESTDIR={dest}")
+    assert conf.read_text() == shipped + "deny 198.51.100.0/24\n"
+    assert f"kept {conf}" in r.stderr
+    left = {p for p, (_, d) in tree(dest).items() if not d}
+    assert left == {"etc/echod/echod.conf"}
+    conf.write_text(shipped)  # back as shipped: install and uninstall alike
+    r = make("install", f"DESTDIR={dest}")
+    assert not (dest / "etc/echod/echod.conf.dist").exists() and not r.stderr
+    make("uninstall", f"DESTDIR={dest}")
+    assert not (dest / "etc").exists() or not any((dest / "etc").rglob("*.conf"))
 
 
 def test_install_honours_prefix(tmp_path):

@@ -19,8 +19,8 @@ import time
 import pytest
 
 from conftest import (ECHOD_BIN, EXIT_OSERR, READY_TIMEOUT, ROOT, Echod,
-                      kill_pids,
-                      children_of, free_port, is_event, parse_logfmt,
+                      kill_pids, reader_of, workers_of,
+                      free_port, is_event, parse_logfmt,
                       run_echod, tcp_echo, wait_until)
 from test_sandbox import (
     ENOSYS, EOPNOTSUPP, NR_LANDLOCK_CREATE_RULESET, without_syscall,
@@ -153,7 +153,7 @@ def test_stderr_on_a_terminal_is_write_only(policy):
     pids = []
     try:
         _read_until(master, lambda t: "event=ready" in t, READY_TIMEOUT)
-        pids = [proc.pid] + children_of(proc.pid)
+        pids = [proc.pid] + workers_of(proc.pid)
         assert len(pids) == 3
         for pid in pids:
             if pid != proc.pid:
@@ -193,6 +193,25 @@ struct passwd *getpwnam(const char *name)
 
 
 @needs_root
+def socket_inodes(pid):
+    """The socket inodes (as text) of pid's descriptors."""
+    targets = (os.readlink(f"/proc/{pid}/fd/{fd}")
+               for fd in os.listdir(f"/proc/{pid}/fd"))
+    return {t[8:-1] for t in targets if t.startswith("socket:")}
+
+
+def unix_peers():
+    """{inode: peer inode} of every connected unix socket (ss -x)."""
+    out = subprocess.run(["ss", "-xan"], capture_output=True, text=True,
+                         timeout=10).stdout
+    peers = {}
+    for line in out.splitlines()[1:]:
+        f = line.split()
+        if len(f) >= 8 and f[5].isdigit() and f[7].isdigit():
+            peers[f[5]] = f[7]
+    return peers
+
+
 def test_lookup_sockets_do_not_reach_the_sandbox(policy, tmp_path, spawn):
     """A user lookup that leaves sockets open (an NSS module for sssd or
     LDAP, played by an LD_PRELOAD shim) runs before stray fds close."""
@@ -208,14 +227,16 @@ def test_lookup_sockets_do_not_reach_the_sandbox(policy, tmp_path, spawn):
     assert os.readlink(f"/proc/{d.pid}/exe") == str(ECHOD_BIN)
     maps = open(f"/proc/{d.pid}/maps").read()
     assert str(lib) in maps, "the shim was not loaded"
+    reader = reader_of(d.pid)
+    to_reader = {peer for local, peer in unix_peers().items()
+                 if local in socket_inodes(reader)}
+    assert len(to_reader) == 1, to_reader
     for pid in [d.pid] + d.workers():
         if pid != d.pid:
             wait_worker_hardened(pid)
-        unix = [t for t in (os.readlink(f"/proc/{pid}/fd/{fd}")
-                            for fd in os.listdir(f"/proc/{pid}/fd"))
-                if t.startswith("socket:")]
         assert_only_sockets_open(pid, worker=pid != d.pid)
-        inodes = {t[8:-1] for t in unix}
+        # The supervisor's one unix socket is its end of the reader's pair.
+        inodes = socket_inodes(pid) - to_reader
         with open("/proc/net/unix") as f:
             held = [l for l in f if l.split()[6] in inodes]
         assert held == [], f"pid {pid} holds unix sockets: {held}"

@@ -1150,6 +1150,116 @@ test_rate_exempt_errors(void **state)
 	text_fails(many, ACL_MAX + 1, "more than 512 prefixes");
 }
 
+/* -T: text that parses back to a policy that prints the same. */
+static void
+assert_round_trip(const char *text)
+{
+	static char one[POLICY_PRINT_MAX], two[POLICY_PRINT_MAX];
+	static struct policy p, q;
+	int n;
+
+	parse_ok(text, &p);
+	n = policy_print(&p, one, sizeof(one));
+	assert_true(n > 0);
+	assert_int_equal((size_t)n, strlen(one));
+	parse_ok(one, &q);
+	assert_int_equal(policy_print(&q, two, sizeof(two)), n);
+	assert_string_equal(one, two);
+}
+
+static void
+test_print_round_trips(void **state)
+{
+	(void)state;
+	assert_round_trip("");
+	assert_round_trip(
+	    "listen 127.0.0.1:7007 [::1]:7008 10.1.2.3\nworkers 7\n"
+	    "user daemon\nallow 198.51.100.7 2001:db8::/48\n"
+	    "deny 198.51.100.0/24 10.0.0.0/8 ::ffff:192.0.2.0/120\n"
+	    "rate-exempt 192.0.2.1\nudp-deny-source-ports none\n"
+	    "udp-rate 6000/m burst 7\nudp-byte-rate 1000/h burst 3\n"
+	    "udp-global-rate unlimited\ntcp-min-rate 100k/h\n"
+	    "tcp-max-lifetime off\ntcp-max-bytes 1025\ntcp-buffer 513\n"
+	    "udp-loop-guard off repeats 9 window 1500ms hold 2h\n"
+	    "log syslog /run/x.sock\nlog-format json\nlog-level debug\n"
+	    "metrics 192.0.2.9:9100\nmetrics-allow 192.0.2.0/24\n"
+	    "allow-downgrade xdp-prefilter fsize-limit\n"
+	    "xdp-prefilter eth0 veth1 mode native\nenforce log-only\n"
+	    "sandbox-violation log\nlandlock required\n"
+	    "worker-restart-limit unlimited\ntcp-idle-timeout 100ms\n");
+}
+
+/* Lists longer than one line, every one of them. */
+static void
+test_print_round_trips_long_lists(void **state)
+{
+	static char text[64 * 1024];
+	size_t used = 0;
+
+	(void)state;
+	for (int port = 1; port < 2000; port += 2)
+		used += (size_t)snprintf(
+		    text + used, sizeof(text) - used, "%s%d",
+		    port % 200 == 1 ? "\nudp-deny-source-ports " : " ", port);
+	for (int i = 0; i < 250; i++)
+		used += (size_t)snprintf(text + used, sizeof(text) - used,
+		                         "%s 2001:db8:%x::/48",
+		                         i % 20 == 0 ? "\ndeny" : "", i);
+	snprintf(text + used, sizeof(text) - used, "\n");
+	assert_round_trip(text);
+}
+
+/* Every keyword of the table prints, as a line or a comment. */
+static void
+test_print_names_every_keyword(void **state)
+{
+	static char out[POLICY_PRINT_MAX];
+	struct policy p;
+
+	(void)state;
+	policy_defaults(&p, NULL);
+	assert_true(policy_print(&p, out, sizeof(out)) > 0);
+	assert_null(strstr(out, "cannot be printed"));
+	assert_non_null(strstr(out, "\nudp-rate 100/s burst 200\n"));
+	assert_non_null(strstr(out, "\ntcp-idle-timeout 30s\n"));
+	assert_non_null(strstr(out, "\n# deny: none\n"));
+	assert_int_equal(policy_print(&p, out, 100), -1); /* too small */
+}
+
+static void
+test_changed_keywords(void **state)
+{
+	struct policy a, b;
+	char buf[256];
+
+	(void)state;
+	parse_ok("", &a);
+	parse_ok("tcp-idle-timeout 31s\ndeny 192.0.2.0/24\nudp-rate 5/s\n", &b);
+	assert_int_equal(
+	    policy_changed_keywords(&a, b.acl.n ? &b : &a, buf, sizeof(buf)),
+	    3);
+	assert_string_equal(buf, "tcp-idle-timeout,deny,udp-rate");
+	assert_int_equal(policy_changed_keywords(&a, &a, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "");
+}
+
+static void
+test_lost_defaults(void **state)
+{
+	struct policy p;
+	char buf[64];
+
+	(void)state;
+	parse_ok("", &p);
+	assert_int_equal(policy_lost_defaults(&p, buf, sizeof(buf)), 0);
+	parse_ok("udp-deny-source-ports 8080\n", &p);
+	assert_int_equal(policy_lost_defaults(&p, buf, sizeof(buf)), 6);
+	assert_string_equal(buf, "0,7,13,17,19,37");
+	parse_ok("udp-deny-source-ports 1-18 20-36 38-1023\n", &p);
+	assert_int_equal(policy_lost_defaults(&p, buf, sizeof(buf)), 3);
+	assert_string_equal(buf, "0,19,37");
+}
+
 int
 main(void)
 {
@@ -1192,6 +1302,11 @@ main(void)
 	    cmocka_unit_test(test_user_longest),
 	    cmocka_unit_test(test_log_level_name),
 	    cmocka_unit_test(test_load_file),
+	    cmocka_unit_test(test_print_round_trips),
+	    cmocka_unit_test(test_print_round_trips_long_lists),
+	    cmocka_unit_test(test_print_names_every_keyword),
+	    cmocka_unit_test(test_changed_keywords),
+	    cmocka_unit_test(test_lost_defaults),
 	};
 
 	return cmocka_run_group_tests_name("policy", tests, NULL, NULL);

@@ -85,6 +85,7 @@ test_compiled_rules_are_the_text(void **state)
 	assert_rules_match_text(SANDBOX_SUPERVISOR,
 	                        "policy/seccomp-supervisor.list");
 	assert_rules_match_text(SANDBOX_METRICS, "policy/seccomp-metrics.list");
+	assert_rules_match_text(SANDBOX_READER, "policy/seccomp-reader.list");
 }
 
 /* The syscall numbers a built filter allows, from libseccomp's own PFC. */
@@ -144,7 +145,10 @@ assert_filter_is_lists(enum sandbox_role role)
 	size_t n = filter_syscalls(role, nrs, 3 * MAX_NAMES), expected = 0;
 	int want[3 * MAX_NAMES];
 
-	read_list("policy/seccomp-worker.list", &worker);
+	/* The reader's filter is its own list alone (reader.c). */
+	read_list(role == SANDBOX_READER ? "policy/seccomp-reader.list"
+	                                 : "policy/seccomp-worker.list",
+	          &worker);
 	read_list("policy/seccomp-supervisor.list", &extra);
 	read_list("policy/seccomp-metrics.list", &metrics);
 	read_list("policy/seccomp-enosys.list", &enosys);
@@ -155,9 +159,10 @@ assert_filter_is_lists(enum sandbox_role role)
 		if (nr >= 0) /* unknown to this libseccomp: skipped */
 			want[expected++] = nr;
 	}
+	/* worker holds the reader's list for the reader (read above). */
 	if (role != SANDBOX_METRICS)
 		add_list(&worker, want, &expected);
-	if (role != SANDBOX_WORKER)
+	if (role == SANDBOX_SUPERVISOR || role == SANDBOX_METRICS)
 		add_list(&metrics, want, &expected);
 	if (role == SANDBOX_SUPERVISOR)
 		add_list(&extra, want, &expected);
@@ -206,6 +211,7 @@ test_loaded_filter_is_the_text(void **state)
 	assert_filter_is_lists(SANDBOX_WORKER);
 	assert_filter_is_lists(SANDBOX_SUPERVISOR);
 	assert_filter_is_lists(SANDBOX_METRICS);
+	assert_filter_is_lists(SANDBOX_READER);
 }
 
 enum probe {
