@@ -1278,6 +1278,15 @@ print_directive(const struct directive *d, const struct policy *p,
 		print_xdp(o, k, p);
 	} else if (d->apply == set_enforce) {
 		emit(o, "%s %s\n", k, on_off(p->enforce, "on", "log-only"));
+	} else if (d->apply == set_levels) {
+		const unsigned *level = field;
+		emit(o, "%s", k);
+		for (unsigned i = 0; i < level[POLICY_MAX_LEVELS]; i++)
+			emit(o, " %u", level[i]);
+		emit(o, "\n");
+	} else if (d->apply == set_embedded_ipv4) {
+		emit(o, "%s %s\n", k,
+		     on_off(p->embedded_ipv4_judge, "judge", "drop"));
 	} else if (d->apply == set_loop_guard) {
 		format_duration(p->loop_window_ms, v, sizeof(v));
 		format_duration(p->loop_hold_ms, w, sizeof(w));

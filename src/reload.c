@@ -42,7 +42,8 @@ struct reload {
 };
 
 /* Keywords a reload may change: they are read on every decision. Every
- * other keyword (listen, workers, user, chroot, table sizes, prefixes,
+ * other keyword (listen, workers, user, chroot, table sizes, prefixes and
+ * their levels,
  * buffers, log, metrics, sandbox, xdp-prefilter, and any keyword not
  * listed here) was used to build what a restart alone builds again. */
 static const char *const live_keywords[] = {
@@ -66,6 +67,10 @@ static const char *const live_keywords[] = {
     "tcp-min-rate",
     "tcp-max-lifetime",
     "tcp-max-bytes",
+    "udp-aggregate-rate",
+    "tcp-max-connections-per-aggregate",
+    "tcp-aggregate-connect-rate",
+    "embedded-ipv4",
 };
 
 bool
@@ -168,6 +173,11 @@ reload_xdp_loosens(const struct policy *old, const struct policy *new_policy)
 		return "rate-exempt";
 	if (!bucket_within(&old->udp_rate, &new_policy->udp_rate))
 		return "udp-rate";
+	if (!bucket_within(&old->udp_aggregate_rate,
+	                   &new_policy->udp_aggregate_rate))
+		return "udp-aggregate-rate";
+	if (!old->embedded_ipv4_judge && new_policy->embedded_ipv4_judge)
+		return "embedded-ipv4";
 	if (new_policy->udp_max_datagram > old->udp_max_datagram)
 		return "udp-max-datagram";
 	return NULL;

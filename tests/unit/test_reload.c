@@ -51,6 +51,8 @@ test_xdp_tightening_passes(void **state)
 	assert_null(loosens("rate-exempt 192.0.2.1 192.0.2.2\n",
 	                    "rate-exempt 192.0.2.1\n"));
 	assert_null(loosens("", "udp-max-datagram 1400\n"));
+	assert_null(loosens("", "udp-aggregate-rate 10/s burst 20\n"));
+	assert_null(loosens("embedded-ipv4 judge\n", "embedded-ipv4 drop\n"));
 }
 
 static void
@@ -76,6 +78,11 @@ test_xdp_loosening_is_named(void **state)
 	assert_string_equal(loosens("", "udp-rate unlimited\n"), "udp-rate");
 	assert_string_equal(loosens("udp-max-datagram 1400\n", ""),
 	                    "udp-max-datagram");
+	assert_string_equal(loosens("", "udp-aggregate-rate unlimited\n"),
+	                    "udp-aggregate-rate");
+	assert_string_equal(
+	    loosens("embedded-ipv4 drop\n", "embedded-ipv4 judge\n"),
+	    "embedded-ipv4");
 }
 
 /* What the workers read on every decision may change; what was used to
@@ -103,7 +110,8 @@ test_live_keywords(void **state)
 	                                      "tcp-max-connections",
 	                                      "log",
 	                                      "sandbox-violation",
-	                                      "no-such-keyword"};
+	                                      "no-such-keyword",
+	                                      "udp-aggregate-prefix-v4"};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
