@@ -334,8 +334,12 @@ def test_socket_unit_holds_port_7_and_service_waits(box):
     assert listening_on_7(box) == ALL_FOUR
     # Applied as shipped, not just written: the properties systemd loaded.
     svc = box.show("echod.service", "RestartPreventExitStatus",
-                   "SystemCallFilter", "MemoryMax")
+                   "SystemCallFilter", "MemoryMax", "ExecReloadEx")
     assert svc["RestartPreventExitStatus"].split() == ["64", "71", "78"]
+    # "+": run outside the unit's sandbox, whose bounding set lacks the
+    # CAP_KILL that signalling echod's user takes.
+    assert "argv[]=/bin/kill -HUP $MAINPID ; flags=privileged" in \
+        svc["ExecReloadEx"], svc
     allowed = set(svc["SystemCallFilter"].split())
     assert {"seccomp", "chroot", "landlock_create_ruleset",
             "landlock_add_rule", "landlock_restrict_self"} <= allowed
@@ -413,6 +417,38 @@ def test_restart_serves_again(box):
     assert after["MainPID"] not in ("0", before), (before, after)
     r = echo_udp(box, "127.0.0.1", "after restart\n")
     assert r.stdout == "after restart\n", r.stderr
+
+
+def test_reload_applies_a_new_policy_to_the_running_service(box):
+    """systemctl reload runs the unit's ExecReload= (which must signal
+    echod's user from outside its bounding set) and the same processes
+    apply the new policy: ::1 denied, 127.0.0.1 still served."""
+    r = echo_udp(box, "::1", "before the reload\n")
+    assert r.stdout == "before the reload\n", r.stderr
+    pids = echod_pids(box)
+    cursor = box.cursor()
+    box.run("cp", "/etc/echod/echod.conf", "/root/echod.conf.before",
+            check=True)
+    box.run("sh", "-c", "echo 'deny ::1/128' >> /etc/echod/echod.conf",
+            check=True)
+    r = box.run("systemctl", "reload", "echod.service")
+    assert r.returncode == 0, r.stdout + r.stderr
+    wait_until(lambda: "event=reload " in box.journal("echod.service",
+                                                      cursor),
+               10, interval=0.1, what="event=reload")
+    line = parse_logfmt([l for l in box.journal("echod.service", cursor)
+                         .splitlines() if "event=reload " in l][0])
+    assert "deny" in line["changed"].split(","), line
+    assert echod_pids(box) == pids  # no process was replaced
+    r = echo_udp(box, "::1", "denied now\n")
+    assert r.stdout == "" and r.returncode != 0, r.stdout
+    r = echo_udp(box, "127.0.0.1", "still served\n")
+    assert r.stdout == "still served\n", r.stderr
+    box.run("cp", "/root/echod.conf.before", "/etc/echod/echod.conf",
+            check=True)
+    box.run("systemctl", "reload", "echod.service", check=True)
+    wait_until(lambda: echo_udp(box, "::1", "again\n").stdout == "again\n",
+               10, interval=0.2, what="::1 served after the second reload")
 
 
 def test_refusal_is_not_restarted_in_a_loop(box):
