@@ -29,14 +29,15 @@ FUZZ_MODS_fuzz_http	 = http
 FUZZ_MODS_fuzz_guard	 = guard ratelimit siphash acl addr units policy \
 			   errmsg log logline counters default_policy
 FUZZ_MODS_fuzz_ratelimit = ratelimit siphash addr units
-FUZZ_MODS_fuzz_tcp	 = tcp guard ratelimit siphash acl addr units policy \
-			   errmsg log logline counters listener facts \
+FUZZ_MODS_fuzz_tcp	 = tcp pipepool guard ratelimit siphash acl addr units \
+			   policy errmsg log logline counters listener facts \
 			   default_policy
 FUZZ_MODS_fuzz_tcp_admit = guard ratelimit siphash acl addr units policy \
 			   errmsg log logline counters default_policy
 
 # Extra link flags: fuzz_tcp's fake socket layer takes tcp.c's calls.
-FUZZ_LINK_fuzz_tcp = $(foreach f,accept4 recv send shutdown close,-Wl,--wrap=$(f))
+FUZZ_LINK_fuzz_tcp = $(foreach f,accept4 recv send shutdown close splice pipe2 \
+		       fcntl read,-Wl,--wrap=$(f))
 
 FUZZ_CC		?= clang
 FUZZ_SECONDS	?= 10

@@ -2,9 +2,12 @@
  * fuzz_tcp: the TCP connection state machine (src/tcp.c) over a fake
  * socket layer and a fake event loop, through random sequences of events.
  *
- * The harness is linked with -Wl,--wrap for accept4, recv, send, shutdown
- * and close (fuzz.mk): tcp.c's calls land in the __wrap_ functions below,
- * which model peers; any other descriptor goes to the real call. The loop
+ * The harness is linked with -Wl,--wrap for accept4, recv, send, shutdown,
+ * close, splice, pipe2, fcntl and read (fuzz.mk): tcp.c's and pipepool.c's
+ * calls land in the __wrap_ functions below, which model peers and pipes;
+ * any other descriptor goes to the real call. A fake pipe holds one run of
+ * one peer's stream (splice(2) fills it only when empty), and takes at most
+ * FAKE_PIPE_CAP bytes per splice, as a real pipe's slots fill. The loop
  * (loop.h) is this file's own: it remembers each fd's handler and mask,
  * and the harness delivers level-triggered events as epoll would.
  *
@@ -15,7 +18,10 @@
  *     (else 1h); bits 6-7: this worker's share of tcp-max-connections,
  *     1, 2, 4 or 64; h1 bits 0-1: tcp-max-connections-per-source 1, 2, 3
  *     or 256; bit 2: tcp-connect-rate 5/s burst 5; bit 3: deny
- *     198.18.0.0/24 and 2001:db8::/64, rate-table-size 64 (else 256).
+ *     198.18.0.0/24 and 2001:db8::/64, rate-table-size 64 (else 256);
+ *     bits 6-7: tcp-splice-pipes 0 (the copy path alone), 1, 2 or 64
+ *     (the pool is at most the share: 1 pipe for 64 connections is the
+ *     pool running dry).
  *   record op % 8, on the connection `arg >> 5` (of those still open):
  *     0 a peer connects (source from arg: 198.18.0.x or 2001:db8::x);
  *     1 the peer sends (arg & 31) * 61 + 1 bytes;
@@ -25,8 +31,11 @@
  *     5 the clock advances (arg * 37 ms), then tcp_server_tick;
  *     6 nothing happens (a spurious wakeup); arg odd: the next call on
  *       the connection of the kind (arg >> 1) & 3 picks (any, send, a
- *       peek, a consuming recv) is interrupted (EINTR), or with arg & 8
- *       the peer's reset arrives just before it;
+ *       peek, a consuming recv or splice) is interrupted (EINTR), or
+ *       with arg & 8 the peer's reset arrives just before it; arg even
+ *       with arg & 2: the next splice on it fails, with EPERM or EINVAL
+ *       (a refusal: the copy path from then on), ENOMEM or ECONNRESET
+ *       by (arg >> 2) & 3;
  *     7 arg % 8: the next accept fails (EMFILE, ECONNABORTED, ENOBUFS,
  *       ENFILE, or EINVAL: the listener is dropped), the listener
  *       reports EPOLLERR or EPOLLHUP (dropped too), or the loop has no
@@ -41,11 +50,17 @@
  * Invariants:
  *  - what tcp.c sends a peer is exactly a prefix of what that peer sent,
  *    in order: never a byte it did not read, never one twice or reordered;
- *  - it holds no echo bytes between events: every byte it consumed from a
- *    queue it has sent (bytes discarded after its FIN aside), and it
- *    consumes a byte only once it is sent (tcp.c peeks, sends, then
- *    consumes what went: MSG_PEEK, MSG_TRUNC), so never more than
- *    tcp-buffer;
+ *  - it holds no echo bytes between events but in a pipe: every byte it
+ *    consumed from a queue it has sent (bytes discarded after its FIN
+ *    aside) or holds in the one pipe lent to that connection, which goes
+ *    back to that same connection, in order; on the copy path it consumes
+ *    a byte only once it is sent (tcp.c peeks, sends, then consumes what
+ *    went: MSG_PEEK, MSG_TRUNC);
+ *  - no idle connection holds a pipe: between events a pipe holds bytes
+ *    only for a peer whose window is full (or that is gone), and the
+ *    pool's count of lent pipes is the count of pipes holding bytes; a
+ *    pipe given back is emptied before it is lent again; after a refused
+ *    splice, no new transfer is spliced; every pipe is closed at the end;
  *  - nothing is sent after its FIN (shutdown SHUT_WR);
  *  - each accepted descriptor is closed exactly once (at the latest by
  *    tcp_server_free), and is out of the loop when closed: no event can
@@ -68,8 +83,12 @@
 
 #include "fuzz.h"
 
+#include "counters.h"
+
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -78,12 +97,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define FAKE_BASE   100000 /* fake descriptors: far above real ones */
-#define LISTENER_FD FAKE_BASE
-#define UDP_FD      (FAKE_BASE - 1) /* never touched: not ours */
-#define MAX_CONNS   256
-#define MAX_FDS     (MAX_CONNS + 1)
-#define SETTLE_MAX  64 /* rounds of event delivery per record */
+#define FAKE_BASE     100000 /* fake descriptors: far above real ones */
+#define LISTENER_FD   FAKE_BASE
+#define UDP_FD        (FAKE_BASE - 1) /* never touched: not ours */
+#define MAX_CONNS     256
+#define MAX_FDS       (MAX_CONNS + 1)
+#define SETTLE_MAX    64 /* rounds of event delivery per record */
+#define PIPE_BASE     (FAKE_BASE + 1000) /* fake pipe i: +2i read, +2i+1 write */
+#define MAX_PIPES     64
+#define FAKE_PIPE_CAP 2048 /* bytes one splice moves into a fake pipe */
 
 /* One peer of a fake connection, as the harness sees it. */
 struct peer {
@@ -102,6 +124,16 @@ struct peer {
 	uint64_t peeked;   /* the end of what tcp.c has seen (MSG_PEEK) */
 	uint64_t room;     /* bytes the peer will take now */
 	unsigned serial;   /* which incarnation of the fd number */
+	int splice_error;  /* the next splice on it fails so, if not 0 */
+	bool failed;       /* a splice failed: it may end early */
+};
+
+/* A fake pipe: one run of one peer's stream, [start, start + len). */
+struct fpipe {
+	bool rd_open, wr_open;
+	unsigned serial; /* the peer incarnation whose bytes it holds */
+	int owner;       /* that peer's index (while len > 0) */
+	uint64_t start, len;
 };
 
 /* The calls a fault may wait for (op 6). */
@@ -132,6 +164,10 @@ static struct {
 	bool limits;    /* something may end a connection early */
 	bool ticking;   /* in tcp_server_tick: closes there are limits' */
 	struct loop *loop;
+	struct fpipe pipe[MAX_PIPES];
+	unsigned npipes;
+	bool refused; /* a splice was refused: the copy path from now on */
+	bool making;  /* in tcp_server_new: pipe2 is the pool's */
 } w;
 
 struct loop {
@@ -243,11 +279,32 @@ ssize_t __real_recv(int, void *, size_t, int);
 ssize_t __real_send(int, const void *, size_t, int);
 int __real_shutdown(int, int);
 int __real_close(int);
+ssize_t __real_splice(int, loff_t *, int, loff_t *, size_t, unsigned);
+int __real_pipe2(int *, int);
+int __real_fcntl(int, int, ...);
+ssize_t __real_read(int, void *, size_t);
 int __wrap_accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags);
 ssize_t __wrap_recv(int fd, void *buf, size_t len, int flags);
 ssize_t __wrap_send(int fd, const void *buf, size_t len, int flags);
 int __wrap_shutdown(int fd, int how);
 int __wrap_close(int fd);
+ssize_t __wrap_splice(int in, loff_t *off_in, int out, loff_t *off_out,
+                      size_t len, unsigned flags);
+int __wrap_pipe2(int fds[2], int flags);
+int __wrap_fcntl(int fd, int cmd, ...);
+ssize_t __wrap_read(int fd, void *buf, size_t len);
+
+/* The fake pipe of descriptor fd (either end), or NULL. */
+static struct fpipe *
+fake_pipe(int fd, bool *read_end)
+{
+	int i = fd - PIPE_BASE;
+
+	if (i < 0 || i >= 2 * MAX_PIPES)
+		return NULL;
+	*read_end = (i & 1) == 0;
+	return &w.pipe[i / 2];
+}
 
 static struct peer *
 open_peer(int fd)
@@ -278,6 +335,61 @@ fault(struct peer *p, enum call call)
 		return true;
 	}
 	return false;
+}
+
+/* A splice on peer p that a record asked to fail, if any: errno set. */
+static bool
+splice_fails(struct peer *p)
+{
+	int err = p->splice_error;
+
+	if (err == 0)
+		return false;
+	p->splice_error = 0;
+	p->failed = true;
+	if (err == EPERM || err == EINVAL)
+		w.refused = true;
+	errno = err;
+	return true;
+}
+
+/* What a read of p's queue meets before any byte: -1 with errno (a fault
+ * op 6 armed, a splice failure, a reset, nothing queued), 0 at the peer's
+ * FIN, 1 if bytes wait. */
+static int
+queue_ready(struct peer *p, enum call call, bool splicing)
+{
+	if (fault(p, call) || (splicing && splice_fails(p)))
+		return -1;
+	if (p->reset) {
+		errno = ECONNRESET;
+		return -1;
+	}
+	if (p->read == p->sent) {
+		if (p->fin)
+			return 0;
+		errno = EAGAIN;
+		return -1;
+	}
+	return 1;
+}
+
+/* What a write to p meets before any byte: -1 with errno, 1 if the peer
+ * takes bytes now. */
+static int
+window_ready(struct peer *p, bool splicing)
+{
+	if (fault(p, CALL_SEND) || (splicing && splice_fails(p)))
+		return -1;
+	if (p->reset || p->broken) {
+		errno = EPIPE;
+		return -1;
+	}
+	if (p->room == 0) {
+		errno = EAGAIN;
+		return -1;
+	}
+	return 1;
 }
 
 int
@@ -344,22 +456,14 @@ __wrap_recv(int fd, void *buf, size_t len, int flags)
 {
 	struct peer *p;
 	size_t n;
+	int r;
 
 	if (!is_fake(fd))
 		return __real_recv(fd, buf, len, flags);
 	p = open_peer(fd);
-	if (fault(p, flags & MSG_PEEK ? CALL_PEEK : CALL_CONSUME))
-		return -1;
-	if (p->reset) {
-		errno = ECONNRESET;
-		return -1;
-	}
-	if (p->read == p->sent) {
-		if (p->fin)
-			return 0;
-		errno = EAGAIN;
-		return -1;
-	}
+	r = queue_ready(p, flags & MSG_PEEK ? CALL_PEEK : CALL_CONSUME, false);
+	if (r <= 0)
+		return r;
 	n = p->sent - p->read < len ? (size_t)(p->sent - p->read) : len;
 	if (buf != NULL && !(flags & MSG_TRUNC))
 		for (size_t i = 0; i < n; i++)
@@ -389,16 +493,8 @@ __wrap_send(int fd, const void *buf, size_t len, int flags)
 	p = open_peer(fd);
 	CHECK(!p->our_fin); /* nothing after our FIN */
 	CHECK((flags & MSG_NOSIGNAL) != 0);
-	if (fault(p, CALL_SEND))
+	if (window_ready(p, false) < 0)
 		return -1;
-	if (p->reset || p->broken) {
-		errno = EPIPE;
-		return -1;
-	}
-	if (p->room == 0) {
-		errno = EAGAIN;
-		return -1;
-	}
 	n = p->room < len ? (size_t)p->room : len;
 	/* A prefix of what the peer sent: in order, each byte once, and
 	 * only bytes tcp.c has read (or peeked at). */
@@ -424,7 +520,15 @@ int
 __wrap_close(int fd)
 {
 	struct peer *p;
+	struct fpipe *fp;
+	bool rd;
 
+	if ((fp = fake_pipe(fd, &rd)) != NULL) {
+		bool *end = rd ? &fp->rd_open : &fp->wr_open;
+		CHECK(*end); /* never one it has closed */
+		*end = false;
+		return 0;
+	}
 	if (!is_fake(fd))
 		return __real_close(fd);
 	CHECK(fd != LISTENER_FD); /* listeners are not the server's */
@@ -432,10 +536,146 @@ __wrap_close(int fd)
 	CHECK(!w.watch[fd - FAKE_BASE].on); /* no event after close */
 	p->open = false;
 	/* Nothing ended it early: everything was echoed before the close. */
-	if (!w.limits && !w.ticking && !p->reset && !p->broken && p->fin &&
-	    p->echoed == p->read)
+	if (!w.limits && !w.ticking && !p->reset && !p->broken && !p->failed &&
+	    p->fin && p->echoed == p->read)
 		CHECK(p->read == p->sent);
 	return 0;
+}
+
+/* Socket to pipe: one run of the peer's queue into an empty pipe. */
+static ssize_t
+splice_in(int fd, struct fpipe *fp, size_t len)
+{
+	struct peer *p = open_peer(fd);
+	uint64_t n;
+	int r;
+
+	CHECK(!w.refused); /* refused once: the copy path from then on */
+	CHECK(fp->wr_open && fp->rd_open);
+	CHECK(fp->len == 0); /* a pipe holds one transfer, lent empty */
+	r = queue_ready(p, CALL_CONSUME, true);
+	if (r <= 0)
+		return r;
+	n = p->sent - p->read;
+	if (n > len)
+		n = len;
+	if (n > FAKE_PIPE_CAP)
+		n = FAKE_PIPE_CAP;
+	*fp = (struct fpipe){.rd_open = true,
+	                     .wr_open = true,
+	                     .serial = p->serial,
+	                     .owner = fd - FAKE_BASE,
+	                     .start = p->read,
+	                     .len = n};
+	p->read += n;
+	return (ssize_t)n;
+}
+
+/* Pipe to socket: the bytes go back to the peer they came from, next in
+ * its echo. */
+static ssize_t
+splice_out(struct fpipe *fp, int fd, size_t len)
+{
+	struct peer *p = open_peer(fd);
+	uint64_t n;
+
+	CHECK(fp->rd_open);
+	CHECK(!p->our_fin); /* nothing after our FIN */
+	CHECK(fp->len > 0); /* tcp.c knows what its pipe holds */
+	CHECK(fp->owner == fd - FAKE_BASE && fp->serial == p->serial);
+	CHECK(fp->start == p->echoed);
+	if (window_ready(p, true) < 0)
+		return -1;
+	n = fp->len;
+	if (n > len)
+		n = len;
+	if (n > p->room)
+		n = p->room;
+	fp->start += n;
+	fp->len -= n;
+	p->echoed += n;
+	p->room -= n;
+	return (ssize_t)n;
+}
+
+ssize_t
+__wrap_splice(int in, loff_t *off_in, int out, loff_t *off_out, size_t len,
+              unsigned flags)
+{
+	struct fpipe *fp;
+	bool rd;
+
+	if (!is_fake(in) && !is_fake(out) && fake_pipe(in, &rd) == NULL &&
+	    fake_pipe(out, &rd) == NULL)
+		return __real_splice(in, off_in, out, off_out, len, flags);
+	CHECK(off_in == NULL && off_out == NULL);
+	CHECK((flags & SPLICE_F_NONBLOCK) != 0); /* never waits */
+	CHECK(len > 0);
+	if (is_fake(in) && (fp = fake_pipe(out, &rd)) != NULL && !rd)
+		return splice_in(in, fp, len);
+	if (is_fake(out) && (fp = fake_pipe(in, &rd)) != NULL && rd)
+		return splice_out(fp, out, len);
+	CHECK(!"splice between a connection and its pipe only");
+	return -1;
+}
+
+int
+__wrap_pipe2(int fds[2], int flags)
+{
+	struct fpipe *fp;
+
+	if (!w.making)
+		return __real_pipe2(fds, flags);
+	/* Exactly what the supervisor's seccomp list allows. */
+	CHECK(flags == (O_NONBLOCK | O_CLOEXEC));
+	if (w.npipes == MAX_PIPES) {
+		errno = EMFILE;
+		return -1;
+	}
+	fp = &w.pipe[w.npipes];
+	*fp = (struct fpipe){.rd_open = true, .wr_open = true};
+	fds[0] = PIPE_BASE + 2 * (int)w.npipes;
+	fds[1] = fds[0] + 1;
+	w.npipes++;
+	return 0;
+}
+
+int
+__wrap_fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	long arg;
+	bool rd;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, long);
+	va_end(ap);
+	if (fake_pipe(fd, &rd) == NULL)
+		return __real_fcntl(fd, cmd, arg);
+	CHECK(cmd == F_SETPIPE_SZ); /* the one the seccomp lists allow */
+	return (int)arg;
+}
+
+/* Emptying a pipe a closed connection left bytes in. */
+ssize_t
+__wrap_read(int fd, void *buf, size_t len)
+{
+	struct fpipe *fp;
+	uint64_t n;
+	bool rd;
+
+	if ((fp = fake_pipe(fd, &rd)) == NULL)
+		return __real_read(fd, buf, len);
+	CHECK(rd && fp->rd_open);
+	if (fp->len == 0) {
+		errno = EAGAIN;
+		return -1;
+	}
+	n = fp->len < len ? fp->len : len;
+	memset(buf, 0, (size_t)n);
+	fp->start += n;
+	fp->len -= n;
+	return (ssize_t)n;
 }
 
 /* ------------------------------------------------------------ driver */
@@ -461,15 +701,62 @@ ready(int i)
 	return ev;
 }
 
-/* Between events tcp.c holds no echo byte: what it consumed from a queue
- * (after our FIN: discards aside) it has sent, and nothing more. */
+/* Bytes of peer i waiting in a pipe. */
+static uint64_t
+in_pipes(int i)
+{
+	uint64_t n = 0;
+
+	for (unsigned k = 0; k < w.npipes; k++)
+		if (w.pipe[k].len > 0 && w.pipe[k].owner == i &&
+		    w.pipe[k].serial == w.peer[i].serial)
+			n += w.pipe[k].len;
+	return n;
+}
+
+/* Between events tcp.c holds no echo byte but in pipes: what it consumed
+ * from a queue (after our FIN: discards aside) it has sent or holds in a
+ * pipe, and a pipe holds bytes only of a connection still open. */
 static void
 check_nothing_held(void)
 {
+	for (unsigned k = 0; k < w.npipes; k++) {
+		const struct fpipe *fp = &w.pipe[k];
+
+		if (fp->len > 0)
+			CHECK(w.peer[fp->owner].open &&
+			      w.peer[fp->owner].serial == fp->serial);
+	}
 	for (int i = 1; i < w.top; i++)
 		if (w.peer[i].open)
 			CHECK(w.peer[i].read - w.peer[i].dropped ==
-			      w.peer[i].echoed);
+			      w.peer[i].echoed + in_pipes(i));
+}
+
+/* Once nothing is ready: a pipe holds bytes only for a peer that takes no
+ * more now (else they would have been sent): no idle connection keeps
+ * one. */
+static void
+check_pipes_idle(void)
+{
+	for (unsigned k = 0; k < w.npipes; k++) {
+		const struct peer *p = &w.peer[w.pipe[k].owner];
+
+		if (w.pipe[k].len > 0)
+			CHECK(p->room == 0 && !p->reset);
+	}
+}
+
+/* The pool's gauge (set by the tick): a pipe is lent only while it holds
+ * bytes. */
+static void
+check_pipes_lent(void)
+{
+	uint64_t holding = 0;
+
+	for (unsigned k = 0; k < w.npipes; k++)
+		holding += w.pipe[k].len > 0;
+	CHECK(counters->tcp_splice_pipes_busy == holding);
 }
 
 /* Deliver events until no watched fd is ready, as epoll would. */
@@ -496,8 +783,10 @@ settle(void)
 				w.listener_error = 0;
 			check_nothing_held();
 		}
-		if (!any)
+		if (!any) {
+			check_pipes_idle();
 			return;
+		}
 	}
 	/* Still ready after SETTLE_MAX rounds with no new input: a handler
 	 * that leaves its fd ready and watched without progress spins the
@@ -513,6 +802,7 @@ tick(struct tcp_server *srv)
 	w.ticking = true;
 	tcp_server_tick(srv, w.now);
 	w.ticking = false;
+	check_pipes_lent();
 }
 
 /* The open connection chosen by k, or -1 if there is none. */
@@ -531,6 +821,7 @@ static void
 make_policy(struct policy *p, uint8_t h0, uint8_t h1)
 {
 	static const char *const per_source[] = {"1", "2", "3", "256"};
+	static const char *const pipes[] = {"0", "1", "2", "64"};
 	struct policy_error err;
 	char text[1024];
 	int n = 0;
@@ -539,9 +830,10 @@ make_policy(struct policy *p, uint8_t h0, uint8_t h1)
 	n += snprintf(text + n, sizeof(text) - (size_t)n,
 	              "tcp-buffer %s\ntcp-idle-timeout %s\n"
 	              "tcp-max-connections-per-source %s\n"
-	              "rate-table-size %s\n",
+	              "rate-table-size %s\ntcp-splice-pipes %s\n",
 	              h0 & 0x01 ? "512" : "4k", h0 & 0x20 ? "200ms" : "1h",
-	              per_source[h1 & 3], h1 & 0x08 ? "64" : "256");
+	              per_source[h1 & 3], h1 & 0x08 ? "64" : "256",
+	              pipes[h1 >> 6]);
 	if (h1 & 0x08)
 		n += snprintf(text + n, sizeof(text) - (size_t)n,
 		              "deny 198.18.0.0/24 2001:db8::/64\n");
@@ -644,8 +936,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	w.top = 1;
 	make_policy(&pol, data[0], data[1]);
 	w.loop = loop_new(0);
+	w.making = true;
 	srv = tcp_server_new(w.loop, &pol, &set, &facts, w.share);
+	w.making = false;
 	CHECK(srv != NULL);
+	/* The pool: the policy's pipes, at most one per connection. */
+	CHECK(w.npipes == (pol.tcp_splice_pipes < w.share ? pol.tcp_splice_pipes
+	                                                  : w.share));
 	CHECK(w.watch[0].on); /* the listener is watched */
 	CHECK(tcp_server_listeners(srv) == 1);
 
@@ -683,15 +980,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				w.limits = true;       /* tcp-max-lifetime */
 			tick(srv);
 			break;
-		case 6:
+		case 6: {
+			static const int errs[] = {EPERM, EINVAL, ENOMEM,
+			                           ECONNRESET};
 			if (p != NULL && (arg & 1)) {
 				p->fault_on = (arg >> 1) & 3;
 				if (arg & 8)
 					p->reset_next = true;
 				else
 					p->eintr = true;
+			} else if (p != NULL && (arg & 2)) {
+				p->splice_error = errs[(arg >> 2) & 3];
 			}
 			break;
+		}
 		case 7:
 			if (arg % 8 < 5)
 				w.accept_error = accept_errors[arg % 8];
@@ -739,6 +1041,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(!w.peer[i].open);
 		CHECK(!w.watch[i].on);
 	}
+	for (unsigned k = 0; k < w.npipes; k++) /* no pipe leaks */
+		CHECK(!w.pipe[k].rd_open && !w.pipe[k].wr_open);
 	w.pending_accepts = 0;
 	return 0;
 }

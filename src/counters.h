@@ -61,6 +61,9 @@
 	X(tcp_max_bytes_closes)                                                \
 	X(udp_rate_exempt)                                                     \
 	X(tcp_rate_exempt)                                                     \
+	X(tcp_splice_bytes)                                                    \
+	X(tcp_splice_fallbacks)                                                \
+	X(tcp_splice_pipes_busy)                                               \
 	X(xdp_udp_drop_port)                                                   \
 	X(xdp_udp_drop_bad_source)                                             \
 	X(xdp_udp_drop_bad_dest)                                               \

@@ -38,6 +38,7 @@
 #include "sandbox.h"
 #include "sockact.h"
 #include "supervisor.h"
+#include "tcp.h"
 #include "variant.h"
 #include "worker.h"
 #include "xdp.h"
@@ -162,7 +163,8 @@ static rlim_t
 fd_limit_needed(const struct policy *p, unsigned nworkers)
 {
 	return (rlim_t)p->tcp_max_connections + FD_RESERVE +
-	       (rlim_t)p->nlisten * 2 * nworkers;
+	       (rlim_t)p->nlisten * 2 * nworkers +
+	       2 * (rlim_t)tcp_splice_pipes(p, p->tcp_max_connections);
 }
 
 /* The hard limit must allow `need`; raise the soft one to it unless only

@@ -130,6 +130,7 @@ gather_retire(struct gather *g, unsigned i)
 	s->latest.tcp_active = 0;
 	s->latest.udp_table_entries = 0; /* its tables died with it */
 	s->latest.tcp_table_entries = 0;
+	s->latest.tcp_splice_pipes_busy = 0; /* its pipes closed with it */
 	counters_add(&g->retired, &s->latest);
 	memset(&s->latest, 0, sizeof(s->latest));
 	s->awaited = false;

@@ -72,6 +72,13 @@ static const struct row rows[] = {
      "enforce log-only: TCP connections that would have been refused."},
     {"tcp_throttled", "echod_tcp_throttled_total", "", "counter",
      "Times tcp-byte-rate paused a connection's reads."},
+    {"tcp_splice_bytes", "echod_tcp_splice_bytes_total", "", "counter",
+     "TCP echo bytes moved by splice(2), never copied through user memory."},
+    {"tcp_splice_fallbacks", "echod_tcp_splice_fallbacks_total", "", "counter",
+     "TCP transfers that found every pipe lent and took the copy path."},
+    {"tcp_splice_pipes_busy", "echod_tcp_splice_pipes_busy", "", "gauge",
+     "Pipes lent to TCP connections, each holding echo bytes a peer's window "
+     "has not taken."},
     {"tcp_accept_errors", "echod_tcp_accept_errors_total", "", "counter",
      "accept() failures other than an empty queue."},
     {"listener_failures", "echod_listener_failures_total", "", "counter",

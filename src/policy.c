@@ -734,6 +734,8 @@ static const struct directive directives[] = {
      24 * 3600 * 1000, false, false},
     {"tcp-buffer", set_size, FIELD(tcp_buffer), 512, 16 * 1024 * 1024, false,
      false},
+    {"tcp-splice-pipes", set_uint, FIELD(tcp_splice_pipes), 0, 1024, false,
+     false},
     {"udp-max-datagram", set_size, FIELD(udp_max_datagram), 0, 65535, false,
      false},
     {"udp-receive-buffer", set_size, FIELD(udp_receive_buffer), 64 * 1024,

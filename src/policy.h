@@ -37,6 +37,7 @@ struct policy {
 	unsigned tcp_max_connections;
 	uint64_t tcp_idle_timeout_ms;
 	uint64_t tcp_buffer;
+	unsigned tcp_splice_pipes; /* per worker; 0: the copy path only */
 	uint64_t udp_max_datagram;
 	uint64_t udp_receive_buffer; /* SO_RCVBUF of every UDP socket */
 	enum log_level log_level;

@@ -1,18 +1,37 @@
-/* tcp: echo straight out of the kernel's receive queue. A read peeks
- * (MSG_PEEK) up to TCP_READ_CHUNK into one per-worker buffer, the send
- * takes what the peer's window allows, and only the bytes sent are then
- * consumed (MSG_TRUNC, no copy). The rest stays queued in the kernel, so
- * echod holds no echo bytes of its own: a peer that stops reading stops
- * being read, and the kernel's windows push back. */
+/*
+ * tcp: echo straight out of the kernel's receive queue, by one of two paths.
+ *
+ * The splice path (tcp-splice-pipes > 0): splice(2) moves up to TCP_READ_CHUNK
+ * from the socket into a pipe and from the pipe back into the same socket,
+ * so the bytes never enter user memory (the kernel passes page references;
+ * the copy path costs two copies per byte). The pipe is lent by the
+ * worker's pool for that transfer only: once the socket took everything,
+ * it goes back. A peer whose window is full leaves the rest in the pipe,
+ * and the connection keeps it until the rest is sent; no idle connection
+ * holds one.
+ *
+ * The copy path, when no pipe is free (counted: tcp_splice_fallbacks), when
+ * the policy has none (tcp-splice-pipes 0, the default: it measured faster
+ * on loopback in most load shapes) or when the kernel refuses
+ * splice: a read peeks (MSG_PEEK) up to TCP_READ_CHUNK into one per-worker
+ * buffer, the send takes what the peer's window allows, and only the bytes
+ * sent are then consumed (MSG_TRUNC, no copy). The rest stays queued in the
+ * kernel.
+ *
+ * Either way a peer that stops reading stops being read, and the kernel's
+ * windows push back.
+ */
 #include "tcp.h"
 #include "counters.h"
 #include "guard.h"
 #include "log.h"
+#include "pipepool.h"
 #include "ratelimit.h"
 #include "variant.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +42,10 @@
 
 #define ACCEPTS_PER_EVENT 64 /* fairness between listeners and peers */
 #define READS_PER_EVENT   8
-#define TCP_READ_CHUNK    (256 * 1024) /* one peek, shared by a worker */
+#define TCP_READ_CHUNK    (256 * 1024) /* one peek or splice at most */
+/* A pool pipe holds one transfer: TCP_READ_CHUNK in 4 KiB pages. */
+#define SPLICE_PIPE_BYTES TCP_READ_CHUNK
+#define SPLICE_FLAGS      (SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
 #define SWEEP_MS          1000 /* lifetime checks: once a second is enough */
 /* Log lines about peers, by reason: the refusals, then the evictions. */
 enum { LOG_evicted_largest = TCP_NREASONS, LOG_evicted_slow };
@@ -66,8 +88,11 @@ static const bool conn_may_enter[CONN_NSTATES][CONN_NSTATES] = {
 struct conn {
 	int fd;
 	enum conn_state state;
-	bool blocked; /* the peer's window is full: wait for EPOLLOUT */
-	bool slow;    /* the last send was partial: peek tcp-buffer only */
+	bool blocked;  /* the peer's window is full: wait for EPOLLOUT */
+	bool slow;     /* the last send was partial: peek tcp-buffer only */
+	bool has_pipe; /* a pool pipe is lent to this connection */
+	struct pipe_ends pipe; /* (only with has_pipe) */
+	size_t piped;          /* bytes taken off the socket, not yet sent */
 	uint64_t last_active, started;
 	uint64_t bytes, bytes_in;
 	uint64_t window_start, window_in; /* tcp-min-rate: bytes this window */
@@ -82,6 +107,8 @@ struct tcp_server {
 	struct loop *loop;
 	const struct policy *policy;
 	char *scratch; /* TCP_READ_CHUNK bytes shared by all connections */
+	struct pipe_pool *pipes; /* the splice path's pipes; NULL: none */
+	bool splice_refused;     /* the kernel said no once: copy path only */
 	struct conn *oldest, *newest;
 	struct paused {
 		int fd;
@@ -163,6 +190,8 @@ conn_close(struct conn *c, const char *why)
 	loop_del(srv->loop, c->fd);
 	close(c->fd);
 	idle_unlink(srv, c);
+	if (c->has_pipe)
+		pipe_pool_put(srv->pipes, c->pipe, c->piped);
 	tcp_guard_closed(srv->guard, c->source);
 	if (c->state == CONN_THROTTLED)
 		srv->nthrottled--;
@@ -234,21 +263,49 @@ consume(struct conn *c, size_t n)
 	return true;
 }
 
-/* Echo one peek's worth; false when the connection must close. */
-static bool
-echo_once(struct conn *c, bool *drained, const char **why)
+/* Bytes taken off the socket: what tcp-byte-rate, tcp-max-bytes and
+ * tcp-min-rate count, on either path, and progress for the idle rules. */
+static void
+took(struct conn *c, size_t n, uint64_t now)
 {
-	const struct policy *p = c->srv->policy;
-	uint64_t now = now_ms();
-	size_t cap = read_allowance(c, now);
+	COUNT(tcp_bytes_in, n);
+	c->bytes_in += (uint64_t)n;
+	c->window_in += (uint64_t)n;
+	if (byte_rated(c))
+		bucket_take(&c->source->bytes, &c->srv->policy->tcp_byte_rate,
+		            now, (uint64_t)n);
+	touch(c, now);
+}
+
+static void
+echoed(struct conn *c, size_t n, uint64_t now)
+{
+	COUNT(tcp_bytes_out, n);
+	c->bytes += (uint64_t)n;
+	touch(c, now);
+}
+
+/* tcp-max-bytes taken and all of it echoed: FIN, then discard
+ * (conn_event). */
+static void
+spend_budget(struct conn *c)
+{
+	uint64_t max = c->srv->policy->tcp_max_bytes;
+
+	if (max > 0 && c->bytes_in >= max && c->piped == 0 &&
+	    c->state == CONN_ECHOING) {
+		COUNT(tcp_max_bytes_closes, 1);
+		conn_enter(c, CONN_SPENT);
+	}
+}
+
+/* The copy path: echo one peek's worth. */
+static bool
+echo_copy(struct conn *c, size_t cap, uint64_t now, bool *drained,
+          const char **why)
+{
 	ssize_t n, w;
 
-	if (cap == 0) {
-		/* Over the byte rate: the kernel's window slows the peer. */
-		*drained = true;
-		conn_enter(c, CONN_THROTTLED);
-		return true;
-	}
 	n = recv(c->fd, c->srv->scratch, cap, MSG_PEEK | MSG_DONTWAIT);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EINTR) {
@@ -278,22 +335,159 @@ echo_once(struct conn *c, bool *drained, const char **why)
 	c->slow = c->blocked;
 	if (w == 0)
 		return true;
-	COUNT(tcp_bytes_in, w);
-	COUNT(tcp_bytes_out, w);
-	c->bytes_in += (uint64_t)w;
-	c->window_in += (uint64_t)w;
-	c->bytes += (uint64_t)w;
-	if (p->tcp_max_bytes > 0 && c->bytes_in >= p->tcp_max_bytes) {
-		/* Budget spent: FIN, then discard (conn_event). */
-		COUNT(tcp_max_bytes_closes, 1);
-		conn_enter(c, CONN_SPENT);
-	}
-	if (byte_rated(c))
-		bucket_take(&c->source->bytes, &p->tcp_byte_rate, now,
-		            (uint64_t)w);
-	touch(c, now);
+	took(c, (size_t)w, now);
+	echoed(c, (size_t)w, now);
+	spend_budget(c);
 	*drained = (size_t)n < cap;
 	return true;
+}
+
+/* Errors that say "not here" rather than "this connection failed": a
+ * filter of an outer sandbox (EPERM, EACCES, ENOSYS) or a socket or
+ * kernel without splice for it (EINVAL, EOPNOTSUPP). */
+static bool
+splice_refusal(int err)
+{
+	return err == EPERM || err == EACCES || err == ENOSYS ||
+	       err == EINVAL || err == EOPNOTSUPP;
+}
+
+/* Said once per worker; from then on the copy path serves. */
+static void
+refuse_splice(struct tcp_server *srv, int err)
+{
+	if (srv->splice_refused)
+		return;
+	srv->splice_refused = true;
+	log_always(LOG_WARN, "tcp_splice_refused",
+	           "error=\"%s\" action=\"copy path from now on\"",
+	           strerror(err));
+}
+
+/* A pipe for one transfer, if the pool has one (else counted). */
+static bool
+lend_pipe(struct conn *c)
+{
+	struct tcp_server *srv = c->srv;
+
+	if (srv->pipes == NULL || srv->splice_refused)
+		return false;
+	if (!pipe_pool_take(srv->pipes, &c->pipe)) {
+		COUNT(tcp_splice_fallbacks, 1);
+		return false;
+	}
+	c->has_pipe = true;
+	c->piped = 0;
+	return true;
+}
+
+static void
+return_pipe(struct conn *c)
+{
+	pipe_pool_put(c->srv->pipes, c->pipe, c->piped);
+	c->has_pipe = false;
+	c->piped = 0;
+}
+
+/* Send what waits in the connection's pipe, as much as the peer's window
+ * takes; an emptied pipe goes back to the pool at once. */
+static bool
+flush_pipe(struct conn *c, uint64_t now, const char **why)
+{
+	ssize_t k;
+
+	do
+		k = splice(c->pipe.rd, NULL, c->fd, NULL, c->piped,
+		           SPLICE_FLAGS);
+	while (k < 0 && errno == EINTR);
+	if (k < 0 && errno != EAGAIN) {
+		/* The bytes in the pipe cannot go back to the socket: this
+		 * connection ends, the others take the copy path. */
+		if (splice_refusal(errno))
+			refuse_splice(c->srv, errno);
+		*why = "write_error";
+		return false;
+	}
+	if (k > 0) {
+		c->piped -= (size_t)k;
+		COUNT(tcp_splice_bytes, k);
+		echoed(c, (size_t)k, now);
+	}
+	c->blocked = c->piped > 0;
+	if (c->blocked) {
+		c->slow = true;
+		return true;
+	}
+	return_pipe(c);
+	spend_budget(c);
+	return true;
+}
+
+/* The splice path: socket to pipe, pipe to the same socket. */
+static bool
+echo_splice(struct conn *c, size_t cap, uint64_t now, bool *drained,
+            const char **why)
+{
+	ssize_t n;
+
+	do
+		n = splice(c->fd, NULL, c->pipe.wr, NULL, cap, SPLICE_FLAGS);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0) {
+		int err = errno;
+
+		return_pipe(c);
+		if (n == 0) {
+			conn_enter(c, CONN_FLUSHING);
+			*drained = true;
+			return true;
+		}
+		if (err == EAGAIN) {
+			*drained = true;
+			return true;
+		}
+		if (splice_refusal(err)) {
+			/* Nothing was taken: the copy path serves it. */
+			refuse_splice(c->srv, err);
+			return echo_copy(c, cap, now, drained, why);
+		}
+		*why = "read_error";
+		return false;
+	}
+	c->piped = (size_t)n;
+	took(c, (size_t)n, now);
+	if (!flush_pipe(c, now, why))
+		return false;
+	if (!c->blocked)
+		c->slow = false; /* a whole transfer went */
+	/* Less than asked: the queue is (almost surely) empty. A pipe that
+	 * filled first leaves the socket readable, and level-triggered epoll
+	 * says so again: nothing is lost, one call is saved. */
+	*drained = (size_t)n < cap;
+	return true;
+}
+
+/* Echo one transfer; false when the connection must close. */
+static bool
+echo_once(struct conn *c, bool *drained, const char **why)
+{
+	uint64_t now = now_ms();
+	size_t cap;
+
+	/* The rest of the last transfer goes before anything new is read:
+	 * the echo stays in order, and a pipe holds one transfer. */
+	if (c->has_pipe)
+		return flush_pipe(c, now, why);
+	cap = read_allowance(c, now);
+	if (cap == 0) {
+		/* Over the byte rate: the kernel's window slows the peer. */
+		*drained = true;
+		conn_enter(c, CONN_THROTTLED);
+		return true;
+	}
+	if (lend_pipe(c))
+		return echo_splice(c, cap, now, drained, why);
+	return echo_copy(c, cap, now, drained, why);
 }
 
 /*
@@ -687,6 +881,48 @@ tcp_server_tick(struct tcp_server *srv, uint64_t now)
 		             srv->paused[i].events, accept_event, srv) != 0)
 			srv->paused[kept++] = srv->paused[i];
 	srv->npaused = kept;
+	/* After the closes above: a gauge of pipes lent now. */
+	counters->tcp_splice_pipes_busy = pipe_pool_busy(srv->pipes);
+}
+
+unsigned
+tcp_splice_pipes(const struct policy *p, unsigned max_connections)
+{
+	return p->tcp_splice_pipes < max_connections ? p->tcp_splice_pipes
+	                                             : max_connections;
+}
+
+unsigned long long
+tcp_splice_memory(const struct policy *p, unsigned max_connections)
+{
+	return (unsigned long long)tcp_splice_pipes(p, max_connections) *
+	       SPLICE_PIPE_BYTES;
+}
+
+/*
+ * The splice path's pipes, made now, before the sandbox (which allows no
+ * pipe2). Fewer pipes than asked (the fd limit, the user's pipe quota)
+ * are said once; the copy path serves the rest. splice(2) cannot say
+ * MSG_NOSIGNAL: a peer gone would raise SIGPIPE, which main ignores for
+ * every process before it forks any.
+ */
+static void
+open_pipes(struct tcp_server *srv, unsigned want)
+{
+	unsigned got;
+
+	if (want == 0)
+		return;
+	srv->pipes = pipe_pool_new(want, SPLICE_PIPE_BYTES);
+	got = pipe_pool_count(srv->pipes);
+	if (got < want)
+		log_always(LOG_WARN, "tcp_splice_pipes",
+		           "pipes=%u asked=%u error=\"%s\"", got, want,
+		           strerror(errno));
+	if (got == 0) {
+		pipe_pool_free(srv->pipes);
+		srv->pipes = NULL;
+	}
 }
 
 struct tcp_server *
@@ -720,6 +956,7 @@ tcp_server_new(struct loop *l, const struct policy *p,
 		}
 		srv->nlisteners++;
 	}
+	open_pipes(srv, tcp_splice_pipes(p, max_connections));
 	return srv;
 }
 
@@ -735,6 +972,7 @@ tcp_server_free(struct tcp_server *srv)
 	while (srv->oldest != NULL)
 		conn_close(srv->oldest, "shutdown");
 	tcp_guard_free(srv->guard);
+	pipe_pool_free(srv->pipes);
 	free(srv->scratch);
 	free(srv);
 }

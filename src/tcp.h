@@ -1,7 +1,8 @@
 /*
- * tcp: stream echo with backpressure; the unsent echo stays in the kernel.
+ * tcp: stream echo with backpressure; the unsent echo stays in the kernel
+ * (its receive queue, or a pipe of the worker's pool for one transfer).
  * Map: packet-path layer; calls counters, facts, guard, listener, log, loop,
- * policy, ratelimit, variant.
+ * pipepool, policy, ratelimit, variant.
  */
 #ifndef ECHOD_TCP_H
 #define ECHOD_TCP_H
@@ -21,6 +22,12 @@ struct tcp_server *tcp_server_new(struct loop *l, const struct policy *p,
                                   const struct listen_set *s,
                                   const struct facts *f,
                                   unsigned max_connections);
+
+/* The splice path's pipes a worker holding max_connections keeps (each
+ * lent for one transfer at a time), and the most echo bytes they hold. */
+unsigned tcp_splice_pipes(const struct policy *p, unsigned max_connections);
+unsigned long long tcp_splice_memory(const struct policy *p,
+                                     unsigned max_connections);
 
 /* Periodic work: close idle and expired connections, resume throttled
  * connections and paused accepts. */

@@ -125,7 +125,8 @@ worker_memory_bound(const struct policy *p, unsigned nworkers,
 	return MEMORY_MARGIN + share * (p->tcp_buffer + CONN_OVERHEAD) +
 	       p->tcp_buffer + 2ULL * UDP_BATCH * UDP_SLOT_SIZE +
 	       3ULL * p->rate_table_size * ENTRY_BOUND +
-	       (unsigned long long)nofile * SLOT_BOUND;
+	       (unsigned long long)nofile * SLOT_BOUND +
+	       tcp_splice_memory(p, (unsigned)share);
 }
 
 int

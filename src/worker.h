@@ -18,7 +18,9 @@ typedef void (*worker_harden_fn)(void);
 /* What a worker may allocate, from the policy: the largest share of
  * tcp-max-connections among nworkers with a tcp-buffer tail each, the
  * scratch and UDP batch buffers, the rate tables, one loop slot per fd
- * (nofile), and a margin for libc and the loaded libraries. */
+ * (nofile), the splice pipes' contents (kernel memory, stated so the bound
+ * covers every echo byte a worker holds), and a margin for libc and the
+ * loaded libraries. */
 unsigned long long worker_memory_bound(const struct policy *p,
                                        unsigned nworkers, unsigned long nofile);
 

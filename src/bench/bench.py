@@ -7,7 +7,13 @@ pinned to CPU 0 and the load generator (build/echo-bench, which verifies
 every echoed byte) to CPU 1 where there are two CPUs:
 
   rounds   interleaved: each round starts each server afresh and measures
-           TCP at 1 and 64 connections, UDP at 64 and 1400 bytes (64
+           TCP at 1 and 64 connections in two shapes (at most 256 KiB in
+           flight per connection; and unbounded, each connection writing
+           64 KiB chunks as fast as its socket takes them, then a
+           half-close and its echo read to the server's FIN), the TCP
+           rows also with echod's splice path (tcp-splice-pipes 16, the
+           same binary; the default is the copy path), UDP at 64 and 1400
+           bytes (64
            datagrams outstanding at most, sent as GSO writes) and at 64
            bytes one datagram per send; then starts all the servers at
            once for the TCP and UDP round trips, which take turns between
@@ -62,6 +68,9 @@ BENCH = ROOT / "build" / "echo-bench"
 POLICY = ROOT / "policy" / "bench.conf"
 # The under-attack row: the defaults, only the legitimate client exempt.
 ATTACK_POLICY = ROOT / "policy" / "bench-attack.conf"
+# echod's splice path, for the TCP rows: policy/bench.conf with 16 pipes
+# per worker, written at run time so the two policies cannot drift apart.
+SPLICE_POLICY = ROOT / "build" / "bench" / "bench-splice.conf"
 GO_SRC = ROOT / "src" / "bench" / "goecho" / "main.go"
 GO_BIN = ROOT / "build" / "bench" / "go-echo"
 BENCH_NET = ipaddress.ip_network("198.18.0.0/15")
@@ -196,6 +205,8 @@ def server_argv(kind, host, port, workers=1, cpus=None, prefix=(),
     pin = ["taskset", "-c", cpus] if cpus else []
     if kind == "go":
         return list(prefix) + pin + [str(GO_BIN), f"{host}:{port}"]
+    if kind == "splice":
+        policy = SPLICE_POLICY
     binary = ROOT / "build" / ("unguarded/echod" if kind == "unguarded"
                                else "echod")
     return list(prefix) + pin + [str(binary), "-c", str(policy),
@@ -251,6 +262,10 @@ ROUND_METRICS = [
     # key, label, unit, echo-bench args, result field
     ("tcp1", "TCP, 1 connection", "MB/s", ["tcp", "-c", 1], "mb_per_s"),
     ("tcp64", "TCP, 64 connections", "MB/s", ["tcp", "-c", 64], "mb_per_s"),
+    ("tcp1_unbounded", "TCP unbounded writes, 1 connection", "MB/s",
+     ["tcp", "-u", "-c", 1], "mb_per_s"),
+    ("tcp64_unbounded", "TCP unbounded writes, 64 connections", "MB/s",
+     ["tcp", "-u", "-c", 64], "mb_per_s"),
     ("udp64", "UDP, 64 B datagrams/s", "dgram/s",
      ["udp", "-s", 64] + UDP_LOAD, "per_s"),
     ("udp64_each", "UDP 64 B, one datagram per send", "dgram/s",
@@ -268,11 +283,12 @@ LOWER_IS_BETTER = {"tcp_rtt_p50", "tcp_rtt_p99", "udp_rtt_p50",
 
 
 def one_round(kind, seconds, srv_cpu, load_cpu, results):
-    """The throughput rows, this server alone."""
+    """The throughput rows, this server alone (the splice path: TCP's)."""
     s = start(kind, srv_cpu)
     try:
         for key, _, _, args, field in ROUND_METRICS:
-            if key in RTT_KEYS:
+            if key in RTT_KEYS or (kind == "splice" and
+                                   not key.startswith("tcp")):
                 continue
             last = run_load(args + ["-d", seconds, s.host, s.port], load_cpu)
             results.setdefault((kind, key), []).append(float(last[field]))
@@ -603,7 +619,7 @@ def paired_ratio(results, kind, key):
 def report(kinds, results, notes, cmd):
     med = {k: statistics.median(v) for k, v in results.items()}
     names = {"echod": "echod", "unguarded": "echod unguarded",
-             "go": "Go tutorial server"}
+             "splice": "echod, splice path", "go": "Go tutorial server"}
     rows = [(k, f"{label} ({unit})") for k, label, unit, _, _ in ROUND_METRICS]
     rows += [("idle_rss", f"RSS, {IDLE_CONNS:,} idle TCP connections"),
              ("attack_udp_pct", "under attack: legit UDP echoed"),
@@ -665,7 +681,8 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="1 round of 1 s, no idle/cores/attack rows")
     ap.add_argument("--skip", default="",
-                    help="comma list of: idle,cores,attack,xdp,go,unguarded")
+                    help="comma list of: idle,cores,attack,xdp,go,"
+                         "unguarded,splice")
     a = ap.parse_args()
     if a.quick:
         a.rounds, a.seconds = 1, 1.0
@@ -678,6 +695,11 @@ def main():
     kinds = ["echod"]
     if "unguarded" not in skip:
         kinds.append("unguarded")
+    if "splice" not in skip:
+        SPLICE_POLICY.parent.mkdir(parents=True, exist_ok=True)
+        SPLICE_POLICY.write_text(POLICY.read_text() + "\n# The splice path "
+                                 "(bench.py).\ntcp-splice-pipes 16\n")
+        kinds.append("splice")
     if "go" not in skip:
         why = build_go()
         if why:
@@ -690,6 +712,9 @@ def main():
         notes.append("one CPU: server and load are not pinned")
     notes.append(f"load average at start: {os.getloadavg()[0]:.2f}")
     results = {}
+    # The splice path is a TCP column only: its rows, no round trips,
+    # idle or attack rows (the same binary as echod's).
+    whole = [k for k in kinds if k != "splice"]
     t0 = time.monotonic()
     try:
         # A warm-up round, not recorded: in every run measured here the
@@ -698,7 +723,7 @@ def main():
         for kind in kinds:
             log(f"bench: warm-up round (not recorded): {kind}")
             one_round(kind, min(a.seconds, 1.0), srv_cpu, load_cpu, {})
-        rtt_round(kinds, srv_cpu, load_cpu, {}, n=2000)
+        rtt_round(whole, srv_cpu, load_cpu, {}, n=2000)
         for r in range(a.rounds):
             # Each round starts with a different server, so none is always
             # measured first or right after the same neighbour.
@@ -707,10 +732,11 @@ def main():
                 log(f"bench: round {r + 1}/{a.rounds}: {kind}")
                 one_round(kind, a.seconds, srv_cpu, load_cpu, results)
             log(f"bench: round {r + 1}/{a.rounds}: round trips, taking "
-                f"turns: {', '.join(order)}")
-            rtt_round(order, srv_cpu, load_cpu, results)
+                f"turns: {', '.join(k for k in order if k != 'splice')}")
+            rtt_round([k for k in order if k != "splice"], srv_cpu,
+                      load_cpu, results)
         if "idle" not in skip:
-            for kind in kinds:
+            for kind in whole:
                 log(f"bench: idle connections: {kind}")
                 idle_rss(kind, srv_cpu, load_cpu, results, notes)
         if "cores" not in skip:
@@ -718,7 +744,7 @@ def main():
             cores(a.seconds, results)
         if "attack" not in skip:
             log("bench: under attack")
-            attack(kinds, a.rounds, a.seconds, srv_cpu, load_cpu,
+            attack(whole, a.rounds, a.seconds, srv_cpu, load_cpu,
                    a.flood_rate, results, notes)
         if "xdp" not in skip:
             log("bench: under attack, with and without the XDP prefilter")

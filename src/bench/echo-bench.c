@@ -5,7 +5,12 @@
  * key=value pairs on stdout (src/bench/bench.py reads it).
  *
  *   tcp      C connections stream for D seconds, at most W bytes in flight
- *            each; the rate counts verified echo bytes
+ *            each; the rate counts verified echo bytes. -u: unbounded,
+ *            each writes S-byte chunks as fast as its socket takes them
+ *            (no cap in flight, as `ncat < file` does) and reads at most
+ *            S bytes at a time; after D seconds each half-closes and
+ *            reads the rest of its echo up to the server's FIN, and the
+ *            rate is over the whole, to the last FIN
  *   udp      datagrams of S bytes, at most W outstanding per socket (so the
  *            server is measured, not the kernel's drops), optionally paced;
  *            -g sends each batch as UDP GSO super-datagrams (UDP_SEGMENT):
@@ -89,6 +94,7 @@ static struct {
 	struct sockaddr_storage bind[MAX_BIND];
 	unsigned nbind;
 	bool gso;
+	bool unbounded;    /* tcp -u: no in-flight cap, reads of one chunk */
 	const char *iface; /* flood: AF_PACKET on this interface */
 	unsigned char dst_mac[ETH_ALEN]; /* flood: the target's MAC on it */
 	bool have_mac;
@@ -288,11 +294,75 @@ stream_send(int ep, struct stream *s, size_t chunk, uint64_t window)
 	             EPOLLIN | (s->sent - s->rcvd < window ? EPOLLOUT : 0));
 }
 
+/* Read one chunk of c's echo and verify it; false at the server's EOF. */
+static bool
+stream_receive(struct stream *c, size_t rlen, uint64_t *total)
+{
+	ssize_t r = recv(c->fd, rxbuf, rlen, MSG_DONTWAIT);
+
+	if (r == 0)
+		return false;
+	if (r < 0 && errno != EAGAIN)
+		die(EXIT_NETWORK, "tcp connection %u ended after %llu bytes",
+		    c->id, (unsigned long long)c->rcvd);
+	if (r < 0)
+		return true;
+	if (!stream_verify(c->id, c->rcvd, rxbuf, (size_t)r))
+		die(EXIT_MISMATCH,
+		    "tcp connection %u: echo differs near byte %llu", c->id,
+		    (unsigned long long)c->rcvd);
+	c->rcvd += (uint64_t)r;
+	*total += (uint64_t)r;
+	return true;
+}
+
+/* Unbounded writes end with a half-close: each connection reads the rest
+ * of its echo up to the server's FIN, which must come after exactly the
+ * bytes sent. The time counted runs to the last FIN. */
+static void
+stream_finish(int ep, struct stream *s, size_t rlen, uint64_t *total)
+{
+	struct epoll_event evs[256];
+	unsigned open = opt.conns;
+	double give_up = now_s() + 60;
+
+	for (unsigned i = 0; i < opt.conns; i++) {
+		if (shutdown(s[i].fd, SHUT_WR) != 0)
+			die(EXIT_NETWORK, "shutdown (connection %u)", s[i].id);
+		stream_watch(ep, &s[i], EPOLLIN);
+	}
+	while (open > 0) {
+		int n = epoll_wait(ep, evs, 256, 1000);
+
+		if (n < 0 && errno != EINTR)
+			die(EXIT_NETWORK, "epoll_wait");
+		if (now_s() > give_up)
+			die(EXIT_NETWORK, "no FIN from the server within 60 s");
+		for (int i = 0; i < n; i++) {
+			struct stream *c = evs[i].data.ptr;
+			if (stream_receive(c, rlen, total))
+				continue;
+			if (c->rcvd != c->sent)
+				die(EXIT_MISMATCH,
+				    "tcp connection %u: FIN after %llu of "
+				    "%llu bytes",
+				    c->id, (unsigned long long)c->rcvd,
+				    (unsigned long long)c->sent);
+			if (epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL) != 0)
+				die(EXIT_NETWORK, "epoll_ctl");
+			open--;
+		}
+	}
+}
+
 static int
 run_tcp(void)
 {
 	size_t chunk = opt.size ? opt.size : 64 * 1024;
-	uint64_t window = opt.window ? opt.window : 256 * 1024;
+	uint64_t window = opt.unbounded ? UINT64_MAX
+	                  : opt.window  ? opt.window
+	                                : 256 * 1024;
+	size_t rlen = opt.unbounded ? chunk : sizeof(rxbuf);
 	struct stream *s = calloc(opt.conns, sizeof(*s));
 	struct epoll_event evs[256];
 	uint64_t total = 0;
@@ -326,34 +396,21 @@ run_tcp(void)
 			die(EXIT_NETWORK, "epoll_wait");
 		for (int i = 0; i < n; i++) {
 			struct stream *c = evs[i].data.ptr;
-			if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
-				ssize_t r = recv(c->fd, rxbuf, sizeof(rxbuf),
-				                 MSG_DONTWAIT);
-				if (r == 0 || (r < 0 && errno != EAGAIN))
-					die(EXIT_NETWORK,
-					    "tcp connection %u ended after "
-					    "%llu bytes",
-					    c->id, (unsigned long long)c->rcvd);
-				if (r > 0) {
-					if (!stream_verify(c->id, c->rcvd,
-					                   rxbuf, (size_t)r))
-						die(EXIT_MISMATCH,
-						    "tcp connection %u: echo "
-						    "differs near byte %llu",
-						    c->id,
-						    (unsigned long long)
-						        c->rcvd);
-					c->rcvd += (uint64_t)r;
-					total += (uint64_t)r;
-				}
-			}
+			if ((evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) &&
+			    !stream_receive(c, rlen, &total))
+				die(EXIT_NETWORK,
+				    "tcp connection %u ended after %llu bytes",
+				    c->id, (unsigned long long)c->rcvd);
 			stream_send(ep, c, chunk, window);
 		}
 	}
+	if (opt.unbounded)
+		stream_finish(ep, s, rlen, &total);
 	t = now_s() - start;
 	printf("mode=tcp conns=%u chunk=%zu window=%llu seconds=%.3f "
 	       "bytes=%llu verified=yes mb_per_s=%.1f\n",
-	       opt.conns, chunk, (unsigned long long)window, t,
+	       opt.conns, chunk,
+	       opt.unbounded ? 0ULL : (unsigned long long)window, t,
 	       (unsigned long long)total, (double)total / t / 1e6);
 	return 0;
 }
@@ -952,7 +1009,7 @@ run_flood(void)
 
 static const char usage[] =
     "usage: echo-bench MODE [-c CONNS] [-d SECONDS] [-s SIZE] [-w WINDOW] "
-    "[-g]\n"
+    "[-g] [-u]\n"
     "                  [-n COUNT] [-r RATE] [-b BINDADDR]... [-S SOURCES]\n"
     "                  [-F FIRSTSOURCE] [-P SOURCEPORT] [-i IFACE -m MAC]\n"
     "                  HOST PORT [HOST PORT]...\n"
@@ -981,7 +1038,7 @@ parse_args(int argc, char **argv)
 		die(EXIT_USAGE, "no mode\n%s", usage);
 	opt.mode = argv[1];
 	optind = 2;
-	while ((c = getopt(argc, argv, "c:d:s:w:n:r:b:S:F:P:i:m:g")) != -1) {
+	while ((c = getopt(argc, argv, "c:d:s:w:n:r:b:S:F:P:i:m:gu")) != -1) {
 		switch (c) {
 		case 'c':
 			opt.conns = (unsigned)num(optarg, 1, MAX_CONNS, 'c');
@@ -1003,6 +1060,9 @@ parse_args(int argc, char **argv)
 			break;
 		case 'g':
 			opt.gso = true;
+			break;
+		case 'u':
+			opt.unbounded = true;
 			break;
 		case 'P':
 			opt.sport = (unsigned)num(optarg, 1, 65535, 'P');

@@ -10,6 +10,7 @@ import os
 import random
 import re
 import shutil
+import select
 import signal
 import socket
 import subprocess
@@ -474,6 +475,24 @@ def closed_promptly(s, timeout=2.0):
         return True
     except socket.timeout:
         return False
+
+
+def stall_sending(s, block, quiet=0.5):
+    """Send block until the socket has stayed full for `quiet` seconds
+    (the server stopped reading this peer, which reads nothing); the
+    bytes sent."""
+    s.setblocking(False)
+    sent = 0
+    view = memoryview(block)
+    while sent < len(block):
+        try:
+            sent += s.send(view[sent:sent + 65536])
+        except BlockingIOError:
+            _, w, _ = select.select([], [s], [], quiet)
+            if not w:
+                break
+    s.setblocking(True)
+    return sent
 
 
 def tcp_echo(host, port, payload, timeout=10.0):

@@ -122,6 +122,13 @@ def test_every_mode_verifies_a_real_echod(echod):
     rc, f, err = bench("tcp", "-c", 4, "-d", 0.5, "127.0.0.1", d.port)
     assert rc == 0, err
     assert f["verified"] == "yes" and int(f["bytes"]) > 1_000_000
+    # Unbounded writes: every byte sent comes back before the FIN.
+    before = d.counters()
+    rc, f, err = bench("tcp", "-u", "-c", 4, "-d", 0.5, "127.0.0.1", d.port)
+    assert rc == 0, err
+    assert f["verified"] == "yes" and int(f["bytes"]) > 1_000_000
+    c = d.counters_when(lambda c: c["tcp_closed"] == before["tcp_closed"] + 4)
+    assert c["tcp_bytes_out"] - before["tcp_bytes_out"] == int(f["bytes"])
     rc, f, err = bench("udp", "-s", 64, "-d", 0.5, "127.0.0.1", d.port)
     assert rc == 0, err
     assert int(f["received"]) > 1000
@@ -153,6 +160,10 @@ def test_a_wrong_echo_fails_the_run():
         rc, _, err = bench("tcp", "-c", 1, "-d", 3, "127.0.0.1", srv.port)
         assert rc == 1, err
         assert "differs near byte" in err
+        rc, _, err = bench("tcp", "-u", "-c", 1, "-d", 3, "127.0.0.1",
+                           srv.port)
+        assert rc == 1, err
+        assert "differs near byte" in err
         rc, _, err = bench("udp", "-s", 64, "-w", 8, "-d", 3, "127.0.0.1",
                            srv.port)
         assert rc == 1, err
@@ -163,6 +174,44 @@ def test_a_wrong_echo_fails_the_run():
         assert "differs" in err
     finally:
         srv.close()
+
+
+def test_unbounded_writes_fail_on_a_short_echo():
+    """A server whose echo is right but holds back the last 1000 bytes and
+    closes on the client's FIN without them: the unbounded mode's FIN check
+    fails the run."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(1)
+
+    def serve():
+        c, _ = lst.accept()
+        held = b""
+        with c:
+            while True:
+                try:
+                    data = c.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return  # the client's FIN: close, the rest unsent
+                held += data
+                try:
+                    c.sendall(held[:-1000])
+                except OSError:
+                    return
+                held = held[-1000:]
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        rc, _, err = bench("tcp", "-u", "-c", 1, "-d", 0.5, "127.0.0.1",
+                           lst.getsockname()[1])
+        assert rc == 1, err
+        assert "FIN after" in err, err
+    finally:
+        lst.close()
+        t.join(5)
 
 
 def test_round_trips_take_turns_between_targets(echod):

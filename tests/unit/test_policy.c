@@ -75,6 +75,7 @@ assert_defaults(const struct policy *p)
 	assert_int_equal(p->tcp_max_connections, 1024);
 	assert_int_equal(p->tcp_idle_timeout_ms, 30000);
 	assert_int_equal(p->tcp_buffer, 16384);
+	assert_int_equal(p->tcp_splice_pipes, 0);
 	assert_int_equal(p->udp_max_datagram, 65507);
 	assert_int_equal(p->udp_receive_buffer, 4 * 1024 * 1024);
 	assert_int_equal(p->log_level, LOG_INFO);
@@ -191,6 +192,10 @@ test_keyword_ranges(void **state)
 	assert_int_equal(p.tcp_buffer, 512);
 	parse_ok("tcp-buffer 16m\n", &p);
 	assert_int_equal(p.tcp_buffer, 16777216);
+	parse_ok("tcp-splice-pipes 0\n", &p);
+	assert_int_equal(p.tcp_splice_pipes, 0);
+	parse_ok("tcp-splice-pipes 1024\n", &p);
+	assert_int_equal(p.tcp_splice_pipes, 1024);
 	parse_ok("udp-receive-buffer 64k\n", &p);
 	assert_int_equal(p.udp_receive_buffer, 65536);
 	parse_ok("udp-receive-buffer 256m\n", &p);
@@ -533,6 +538,12 @@ test_bad_values(void **state)
 	bad_value("tcp-buffer 64K", "tcp-buffer");
 	bad_value("tcp-buffer 1.5k", "tcp-buffer");
 	bad_value("tcp-buffer 16k 16k", "tcp-buffer");
+
+	bad_value("tcp-splice-pipes", "tcp-splice-pipes");
+	bad_value("tcp-splice-pipes 1025", "tcp-splice-pipes");
+	bad_value("tcp-splice-pipes -1", "tcp-splice-pipes");
+	bad_value("tcp-splice-pipes 16k", "tcp-splice-pipes");
+	bad_value("tcp-splice-pipes 16 16", "tcp-splice-pipes");
 
 	bad_value("udp-receive-buffer", "udp-receive-buffer");
 	bad_value("udp-receive-buffer 65535", "udp-receive-buffer");
