@@ -106,6 +106,7 @@
 #define PIPE_BASE     (FAKE_BASE + 1000) /* fake pipe i: +2i read, +2i+1 write */
 #define MAX_PIPES     64
 #define FAKE_PIPE_CAP 2048 /* bytes one splice moves into a fake pipe */
+#define PIPE_QUOTA    63   /* pipe2 fails past it, as past the user's quota */
 
 /* One peer of a fake connection, as the harness sees it. */
 struct peer {
@@ -168,6 +169,7 @@ static struct {
 	unsigned npipes;
 	bool refused; /* a splice was refused: the copy path from now on */
 	bool making;  /* in tcp_server_new: pipe2 is the pool's */
+	unsigned pipe_quota; /* pipe2 fails once this many are made */
 } w;
 
 struct loop {
@@ -628,7 +630,7 @@ __wrap_pipe2(int fds[2], int flags)
 		return __real_pipe2(fds, flags);
 	/* Exactly what the supervisor's seccomp list allows. */
 	CHECK(flags == (O_NONBLOCK | O_CLOEXEC));
-	if (w.npipes == MAX_PIPES) {
+	if (w.npipes == MAX_PIPES || w.npipes >= w.pipe_quota) {
 		errno = EMFILE;
 		return -1;
 	}
@@ -887,6 +889,38 @@ drain_log(int fd)
 		;
 }
 
+/* The pool the policy asks for, as far as the pipe quota allows; the
+ * memory bound counts the pipes asked for. */
+static void
+check_pool(const struct policy *pol, unsigned share)
+{
+	unsigned want =
+	    pol->tcp_splice_pipes < share ? pol->tcp_splice_pipes : share;
+
+	CHECK(w.npipes == (want < w.pipe_quota ? want : w.pipe_quota));
+	CHECK(tcp_splice_pipes(pol, share) == want);
+	CHECK(tcp_splice_memory(pol, share) == (unsigned long long)want << 18);
+}
+
+/* The user's pipe quota spent before the worker starts: no pipe, and the
+ * copy path serves (fuzzed runs get up to PIPE_QUOTA pipes). */
+static void
+check_no_pipes(struct policy *pol, const struct listen_set *set)
+{
+	struct facts facts;
+	struct tcp_server *srv;
+
+	memset(&w, 0, sizeof(w));
+	memset(&facts, 0, sizeof(facts));
+	make_policy(pol, 0, 0xc0); /* tcp-splice-pipes 64 */
+	w.making = true;
+	srv = tcp_server_new(loop_new(0), pol, set, &facts, 4);
+	w.making = false;
+	CHECK(srv != NULL);
+	check_pool(pol, 4);
+	tcp_server_free(srv);
+}
+
 /* A loop with no room for the listener: no server, nothing left over. */
 static void
 check_new_fails(const struct policy *pol, const struct listen_set *set)
@@ -928,12 +962,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		log_fd = open_log_sink();
 		make_policy(&pol, 0, 0);
 		check_new_fails(&pol, &set);
+		check_no_pipes(&pol, &set);
 	}
 	memset(&w, 0, sizeof(w));
 	memset(&facts, 0, sizeof(facts));
 	w.now = 1000000;
 	w.share = shares[data[0] >> 6];
 	w.top = 1;
+	w.pipe_quota = PIPE_QUOTA;
 	make_policy(&pol, data[0], data[1]);
 	w.loop = loop_new(0);
 	w.making = true;
@@ -941,8 +977,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	w.making = false;
 	CHECK(srv != NULL);
 	/* The pool: the policy's pipes, at most one per connection. */
-	CHECK(w.npipes == (pol.tcp_splice_pipes < w.share ? pol.tcp_splice_pipes
-	                                                  : w.share));
+	check_pool(&pol, w.share);
 	CHECK(w.watch[0].on); /* the listener is watched */
 	CHECK(tcp_server_listeners(srv) == 1);
 
