@@ -623,3 +623,38 @@ def deb(tmp_path_factory):
     debs = list((build / "deb").glob("echod_*_*.deb"))
     assert len(debs) == 1, debs
     return debs[0]
+
+
+def proc_status(pid):
+    """/proc/PID/status as {field: value string}."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = v.strip()
+    return out
+
+
+GDB = shutil.which("gdb")
+
+
+def gdb(pid, *commands, timeout=30):
+    """Attach gdb to pid, run commands, detach; gdb's output."""
+    argv = [GDB, "-nx", "-batch", "-p", str(pid),
+            "-ex", "set confirm off", "-ex", "set pagination off"]
+    for c in commands:
+        argv += ["-ex", c]
+    r = subprocess.run(argv, capture_output=True, timeout=timeout,
+                       stdin=subprocess.DEVNULL)
+    return (r.stdout + r.stderr).decode(errors="replace")
+
+
+def read_all(s, timeout=5):
+    """Everything until the peer closes."""
+    s.settimeout(timeout)
+    got = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return got
+        got += chunk

@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from conftest import gdb
 from conftest import (ECHOD_BIN, EXIT_OSERR, READY_TIMEOUT, ROOT, Echod,
                       kill_pids, reader_of, workers_of,
                       free_port, is_event, parse_logfmt,
@@ -30,17 +31,6 @@ from test_sandbox import (
 
 GDB = shutil.which("gdb")
 needs_gdb = pytest.mark.skipif(GDB is None, reason="gdb is not installed")
-
-
-def gdb(pid, *commands, timeout=30):
-    """Attach gdb to pid, run commands, detach; gdb's output."""
-    argv = [GDB, "-nx", "-batch", "-p", str(pid),
-            "-ex", "set confirm off", "-ex", "set pagination off"]
-    for c in commands:
-        argv += ["-ex", c]
-    r = subprocess.run(argv, capture_output=True, timeout=timeout,
-                       stdin=subprocess.DEVNULL)
-    return (r.stdout + r.stderr).decode(errors="replace")
 
 
 def writable_shared_mappings(pid):
@@ -107,7 +97,6 @@ def test_garbage_in_one_workers_counters_spares_the_others(policy, echod):
     assert c["tcp_refused_max"] == 0, c
     assert c["tcp_accepted"] == echoed, c
     assert d.stop() == 0
-
 
 
 def test_tcp_cap_below_worker_count_is_refused(tmp_path):

@@ -18,6 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import netns
+from conftest import read_all
 from conftest import (EXIT_CONFIG, Echod, ECHOD_BIN, counter_names, free_port,
                       parse_logfmt, rss_kib, run_echod, tcp_connect,
                       tcp_echo, udp_echo, udp_socket)
@@ -47,17 +48,6 @@ def samples(body):
 
 def value(vals, name, **labels):
     return vals[(name, frozenset(labels.items()))]
-
-
-def read_all(s, timeout=5):
-    """Everything until the server closes."""
-    s.settimeout(timeout)
-    got = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            return got
-        got += chunk
 
 
 def raw(port, data):

@@ -16,6 +16,7 @@ import time
 import pytest
 
 from test_abuse import net
+from conftest import proc_status as _status
 from conftest import (ROOT, EXIT_CONFIG, is_event, parse_logfmt, reader_of,
                       recv_exact, rss_kib, run_echod, tcp_connect, udp_socket,
                       wait_until)
@@ -363,15 +364,6 @@ def _dir_fd(pid, directory):
         if os.readlink(f"/proc/{pid}/fd/{fd}") == str(directory):
             return int(fd)
     return None
-
-
-def _status(pid):
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            out[k] = v.strip()
-    return out
 
 
 @needs_root

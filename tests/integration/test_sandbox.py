@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import proc_status as status
 from conftest import port_free_on as conftest_port_free_on
 from conftest import (ECHOD_BIN, workers_of, EXIT_OSERR, READY_TIMEOUT, ROOT,
                       kill_pids,
@@ -64,16 +65,6 @@ def nobody():
     except KeyError:
         pytest.skip("no user nobody on this system")
     return pw.pw_uid, pw.pw_gid
-
-
-def status(pid):
-    """/proc/PID/status as {field: value string}."""
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            out[k] = v.strip()
-    return out
 
 
 def limits(pid):
@@ -391,8 +382,6 @@ def test_socket_activation_serves_passed_sockets(policy, spawn):
         assert_sandboxed(pid, uid, gid, worker=pid != d.pid)
         assert_only_sockets_open(pid, worker=pid != d.pid)
     assert d.stop() == 0
-
-
 
 
 @needs_root

@@ -20,6 +20,7 @@ import time
 import pytest
 
 import netns
+from conftest import gdb, read_all
 from conftest import (ECHOD_BIN, Echod, free_port, is_event, parse_logfmt,
                       tcp_echo, wait_until)
 from test_sandbox import assert_sandboxed, fd_targets, needs_root, status
@@ -121,16 +122,6 @@ class Attacker:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(5)
-
-
-def read_all(s, timeout=5):
-    s.settimeout(timeout)
-    got = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            return got
-        got += chunk
 
 
 def timed_scrape(connect):
@@ -267,16 +258,6 @@ def test_a_refused_source_costs_five_lines(tmp_path, attackers):
 
 
 # ------------------------------------------------ gdb as the attacker
-
-
-def gdb(pid, *commands, timeout=30):
-    argv = [GDB, "-nx", "-batch", "-p", str(pid),
-            "-ex", "set confirm off", "-ex", "set pagination off"]
-    for c in commands:
-        argv += ["-ex", c]
-    r = subprocess.run(argv, capture_output=True, timeout=timeout,
-                       stdin=subprocess.DEVNULL)
-    return (r.stdout + r.stderr).decode(errors="replace")
 
 
 def pipes_to_supervisor(pid, supervisor):

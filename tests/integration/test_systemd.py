@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import proc_status as _status
 from conftest import EXIT_CONFIG, ROOT, parse_logfmt, wait_until
 
 CACHE = ROOT / "build" / "nspawn"
@@ -126,14 +127,6 @@ def _children(pid):
         except OSError:
             pass
     return out
-
-
-def _status(pid):
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        k, _, v = line.partition(":")
-        fields[k] = v.strip()
-    return fields
 
 
 class Container:
