@@ -74,6 +74,8 @@
 #include "addr.h"
 #include "facts.h"
 #include "guard.h"
+#include "guard_test.h"
+#include "log.h"
 #include "policy.h"
 #include "ratelimit.h"
 
@@ -87,6 +89,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* What the guard reports to the counters. */
+static struct guard_stats
+stats_of(const struct udp_guard *g)
+{
+	struct guard_stats st;
+
+	udp_guard_stats(g, &st);
+	return st;
+}
 
 typedef unsigned __int128 u128;
 
@@ -436,8 +448,8 @@ gro_flush(struct gro_run *b, struct udp_guard *second,
 	for (size_t i = 0; i < b->n; i++)
 		CHECK((source == GUARD_ok ? verdict[i] : source) ==
 		      b->verdict[i]);
-	CHECK(udp_guard_evictions(second) == udp_guard_evictions(first));
-	CHECK(udp_guard_exempted(second) == udp_guard_exempted(first));
+	CHECK(stats_of(second).evictions == stats_of(first).evictions);
+	CHECK(stats_of(second).exempted == stats_of(first).exempted);
 	b->n = 0;
 }
 
@@ -472,6 +484,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t left, table_bytes, loop_bytes;
 	uint64_t now = 1000000, start = now, total_oks = 0, evictions = 0;
 	uint64_t exempt_oks = 0;
+	struct log_limit drop_log = {.summary_event = "udp_drop_summary"};
 	unsigned share, records = 0;
 	bool trace;
 
@@ -496,6 +509,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	loop_bytes = loop_table_bytes(loops);
 	CHECK(loop_table_slots(loops) >= loop_table_size(&p));
 	CHECK(loop_bytes <= table_bytes);
+	/* The bound the worker states: the tables, and a little. */
+	CHECK(udp_guard_bytes(&p) >=
+	      table_bytes + loop_bytes + rate_table_bytes(aggregates));
+	CHECK(udp_guard_bytes(&p) <=
+	      table_bytes + loop_bytes + rate_table_bytes(aggregates) + 4096);
 	CHECK(rate_table_slots(table) >= p.rate_table_size);
 	global = p.udp_global_rate;
 	if (share == 0)
@@ -602,16 +620,28 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* The log's per-source limit sees the entry exactly when the
 		 * check reached the table, and it is that source's prefix. */
 		{
-			struct rate_entry *src = udp_guard_source(g);
+			const void *src = udp_guard_source(g);
 			bool in_table =
 			    !exempt &&
 			    (r == GUARD_ok || r == GUARD_loop ||
 			     r == GUARD_rate || r == GUARD_aggregate_rate ||
 			     r == GUARD_global_rate);
 			CHECK((src != NULL) == in_table);
-			CHECK(src == NULL || ipaddr_equal(&src->key, &key));
-			CHECK(udp_guard_evictions(g) >= evictions);
-			evictions = udp_guard_evictions(g);
+			CHECK(src == NULL ||
+			      ipaddr_equal(rate_entry_key(src), &key));
+			CHECK(stats_of(g).entries == rate_table_used(table));
+			/* The line budget: a line allowed is counted for
+			 * its reason. */
+			{
+				unsigned before = drop_log.logged[r];
+
+				if (udp_guard_may_log(g, &drop_log, r))
+					CHECK(drop_log.logged[r] == before + 1);
+				else
+					CHECK(drop_log.logged[r] == before);
+			}
+			CHECK(stats_of(g).evictions >= evictions);
+			evictions = stats_of(g).evictions;
 		}
 		/* What udp.c echoes: the payload it checked, no more. */
 		CHECK(d.payload == pattern + tag && d.len == len);
@@ -648,10 +678,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			continue;
 		check_answerable(&judged, &p, data[0] & 0x20);
 		if (exempt) {
-			CHECK(udp_guard_exempted(g) == ++exempt_oks);
+			CHECK(stats_of(g).exempted == ++exempt_oks);
 			continue;
 		}
-		CHECK(udp_guard_exempted(g) == exempt_oks);
+		CHECK(stats_of(g).exempted == exempt_oks);
 		m->oks++;
 		m->bytes += len;
 		total_oks++;

@@ -6,14 +6,17 @@
  * op byte is (op % 10) with its operands after it:
  *   0 get KEY       rate_table_get                     (key: see take_key)
  *   1 find KEY      rate_table_find
- *   2 pin KEY       entry->pinned++ (shadow count kept)
- *   3 unpin KEY     entry->pinned-- (never below zero)
+ *   2 pin KEY       rate_entry_pin (shadow count kept)
+ *   3 unpin KEY     rate_entry_unpin (never below zero)
  *   4 take B N      bucket_take(bucket B % 4, n: one byte, or 8 if 0xff)
  *   5 level B       bucket_level
  *   6 fwd S         clock forward (S ms, S*997 ms, or 2^k ms)
  *   7 back S        clock backward (never below zero)
  *   8 cfg B R P U   reconfigure bucket B and restart it full (bucket_init)
  *   9 get-many K    get K other keys (pressure on pinned entries)
+ *
+ * The owner's state in each entry is 1 + slots % 120 bytes: a new entry's
+ * is zero, and the owner fills it.
  *
  * Invariants: rate_table_bytes and rate_table_slots never change; an entry
  * from get has the requested key, is the same entry find returns, and is
@@ -47,7 +50,7 @@ typedef unsigned __int128 u128;
 struct pin {
 	struct ipaddr key;
 	uint32_t count;
-	struct rate_entry *entry;
+	void *entry;
 };
 
 struct model_bucket {
@@ -152,14 +155,14 @@ static void
 check_pins(struct rate_table *t)
 {
 	for (size_t i = 0; i < npins; i++) {
-		struct rate_entry *e;
+		void *e;
 		if (pins[i].count == 0)
 			continue;
 		e = rate_table_find(t, &pins[i].key);
 		CHECK(e != NULL);
 		CHECK(e == pins[i].entry);
-		CHECK(e->pinned == pins[i].count);
-		CHECK(ipaddr_equal(&e->key, &pins[i].key));
+		CHECK(rate_entry_pins(e) == pins[i].count);
+		CHECK(ipaddr_equal(rate_entry_key(e), &pins[i].key));
 	}
 }
 
@@ -237,7 +240,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct rate_table *t;
-	size_t slots, table_bytes, table_slots, left;
+	size_t slots, table_bytes, table_slots, left, state_size;
 	const uint8_t *in;
 	uint64_t now = 1000000;
 	unsigned ops = 0;
@@ -246,8 +249,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!primed) {
 		/* Edge sizes, once: 0 slots is one set, absurd sizes fail. */
 		primed = true;
-		CHECK(rate_table_new(SIZE_MAX, secret) == NULL);
-		t = rate_table_new(0, secret);
+		CHECK(rate_table_new(SIZE_MAX, 8, secret) == NULL);
+		CHECK(rate_table_new(8, SIZE_MAX, secret) == NULL);
+		t = rate_table_new(0, 0, secret);
 		CHECK(t != NULL && rate_table_slots(t) == RATE_WAYS);
 		rate_table_free(t);
 		rate_table_free(NULL);
@@ -257,12 +261,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	slots = 8 + (size_t)((data[0] << 8 | data[1]) % 4089);
 	in = data + 2;
 	left = size - 2;
-	t = rate_table_new(slots, secret);
+	state_size = 1 + slots % 120;
+	t = rate_table_new(slots, state_size, secret);
 	CHECK(t != NULL);
 	table_bytes = rate_table_bytes(t);
+	CHECK(table_bytes == rate_table_bytes_for(slots, state_size));
 	table_slots = rate_table_slots(t);
 	CHECK(table_slots >= slots && table_slots % RATE_WAYS == 0 &&
 	      table_slots < slots + RATE_WAYS);
+	CHECK(table_bytes >= table_slots * rate_table_slot_bytes(state_size));
+	CHECK(rate_table_slot_bytes(state_size) >= state_size);
 
 	npins = 0;
 	for (int i = 0; i < NBUCKETS; i++) {
@@ -278,7 +286,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while (left > 0 && ops++ < MAX_OPS) {
 		uint8_t op, a = 0, b = 0;
 		struct ipaddr key;
-		struct rate_entry *e, *f;
+		unsigned char *e, *f;
 		struct model_bucket *mb;
 		struct pin *pn;
 		bool created, evicted;
@@ -309,10 +317,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					CHECK(pinned_entries() >= RATE_WAYS);
 					continue;
 				}
-				CHECK(ipaddr_equal(&e->key, &key));
-				CHECK(e->used);
-				CHECK(e->last_seen == now);
+				CHECK(ipaddr_equal(rate_entry_key(e), &key));
+				CHECK(rate_entry_last_seen(e) == now);
 				CHECK(created == (f == NULL));
+				/* A new entry's state starts zero; the owner
+				 * then fills all of it. */
+				for (size_t j = 0; created && j < state_size;
+				     j++)
+					CHECK(e[j] == 0);
+				memset(e, 0xa5, state_size);
 				if (f != NULL)
 					CHECK(e == f && !evicted);
 				if (evicted)
@@ -327,9 +340,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			e = rate_table_find(t, &key);
 			pn = pin_of(&key);
 			if (pn != NULL && pn->count > 0)
-				CHECK(e == pn->entry && e->pinned == pn->count);
+				CHECK(e == pn->entry &&
+				      rate_entry_pins(e) == pn->count);
 			if (e != NULL)
-				CHECK(ipaddr_equal(&e->key, &key) && e->used);
+				CHECK(ipaddr_equal(rate_entry_key(e), &key) &&
+				      e[state_size - 1] == 0xa5);
 			break;
 		case 2: /* pin */
 			if (!take_key(&in, &left, &key))
@@ -345,8 +360,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				pn->key = key;
 				pn->count = 0;
 			}
-			CHECK(e->pinned == pn->count);
-			e->pinned++;
+			CHECK(rate_entry_pins(e) == pn->count);
+			rate_entry_pin(e);
 			pn->count++;
 			pn->entry = e;
 			break;
@@ -358,8 +373,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				break;
 			e = rate_table_find(t, &key);
 			CHECK(e != NULL && e == pn->entry);
-			CHECK(e->pinned == pn->count);
-			e->pinned--;
+			CHECK(rate_entry_pins(e) == pn->count);
+			rate_entry_unpin(e);
 			pn->count--;
 			break;
 		case 4: /* take */ {

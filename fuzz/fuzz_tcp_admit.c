@@ -62,6 +62,8 @@
 #include "addr.h"
 #include "facts.h"
 #include "guard.h"
+#include "guard_test.h"
+#include "log.h"
 #include "policy.h"
 #include "ratelimit.h"
 
@@ -94,7 +96,7 @@ struct open_conn {
 	struct ipaddr key;
 	struct ipaddr level[MAX_LEVELS]; /* its prefix at each level */
 	unsigned nlevels;
-	struct rate_entry *entry;
+	struct tcp_source *entry;
 };
 
 /* The model's count of open connections per source key (at most one key
@@ -242,7 +244,7 @@ most_at(const struct open_conn *open, unsigned n, unsigned depth,
 }
 
 /* The entry an open connection from key pins, or NULL. */
-static struct rate_entry *
+static struct tcp_source *
 pinned_entry(const struct open_conn *open, unsigned n, const struct ipaddr *key)
 {
 	for (unsigned i = 0; i < n; i++)
@@ -284,7 +286,7 @@ static void
 check_state(struct tcp_guard *g, const struct open_conn *open, unsigned n,
             const struct rate_table *table, size_t table_bytes)
 {
-	struct rate_entry *largest = tcp_guard_largest(g);
+	struct tcp_source *largest = tcp_guard_largest(g);
 
 	CHECK(tcp_guard_active(g) == n);
 	CHECK(n <= tcp_guard_cap(g));
@@ -295,17 +297,21 @@ check_state(struct tcp_guard *g, const struct open_conn *open, unsigned n,
 	}
 	CHECK(largest != NULL);
 	for (unsigned i = 0; i < n; i++) {
-		const struct rate_entry *e = open[i].entry;
+		const struct tcp_source *e = open[i].entry;
 
-		CHECK(ipaddr_equal(&e->key, &open[i].key));
-		CHECK(e->pinned == held(&open[i].key));
-		for (unsigned l = 0; l < open[i].nlevels; l++, e = e->parent) {
+		CHECK(ipaddr_equal(rate_entry_key(e), &open[i].key));
+		CHECK(tcp_guard_held(e) == held(&open[i].key));
+		for (unsigned l = 0; l < open[i].nlevels;
+		     l++, e = tcp_guard_parent(e)) {
 			unsigned depth = open[i].nlevels - 1 - l;
 
 			CHECK(e != NULL);
-			CHECK(ipaddr_equal(&e->key, &open[i].level[l]));
-			CHECK(e->pinned ==
+			CHECK(
+			    ipaddr_equal(rate_entry_key(e), &open[i].level[l]));
+			CHECK(tcp_guard_held(e) ==
 			      count_at(open, n, depth, &open[i].level[l]));
+			/* Its table entry is pinned exactly while it holds. */
+			CHECK(rate_entry_pins(e) == tcp_guard_held(e));
 		}
 		CHECK(e == NULL);
 		if (open[i].entry != largest)
@@ -322,6 +328,49 @@ check_state(struct tcp_guard *g, const struct open_conn *open, unsigned n,
 		largest = NULL; /* found */
 	}
 	CHECK(largest == NULL);
+}
+
+/*
+ * What the guard says of an admitted source: its aggregate is the
+ * coarsest of its levels; its byte allowance is unlimited unless the
+ * byte rate applies (enforced, not exempt), and a charge of n within it
+ * takes exactly n; a line about it is counted for its reason; the
+ * gauge counts the finest table's sources.
+ */
+static void
+check_source(struct tcp_guard *g, const struct policy *p,
+             const struct tcp_admission *a, uint64_t now, uint64_t n,
+             const struct ipaddr *level, unsigned nlevels)
+{
+	static struct log_limit lines = {.summary_event = "tcp_log_summary"};
+	bool rated = p->enforce && !a->rate_exempt && p->tcp_byte_rate.rate > 0;
+	unsigned before_lines = lines.logged[a->verdict];
+	uint64_t before, after;
+	struct guard_stats st;
+	struct ipaddr agg;
+	unsigned len;
+
+	tcp_guard_stats(g, &st);
+	CHECK(st.entries == rate_table_used(tcp_guard_table(g)));
+	CHECK(st.exempted == 0);
+	if (tcp_guard_may_log(g, &lines, a->verdict, a->source))
+		CHECK(lines.logged[a->verdict] == before_lines + 1);
+	else
+		CHECK(lines.logged[a->verdict] == before_lines);
+	if (a->source == NULL)
+		return;
+	len = tcp_guard_aggregate_prefix(g, a->source, &agg);
+	CHECK(ipaddr_equal(&agg, &level[nlevels - 1]));
+	CHECK(len == (agg.family == AF_INET
+	                  ? p->tcp_prefix_v4[p->tcp_levels_v4 - 1]
+	                  : p->tcp_prefix_v6[p->tcp_levels_v6 - 1]));
+	before = tcp_guard_allowance(g, a->source, a->rate_exempt, now);
+	tcp_guard_charge(g, a->source, a->rate_exempt, now, n);
+	after = tcp_guard_allowance(g, a->source, a->rate_exempt, now);
+	if (!rated)
+		CHECK(before == UINT64_MAX && after == UINT64_MAX);
+	else
+		CHECK(after == (n <= before ? before - n : before));
 }
 
 /* Is the newcomer's prefix at every depth as large as its largest
@@ -402,6 +451,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Each level's table: its slots of the size SECURITY.md states. */
 	CHECK(table_bytes >= rate_table_slots(table) * tcp_guard_entry_bytes());
 	CHECK(tcp_guard_group_bytes() >= 4 * sizeof(void *));
+	/* The bound the worker states: every level's table and the groups. */
+	CHECK(tcp_guard_bytes(&p, cap) >=
+	      table_bytes + (size_t)cap * tcp_guard_group_bytes());
 
 	for (size_t at = 3; at + 1 < size && records++ < MAX_RECORDS; at += 2) {
 		uint8_t op = data[at], arg = data[at + 1];
@@ -409,7 +461,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct tcp_admission a;
 		struct ipaddr judged, level[MAX_LEVELS];
 		const struct ipaddr *key = &level[0];
-		struct rate_entry *pinned;
+		struct tcp_source *pinned;
 		struct bucket connects = {0, 0};
 		unsigned mine, nlevels, agg;
 		bool exempt, carries, allowed;
@@ -430,15 +482,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		exempt = (data[0] & 0x20) && fuzz_exempt_source(&judged);
 		pinned = pinned_entry(open, n, key);
 		if (pinned != NULL)
-			connects = pinned->packets;
+			connects = tcp_guard_connects(pinned);
 		tcp_guard_admit(g, src, now, &a);
 		CHECK(a.rate_exempt == (exempt && a.source != NULL));
 		if (exempt) {
+			struct bucket now_connects;
+
 			CHECK(a.verdict != TCP_rate &&
 			      a.verdict != TCP_aggregate_rate);
-			CHECK(pinned == NULL ||
-			      memcmp(&pinned->packets, &connects,
-			             sizeof(connects)) == 0);
+			if (pinned != NULL) {
+				now_connects = tcp_guard_connects(pinned);
+				CHECK(memcmp(&now_connects, &connects,
+				             sizeof(connects)) == 0);
+			}
 		}
 		if (carries && !p.embedded_ipv4_judge)
 			CHECK((a.verdict == TCP_bad_source &&
@@ -451,8 +507,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			CHECK(a.verdict == TCP_per_source && !a.admit);
 		CHECK(a.verdict < TCP_NREASONS);
 		CHECK(strcmp(tcp_reason_name(a.verdict), "?") != 0);
-		CHECK(a.source == NULL || ipaddr_equal(&a.source->key, key));
-		CHECK(a.source == NULL || a.source->pinned == mine);
+		CHECK(a.source == NULL ||
+		      ipaddr_equal(rate_entry_key(a.source), key));
+		CHECK(a.source == NULL || tcp_guard_held(a.source) == mine);
+		check_source(g, &p, &a, now, arg, level, nlevels);
 		if (!allowed && a.verdict != TCP_bad_source)
 			CHECK(a.verdict == TCP_deny ||
 			      (!p.enforce && !a.admit));

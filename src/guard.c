@@ -1,6 +1,9 @@
 /* guard: cheap stateless checks first, then the per-source table. */
 #include "guard.h"
 #include "gro.h"
+#include "guard_test.h"
+#include "log.h"
+#include "ratelimit.h"
 #include "siphash.h"
 
 #include <stdlib.h>
@@ -11,6 +14,19 @@
 /* Datagrams of a GRO buffer whose loop keys are hashed, and their sets
  * fetched, before the first of them is looked up. */
 #define KEYS_AHEAD 16
+
+/* A source prefix's state in the UDP rate table (its entry's owner part,
+ * ratelimit.h). */
+struct udp_source {
+	struct bucket packets; /* udp-rate */
+	struct bucket bytes;   /* udp-byte-rate */
+	uint32_t logged;       /* drop lines logged for it (log.h) */
+};
+
+/* An aggregate prefix's, in the aggregates' table. */
+struct udp_aggregate {
+	struct bucket packets; /* udp-aggregate-rate */
+};
 
 struct udp_guard {
 	const struct policy *policy;
@@ -23,8 +39,8 @@ struct udp_guard {
 	struct bucket global;
 	bool global_primed;
 	bool rates_unlimited; /* no UDP rate at all: no bucket to consult */
-	struct rate_entry *last_source;    /* of the last check, for the log */
-	struct rate_entry *last_aggregate; /* its aggregate's entry */
+	struct udp_source *last_source;       /* of the last check */
+	struct udp_aggregate *last_aggregate; /* its aggregate's */
 	bool source_exempt; /* the last source check: rate-exempt */
 	/* The loop key's hash with the last source check's address and port
 	 * absorbed: each datagram of its buffer only adds its payload. */
@@ -99,8 +115,9 @@ is_unspecified(const struct ipaddr *a)
 	return memcmp(a->bytes, zero, 16) == 0;
 }
 
-bool
-guard_is_local(const struct ipaddr *a, const struct facts *f)
+/* One of the host's own addresses (learned at start). */
+static bool
+is_local(const struct ipaddr *a, const struct facts *f)
 {
 	for (size_t i = 0; i < f->nlocal; i++)
 		if (ipaddr_equal(a, &f->local[i]))
@@ -133,7 +150,7 @@ guard_bad_source(const struct datagram *d, const struct facts *f)
 	 * takes it with accept_local=1 or when forwarding): the echo would
 	 * go to the host itself. Only the host sends on a loopback
 	 * interface, so from there it is the host talking to itself. */
-	return guard_is_local(src, f) && !arrived_on_loopback(d->ifindex, f);
+	return is_local(src, f) && !arrived_on_loopback(d->ifindex, f);
 }
 
 /* A datagram to many hosts must not get an answer from each (fraggle). */
@@ -161,8 +178,10 @@ udp_guard_new(const struct policy *p, const struct facts *f, unsigned share)
 		return NULL;
 	g->policy = p;
 	g->facts = f;
-	g->table = rate_table_new(p->rate_table_size, f->secret);
-	g->aggregates = rate_table_new(p->rate_table_size, f->secret);
+	g->table = rate_table_new(p->rate_table_size, sizeof(struct udp_source),
+	                          f->secret);
+	g->aggregates = rate_table_new(p->rate_table_size,
+	                               sizeof(struct udp_aggregate), f->secret);
 	/* Loops are short (a run within `window`) or held: the table needs
 	 * room for the loops in flight, not for every source. Touched by
 	 * every datagram, it is kept small so that memory does not follow a
@@ -209,21 +228,41 @@ udp_guard_free(struct udp_guard *g)
 	free(g);
 }
 
-uint64_t
-udp_guard_evictions(const struct udp_guard *g)
+size_t
+udp_guard_bytes(const struct policy *p)
 {
-	return g->evictions;
+	return sizeof(struct udp_guard) +
+	       rate_table_bytes_for(p->rate_table_size,
+	                            sizeof(struct udp_source)) +
+	       rate_table_bytes_for(p->rate_table_size,
+	                            sizeof(struct udp_aggregate)) +
+	       loop_table_bytes_for(loop_table_size(p));
 }
 
-uint64_t
-udp_guard_exempted(const struct udp_guard *g)
+void
+udp_guard_stats(const struct udp_guard *g, struct guard_stats *out)
 {
-	return g->exempted;
+	*out = (struct guard_stats){.entries = rate_table_used(g->table),
+	                            .evictions = g->evictions,
+	                            .exempted = g->exempted};
 }
 
 bool
-guard_judged_source(const struct policy *p, const struct ipaddr *src,
-                    struct ipaddr *out)
+udp_guard_may_log(struct udp_guard *g, struct log_limit *l, unsigned r)
+{
+	struct udp_source *s = g->last_source;
+
+	return log_limit_allow(l, r, s != NULL ? &s->logged : NULL) != 0;
+}
+
+/*
+ * How the guards see a source: src itself, or, for an IPv6 form that
+ * carries an IPv4 address (addr.h), that address (in *out either way).
+ * false: such a form under embedded-ipv4 drop, a bad source.
+ */
+static bool
+judged_source(const struct policy *p, const struct ipaddr *src,
+              struct ipaddr *out)
 {
 	if (ipaddr_embedded_v4(src, out) == EMBEDDED_NONE) {
 		*out = *src;
@@ -232,14 +271,17 @@ guard_judged_source(const struct policy *p, const struct ipaddr *src,
 	return p->embedded_ipv4_judge;
 }
 
-bool
-guard_rate_exempt(const struct policy *p, const struct ipaddr *src)
+/* Is src in the policy's rate-exempt prefixes? Such a source skips the
+ * rate limits (UDP's per-source and global rates, TCP's connect and byte
+ * rates) and every other check still applies to it. */
+static bool
+rate_exempt(const struct policy *p, const struct ipaddr *src)
 {
 	return p->rate_exempt.n > 0 && acl_match(&p->rate_exempt, src) != NULL;
 }
 
-struct rate_entry *
-udp_guard_source(struct udp_guard *g)
+const void *
+udp_guard_source(const struct udp_guard *g)
 {
 	return g->last_source;
 }
@@ -355,14 +397,16 @@ source_verdict(struct udp_guard *g, const struct datagram *d, uint64_t now)
 	const struct policy *p = g->policy;
 	struct datagram judged = *d;
 	struct ipaddr key;
-	struct rate_entry *e, *agg;
+	struct udp_source *e;
+	struct udp_aggregate *agg;
 	bool created, evicted;
 
-	g->last_source = g->last_aggregate = NULL;
+	g->last_source = NULL;
+	g->last_aggregate = NULL;
 	g->source_exempt = false;
 	if (portset_has(&p->udp_deny_ports, d->sport))
 		return GUARD_port;
-	if (!guard_judged_source(p, &d->src, &judged.src) ||
+	if (!judged_source(p, &d->src, &judged.src) ||
 	    guard_bad_source(&judged, g->facts))
 		return GUARD_bad_source;
 	if (guard_bad_dest(&d->dst, g->facts))
@@ -375,7 +419,7 @@ source_verdict(struct udp_guard *g, const struct datagram *d, uint64_t now)
 	 * spends it must not starve the exempt monitor) and no table entry
 	 * (it evicts no one); the loop guard still holds, and it keeps its
 	 * own table. */
-	if (guard_rate_exempt(p, &judged.src)) {
+	if (rate_exempt(p, &judged.src)) {
 		g->source_exempt = true;
 		return GUARD_ok;
 	}
@@ -428,7 +472,8 @@ payload_verdict(struct udp_guard *g, size_t len, uint64_t loop_key,
                 uint64_t now)
 {
 	const struct policy *p = g->policy;
-	struct rate_entry *e = g->last_source, *agg = g->last_aggregate;
+	struct udp_source *e = g->last_source;
+	struct udp_aggregate *agg = g->last_aggregate;
 
 	if (p->loop_guard && looping(g, loop_key, now))
 		return GUARD_loop;
@@ -554,8 +599,27 @@ udp_guard_check(struct udp_guard *g, const struct datagram *d, uint64_t now)
  */
 struct share_group {
 	uint32_t held;                   /* connections each member holds */
-	struct rate_entry *first, *last; /* members, longest held first */
+	struct tcp_source *first, *last; /* members, longest held first */
 	struct share_group *prev, *next; /* the siblings' groups, circular */
+};
+
+/* A prefix's state in its level's table (its entry's owner part,
+ * ratelimit.h). Its entry is pinned while it holds connections. */
+struct tcp_source {
+	/* tcp-connect-rate; for the coarsest of two or more levels (an
+	 * aggregate), tcp-aggregate-connect-rate. */
+	struct bucket connects;
+	struct bucket bytes; /* tcp-byte-rate (the finest level only) */
+	uint32_t held;       /* open connections it counts */
+	uint32_t logged;     /* lines logged about it (log.h) */
+	/* The entry of the next coarser prefix, the group of siblings that
+	 * hold as many connections as this one (NULL while it holds none)
+	 * and its place in it, and its own children's groups, most held
+	 * first (a circular list). */
+	struct tcp_source *parent;
+	struct share_group *group;
+	struct tcp_source *level_prev, *level_next;
+	struct share_group *children;
 };
 
 struct tcp_guard {
@@ -592,16 +656,37 @@ tcp_levels(const struct policy *p, int family, const unsigned **lengths)
 	return p->tcp_levels_v6;
 }
 
+/* The levels of the deeper family: the tables the guard keeps. */
+static unsigned
+tcp_tables(const struct policy *p)
+{
+	return p->tcp_levels_v4 > p->tcp_levels_v6 ? p->tcp_levels_v4
+	                                           : p->tcp_levels_v6;
+}
+
+/* Each group has a member that holds a connection, so a level has at
+ * most cap groups; one more while a member moves between two. */
+static size_t
+tcp_groups(unsigned cap)
+{
+	return ((size_t)(cap > 0 ? cap : 1) + 1) * POLICY_MAX_LEVELS;
+}
+
+size_t
+tcp_guard_bytes(const struct policy *p, unsigned cap)
+{
+	return sizeof(struct tcp_guard) +
+	       tcp_tables(p) * rate_table_bytes_for(p->rate_table_size,
+	                                            sizeof(struct tcp_source)) +
+	       tcp_groups(cap) * sizeof(struct share_group);
+}
+
 struct tcp_guard *
 tcp_guard_new(const struct policy *p, const struct facts *f, unsigned cap)
 {
 	struct tcp_guard *g = calloc(1, sizeof(*g));
-	unsigned levels = p->tcp_levels_v4 > p->tcp_levels_v6
-	                      ? p->tcp_levels_v4
-	                      : p->tcp_levels_v6;
-	/* Each group has a member that holds a connection, so a level has
-	 * at most cap groups; one more while a member moves between two. */
-	size_t groups = ((size_t)(cap > 0 ? cap : 1) + 1) * POLICY_MAX_LEVELS;
+	unsigned levels = tcp_tables(p);
+	size_t groups = tcp_groups(cap);
 	bool ok = levels > 0 && levels <= POLICY_MAX_LEVELS;
 
 	if (g == NULL)
@@ -610,7 +695,8 @@ tcp_guard_new(const struct policy *p, const struct facts *f, unsigned cap)
 	g->facts = f;
 	g->cap = cap > 0 ? cap : 1;
 	for (unsigned i = 0; ok && i < levels; i++) {
-		g->tables[i] = rate_table_new(p->rate_table_size, f->secret);
+		g->tables[i] = rate_table_new(
+		    p->rate_table_size, sizeof(struct tcp_source), f->secret);
 		ok = g->tables[i] != NULL;
 	}
 	g->pool = calloc(groups, sizeof(*g->pool));
@@ -649,34 +735,104 @@ tcp_guard_cap(const struct tcp_guard *g)
 }
 
 /* The member that has held the most the longest, in a list of groups. */
-static struct rate_entry *
+static struct tcp_source *
 largest_in(const struct share_group *list)
 {
 	return list != NULL ? list->first : NULL;
 }
 
-struct rate_entry *
+struct tcp_source *
 tcp_guard_largest(const struct tcp_guard *g)
 {
-	struct rate_entry *e = largest_in(g->aggregates);
+	struct tcp_source *e = largest_in(g->aggregates);
 
 	while (e != NULL && e->children != NULL)
 		e = largest_in(e->children);
 	return e;
 }
 
-struct rate_entry *
-tcp_guard_aggregate(struct rate_entry *e)
+struct tcp_source *
+tcp_guard_aggregate(struct tcp_source *e)
 {
 	while (e->parent != NULL)
 		e = e->parent;
 	return e;
 }
 
-uint64_t
-tcp_guard_evictions(const struct tcp_guard *g)
+struct tcp_source *
+tcp_guard_parent(const struct tcp_source *s)
 {
-	return g->evictions;
+	return s->parent;
+}
+
+uint32_t
+tcp_guard_held(const struct tcp_source *s)
+{
+	return s->held;
+}
+
+struct bucket
+tcp_guard_connects(const struct tcp_source *s)
+{
+	return s->connects;
+}
+
+unsigned
+tcp_guard_aggregate_prefix(const struct tcp_guard *g,
+                           const struct tcp_source *s, struct ipaddr *prefix)
+{
+	const struct policy *p = g->policy;
+	const unsigned *lengths;
+	unsigned n;
+
+	while (s->parent != NULL)
+		s = s->parent;
+	*prefix = *rate_entry_key(s);
+	n = tcp_levels(p, prefix->family, &lengths);
+	return lengths[n - 1];
+}
+
+void
+tcp_guard_stats(const struct tcp_guard *g, struct guard_stats *out)
+{
+	*out = (struct guard_stats){.entries = rate_table_used(g->tables[0]),
+	                            .evictions = g->evictions};
+}
+
+/* Does the source's byte rate pace this connection? */
+static bool
+byte_rated(const struct policy *p, const struct tcp_source *s, bool rate_exempt)
+{
+	return s != NULL && !rate_exempt && p->tcp_byte_rate.rate > 0;
+}
+
+uint64_t
+tcp_guard_allowance(struct tcp_guard *g, struct tcp_source *s, bool rate_exempt,
+                    uint64_t now)
+{
+	const struct policy *p = g->policy;
+
+	if (!p->enforce || !byte_rated(p, s, rate_exempt))
+		return UINT64_MAX;
+	return bucket_level(&s->bytes, &p->tcp_byte_rate, now);
+}
+
+void
+tcp_guard_charge(struct tcp_guard *g, struct tcp_source *s, bool rate_exempt,
+                 uint64_t now, uint64_t n)
+{
+	const struct policy *p = g->policy;
+
+	if (byte_rated(p, s, rate_exempt))
+		bucket_take(&s->bytes, &p->tcp_byte_rate, now, n);
+}
+
+bool
+tcp_guard_may_log(struct tcp_guard *g, struct log_limit *l, unsigned r,
+                  struct tcp_source *s)
+{
+	(void)g;
+	return log_limit_allow(l, r, s != NULL ? &s->logged : NULL) != 0;
 }
 
 const struct rate_table *
@@ -688,7 +844,7 @@ tcp_guard_table(const struct tcp_guard *g)
 size_t
 tcp_guard_entry_bytes(void)
 {
-	return sizeof(struct rate_entry);
+	return rate_table_slot_bytes(sizeof(struct tcp_source));
 }
 
 size_t
@@ -746,7 +902,7 @@ group_drop(struct tcp_guard *g, struct share_group **list,
 }
 
 static void
-member_append(struct share_group *gr, struct rate_entry *e)
+member_append(struct share_group *gr, struct tcp_source *e)
 {
 	e->group = gr;
 	e->level_next = NULL;
@@ -759,7 +915,7 @@ member_append(struct share_group *gr, struct rate_entry *e)
 }
 
 static void
-member_remove(struct share_group *gr, struct rate_entry *e)
+member_remove(struct share_group *gr, struct tcp_source *e)
 {
 	if (e->level_prev != NULL)
 		e->level_prev->level_next = e->level_next;
@@ -774,7 +930,7 @@ member_remove(struct share_group *gr, struct rate_entry *e)
 }
 
 static struct share_group **
-siblings(struct tcp_guard *g, struct rate_entry *e)
+siblings(struct tcp_guard *g, struct tcp_source *e)
 {
 	return e->parent != NULL ? &e->parent->children : &g->aggregates;
 }
@@ -782,11 +938,11 @@ siblings(struct tcp_guard *g, struct rate_entry *e)
 /* e holds one more: into the group just before its own (or the last
  * group, for its first), made if that one holds another count. */
 static void
-count_up(struct tcp_guard *g, struct rate_entry *e)
+count_up(struct tcp_guard *g, struct tcp_source *e)
 {
 	struct share_group **list = siblings(g, e), *from = e->group, *to;
 	struct share_group *above;
-	uint32_t held = e->pinned + 1;
+	uint32_t held = e->held + 1;
 
 	if (from != NULL)
 		above = from != *list ? from->prev : NULL;
@@ -804,16 +960,17 @@ count_up(struct tcp_guard *g, struct rate_entry *e)
 			group_drop(g, list, from);
 	}
 	member_append(to, e);
-	e->pinned = held;
+	e->held = held;
+	rate_entry_pin(e);
 }
 
 /* e holds one fewer: into the group just after its own, made if that one
  * holds another count; none at 0. */
 static void
-count_down(struct tcp_guard *g, struct rate_entry *e)
+count_down(struct tcp_guard *g, struct tcp_source *e)
 {
 	struct share_group **list = siblings(g, e), *from = e->group, *to;
-	uint32_t held = e->pinned - 1;
+	uint32_t held = e->held - 1;
 
 	member_remove(from, e);
 	if (held > 0) {
@@ -830,11 +987,12 @@ count_down(struct tcp_guard *g, struct rate_entry *e)
 	}
 	if (from->first == NULL)
 		group_drop(g, list, from);
-	e->pinned = held;
+	e->held = held;
+	rate_entry_unpin(e);
 }
 
 void
-tcp_guard_opened(struct tcp_guard *g, struct rate_entry *e)
+tcp_guard_opened(struct tcp_guard *g, struct tcp_source *e)
 {
 	g->active++;
 	for (; e != NULL; e = e->parent)
@@ -842,7 +1000,7 @@ tcp_guard_opened(struct tcp_guard *g, struct rate_entry *e)
 }
 
 void
-tcp_guard_closed(struct tcp_guard *g, struct rate_entry *e)
+tcp_guard_closed(struct tcp_guard *g, struct tcp_source *e)
 {
 	g->active--;
 	for (; e != NULL; e = e->parent)
@@ -858,18 +1016,18 @@ tcp_guard_closed(struct tcp_guard *g, struct rate_entry *e)
  * newcomer's source itself holds as many as its largest sibling: letting
  * it in would only trade places.
  */
-static struct rate_entry *
-choose_victim(const struct tcp_guard *g, struct rate_entry *const *chain,
+static struct tcp_source *
+choose_victim(const struct tcp_guard *g, struct tcp_source *const *chain,
               unsigned n)
 {
 	const struct share_group *list = g->aggregates;
 
 	for (unsigned i = n; i-- > 0;) {
-		struct rate_entry *mine = chain[i], *top = largest_in(list);
+		struct tcp_source *mine = chain[i], *top = largest_in(list);
 
 		if (top == NULL)
 			return NULL;
-		if (mine->pinned < top->pinned) {
+		if (mine->held < top->held) {
 			while (top->children != NULL)
 				top = largest_in(top->children);
 			return top;
@@ -907,7 +1065,7 @@ tcp_bad_source(const struct tcp_guard *g, const struct ipaddr *src,
  * a table has no slot left for one (all pinned). */
 static unsigned
 tcp_chain(struct tcp_guard *g, const struct ipaddr *src, uint64_t now,
-          struct rate_entry **chain)
+          struct tcp_source **chain)
 {
 	const struct policy *p = g->policy;
 	const unsigned *lengths;
@@ -916,7 +1074,7 @@ tcp_chain(struct tcp_guard *g, const struct ipaddr *src, uint64_t now,
 	for (unsigned i = 0; i < n; i++) {
 		struct ipaddr key;
 		bool created, evicted;
-		struct rate_entry *e;
+		struct tcp_source *e;
 
 		ipaddr_prefix(src, lengths[i], &key);
 		e = rate_table_get(g->tables[i], &key, now, &created, &evicted);
@@ -924,12 +1082,11 @@ tcp_chain(struct tcp_guard *g, const struct ipaddr *src, uint64_t now,
 			return 0;
 		g->evictions += evicted;
 		if (created) {
-			bucket_init(&e->packets, &p->tcp_connect_rate, now);
-			/* A source's bytes; an aggregate's connects. */
-			bucket_init(&e->bytes,
-			            i == 0 ? &p->tcp_byte_rate
+			bucket_init(&e->connects,
+			            i == 0 ? &p->tcp_connect_rate
 			                   : &p->tcp_aggregate_connect_rate,
 			            now);
+			bucket_init(&e->bytes, &p->tcp_byte_rate, now);
 		}
 		chain[i] = e;
 	}
@@ -944,24 +1101,24 @@ tcp_chain(struct tcp_guard *g, const struct ipaddr *src, uint64_t now,
 /* The abuse checks of a source that has its chain: the first that fails.
  * Both connect buckets must hold a token before either is spent. */
 static enum tcp_reason
-tcp_limits(const struct policy *p, struct rate_entry *const *chain, unsigned n,
+tcp_limits(const struct policy *p, struct tcp_source *const *chain, unsigned n,
            bool exempt, uint64_t now)
 {
-	struct rate_entry *e = chain[0], *agg = chain[n - 1];
+	struct tcp_source *e = chain[0], *agg = chain[n - 1];
 	bool aggregated = n > 1;
 
-	if (e->pinned >= p->tcp_max_per_source)
+	if (e->held >= p->tcp_max_per_source)
 		return TCP_per_source;
-	if (aggregated && agg->pinned >= p->tcp_max_per_aggregate)
+	if (aggregated && agg->held >= p->tcp_max_per_aggregate)
 		return TCP_per_aggregate;
 	if (exempt)
 		return TCP_ok;
-	if (bucket_level(&e->packets, &p->tcp_connect_rate, now) < 1)
+	if (bucket_level(&e->connects, &p->tcp_connect_rate, now) < 1)
 		return TCP_rate;
-	if (aggregated &&
-	    !bucket_take(&agg->bytes, &p->tcp_aggregate_connect_rate, now, 1))
+	if (aggregated && !bucket_take(&agg->connects,
+	                               &p->tcp_aggregate_connect_rate, now, 1))
 		return TCP_aggregate_rate;
-	bucket_take(&e->packets, &p->tcp_connect_rate, now, 1);
+	bucket_take(&e->connects, &p->tcp_connect_rate, now, 1);
 	return TCP_ok;
 }
 
@@ -971,13 +1128,12 @@ tcp_guard_admit(struct tcp_guard *g, const struct ipaddr *src, uint64_t now,
 {
 	const struct policy *p = g->policy;
 	enum tcp_reason abuse = TCP_ok;
-	struct rate_entry *chain[POLICY_MAX_LEVELS];
+	struct tcp_source *chain[POLICY_MAX_LEVELS];
 	struct ipaddr judged;
 	unsigned n;
 
 	*out = (struct tcp_admission){.verdict = TCP_ok};
-	if (!guard_judged_source(p, src, &judged) ||
-	    tcp_bad_source(g, src, &judged))
+	if (!judged_source(p, src, &judged) || tcp_bad_source(g, src, &judged))
 		abuse = TCP_bad_source;
 	else if (!acl_allows(&p->acl, &judged))
 		abuse = TCP_deny;
@@ -993,7 +1149,7 @@ tcp_guard_admit(struct tcp_guard *g, const struct ipaddr *src, uint64_t now,
 	out->source = chain[0];
 	/* rate-exempt skips the connect rates, not the caps: its entries
 	 * count its connections as anyone's. */
-	out->rate_exempt = guard_rate_exempt(p, &judged);
+	out->rate_exempt = rate_exempt(p, &judged);
 	if (abuse == TCP_ok)
 		abuse = tcp_limits(p, chain, n, out->rate_exempt, now);
 	if (abuse != TCP_ok && p->enforce) {

@@ -2,16 +2,16 @@
  * guard: may this datagram be answered, may this connection open? Every
  * check of the abuse controls, as a pure decision over the request, the
  * policy and the guard's state.
- * Map: packet-path layer; calls addr, facts, gro, policy, ratelimit,
- * siphash.
+ * Map: packet-path layer; calls addr, facts, gro, guard_test, log, policy,
+ * ratelimit, siphash.
  */
 #ifndef ECHOD_GUARD_H
 #define ECHOD_GUARD_H
 
 #include "addr.h"
 #include "facts.h"
+#include "log.h"
 #include "policy.h"
-#include "ratelimit.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -56,90 +56,51 @@ void udp_guard_free(struct udp_guard *g);
  * what the guard derived from it; the tables and buckets are kept. */
 void udp_guard_policy_changed(struct udp_guard *g);
 
-/* The first check that rejects d, or GUARD_ok. Updates the per-source
- * state (rates, loop history) as a reply would. It is the two halves
- * below, one after the other. */
-enum guard_reason udp_guard_check(struct udp_guard *g, const struct datagram *d,
-                                  uint64_t now);
-
 /*
  * The datagrams of one GRO buffer share their source, port, destination
  * and interface, so the checks that read only those run once per buffer:
  * udp_guard_source_check (ports, bad source and destination, deny, the
  * source's table entry, and the loop key's hash of the source address and
  * port, finished per datagram with its payload). If it passes,
- * udp_guard_payload_check (loop guard, rates, global rate) decides each
- * datagram, the first right after it, the others in turn with nothing in
- * between on this guard: the same verdicts and state as udp_guard_check on each
- * datagram. A source check like the last one (same source, port,
- * destination and interface, same time) gives the last one's answer
- * without checking again: nothing in between can have changed it.
+ * udp_guard_payload_checks (loop guard, rates, global rate) decides each
+ * datagram of the buffer in turn. A source check like the last one (same
+ * source, port, destination and interface, same time) gives the last
+ * one's answer without checking again: nothing in between can have
+ * changed it.
  */
 enum guard_reason udp_guard_source_check(struct udp_guard *g,
                                          const struct datagram *d,
                                          uint64_t now);
-enum guard_reason udp_guard_payload_check(struct udp_guard *g,
-                                          const struct datagram *d,
-                                          uint64_t now);
 
 /* A whole GRO buffer after udp_guard_source_check passed on its first
  * datagram: buf[0..len) holds nsegs datagrams of segsize bytes, the last
- * perhaps shorter (gro.h), and verdict[i] is what udp_guard_payload_check
- * on datagram i would say, called on each in turn (same verdicts, same
- * state after). Faster: a run of datagrams has its loop keys hashed
+ * perhaps shorter (gro.h), and verdict[i] is the first check that
+ * rejects datagram i, or GUARD_ok; the state changes as a reply to each
+ * would change it, in turn. A run of datagrams has its loop keys hashed
  * before any is looked up, each key's set fetched into the cache ahead
  * of its lookup. */
 void udp_guard_payload_checks(struct udp_guard *g, const uint8_t *buf,
                               size_t len, size_t segsize, size_t nsegs,
                               uint64_t now, enum guard_reason *verdict);
 
-/* The source prefix's entry of the last check, NULL if that check ended
- * before the table (so the caller can limit log lines per source). */
-struct rate_entry *udp_guard_source(struct udp_guard *g);
+/* What a guard has seen: for the counters and gauges. */
+struct guard_stats {
+	size_t entries;     /* sources in the table now (a gauge) */
+	uint64_t evictions; /* sources a full table forgot, so far */
+	uint64_t exempted;  /* UDP: datagrams passed rate-exempt, so far */
+};
 
-/* How many sources the full table has evicted so far (table pressure). */
-uint64_t udp_guard_evictions(const struct udp_guard *g);
+void udp_guard_stats(const struct udp_guard *g, struct guard_stats *out);
 
-/* How many datagrams passed as rate-exempt so far (no rate checked). */
-uint64_t udp_guard_exempted(const struct udp_guard *g);
+/* May a line about the last source check's datagram (its reason r) be
+ * written now? The limiter's budget per reason, and a few lines per
+ * source while the source is in the table (log.h); false: counted for
+ * the summary. */
+bool udp_guard_may_log(struct udp_guard *g, struct log_limit *l, unsigned r);
 
-/*
- * How the guards see a source: src itself, or, for an IPv6 form that
- * carries an IPv4 address (addr.h), that address (in *out either way).
- * false: such a form under embedded-ipv4 drop, a bad source.
- */
-bool guard_judged_source(const struct policy *p, const struct ipaddr *src,
-                         struct ipaddr *out);
-
-/* Is src in the policy's rate-exempt prefixes? Such a source skips the
- * rate limits (UDP's per-source and global rates, TCP's connect and byte
- * rates) and every other check still applies to it. */
-bool guard_rate_exempt(const struct policy *p, const struct ipaddr *src);
-
-/* The rate table, for tests and the fuzzer's memory bound. */
-const struct rate_table *udp_guard_table(const struct udp_guard *g);
-
-/* The aggregates' table (udp-aggregate-prefix-v4, -v6), for the fuzzer. */
-const struct rate_table *udp_guard_aggregate_table(const struct udp_guard *g);
-
-/* Entries of the loop-hold table: rate-table-size / 8, at least 64. */
-size_t loop_table_size(const struct policy *p);
-
-/* The loop-hold table (fixed size too), keyed by udp_guard_loop_key. */
-const struct loop_table *udp_guard_loop_table(const struct udp_guard *g);
-
-/* d's key in the loop-hold table: a keyed hash of its source address,
- * source port and payload, in the first 8 bytes of an address of family
- * AF_UNSPEC (never a real one). */
-void udp_guard_loop_key(const struct udp_guard *g, const struct datagram *d,
-                        struct ipaddr *key);
-
-/* Stateless checks: no honest peer sends from d's source as it arrived. */
-bool guard_bad_source(const struct datagram *d, const struct facts *f);
-bool guard_bad_dest(const struct ipaddr *dst, const struct facts *f);
-bool guard_is_loopback(const struct ipaddr *a);
-/* One of the host's own addresses (learned at start). */
-bool guard_is_local(const struct ipaddr *a, const struct facts *f);
+/* Bytes the guard allocates for policy p: its tables, fixed at creation
+ * (the worker's memory bound). */
+size_t udp_guard_bytes(const struct policy *p);
 
 const char *guard_reason_name(enum guard_reason r);
 
@@ -166,14 +127,19 @@ enum tcp_reason {
 	    TCP_NREASONS
 };
 
+/* A source prefix as the TCP guard keeps it (its counts, rates and
+ * place among its siblings): a handle the caller holds while its
+ * connection is open, and compares, nothing more. */
+struct tcp_source;
+
 struct tcp_admission {
 	bool admit;                /* open it (perhaps after the eviction) */
 	enum tcp_reason verdict;   /* TCP_ok, or the first check that failed
 	                            * (with admit: log-only's would-refuse) */
-	struct rate_entry *source; /* the source's entry; NULL if not reached */
+	struct tcp_source *source; /* the source; NULL if not reached */
 	bool rate_exempt;          /* rate-exempt: no connect or byte rate */
-	struct rate_entry *evict;  /* at the cap: close one connection of this
-	                            * source first (the largest holder) */
+	struct tcp_source *evict;  /* at the cap: close one connection of
+	                            * this source first (the largest holder) */
 };
 
 struct tcp_guard;
@@ -200,27 +166,44 @@ void tcp_guard_free(struct tcp_guard *g);
 void tcp_guard_admit(struct tcp_guard *g, const struct ipaddr *src,
                      uint64_t now, struct tcp_admission *out);
 
-/* A connection of source e opened, or closed (e may be NULL: no entry);
+/* A connection of source s opened, or closed (s may be NULL: no entry);
  * every level above it counts it too. */
-void tcp_guard_opened(struct tcp_guard *g, struct rate_entry *e);
-void tcp_guard_closed(struct tcp_guard *g, struct rate_entry *e);
+void tcp_guard_opened(struct tcp_guard *g, struct tcp_source *s);
+void tcp_guard_closed(struct tcp_guard *g, struct tcp_source *s);
 
-/* Open connections, the cap, the source an eviction would take from (the
- * largest aggregate's largest child's ... largest source; NULL when none
- * is open), table evictions so far (all levels), the sources' table. */
+/*
+ * The source's byte rate (tcp-byte-rate), for a connection of source s
+ * (rate_exempt as admitted): how many bytes it may take off its socket
+ * now (UINT64_MAX: no limit; log-only lets every byte through), and the
+ * bytes it took, charged to its source whichever way they went.
+ */
+uint64_t tcp_guard_allowance(struct tcp_guard *g, struct tcp_source *s,
+                             bool rate_exempt, uint64_t now);
+void tcp_guard_charge(struct tcp_guard *g, struct tcp_source *s,
+                      bool rate_exempt, uint64_t now, uint64_t n);
+
+/* May a line about source s (NULL: not reached), for reason r, be
+ * written now? As udp_guard_may_log. */
+bool tcp_guard_may_log(struct tcp_guard *g, struct log_limit *l, unsigned r,
+                       struct tcp_source *s);
+
+/* The aggregate (the coarsest prefix) source s counts in: its prefix in
+ * *prefix, its length returned. */
+unsigned tcp_guard_aggregate_prefix(const struct tcp_guard *g,
+                                    const struct tcp_source *s,
+                                    struct ipaddr *prefix);
+
+/* Open connections, and the cap. */
 unsigned tcp_guard_active(const struct tcp_guard *g);
 unsigned tcp_guard_cap(const struct tcp_guard *g);
-struct rate_entry *tcp_guard_largest(const struct tcp_guard *g);
-uint64_t tcp_guard_evictions(const struct tcp_guard *g);
-const struct rate_table *tcp_guard_table(const struct tcp_guard *g);
 
-/* The aggregate (coarsest prefix) entry of source e; e itself with one
- * level. */
-struct rate_entry *tcp_guard_aggregate(struct rate_entry *e);
+/* Sources in the finest table, and table evictions so far (all levels);
+ * exempted stays 0. */
+void tcp_guard_stats(const struct tcp_guard *g, struct guard_stats *out);
 
-/* Bytes of bookkeeping per table slot and per count group (SECURITY.md). */
-size_t tcp_guard_entry_bytes(void);
-size_t tcp_guard_group_bytes(void);
+/* Bytes the guard allocates for policy p and a cap of cap connections:
+ * its tables and count groups, fixed at creation. */
+size_t tcp_guard_bytes(const struct policy *p, unsigned cap);
 
 const char *tcp_reason_name(enum tcp_reason r);
 

@@ -47,11 +47,25 @@
 
 typedef unsigned __int128 u128;
 
+/* A slot of the per-source table: the key and the table's bookkeeping,
+ * then the owner's state (ratelimit.h), state_size bytes rounded up to
+ * whole words. */
+struct rate_entry {
+	struct ipaddr key; /* the source prefix */
+	bool used;
+	uint32_t pinned;    /* never evict while > 0 */
+	uint64_t hash;      /* the table's hash of key */
+	uint64_t last_seen; /* ms; the least recent in a set is evicted */
+	_Alignas(8) unsigned char state[];
+};
+
 struct rate_table {
 	uint8_t secret[SIPHASH_KEY_LEN];
 	size_t nsets;
-	size_t used;               /* slots taken without an eviction */
-	struct rate_entry slots[]; /* nsets * RATE_WAYS, in the same calloc */
+	size_t used;   /* slots taken without an eviction */
+	size_t stride; /* bytes of a slot: rate_table_slot_bytes */
+	_Alignas(8) unsigned char slots[]; /* nsets * RATE_WAYS slots, in the
+	                                    * same calloc */
 };
 
 /* Capacity in millitokens; see the conventions above. */
@@ -164,35 +178,50 @@ bucket_level(struct bucket *b, const struct bucket_cfg *cfg, uint64_t now)
 	return b->millitokens / MILLI;
 }
 
-/* entries slots, rounded up to whole sets, all free. */
-static struct rate_table *
-table_new(size_t entries)
+size_t
+rate_table_slot_bytes(size_t state_size)
 {
-	struct rate_table *t;
-	size_t nsets, nslots;
+	size_t word = _Alignof(struct rate_entry);
 
-	nsets = entries / RATE_WAYS + (entries % RATE_WAYS != 0);
-	if (nsets == 0)
-		nsets = 1;
-	if (nsets >
-	    (SIZE_MAX - sizeof(*t)) / RATE_WAYS / sizeof(struct rate_entry))
-		return NULL;
-	nslots = nsets * RATE_WAYS;
+	return sizeof(struct rate_entry) +
+	       (state_size + word - 1) / word * word;
+}
 
-	t = calloc(1, sizeof(*t) + nslots * sizeof(struct rate_entry));
-	if (t == NULL)
-		return NULL;
-	t->nsets = nsets;
-	return t;
+/* Sets for `entries` slots: rounded up, at least one. */
+static size_t
+sets_for(size_t entries)
+{
+	size_t nsets = entries / RATE_WAYS + (entries % RATE_WAYS != 0);
+
+	return nsets > 0 ? nsets : 1;
+}
+
+size_t
+rate_table_bytes_for(size_t entries, size_t state_size)
+{
+	return sizeof(struct rate_table) +
+	       sets_for(entries) * RATE_WAYS *
+	           rate_table_slot_bytes(state_size);
 }
 
 struct rate_table *
-rate_table_new(size_t entries, const uint8_t secret[SIPHASH_KEY_LEN])
+rate_table_new(size_t entries, size_t state_size,
+               const uint8_t secret[SIPHASH_KEY_LEN])
 {
-	struct rate_table *t = table_new(entries);
+	struct rate_table *t;
+	size_t nsets = sets_for(entries), stride;
 
-	if (t != NULL)
-		memcpy(t->secret, secret, sizeof(t->secret));
+	if (state_size > SIZE_MAX / 2)
+		return NULL;
+	stride = rate_table_slot_bytes(state_size);
+	if (nsets > (SIZE_MAX - sizeof(*t)) / RATE_WAYS / stride)
+		return NULL;
+	t = calloc(1, sizeof(*t) + nsets * RATE_WAYS * stride);
+	if (t == NULL)
+		return NULL;
+	t->nsets = nsets;
+	t->stride = stride;
+	memcpy(t->secret, secret, sizeof(t->secret));
 	return t;
 }
 
@@ -219,11 +248,20 @@ rate_hash(const struct rate_table *t, const struct ipaddr *key)
 	return siphash24(t->secret, buf, sizeof(buf));
 }
 
-/* The first slot of the set that hash h picks. */
+/* Slot i of the table. */
 static struct rate_entry *
-rate_set(struct rate_table *t, uint64_t h)
+rate_slot(struct rate_table *t, size_t i)
 {
-	return &t->slots[(size_t)(h % t->nsets) * RATE_WAYS];
+	return (struct rate_entry *)(void *)(t->slots + i * t->stride);
+}
+
+/* The entry whose owner's state this is. */
+static struct rate_entry *
+entry_of(const void *state)
+{
+	return (
+	    struct rate_entry *)(void *)((unsigned char *)(uintptr_t)state -
+	                                 offsetof(struct rate_entry, state));
 }
 
 /*
@@ -235,13 +273,14 @@ rate_set(struct rate_table *t, uint64_t h)
  * first and a free slot ends the search: the key is not further on.
  */
 static struct rate_entry *
-set_probe(struct rate_entry *set, const struct ipaddr *key, uint64_t h,
+set_probe(struct rate_table *t, const struct ipaddr *key, uint64_t h,
           struct rate_entry **victim)
 {
+	size_t first = (size_t)(h % t->nsets) * RATE_WAYS;
 	struct rate_entry *lru = NULL;
 
 	for (size_t i = 0; i < RATE_WAYS; i++) {
-		struct rate_entry *e = &set[i];
+		struct rate_entry *e = rate_slot(t, first + i);
 
 		if (!e->used) {
 			*victim = e;
@@ -257,7 +296,7 @@ set_probe(struct rate_entry *set, const struct ipaddr *key, uint64_t h,
 	return NULL;
 }
 
-struct rate_entry *
+void *
 rate_table_get(struct rate_table *t, const struct ipaddr *key, uint64_t now,
                bool *created, bool *evicted)
 {
@@ -265,34 +304,65 @@ rate_table_get(struct rate_table *t, const struct ipaddr *key, uint64_t now,
 	struct rate_entry *victim, *e;
 	bool cr = false, ev = false;
 
-	e = set_probe(rate_set(t, h), key, h, &victim);
+	e = set_probe(t, key, h, &victim);
 	if (e == NULL && victim != NULL) {
 		ev = victim->used;
 		if (!ev)
 			t->used++;
 		e = victim;
-		memset(e, 0, sizeof(*e));
+		memset(e, 0, t->stride);
 		e->key = *key;
 		e->hash = h;
 		e->used = true;
 		cr = true;
 	}
-	if (e != NULL)
-		e->last_seen = now;
 	if (created != NULL)
 		*created = cr;
 	if (evicted != NULL)
 		*evicted = ev;
-	return e;
+	if (e == NULL)
+		return NULL;
+	e->last_seen = now;
+	return e->state;
 }
 
-struct rate_entry *
+void *
 rate_table_find(struct rate_table *t, const struct ipaddr *key)
 {
 	uint64_t h = rate_hash(t, key);
-	struct rate_entry *victim;
+	struct rate_entry *victim, *e = set_probe(t, key, h, &victim);
 
-	return set_probe(rate_set(t, h), key, h, &victim);
+	return e != NULL ? e->state : NULL;
+}
+
+const struct ipaddr *
+rate_entry_key(const void *state)
+{
+	return &entry_of(state)->key;
+}
+
+uint64_t
+rate_entry_last_seen(const void *state)
+{
+	return entry_of(state)->last_seen;
+}
+
+void
+rate_entry_pin(void *state)
+{
+	entry_of(state)->pinned++;
+}
+
+void
+rate_entry_unpin(void *state)
+{
+	entry_of(state)->pinned--;
+}
+
+uint32_t
+rate_entry_pins(const void *state)
+{
+	return entry_of(state)->pinned;
 }
 
 size_t
@@ -310,7 +380,7 @@ rate_table_slots(const struct rate_table *t)
 size_t
 rate_table_bytes(const struct rate_table *t)
 {
-	return sizeof(*t) + t->nsets * RATE_WAYS * sizeof(struct rate_entry);
+	return sizeof(*t) + t->nsets * RATE_WAYS * t->stride;
 }
 
 /* ---------------------------------------------------------- loop table */
@@ -334,11 +404,9 @@ struct loop_table {
 struct loop_table *
 loop_table_new(size_t entries)
 {
-	size_t nsets = entries / RATE_WAYS + (entries % RATE_WAYS != 0);
+	size_t nsets = sets_for(entries);
 	struct loop_table *t;
 
-	if (nsets == 0)
-		nsets = 1;
 	if (nsets > (SIZE_MAX - sizeof(*t)) / sizeof(struct loop_set))
 		return NULL;
 	t = calloc(1, sizeof(*t) + nsets);
@@ -475,4 +543,11 @@ size_t
 loop_table_bytes(const struct loop_table *t)
 {
 	return sizeof(*t) + t->nsets * (1 + sizeof(struct loop_set));
+}
+
+size_t
+loop_table_bytes_for(size_t entries)
+{
+	return sizeof(struct loop_table) +
+	       sets_for(entries) * (1 + sizeof(struct loop_set));
 }

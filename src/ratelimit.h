@@ -33,51 +33,45 @@ bool bucket_take(struct bucket *b, const struct bucket_cfg *cfg, uint64_t now,
 uint64_t bucket_level(struct bucket *b, const struct bucket_cfg *cfg,
                       uint64_t now);
 
-struct share_group;
-
-/* Per-source state. Which fields are used depends on the table's owner
- * (UDP guard or TCP); all start zero. */
-struct rate_entry {
-	struct ipaddr key; /* the source prefix */
-	bool used;
-	uint64_t hash;         /* the table's hash of key (ratelimit.c) */
-	uint64_t last_seen;    /* ms; the least recent in a set is evicted */
-	struct bucket packets; /* UDP datagrams or TCP connects */
-	struct bucket bytes;   /* UDP or TCP bytes (the byte rates) */
-	uint32_t pinned;       /* open TCP connections: never evict */
-	uint32_t logged;       /* drop lines logged for this source */
-	/* TCP's prefix levels (guard.c): the entry of the next coarser
-	 * prefix, the group of siblings that hold as many connections as
-	 * this one (NULL while it holds none) and its place in it, and its
-	 * own children's groups, most held first (a circular list). */
-	struct rate_entry *parent;
-	struct share_group *group;
-	struct rate_entry *level_prev, *level_next;
-	struct share_group *children;
-};
-
+/*
+ * The per-source table: fixed-size, set-associative, keyed by a source
+ * prefix. Each entry holds its key, the table's bookkeeping (private to
+ * ratelimit.c) and `state_size` bytes of its owner's state (the guard's
+ * buckets, counts and links), zeroed when the entry takes a new key. The
+ * owner reaches an entry only through that state: a pointer to it is the
+ * entry's handle.
+ */
 struct rate_table;
 
 /* A table of `entries` slots (rounded up to a multiple of the set size),
- * allocated once, here; keys hashed with SipHash under `secret`. */
-struct rate_table *rate_table_new(size_t entries,
+ * allocated once, here; keys hashed with SipHash under `secret`. NULL on
+ * failure. */
+struct rate_table *rate_table_new(size_t entries, size_t state_size,
                                   const uint8_t secret[SIPHASH_KEY_LEN]);
 void rate_table_free(struct rate_table *t);
 
 /*
- * The entry for key, created if missing (zeroed, key set, *created true).
+ * The state of key's entry, created if missing (zeroed, *created true).
  * A missing key takes a free slot of its set or evicts the least recently
  * seen unpinned entry (*evicted true). NULL if every slot of the set is
- * pinned: the caller refuses the source ("table pressure"). Updates
- * last_seen to now.
+ * pinned: the caller refuses the source ("table pressure"). The entry's
+ * last seen time becomes now.
  */
-struct rate_entry *rate_table_get(struct rate_table *t,
-                                  const struct ipaddr *key, uint64_t now,
-                                  bool *created, bool *evicted);
+void *rate_table_get(struct rate_table *t, const struct ipaddr *key,
+                     uint64_t now, bool *created, bool *evicted);
 
-/* The entry for key if present (last_seen untouched), else NULL. */
-struct rate_entry *rate_table_find(struct rate_table *t,
-                                   const struct ipaddr *key);
+/* The state of key's entry if present (last seen untouched), else NULL. */
+void *rate_table_find(struct rate_table *t, const struct ipaddr *key);
+
+/* The key of the entry whose state this is, and when it was last seen. */
+const struct ipaddr *rate_entry_key(const void *state);
+uint64_t rate_entry_last_seen(const void *state);
+
+/* Pins on an entry (open TCP connections): a pinned entry is never
+ * evicted. Unpinning an unpinned entry is a caller's bug. */
+void rate_entry_pin(void *state);
+void rate_entry_unpin(void *state);
+uint32_t rate_entry_pins(const void *state);
 
 /* Slots that hold a source: they fill up and stay full (a new source
  * evicts an old one, nothing frees a slot). For the occupancy gauges. */
@@ -86,6 +80,11 @@ size_t rate_table_used(const struct rate_table *t);
 /* Slots in the table, and bytes it holds (constant after creation). */
 size_t rate_table_slots(const struct rate_table *t);
 size_t rate_table_bytes(const struct rate_table *t);
+
+/* Bytes of one slot whose owner keeps state_size bytes in it, and of a
+ * whole table of `entries` such slots (what rate_table_bytes will say). */
+size_t rate_table_slot_bytes(size_t state_size);
+size_t rate_table_bytes_for(size_t entries, size_t state_size);
 
 /*
  * The loop guard's table: a run of repeats and a hold per key, the key a
@@ -128,5 +127,7 @@ void loop_table_prefetch(const struct loop_table *t, uint64_t key);
 /* Slots in the table, and bytes it holds (constant after creation). */
 size_t loop_table_slots(const struct loop_table *t);
 size_t loop_table_bytes(const struct loop_table *t);
+/* What loop_table_bytes will say of a table of `entries` slots. */
+size_t loop_table_bytes_for(size_t entries);
 
 #endif

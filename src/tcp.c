@@ -26,7 +26,6 @@
 #include "guard.h"
 #include "log.h"
 #include "pipepool.h"
-#include "ratelimit.h"
 #include "variant.h"
 
 #include <assert.h>
@@ -96,7 +95,7 @@ struct conn {
 	uint64_t last_active, started;
 	uint64_t bytes, bytes_in;
 	uint64_t window_start, window_in; /* tcp-min-rate: bytes this window */
-	struct rate_entry *source; /* pinned while the connection lives */
+	struct tcp_source *source; /* counted while the connection lives */
 	bool rate_exempt;          /* rate-exempt source: no byte rate */
 	struct conn *prev, *next;  /* idle list, least recently active first */
 	struct tcp_server *srv;
@@ -198,14 +197,6 @@ conn_close(struct conn *c, const char *why)
 	free(c);
 }
 
-/* Does the source's byte rate pace this connection? */
-static bool
-byte_rated(const struct conn *c)
-{
-	return c->source != NULL && !c->rate_exempt &&
-	       c->srv->policy->tcp_byte_rate.rate > 0;
-}
-
 /* How much may be peeked now: the chunk (tcp-buffer for a peer that is
  * not keeping up, so its wake-ups copy little), the source's byte rate,
  * the connection's byte budget. 0 means pause (or stop, at the budget). */
@@ -220,11 +211,10 @@ read_allowance(struct conn *c, uint64_t now)
 
 	if (p->tcp_max_bytes > 0 && p->tcp_max_bytes - c->bytes_in < cap)
 		cap = p->tcp_max_bytes - c->bytes_in;
-	if (p->enforce && byte_rated(c)) {
-		level = bucket_level(&c->source->bytes, &p->tcp_byte_rate, now);
-		if (level < cap)
-			cap = level;
-	}
+	level =
+	    tcp_guard_allowance(c->srv->guard, c->source, c->rate_exempt, now);
+	if (level < cap)
+		cap = level;
 	return (size_t)cap;
 }
 
@@ -271,9 +261,8 @@ took(struct conn *c, size_t n, uint64_t now)
 	COUNT(tcp_bytes_in, n);
 	c->bytes_in += (uint64_t)n;
 	c->window_in += (uint64_t)n;
-	if (byte_rated(c))
-		bucket_take(&c->source->bytes, &c->srv->policy->tcp_byte_rate,
-		            now, (uint64_t)n);
+	tcp_guard_charge(c->srv->guard, c->source, c->rate_exempt, now,
+	                 (uint64_t)n);
 	touch(c, now);
 }
 
@@ -602,7 +591,7 @@ count_refusal(enum tcp_reason r)
 /* Close one connection of `source` to make room: the one that moved least
  * recently (the idle list is in that order). */
 static void
-evict_from(struct tcp_server *srv, const struct rate_entry *source)
+evict_from(struct tcp_server *srv, const struct tcp_source *source)
 {
 	struct conn *c = srv->oldest;
 
@@ -611,20 +600,17 @@ evict_from(struct tcp_server *srv, const struct rate_entry *source)
 	if (c == NULL)
 		return;
 	COUNT(tcp_evicted_largest, 1);
-	if (log_limit_allow(&srv->peer_log, LOG_evicted_largest,
-	                    &c->source->logged)) {
-		const struct policy *p = srv->policy;
-		const struct ipaddr *agg = &tcp_guard_aggregate(c->source)->key;
+	if (tcp_guard_may_log(srv->guard, &srv->peer_log, LOG_evicted_largest,
+	                      c->source)) {
+		struct ipaddr agg;
+		unsigned len =
+		    tcp_guard_aggregate_prefix(srv->guard, c->source, &agg);
 		char where[ADDR_STRLEN];
 
-		format_ipaddr(agg, where, sizeof(where));
+		format_ipaddr(&agg, where, sizeof(where));
 		log_event(LOG_INFO, "tcp_evicted",
 		          "peer=%s reason=largest aggregate=%s/%u bytes=%llu",
-		          c->peer, where,
-		          agg->family == AF_INET
-		              ? p->tcp_prefix_v4[p->tcp_levels_v4 - 1]
-		              : p->tcp_prefix_v6[p->tcp_levels_v6 - 1],
-		          (unsigned long long)c->bytes);
+		          c->peer, where, len, (unsigned long long)c->bytes);
 	}
 	conn_close(c, "evicted_largest");
 }
@@ -657,8 +643,8 @@ admit(struct tcp_server *srv, const struct sockaddr *sa, const char *peer,
 	if (a.verdict != TCP_ok) {
 		/* A few lines per reason and per source; the counters and
 		 * the summaries carry the rest. */
-		if (log_limit_allow(&srv->peer_log, a.verdict,
-		                    a.source ? &a.source->logged : NULL))
+		if (tcp_guard_may_log(srv->guard, &srv->peer_log, a.verdict,
+		                      a.source))
 			log_event(LOG_INFO,
 			          a.admit ? "tcp_would_refuse" : "tcp_refused",
 			          "peer=%s reason=%s", peer,
@@ -831,9 +817,8 @@ sweep(struct tcp_server *srv, uint64_t now, bool lifetimes)
 			/* An abuse check: log-only counts and keeps it. */
 			COUNT(tcp_evicted_slow, enforce);
 			COUNT(tcp_would_evict, !enforce);
-			if (log_limit_allow(&srv->peer_log, LOG_evicted_slow,
-			                    c->source ? &c->source->logged
-			                              : NULL))
+			if (tcp_guard_may_log(srv->guard, &srv->peer_log,
+			                      LOG_evicted_slow, c->source))
 				log_event(
 				    LOG_INFO,
 				    enforce ? "tcp_evicted" : "tcp_would_evict",
@@ -856,13 +841,13 @@ tcp_server_tick(struct tcp_server *srv, uint64_t now)
 {
 	uint64_t idle = srv->policy->tcp_idle_timeout_ms;
 	bool lifetimes = now - srv->last_sweep >= SWEEP_MS;
-	uint64_t evictions = tcp_guard_evictions(srv->guard);
+	struct guard_stats st;
 
+	tcp_guard_stats(srv->guard, &st);
 	/* A gauge: set, not added. */
-	counters->tcp_table_entries =
-	    rate_table_used(tcp_guard_table(srv->guard));
-	COUNT(tcp_table_evictions, evictions - srv->evictions_counted);
-	srv->evictions_counted = evictions;
+	counters->tcp_table_entries = st.entries;
+	COUNT(tcp_table_evictions, st.evictions - srv->evictions_counted);
+	srv->evictions_counted = st.evictions;
 	log_limit_tick(&srv->peer_log, now);
 	while (srv->oldest != NULL && now - srv->oldest->last_active >= idle) {
 		COUNT(tcp_idle_timeouts, 1);

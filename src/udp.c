@@ -205,11 +205,9 @@ static void
 log_drop(struct udp_server *srv, enum guard_reason r,
          const struct sockaddr *peer, const struct ipaddr *dst)
 {
-	struct rate_entry *source = udp_guard_source(srv->guard);
 	char from[ADDR_STRLEN], to[ADDR_STRLEN];
 
-	if (!log_limit_allow(&srv->drop_log, r,
-	                     source != NULL ? &source->logged : NULL))
+	if (!udp_guard_may_log(srv->guard, &srv->drop_log, r))
 		return;
 	format_sockaddr(peer, from, sizeof(from));
 	format_ipaddr(dst, to, sizeof(to));
@@ -221,16 +219,15 @@ log_drop(struct udp_server *srv, enum guard_reason r,
 void
 udp_server_tick(struct udp_server *srv, uint64_t now)
 {
-	uint64_t evictions = udp_guard_evictions(srv->guard);
-	uint64_t exempted = udp_guard_exempted(srv->guard);
+	struct guard_stats st;
 
-	COUNT(udp_table_evictions, evictions - srv->evictions_counted);
-	srv->evictions_counted = evictions;
-	COUNT(udp_rate_exempt, exempted - srv->exempted_counted);
-	srv->exempted_counted = exempted;
+	udp_guard_stats(srv->guard, &st);
+	COUNT(udp_table_evictions, st.evictions - srv->evictions_counted);
+	srv->evictions_counted = st.evictions;
+	COUNT(udp_rate_exempt, st.exempted - srv->exempted_counted);
+	srv->exempted_counted = st.exempted;
 	/* A gauge: set, not added. */
-	counters->udp_table_entries =
-	    rate_table_used(udp_guard_table(srv->guard));
+	counters->udp_table_entries = st.entries;
 	log_limit_tick(&srv->drop_log, now);
 }
 

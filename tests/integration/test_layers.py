@@ -66,3 +66,40 @@ def test_the_issues_rules():
             assert m[dep][0] != "bootstrap", (fast, dep)
     assert "enum log_level" in (SRC / "log.h").read_text()
     assert "enum log_level {" not in (SRC / "policy.h").read_text()
+
+
+# A rate table entry, and the state the guard keeps in one, by type.
+ENTRY_TYPES = ("rate_entry", "tcp_source", "udp_source", "udp_aggregate")
+HANDLE_RE = re.compile(
+    r"struct (?:%s)\s*\*\s*(?:const\s+)?(\w+)" % "|".join(ENTRY_TYPES))
+GUARD_CALL_DEREF_RE = re.compile(
+    r"\b(?:udp_guard|tcp_guard|rate_table|rate_entry)_\w+\([^;{}]*?\)\s*->")
+
+
+def without_comments(text):
+    return re.sub(r"/\*.*?\*/|//[^\n]*", " ", text, flags=re.S)
+
+
+def test_the_guard_keeps_its_entries():
+    """A rate table entry is ratelimit.c's, the state in it guard.c's:
+    their structs are defined there and nowhere else, no header shows
+    their fields, and no other module reaches through a handle to one
+    (a pointer of those types, or what a guard call returns)."""
+    owners = {"rate_entry": "ratelimit.c", "tcp_source": "guard.c",
+              "udp_source": "guard.c", "udp_aggregate": "guard.c"}
+    for f in sorted(SRC.glob("*.[ch]")):
+        text = without_comments(f.read_text())
+        for t in ENTRY_TYPES:
+            if re.search(r"\bstruct %s\s*\{" % t, text):
+                assert f.name == owners[t], (
+                    f"{f.name} defines struct {t}: only {owners[t]} may")
+        if f.name in ("ratelimit.c", "guard.c"):
+            continue
+        assert not re.search(r"\bstruct rate_entry\b", text), (
+            f"{f.name} names struct rate_entry, ratelimit.c's own")
+        for name in set(HANDLE_RE.findall(text)):
+            m = re.search(r"\b%s\s*->" % name, text)
+            assert not m, (
+                f"{f.name} reaches into a rate entry through {name}->")
+        m = GUARD_CALL_DEREF_RE.search(text)
+        assert not m, f"{f.name} reaches into what {m.group(0)} returns"

@@ -7,13 +7,26 @@
 
 #include "gro.h"
 #include "guard.h"
+#include "guard_test.h"
+#include "log.h"
 #include "policy.h"
+#include "ratelimit.h"
 
 #include <stdio.h>
 #include <string.h>
 
 static struct policy pol;
 static struct facts facts;
+
+/* What the guard reports to the counters. */
+static struct guard_stats
+stats_of(const struct udp_guard *g)
+{
+	struct guard_stats st;
+
+	udp_guard_stats(g, &st);
+	return st;
+}
 
 /* A test policy on top of the defaults, and local broadcast 198.18.0.255. */
 static struct udp_guard *
@@ -478,8 +491,8 @@ test_table_memory_is_fixed(void **state)
 	assert_int_equal(rate_table_slots(udp_guard_table(g)), 64);
 	assert_int_equal(loop_table_slots(udp_guard_loop_table(g)), 64);
 	/* 512 prefixes cycling through 64 slots: nearly every one evicts. */
-	assert_true(udp_guard_evictions(g) >= 4000);
-	assert_true(udp_guard_evictions(g) <= 5000 - 64);
+	assert_true(stats_of(g).evictions >= 4000);
+	assert_true(stats_of(g).evictions <= 5000 - 64);
 	udp_guard_free(g);
 	/* The loop-hold table: an eighth of the rate table, never less. */
 	g = guard_with(NULL, 1);
@@ -529,7 +542,7 @@ test_tcp_eviction_order(void **state)
 	assert_true(a.admit);
 	assert_int_equal(a.verdict, TCP_ok);
 	assert_ptr_equal(a.evict, first.source);
-	assert_int_equal(first.source->pinned, 1);
+	assert_int_equal(tcp_guard_held(first.source), 1);
 	assert_int_equal(tcp_guard_active(g), 4);
 	/* Now all hold 1: of equal holders, the one that came to hold 1
 	 * first (198.18.1.2) goes first, and a source that would hold as
@@ -542,7 +555,7 @@ test_tcp_eviction_order(void **state)
 	a = tcp_connect(g, "198.18.4.1", 7);
 	assert_true(a.admit);
 	assert_ptr_equal(a.evict, b.source);
-	assert_int_equal(b.source->pinned, 0);
+	assert_int_equal(tcp_guard_held(b.source), 0);
 	assert_int_equal(tcp_guard_active(g), 4);
 	tcp_guard_free(g);
 }
@@ -607,7 +620,7 @@ test_rate_exempt_udp(void **state)
 		            1000) == GUARD_ok;
 	}
 	assert_int_equal(ok, 400);
-	assert_int_equal(udp_guard_exempted(g), 400);
+	assert_int_equal(stats_of(g).exempted, 400);
 	assert_int_equal(rate_table_used(udp_guard_table(g)), 0);
 	/* The same /24 outside the exempt prefix: limited by the byte rate
 	 * (1k / 199 = 5), and the global cap is still whole. */
@@ -626,7 +639,7 @@ test_rate_exempt_udp(void **state)
 	/* Spent global cap: the exempt source still passes. */
 	assert_int_equal(check(g, "198.18.1.7", 40000, "198.18.0.1", "y", 1000),
 	                 GUARD_ok);
-	assert_int_equal(udp_guard_exempted(g), 401);
+	assert_int_equal(stats_of(g).exempted, 401);
 	udp_guard_free(g);
 }
 
@@ -661,7 +674,7 @@ test_rate_exempt_keeps_other_checks(void **state)
 	assert_int_equal(
 	    check(g, "198.18.1.1", 40000, "198.18.0.1", "loop", 1004),
 	    GUARD_loop);
-	assert_int_equal(udp_guard_exempted(g), 4);
+	assert_int_equal(stats_of(g).exempted, 4);
 	udp_guard_free(g);
 }
 
@@ -765,8 +778,8 @@ test_split_check_is_udp_guard_check(void **state)
 	/* The sequence went through every kind of decision. */
 	assert_true(seen[GUARD_ok] > 0 && seen[GUARD_rate] > 0 &&
 	            seen[GUARD_loop] > 0 && seen[GUARD_port] == 8);
-	assert_true(udp_guard_exempted(split) > 0);
-	assert_int_equal(udp_guard_exempted(split), udp_guard_exempted(whole));
+	assert_true(stats_of(split).exempted > 0);
+	assert_int_equal(stats_of(split).exempted, stats_of(whole).exempted);
 	udp_guard_free(whole);
 	udp_guard_free(split);
 }
@@ -831,8 +844,8 @@ test_buffer_check_is_udp_guard_check(void **state)
 	/* The sequence went through every kind of decision. */
 	assert_true(seen[GUARD_ok] > 0 && seen[GUARD_rate] > 0 &&
 	            seen[GUARD_loop] > 0 && seen[GUARD_port] > 0);
-	assert_true(udp_guard_exempted(batch) > 0);
-	assert_int_equal(udp_guard_exempted(batch), udp_guard_exempted(whole));
+	assert_true(stats_of(batch).exempted > 0);
+	assert_int_equal(stats_of(batch).exempted, stats_of(whole).exempted);
 	udp_guard_free(whole);
 	udp_guard_free(batch);
 }
@@ -845,7 +858,7 @@ test_repeated_source_check(void **state)
 {
 	struct udp_guard *g = guard_with(NULL, 1);
 	struct datagram d = datagram("127.0.0.1", 40000, "127.0.0.1", "x", 1);
-	struct rate_entry *e;
+	const void *e;
 
 	(void)state;
 	assert_int_equal(udp_guard_source_check(g, &d, 10), GUARD_ok);
@@ -872,9 +885,9 @@ test_repeated_source_check(void **state)
 	assert_true(udp_guard_source(g) != e); /* another /24 */
 	/* Later: the entry is seen again, at the new time. */
 	assert_int_equal(udp_guard_source_check(g, &d, 10), GUARD_ok);
-	assert_int_equal(udp_guard_source(g)->last_seen, 10);
+	assert_int_equal(rate_entry_last_seen(udp_guard_source(g)), 10);
 	assert_int_equal(udp_guard_source_check(g, &d, 11), GUARD_ok);
-	assert_int_equal(udp_guard_source(g)->last_seen, 11);
+	assert_int_equal(rate_entry_last_seen(udp_guard_source(g)), 11);
 	udp_guard_free(g);
 }
 
@@ -928,21 +941,23 @@ test_tcp_levels_v6(void **state)
 		/* Its /48 holds 4, the others 2: only its own go. */
 		assert_true(a.admit);
 		assert_non_null(a.evict);
-		assert_int_equal(a.evict->key.bytes[4], 0xbb);
-		assert_int_equal(a.evict->key.bytes[5], 0xbb);
-		assert_int_equal(tcp_guard_aggregate(a.evict)->pinned, 4);
+		assert_int_equal(rate_entry_key(a.evict)->bytes[4], 0xbb);
+		assert_int_equal(rate_entry_key(a.evict)->bytes[5], 0xbb);
+		assert_int_equal(tcp_guard_held(tcp_guard_aggregate(a.evict)),
+		                 4);
 	}
 	for (int i = 0; i < 4; i++)
-		assert_int_equal(legit[i].source->pinned, 1);
-	assert_int_equal(tcp_guard_aggregate(legit[0].source)->pinned, 2);
+		assert_int_equal(tcp_guard_held(legit[i].source), 1);
+	assert_int_equal(tcp_guard_held(tcp_guard_aggregate(legit[0].source)),
+	                 2);
 	/* A third /48: 0 < 4, the attacker's /48 pays. */
 	a = tcp_connect(g, "2001:db8:dddd::1", 1000);
 	assert_true(a.admit);
-	assert_int_equal(a.evict->key.bytes[4], 0xbb);
+	assert_int_equal(rate_entry_key(a.evict)->bytes[4], 0xbb);
 	/* The attacker's /48 holds 3, still the largest: only its own. */
 	a = tcp_connect(g, "2001:db8:bbbb:ffff::1", 1001);
 	assert_true(a.admit);
-	assert_int_equal(a.evict->key.bytes[4], 0xbb);
+	assert_int_equal(rate_entry_key(a.evict)->bytes[4], 0xbb);
 	assert_int_equal(tcp_guard_active(g), 8);
 	tcp_guard_free(g);
 }
@@ -964,12 +979,13 @@ test_tcp_levels_v4(void **state)
 		snprintf(src, sizeof(src), "198.18.3.%u", i + 1);
 		a = tcp_connect(g, src, 2 + i);
 		assert_true(a.admit);
-		assert_true(a.evict == NULL ||
-		            (a.evict->key.bytes[2] == 3 &&
-		             tcp_guard_aggregate(a.evict)->pinned == 2));
+		assert_true(
+		    a.evict == NULL ||
+		    (rate_entry_key(a.evict)->bytes[2] == 3 &&
+		     tcp_guard_held(tcp_guard_aggregate(a.evict)) == 2));
 	}
-	assert_int_equal(legit[0].source->pinned, 2);
-	assert_int_equal(legit[1].source->pinned, 2);
+	assert_int_equal(tcp_guard_held(legit[0].source), 2);
+	assert_int_equal(tcp_guard_held(legit[1].source), 2);
 	tcp_guard_free(g);
 }
 
@@ -997,12 +1013,12 @@ test_tcp_victim_descends_the_levels(void **state)
 	a = tcp_connect(g, "2001:db8:a:201::1", 2);
 	assert_true(a.admit);
 	assert_ptr_equal(a.evict, big.source);
-	assert_int_equal(small.source->pinned, 1);
+	assert_int_equal(tcp_guard_held(small.source), 1);
 	/* B's newcomer in another /56: inside B, its /56 b1 pays. */
 	a = tcp_connect(g, "2001:db8:b:200::1", 3);
 	assert_true(a.admit);
-	assert_int_equal(a.evict->key.bytes[6], 1);
-	assert_int_equal(a.evict->key.bytes[5], 0xb);
+	assert_int_equal(rate_entry_key(a.evict)->bytes[6], 1);
+	assert_int_equal(rate_entry_key(a.evict)->bytes[5], 0xb);
 	/* The /64 that is the largest at every level of its chain: letting
 	 * it in would only trade places. */
 	a = tcp_connect(g, "2001:db8:b:100::1", 4);
@@ -1019,6 +1035,7 @@ test_tcp_aggregate_limits(void **state)
 {
 	struct tcp_guard *g;
 	struct tcp_admission a;
+	struct bucket connects;
 	char src[32];
 
 	(void)state;
@@ -1048,8 +1065,9 @@ test_tcp_aggregate_limits(void **state)
 	assert_false(a.admit);
 	assert_int_equal(a.verdict, TCP_aggregate_rate);
 	/* The source's own token was not spent by the refusal. */
-	assert_int_equal(
-	    bucket_level(&a.source->packets, &pol.tcp_connect_rate, 1), 400);
+	connects = tcp_guard_connects(a.source);
+	assert_int_equal(bucket_level(&connects, &pol.tcp_connect_rate, 1),
+	                 400);
 	assert_true(tcp_connect(g, "2001:db8:8::1", 1).admit);
 	tcp_guard_free(g);
 }
@@ -1064,6 +1082,155 @@ test_tcp_level_memory(void **state)
 		skip();
 	assert_int_equal(tcp_guard_entry_bytes(), 120);
 	assert_int_equal(tcp_guard_group_bytes(), 40);
+}
+
+/* What the worker's memory bound asks of the guards: their tables (and
+ * groups) as allocated, and a little for the guard itself. */
+static void
+test_guard_bytes(void **state)
+{
+	struct udp_guard *u = guard_with("rate-table-size 1000\n", 1);
+	struct tcp_guard *t = tcp_guard_new(&pol, &facts, 50);
+	size_t tables = rate_table_bytes(udp_guard_table(u)) +
+	                rate_table_bytes(udp_guard_aggregate_table(u)) +
+	                loop_table_bytes(udp_guard_loop_table(u));
+
+	(void)state;
+	assert_true(udp_guard_bytes(&pol) >= tables);
+	assert_true(udp_guard_bytes(&pol) < tables + 1024);
+	/* Three IPv6 levels by default: three tables of 1000 slots. */
+	tables = 3 * rate_table_bytes(tcp_guard_table(t));
+	assert_true(tcp_guard_bytes(&pol, 50) >=
+	            tables + 51 * tcp_guard_group_bytes());
+	assert_true(tcp_guard_bytes(&pol, 50) <
+	            tables + 51 * 4 * tcp_guard_group_bytes() + 1024);
+	tcp_guard_free(t);
+	udp_guard_free(u);
+}
+
+/* The source's byte rate, behind the guard: the allowance is its tokens,
+ * a charge spends them, refill brings them back; unlimited for an exempt
+ * source, without an entry, and in log-only (which still charges). */
+static void
+test_tcp_byte_allowance(void **state)
+{
+	struct tcp_guard *g;
+	struct tcp_admission a;
+
+	(void)state;
+	udp_guard_free(guard_with("tcp-byte-rate 1000/s burst 4000\n", 1));
+	g = tcp_guard_new(&pol, &facts, 10);
+	a = tcp_connect(g, "198.18.1.1", 0);
+	assert_true(a.admit && !a.rate_exempt);
+	assert_int_equal(tcp_guard_allowance(g, a.source, false, 0), 4000);
+	tcp_guard_charge(g, a.source, false, 0, 3000);
+	assert_int_equal(tcp_guard_allowance(g, a.source, false, 0), 1000);
+	tcp_guard_charge(g, a.source, false, 0, 1000);
+	assert_int_equal(tcp_guard_allowance(g, a.source, false, 0), 0);
+	/* More than there is: nothing taken. */
+	tcp_guard_charge(g, a.source, false, 500, 600);
+	assert_int_equal(tcp_guard_allowance(g, a.source, false, 500), 500);
+	/* Another connection of the same source shares the bucket. */
+	assert_int_equal(tcp_connect(g, "198.18.1.1", 500).source, a.source);
+	assert_int_equal(tcp_guard_allowance(g, a.source, false, 500), 500);
+	/* Exempt, or no entry: no limit, nothing charged. */
+	assert_int_equal(tcp_guard_allowance(g, a.source, true, 500),
+	                 UINT64_MAX);
+	tcp_guard_charge(g, a.source, true, 500, 500);
+	assert_int_equal(tcp_guard_allowance(g, a.source, false, 500), 500);
+	assert_int_equal(tcp_guard_allowance(g, NULL, false, 500), UINT64_MAX);
+	tcp_guard_charge(g, NULL, false, 500, 500);
+	tcp_guard_free(g);
+
+	/* Log-only: every byte goes through, and is counted. */
+	udp_guard_free(guard_with("tcp-byte-rate 1000/s burst 4000\n"
+	                          "enforce log-only\n",
+	                          1));
+	g = tcp_guard_new(&pol, &facts, 10);
+	a = tcp_connect(g, "198.18.1.1", 0);
+	tcp_guard_charge(g, a.source, false, 0, 4000);
+	assert_int_equal(tcp_guard_allowance(g, a.source, false, 0),
+	                 UINT64_MAX);
+	pol.enforce = true;
+	assert_int_equal(tcp_guard_allowance(g, a.source, false, 0), 0);
+	tcp_guard_free(g);
+}
+
+/* Log lines: a few per reason per window (log.h), and a few per source
+ * while it is in the table, counted in the guard's entry. */
+static void
+test_may_log(void **state)
+{
+	struct udp_guard *g = guard_with("udp-rate 1/h burst 1\n", 1);
+	static const char *const payloads[] = {"a", "b", "c", "d", "e"};
+	struct log_limit l = {.summary_event = "udp_drop_summary"};
+	struct tcp_guard *t;
+	struct tcp_admission a;
+	unsigned lines = 0;
+
+	(void)state;
+	/* One source over its rate: three lines, then silence. */
+	check(g, "198.18.1.1", 40000, "198.18.0.1", "x", 1);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(check(g, "198.18.1.1", 40000, "198.18.0.1",
+		                       payloads[i], 2 + (uint64_t)i),
+		                 GUARD_rate);
+		lines += udp_guard_may_log(g, &l, GUARD_rate);
+	}
+	assert_int_equal(lines, LOG_LIMIT_SOURCE_LINES);
+	assert_int_equal(l.suppressed[GUARD_rate], 5 - LOG_LIMIT_SOURCE_LINES);
+	/* Another source has its own count; the reason's budget is 5. */
+	check(g, "198.18.2.1", 40000, "198.18.0.1", "x", 10);
+	for (int i = 0; i < 3; i++) {
+		check(g, "198.18.2.1", 40000, "198.18.0.1", payloads[i],
+		      11 + (uint64_t)i);
+		lines += udp_guard_may_log(g, &l, GUARD_rate);
+	}
+	assert_int_equal(lines, LOG_LIMIT_LINES);
+	/* A drop before the table (no source) counts only the reason. */
+	assert_int_equal(check(g, "198.18.3.1", 19, "198.18.0.1", "x", 20),
+	                 GUARD_port);
+	assert_true(udp_guard_may_log(g, &l, GUARD_port));
+	udp_guard_free(g);
+
+	udp_guard_free(guard_with("tcp-connect-rate 1/h burst 1\n", 1));
+	t = tcp_guard_new(&pol, &facts, 10);
+	memset(&l, 0, sizeof(l));
+	lines = 0;
+	tcp_connect(t, "198.18.1.1", 1);
+	for (int i = 0; i < 5; i++) {
+		a = tcp_connect(t, "198.18.1.1", 2);
+		assert_int_equal(a.verdict, TCP_rate);
+		lines += tcp_guard_may_log(t, &l, a.verdict, a.source);
+	}
+	assert_int_equal(lines, LOG_LIMIT_SOURCE_LINES);
+	assert_true(tcp_guard_may_log(t, &l, TCP_deny, NULL));
+	tcp_guard_free(t);
+}
+
+/* The aggregate an eviction's log line names: the coarsest prefix of the
+ * source's chain, with its length. */
+static void
+test_tcp_aggregate_prefix(void **state)
+{
+	struct tcp_guard *g;
+	struct tcp_admission a;
+	struct ipaddr agg, want;
+
+	(void)state;
+	udp_guard_free(guard_with(NULL, 1));
+	g = tcp_guard_new(&pol, &facts, 10);
+	a = tcp_connect(g, "2001:db8:a:100::1", 1);
+	assert_int_equal(tcp_guard_aggregate_prefix(g, a.source, &agg),
+	                 pol.tcp_prefix_v6[pol.tcp_levels_v6 - 1]);
+	assert_int_equal(parse_ipaddr("2001:db8:a::", &want), 0);
+	ipaddr_prefix(&want, pol.tcp_prefix_v6[pol.tcp_levels_v6 - 1], &want);
+	assert_true(ipaddr_equal(&agg, &want));
+	a = tcp_connect(g, "198.18.7.9", 1);
+	assert_int_equal(tcp_guard_aggregate_prefix(g, a.source, &agg),
+	                 pol.tcp_prefix_v4[pol.tcp_levels_v4 - 1]);
+	assert_int_equal(agg.family, AF_INET);
+	tcp_guard_free(g);
 }
 
 /* UDP: 256 /56s of one /48 share its aggregate rate. */
@@ -1235,6 +1402,10 @@ main(void)
 	    cmocka_unit_test(test_tcp_aggregate_limits),
 	    cmocka_unit_test(test_udp_aggregate_rate),
 	    cmocka_unit_test(test_tcp_level_memory),
+	    cmocka_unit_test(test_guard_bytes),
+	    cmocka_unit_test(test_tcp_byte_allowance),
+	    cmocka_unit_test(test_may_log),
+	    cmocka_unit_test(test_tcp_aggregate_prefix),
 	    cmocka_unit_test(test_embedded_ipv4_dropped_by_default),
 	    cmocka_unit_test(test_embedded_ipv4_judged),
 	    cmocka_unit_test(test_embedded_ipv4_shares_the_ipv4_rate),

@@ -15,6 +15,14 @@
 
 #define HOUR_MS UINT64_C(3600000)
 
+/* What an owner keeps in an entry (ratelimit.h): here, the UDP guard's
+ * kind of state. */
+struct test_state {
+	struct bucket packets, bytes;
+	uint32_t logged;
+};
+#define STATE sizeof(struct test_state)
+
 static const uint8_t secret_a[SIPHASH_KEY_LEN] = {
     0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,
     0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f,
@@ -292,9 +300,9 @@ test_bucket_defaults(void **state)
 static void
 test_table_get_then_find(void **state)
 {
-	struct rate_table *t = rate_table_new(64, secret_a);
+	struct rate_table *t = rate_table_new(64, STATE, secret_a);
 	struct ipaddr k = parsed("198.18.0.1"), other = parsed("198.18.0.2");
-	struct rate_entry *e, *f;
+	struct test_state *e, *f;
 	bool created = false, evicted = true;
 
 	(void)state;
@@ -305,10 +313,9 @@ test_table_get_then_find(void **state)
 	assert_non_null(e);
 	assert_true(created);
 	assert_false(evicted);
-	assert_true(e->used);
-	assert_true(ipaddr_equal(&e->key, &k));
-	assert_true(e->last_seen == 100);
-	assert_true(e->pinned == 0 && e->logged == 0);
+	assert_true(ipaddr_equal(rate_entry_key(e), &k));
+	assert_true(rate_entry_last_seen(e) == 100);
+	assert_true(rate_entry_pins(e) == 0 && e->logged == 0);
 
 	e->logged = 3;
 	f = rate_table_get(t, &k, 200, &created, &evicted);
@@ -316,11 +323,11 @@ test_table_get_then_find(void **state)
 	assert_false(created);
 	assert_false(evicted);
 	assert_true(f->logged == 3);
-	assert_true(f->last_seen == 200);
+	assert_true(rate_entry_last_seen(f) == 200);
 
 	/* find leaves last_seen alone. */
 	assert_ptr_equal(rate_table_find(t, &k), e);
-	assert_true(e->last_seen == 200);
+	assert_true(rate_entry_last_seen(e) == 200);
 	assert_null(rate_table_find(t, &other));
 
 	/* The flags are optional. */
@@ -331,9 +338,9 @@ test_table_get_then_find(void **state)
 static void
 test_table_evicts_least_recent(void **state)
 {
-	struct rate_table *t = rate_table_new(8, secret_a);
+	struct rate_table *t = rate_table_new(8, STATE, secret_a);
 	struct ipaddr k[9];
-	struct rate_entry *e;
+	struct test_state *e;
 	bool created, evicted;
 	uint32_t i;
 
@@ -359,8 +366,8 @@ test_table_evicts_least_recent(void **state)
 	assert_non_null(e);
 	assert_true(created);
 	assert_true(evicted);
-	assert_true(ipaddr_equal(&e->key, &k[8]));
-	assert_true(e->last_seen == 101);
+	assert_true(ipaddr_equal(rate_entry_key(e), &k[8]));
+	assert_true(rate_entry_last_seen(e) == 101);
 	assert_null(rate_table_find(t, &k[1]));
 	for (i = 0; i < 9; i++)
 		if (i != 1)
@@ -372,8 +379,8 @@ test_table_evicts_least_recent(void **state)
 static void
 test_table_new_entry_zeroed(void **state)
 {
-	struct rate_table *t = rate_table_new(8, secret_a);
-	struct rate_entry *e;
+	struct rate_table *t = rate_table_new(8, STATE, secret_a);
+	struct test_state *e;
 	struct ipaddr k;
 	uint32_t i;
 
@@ -392,15 +399,15 @@ test_table_new_entry_zeroed(void **state)
 	assert_non_null(e);
 	assert_true(e->packets.millitokens == 0 && e->packets.last_ms == 0);
 	assert_true(e->bytes.millitokens == 0 && e->bytes.last_ms == 0);
-	assert_true(e->logged == 0 && e->pinned == 0);
+	assert_true(e->logged == 0 && rate_entry_pins(e) == 0);
 	rate_table_free(t);
 }
 
 static void
 test_table_pinned(void **state)
 {
-	struct rate_table *t = rate_table_new(8, secret_a);
-	struct rate_entry *e[8], *n;
+	struct rate_table *t = rate_table_new(8, STATE, secret_a);
+	struct test_state *e[8], *n;
 	struct ipaddr k, extra = v4key(0xc6120100u);
 	bool created = true, evicted = true;
 	uint32_t i;
@@ -411,10 +418,12 @@ test_table_pinned(void **state)
 		k = v4key(0xc6120000u + i);
 		e[i] = rate_table_get(t, &k, 10 + i, NULL, NULL);
 		assert_non_null(e[i]);
-		e[i]->pinned = 1;
+		rate_entry_pin(e[i]);
+		assert_true(rate_entry_pins(e[i]) == 1);
 	}
 	/* Only the newest is unpinned: it goes, though others are older. */
-	e[7]->pinned = 0;
+	rate_entry_unpin(e[7]);
+	assert_true(rate_entry_pins(e[7]) == 0);
 	n = rate_table_get(t, &extra, 50, &created, &evicted);
 	assert_ptr_equal(n, e[7]);
 	assert_true(created && evicted);
@@ -423,7 +432,9 @@ test_table_pinned(void **state)
 	assert_null(rate_table_find(t, &k));
 
 	/* All pinned: a new source is refused, the old ones stay. */
-	n->pinned = 2;
+	rate_entry_pin(n);
+	rate_entry_pin(n);
+	assert_true(rate_entry_pins(n) == 2);
 	k = v4key(0xc6120200u);
 	assert_null(rate_table_get(t, &k, 60, &created, &evicted));
 	assert_false(created);
@@ -448,13 +459,15 @@ test_table_rounding(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
-		t = rate_table_new(want[i][0], secret_a);
+		t = rate_table_new(want[i][0], STATE, secret_a);
 		assert_non_null(t);
 		assert_true(rate_table_slots(t) == want[i][1]);
 		assert_true(rate_table_bytes(t) >=
-		            want[i][1] * sizeof(struct rate_entry));
+		            want[i][1] * rate_table_slot_bytes(STATE));
 		assert_true(rate_table_bytes(t) <
-		            want[i][1] * sizeof(struct rate_entry) + 256);
+		            want[i][1] * rate_table_slot_bytes(STATE) + 256);
+		assert_true(rate_table_bytes(t) ==
+		            rate_table_bytes_for(want[i][0], STATE));
 		rate_table_free(t);
 	}
 }
@@ -462,7 +475,7 @@ test_table_rounding(void **state)
 static void
 test_table_memory_constant(void **state)
 {
-	struct rate_table *t = rate_table_new(100, secret_a);
+	struct rate_table *t = rate_table_new(100, STATE, secret_a);
 	size_t bytes, slots;
 	struct ipaddr k;
 
@@ -483,8 +496,8 @@ test_table_memory_constant(void **state)
 static void
 test_table_random_keys(void **state)
 {
-	struct rate_table *t = rate_table_new(4096, secret_b);
-	struct rate_entry *e;
+	struct rate_table *t = rate_table_new(4096, STATE, secret_b);
+	struct test_state *e;
 	size_t found = 0;
 	struct ipaddr k;
 	uint32_t i, n;
@@ -498,14 +511,14 @@ test_table_random_keys(void **state)
 		k = v4key(n);
 		e = rate_table_get(t, &k, i, NULL, NULL);
 		assert_non_null(e);
-		assert_true(ipaddr_equal(&e->key, &k));
+		assert_true(ipaddr_equal(rate_entry_key(e), &k));
 	}
 	/* Every slot ends up used by exactly the key it says it holds. */
 	for (i = 100000 - 4096; i < 100000; i++) {
 		k = v4key(i * 2654435761u + 0x9e3779b9u);
 		e = rate_table_find(t, &k);
 		if (e != NULL) {
-			assert_true(ipaddr_equal(&e->key, &k));
+			assert_true(ipaddr_equal(rate_entry_key(e), &k));
 			found++;
 		}
 	}
@@ -518,9 +531,9 @@ test_table_random_keys(void **state)
 static void
 test_table_family_distinct(void **state)
 {
-	struct rate_table *t = rate_table_new(64, secret_a);
+	struct rate_table *t = rate_table_new(64, STATE, secret_a);
 	struct ipaddr v4 = v4key(0x01020304u), v6 = v4;
-	struct rate_entry *e4, *e6;
+	struct test_state *e4, *e6;
 	bool created;
 
 	(void)state;
@@ -535,8 +548,8 @@ test_table_family_distinct(void **state)
 	assert_ptr_not_equal(e4, e6);
 	assert_ptr_equal(rate_table_find(t, &v4), e4);
 	assert_ptr_equal(rate_table_find(t, &v6), e6);
-	assert_true(e4->key.family == AF_INET);
-	assert_true(e6->key.family == AF_INET6);
+	assert_true(rate_entry_key(e4)->family == AF_INET);
+	assert_true(rate_entry_key(e6)->family == AF_INET6);
 	rate_table_free(t);
 }
 
@@ -549,9 +562,9 @@ test_table_family_distinct(void **state)
 static void
 test_table_secret_matters(void **state)
 {
-	struct rate_table *ta = rate_table_new(64, secret_a);
-	struct rate_table *tb = rate_table_new(64, secret_b);
-	struct rate_table *ta2 = rate_table_new(64, secret_a);
+	struct rate_table *ta = rate_table_new(64, STATE, secret_a);
+	struct rate_table *tb = rate_table_new(64, STATE, secret_b);
+	struct rate_table *ta2 = rate_table_new(64, STATE, secret_a);
 	uint64_t ev_a = 0, ev_b = 0, ev_a2 = 0, in_a = 0, in_b = 0;
 	struct ipaddr k;
 	bool ev;
@@ -602,6 +615,7 @@ test_loop_table_sets(void **state)
 	assert_non_null(t);
 	assert_int_equal(loop_table_slots(t), 64);
 	bytes = loop_table_bytes(t);
+	assert_int_equal(bytes, loop_table_bytes_for(64));
 	assert_null(loop_table_find(t, 0));
 	for (uint64_t i = 0; i < 8; i++) {
 		e = loop_table_get(t, i * 8, 10 + i);

@@ -11,6 +11,7 @@
 
 #include "bpf/prefilter.h"
 #include "guard.h"
+#include "guard_test.h"
 #include "policy.h"
 #include "sandbox.h"
 #include "xdp.h"
