@@ -469,7 +469,7 @@ def test_reflection_flood_at_victim_is_rate_limited(net, nsd, socks):
 # ---------------------------------------------------------------- 6. 100k sources
 
 TABLE = 16384
-ENTRY_MAX = 128  # bytes; struct rate_entry is 120 on x86-64
+ENTRY_MAX = 128  # bytes; a UDP source's table slot is 80 on x86-64
 UDP_BUFS = 32 * 65507  # udp.c: BATCH slots of udp-max-datagram
 
 
