@@ -23,10 +23,8 @@
  * at the end of this file, is that list; every way out is fail().
  */
 #include "cli.h"
-#include "errmsg.h"
 #include "exitcodes.h"
 #include "facts.h"
-#include "gro.h"
 #include "landlock.h"
 #include "listen.h"
 #include "log.h"
@@ -38,7 +36,7 @@
 #include "sandbox.h"
 #include "sockact.h"
 #include "supervisor.h"
-#include "tcp.h"
+#include "unguarded.h"
 #include "variant.h"
 #include "worker.h"
 #include "xdp.h"
@@ -46,25 +44,19 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
-#include <net/if.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/param.h>
-#include <sys/random.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #ifndef ECHOD_VERSION
 #define ECHOD_VERSION "0.1.0"
 #endif
 
-#define FD_RESERVE 64 /* listeners, epoll, signalfd, stdio */
-#define ECHO_PORT  7  /* RFC 862 */
+#define ECHO_PORT 7 /* RFC 862 */
 
 static struct policy policy;
 static const struct options *command_line; /* the flags, for a reload */
@@ -89,15 +81,9 @@ static unsigned long long worker_memory; /* each worker's RLIMIT_DATA */
 struct boot {
 	struct options opts;
 	unsigned nworkers;
-	bool as_root;
-	uid_t uid;
-	gid_t gid;
-	char user[POLICY_NAME_MAX];
-	rlim_t nofile;        /* the fd limit the policy needs */
-	bool keep_fsize;      /* allow-downgrade fsize-limit was used */
-	bool bounding;        /* the bounding set was emptied */
+	struct privdrop priv; /* who echod becomes, what it keeps */
 	char skipped[128];    /* hardening steps not applied, comma-separated */
-	const char *landlock; /* the Landlock level reached ("abi7", "none") */
+	char landlock[16];    /* the Landlock level reached ("abi7", "none") */
 	struct listen_set sockets;
 };
 
@@ -147,84 +133,30 @@ skip_step(struct boot *b, const char *step)
 	         n > 0 ? "," : "", step);
 }
 
-static unsigned
-worker_count(const struct policy *p)
-{
-	long cpus;
-
-	if (p->workers > 0)
-		return p->workers;
-	cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	return cpus < 1 ? 1 : cpus > 256 ? 256 : (unsigned)cpus;
-}
-
-/* Every worker may hold every connection: each needs that many fds. */
-static rlim_t
-fd_limit_needed(const struct policy *p, unsigned nworkers)
-{
-	return (rlim_t)p->tcp_max_connections + FD_RESERVE +
-	       (rlim_t)p->nlisten * 2 * nworkers +
-	       2 * (rlim_t)tcp_splice_pipes(p, p->tcp_max_connections);
-}
-
 /* The hard limit must allow `need`; raise the soft one to it unless only
  * checking (-t). */
 static void
-raise_fd_limit(rlim_t need, bool check_only)
+raise_nofile(rlim_t need, bool check_only)
 {
-	struct rlimit rl;
+	unsigned long long hard;
+	char err[256];
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-		fail(EXIT_OSERR, "fd_limit", NULL, "%s", strerror(errno));
-	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
-		fail(EXIT_OSERR, "fd_limit", NULL,
-		     "tcp-max-connections %u needs %llu open files but the "
-		     "hard limit is %llu: lower it or raise LimitNOFILE",
-		     policy.tcp_max_connections, (unsigned long long)need,
-		     (unsigned long long)rl.rlim_max);
-	}
-	if (!check_only && rl.rlim_cur < need) {
-		rl.rlim_cur = need;
-		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-			fail(EXIT_OSERR, "fd_limit", NULL, "%s",
-			     strerror(errno));
-	}
+	if (raise_fd_limit(need, check_only, &hard, err, sizeof(err)) == 0)
+		return;
+	if (hard == 0)
+		fail(EXIT_OSERR, "fd_limit", NULL, "%s", err);
+	fail(EXIT_OSERR, "fd_limit", NULL,
+	     "tcp-max-connections %u needs %llu open files but the hard "
+	     "limit is %llu: lower it or raise LimitNOFILE",
+	     policy.tcp_max_connections, (unsigned long long)need, hard);
 }
 
-/*
- * A policy from a file's text (or the built-in one without -c) and the
- * flags: what the start-up checks and a reload checks again, alike. 0, or
- * the exit status of the mistake (exitcodes.h) with its message in err:
- * FILE:LINE: message for the file.
- */
+/* The reload's way to build a policy (reload.h): as the start-up did. */
 static int
 build_policy(const char *text, size_t len, struct policy *p, char *err,
              size_t errlen)
 {
-	struct policy_error e;
-	char msg[256];
-
-	if (policy_defaults(p, &e) != 0) {
-		errmsg(err, errlen, "echod: built-in policy:%u: %s", e.line,
-		       e.msg);
-		return EXIT_SOFTWARE;
-	}
-	if (command_line->config != NULL &&
-	    policy_parse(text, len, p, &e) != 0) {
-		if (e.line > 0)
-			errmsg(err, errlen, "%s:%u: %s", command_line->config,
-			       e.line, e.msg);
-		else
-			errmsg(err, errlen, "%s: %s", command_line->config,
-			       e.msg);
-		return EXIT_CONFIG;
-	}
-	cli_apply(command_line, p);
-	if (cli_check_listen(p, msg, sizeof(msg)) != 0) {
-		errmsg(err, errlen, "echod: %s", msg);
-		return EXIT_USAGE;
-	}
-	return 0;
+	return cli_build_policy(command_line, text, len, p, err, errlen);
 }
 
 static void
@@ -261,259 +193,82 @@ print_policy(void)
 	printf("# digest %s\n", digest);
 }
 
-/* RLIMIT_FSIZE 0 would stop a log that goes to a regular file. */
-static bool
-stderr_is_file(void)
-{
-	struct stat st;
-
-	return fstat(STDERR_FILENO, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 /* Step 2: sockets from systemd if it passed any, else bind them here. */
 static void
 get_sockets(struct listen_set *s, unsigned nworkers)
 {
-	struct steering st;
 	char err[256];
 	int r = sockact_take(s, err, sizeof(err));
 
 	if (r < 0)
 		fail(EXIT_OSERR, "socket_activation", NULL, "%s", err);
-	if (r > 0) {
+	if (r > 0)
 		log_always(LOG_INFO, "socket_activation", "sockets=%zu", s->n);
-		return;
-	}
-	/* Steer TCP by its aggregate (the coarsest level) and UDP by the
-	 * shorter of its rate and aggregate prefixes, so that every key
-	 * either protocol counts lives in exactly one worker; under a key
-	 * drawn afresh at each start. */
-	st.tcp_v4 = policy.tcp_prefix_v4[policy.tcp_levels_v4 - 1];
-	st.tcp_v6 = policy.tcp_prefix_v6[policy.tcp_levels_v6 - 1];
-	st.udp_v4 = MIN(policy.rate_prefix_v4, policy.udp_aggregate_prefix_v4);
-	st.udp_v6 = MIN(policy.rate_prefix_v6, policy.udp_aggregate_prefix_v6);
-	if (getrandom(st.key, sizeof(st.key), 0) != (ssize_t)sizeof(st.key))
-		fail(EXIT_OSERR, "bind_failed", NULL,
-		     "getrandom for the steering key: %s", strerror(errno));
-	r = listen_bind(&policy, nworkers, &st, s, err, sizeof(err));
-	/* The kernel holds the programs now; no copy of the key stays. */
-	explicit_bzero(st.key, sizeof(st.key));
-	if (r != 0)
+	else if (listen_bind_steered(&policy, nworkers, s, err, sizeof(err)) !=
+	         0)
 		fail(EXIT_OSERR, "bind_failed", NULL, "%s", err);
 }
 
-/* Step 2, UDP: ask the kernel for GRO buffers, many datagrams of one flow
- * per receive, whether echod bound the socket or systemd did. A speed-up,
- * not a hardening step: without it (Linux before 5.0) echod serves one
- * datagram per receive, and says so once. */
+/* Step 2, UDP: a GRO buffer per receive where the kernel has it, and the
+ * receive buffers udp-receive-buffer asks for. */
 static void
-enable_udp_gro(const struct listen_set *s)
-{
-	unsigned failed = 0;
-	int err = 0;
-
-	for (size_t i = 0; i < s->n; i++)
-		if (s->l[i].type == SOCK_DGRAM && gro_enable(s->l[i].fd) != 0) {
-			failed++;
-			err = errno;
-		}
-	if (failed > 0)
-		log_always(LOG_WARN, "udp_gro_unavailable",
-		           "listeners=%u error=\"%s\" msg=\"UDP_GRO cannot "
-		           "be set: one datagram per receive\"",
-		           failed, strerror(err));
-}
-
-/*
- * Step 2: every UDP socket's receive buffer to udp-receive-buffer, while
- * CAP_NET_ADMIN may still lift net.core.rmem_max. A flood's bursts queue
- * there while the worker is busy; a short queue loses the legitimate
- * datagrams with the flood's. Less than asked is served, with a warning.
- */
-static void
-size_udp_buffers(const struct listen_set *s)
+tune_udp_sockets(const struct listen_set *s)
 {
 	char err[256];
-	uint64_t granted;
 
-	if (listen_set_rcvbuf(s, policy.udp_receive_buffer, &granted, err,
-	                      sizeof(err)) != 0)
+	listen_enable_gro(s);
+	if (listen_size_udp_buffers(s, policy.udp_receive_buffer, err,
+	                            sizeof(err)) != 0)
 		fail(EXIT_OSERR, "udp_receive_buffer_failed", NULL, "%s", err);
-	if (granted == 0)
-		return;
-	if (granted / 2 < policy.udp_receive_buffer)
-		log_always(LOG_WARN, "udp_receive_buffer",
-		           "bytes=%llu asked=%llu msg=\"net.core.rmem_max caps "
-		           "it without CAP_NET_ADMIN: raise the sysctl\"",
-		           (unsigned long long)granted / 2,
-		           (unsigned long long)policy.udp_receive_buffer);
-	else
-		log_always(LOG_INFO, "udp_receive_buffer", "bytes=%llu",
-		           (unsigned long long)granted / 2);
 }
 
-/* How many sockets systemd passed (0 if none, or if LISTEN_* is wrong:
- * sockact_take then refuses it, with the reason). */
-static unsigned
-passed_sockets(void)
+/* Inherited fds do not follow us into the sandbox (privdrop.h). */
+static void
+close_inherited(void)
 {
+	const char *step;
 	char err[256];
-	unsigned passed;
 
-	if (sockact_parse(getenv("LISTEN_PID"), getenv("LISTEN_FDS"), getpid(),
-	                  &passed, err, sizeof(err)) != 0)
-		return 0;
-	return passed;
+	if (close_inherited_fds(SOCKACT_FIRST_FD + (int)sockact_passed(), &step,
+	                        err, sizeof(err)) != 0)
+		refuse(step, err);
 }
 
-/* Put /dev/null on fd, opened with only the access it needs. */
+/* Without root, file capabilities bind the echo port only (privdrop.h). */
 static void
-null_on(int fd, int access)
+check_capability_use(bool as_root)
 {
-	int null = open("/dev/null", access | O_CLOEXEC | O_NOCTTY);
+	char err[200];
 
-	if (null < 0 || (null != fd && dup2(null, fd) < 0))
-		refuse("stdio", "cannot put /dev/null on stdin and stdout");
-	if (null != fd)
-		close(null);
-}
-
-/*
- * stderr, the log, is the one inherited fd that stays: reopened write-only,
- * so a worker cannot read from it what an operator types in the terminal
- * (or anything a pipe's other end holds). A socket (the journal's) cannot
- * be reopened: its reading half is shut down instead.
- */
-static void
-reopen_stderr_write_only(void)
-{
-	int flags = fcntl(STDERR_FILENO, F_GETFL), fd;
-	struct stat st;
-	off_t at;
-
-	if (flags < 0) { /* closed: a write-only /dev/null */
-		null_on(STDERR_FILENO, O_WRONLY);
-		return;
-	}
-	if ((flags & O_ACCMODE) == O_WRONLY)
-		return;
-	if (fstat(STDERR_FILENO, &st) != 0)
-		refuse("stderr", strerror(errno));
-	if (S_ISSOCK(st.st_mode)) {
-		if (shutdown(STDERR_FILENO, SHUT_RD) != 0 && errno != ENOTCONN)
-			refuse("stderr", "cannot shut down reading on the "
-			                 "stderr socket");
-		return;
-	}
-	/* O_NONBLOCK: a FIFO whose reader is gone must not block us. */
-	fd = open("/proc/self/fd/2", O_WRONLY | O_NOCTTY | O_CLOEXEC |
-	                                 O_NONBLOCK | (flags & O_APPEND));
-	if (fd < 0)
-		refuse("stderr", "cannot reopen stderr write-only through "
-		                 "/proc/self/fd/2 (is /proc mounted?)");
-	at = lseek(STDERR_FILENO, 0, SEEK_CUR);
-	if (at > 0 && S_ISREG(st.st_mode))
-		lseek(fd, at, SEEK_SET);
-	if (fcntl(fd, F_SETFL, flags & O_APPEND) != 0 ||
-	    dup2(fd, STDERR_FILENO) < 0)
-		refuse("stderr", strerror(errno));
-	close(fd);
-}
-
-/* Descriptors inherited from whoever started us (but systemd's sockets and
- * stderr, the log) must not follow us into the sandbox, where read and
- * write are allowed: stdin and stdout become /dev/null, stderr write-only,
- * the rest close. Runs after every lookup (user, NSS), so a socket an NSS
- * module keeps open closes too. */
-static void
-close_inherited_fds(void)
-{
-	null_on(STDIN_FILENO, O_RDONLY);
-	null_on(STDOUT_FILENO, O_WRONLY);
-	reopen_stderr_write_only();
-	closefrom(SOCKACT_FIRST_FD + (int)passed_sockets());
-}
-
-/*
- * File capabilities (make setcap) give whoever may run the binary the
- * right to bind low ports: without root, echod binds no port below 1024
- * but the echo port, so the binary is no general port binder.
- */
-static void
-check_capability_ports(bool as_root)
-{
-	char msg[200];
-
-	if (as_root || !have_capability(CAP_NET_BIND_SERVICE) ||
-	    passed_sockets() > 0)
-		return;
-	for (size_t i = 0; i < policy.nlisten; i++) {
-		uint16_t port = endpoint_port(&policy.listen[i]);
-		if (port < 1024 && port != ECHO_PORT) {
-			snprintf(msg, sizeof(msg),
-			         "port %u: with file capabilities and without "
-			         "root, echod binds no port below 1024 but %u",
-			         port, ECHO_PORT);
-			refuse("privileged_port", msg);
-		}
-	}
+	if (!as_root && have_capability(CAP_NET_BIND_SERVICE) &&
+	    sockact_passed() == 0 &&
+	    check_capability_ports(&policy, ECHO_PORT, err, sizeof(err)) != 0)
+		refuse("privileged_port", err);
 }
 
 /* -t: the prefilter's interfaces exist (loading it is left to the start). */
 static void
 check_prefilter_interfaces(void)
 {
-	char msg[128];
+	char err[128];
 
-	for (size_t i = 0; i < policy.nxdp && !policy.allow_no_xdp; i++)
-		if (if_nametoindex(policy.xdp_ifaces[i]) == 0) {
-			snprintf(msg, sizeof(msg),
-			         "no interface '%s' in echod's network "
-			         "namespace",
-			         policy.xdp_ifaces[i]);
-			refuse("xdp_attach", msg);
-		}
+	if (!policy.allow_no_xdp &&
+	    xdp_check_interfaces(&policy, err, sizeof(err)) != 0)
+		refuse("xdp_attach", err);
 }
 
-/*
- * Step 3b: the XDP prefilter, while the capabilities to load it are still
- * held. Afterwards only its links and a read-only view of its counters are
- * left: no process ever needs bpf() again. If it cannot be applied, echod
- * refuses to serve, unless the policy says 'allow-downgrade xdp-prefilter'.
- */
+/* Step 3b: the XDP prefilter (xdp.h), while the capabilities to load it
+ * are held. If it cannot be applied, echod refuses to serve, unless the
+ * policy says 'allow-downgrade xdp-prefilter'. */
 static void
 start_prefilter(struct boot *b)
 {
-	const struct listen_set *s = &b->sockets;
-	struct xdp_listener l[XDP_MAX_LISTEN];
-	struct xdp_prefilter *x;
-	enum xdp_mode got[POLICY_MAX_XDP];
-	const char *step = "xdp_load";
+	const char *step;
 	char err[512];
-	size_t nl, i;
 
-	if (policy.nxdp == 0)
+	if (policy.nxdp == 0 || xdp_start(&policy, &facts, &b->sockets, &step,
+	                                  err, sizeof(err)) == 0)
 		return;
-	nl = xdp_listeners_of(s, l, XDP_MAX_LISTEN);
-	x = xdp_load(&policy, &facts, l, nl, err, sizeof(err));
-	for (i = 0; x != NULL && i < policy.nxdp; i++)
-		if (xdp_attach(x, policy.xdp_ifaces[i], policy.xdp_mode,
-		               &got[i], err, sizeof(err)) != 0)
-			break;
-	if (x != NULL && i == policy.nxdp) {
-		step = "xdp_seal";
-		if (xdp_seal(x, err, sizeof(err)) == 0) {
-			for (i = 0; i < policy.nxdp; i++)
-				log_always(LOG_INFO, "xdp_attached",
-				           "iface=%s mode=%s",
-				           policy.xdp_ifaces[i],
-				           xdp_mode_name(got[i]));
-			return;
-		}
-	} else if (x != NULL) {
-		step = "xdp_attach";
-		xdp_unload(x);
-	}
 	if (!policy.allow_no_xdp)
 		refuse(step, err);
 	/* Why, here; that it was skipped, in report_downgrades(). */
@@ -580,29 +335,14 @@ prepare_reload(const struct boot *b, int reader_fd)
 }
 
 /* The bench-only unguarded build (variant.h) serves the benchmark and
- * nothing else: loopback and 198.18.0.0/15, never a wildcard address. */
+ * nothing else; the ordinary build compiles this out, step name and all. */
 static void
 refuse_unguarded_exposure(const struct policy *p)
 {
-	for (size_t i = 0; i < p->nlisten && !GUARDS_ON; i++) {
-		struct ipaddr a;
-		ipaddr_from_sockaddr((const struct sockaddr *)&p->listen[i].ss,
-		                     &a, NULL);
-		bool loop6 = a.family == AF_INET6 && a.bytes[15] == 1 &&
-		             memcmp(a.bytes, (uint8_t[15]){0}, 15) == 0;
-		bool v4 = a.family == AF_INET &&
-		          (a.bytes[0] == 127 ||
-		           (a.bytes[0] == 198 && (a.bytes[1] & 0xfe) == 18));
-		if (!loop6 && !v4)
-			refuse("unguarded_build",
-			       "this bench-only build has no abuse checks and "
-			       "no sandbox: it listens on 127.0.0.0/8, ::1 and "
-			       "198.18.0.0/15 only");
-	}
-	if (!GUARDS_ON)
-		log_always(LOG_WARN, "unguarded_build",
-		           "msg=\"WARNING: bench-only build: abuse checks and "
-		           "seccomp are compiled out\"");
+	char err[160];
+
+	if (!GUARDS_ON && unguarded_check_exposure(p, err, sizeof(err)) != 0)
+		refuse("unguarded_build", err);
 }
 
 /* Called in each worker just before it serves: its own, stricter limits. */
@@ -676,21 +416,16 @@ check_workers(struct boot *b)
 static void
 check_user_and_chroot(struct boot *b)
 {
+	const char *step;
 	char err[256];
 
-	b->as_root = geteuid() == 0;
-	if (!b->as_root) {
-		b->uid = getuid();
+	if (privdrop_check(&b->priv, &policy, !b->opts.check_only, &step, err,
+	                   sizeof(err)) != 0)
+		refuse(step, err);
+	if (!b->priv.as_root) {
 		skip_step(b, "chroot");
 		skip_step(b, "user");
-		return;
 	}
-	if (resolve_user(policy.user, b->user, sizeof(b->user), &b->uid,
-	                 &b->gid, err, sizeof(err)) != 0)
-		refuse("user", err);
-	if (prepare_chroot(policy.chroot_dir, !b->opts.check_only, err,
-	                   sizeof(err)) != 0)
-		refuse("chroot", err);
 }
 
 /* RLIMIT_FSIZE 0 would stop a log written to a regular file: refused,
@@ -705,7 +440,7 @@ check_stderr(struct boot *b)
 		       "stderr is a regular file and RLIMIT_FSIZE 0 "
 		       "would stop the log: log to a pipe or the "
 		       "journal, or set 'allow-downgrade fsize-limit'");
-	b->keep_fsize = true;
+	b->priv.keep_fsize = true;
 	skip_step(b, "fsize_limit");
 }
 
@@ -719,42 +454,29 @@ gather_facts(void)
 		fail(EXIT_OSERR, "facts", NULL, "%s", err);
 }
 
-/* Step 4: out of the filesystem, out of root. The bounding set goes
- * first: emptying it needs CAP_SETPCAP, which the user change drops. */
+/* Step 4: out of the filesystem, out of root (privdrop.h). */
 static void
 drop_privileges(struct boot *b)
 {
+	const char *step;
 	char err[256];
 
-	b->bounding = b->as_root || have_capability(CAP_SETPCAP);
-	if (!b->bounding)
+	if (privdrop_drop(&b->priv, policy.chroot_dir, &step, err,
+	                  sizeof(err)) != 0)
+		refuse(step, err);
+	if (!b->priv.bounding)
 		skip_step(b, "bounding_set");
-	else if (drop_bounding_set(err, sizeof(err)) != 0)
-		refuse("bounding_set", err);
-	if (!b->as_root)
-		return;
-	if (enter_chroot(policy.chroot_dir, err, sizeof(err)) != 0)
-		refuse("chroot", err);
-	if (change_user(b->uid, b->gid, err, sizeof(err)) != 0)
-		refuse("user", err);
 }
 
-/* Step 5: nothing left to lose: no capability, no way to regain one, no
- * core or ptrace, no more resources than the policy needs. */
+/* Step 5: nothing left to lose (privdrop.h). */
 static void
 seal_process(struct boot *b)
 {
+	const char *step;
 	char err[256];
 
-	if (drop_capabilities(b->bounding, err, sizeof(err)) != 0)
-		refuse("capabilities", err);
-	if (set_no_new_privs(err, sizeof(err)) != 0)
-		refuse("no_new_privs", err);
-	if (set_not_dumpable(err, sizeof(err)) != 0)
-		refuse("dumpable", err);
-	if (limit_resources((unsigned long)b->nofile, b->keep_fsize, err,
-	                    sizeof(err)) != 0)
-		refuse("rlimits", err);
+	if (privdrop_seal(&b->priv, &step, err, sizeof(err)) != 0)
+		refuse(step, err);
 }
 
 /* A skipped step or a log-only sandbox is said once, loudly. */
@@ -764,10 +486,11 @@ report_downgrades(const struct boot *b)
 	if (b->skipped[0] != '\0')
 		log_always(LOG_WARN, "hardening_skipped",
 		           "steps=%s reason=\"%s\"", b->skipped,
-		           b->as_root ? "allowed by allow-downgrade"
-		                      : "not running as root: no chroot, no "
-		                        "user change, bounding set kept "
-		                        "without CAP_SETPCAP");
+		           b->priv.as_root
+		               ? "allowed by allow-downgrade"
+		               : "not running as root: no chroot, no "
+		                 "user change, bounding set kept "
+		                 "without CAP_SETPCAP");
 	if (policy.sandbox_log)
 		log_always(LOG_WARN, "sandbox_log_only",
 		           "msg=\"WARNING: sandbox-violation log: syscalls "
@@ -776,41 +499,16 @@ report_downgrades(const struct boot *b)
 		           "production.\"");
 }
 
-/* A second fence behind seccomp, inherited by the workers: the ABI level
- * reached ("abi7"), or "none" where the kernel has no Landlock and the
- * policy allows that (said in one line). */
-static const char *
-enter_landlock(void)
-{
-	static char level[16];
-	char err[256];
-	int abi = landlock_restrict(err, sizeof(err));
-
-	if (abi < 0)
-		refuse("landlock", err);
-	if (abi == 0 && policy.landlock_required)
-		refuse("landlock",
-		       "the kernel offers no Landlock (not built in "
-		       "or not enabled at boot: lsm=...,landlock) "
-		       "and the policy says 'landlock required'");
-	if (abi == 0) {
-		log_always(LOG_WARN, "landlock_unavailable",
-		           "msg=\"the kernel offers no Landlock: seccomp, the "
-		           "chroot and the user change stand alone\"");
-		return "none";
-	}
-	snprintf(level, sizeof(level), "abi%d", abi);
-	return level;
-}
-
 /* Step 6: Landlock and the supervisor's own allowlist; workers limit
  * their memory and stack their allowlist. */
 static void
 enter_sandbox(struct boot *b)
 {
-	const char *landlock = b->landlock = enter_landlock();
 	char err[256], memory[32] = "unlimited(asan)";
 
+	if (landlock_enter(policy.landlock_required, b->landlock,
+	                   sizeof(b->landlock), err, sizeof(err)) != 0)
+		refuse("landlock", err);
 	if (GUARDS_ON && sandbox_enter(SANDBOX_SUPERVISOR, policy.sandbox_log,
 	                               err, sizeof(err)) != 0)
 		refuse("seccomp", err);
@@ -819,18 +517,9 @@ enter_sandbox(struct boot *b)
 	log_always(LOG_INFO, "sandboxed",
 	           "user=%s uid=%u chroot=%s seccomp=%s landlock=%s "
 	           "worker_memory=%s",
-	           b->as_root ? b->user : "-", (unsigned)b->uid,
-	           b->as_root ? policy.chroot_dir : "-",
-	           policy.sandbox_log ? "log" : "kill", landlock, memory);
-}
-
-static void
-announce_listeners(const struct listen_set *s)
-{
-	for (size_t i = 0; i < s->n; i++)
-		if (s->l[i].worker == 0 || s->l[i].worker == LISTENER_SHARED)
-			log_always(LOG_INFO, "listening", "proto=%.3s addr=%s",
-			           s->l[i].name, s->l[i].name + 4);
+	           b->priv.as_root ? b->priv.user : "-", (unsigned)b->priv.uid,
+	           b->priv.as_root ? policy.chroot_dir : "-",
+	           policy.sandbox_log ? "log" : "kill", b->landlock, memory);
 }
 
 /* Step 2, for "metrics ADDR:PORT": its socket is bound with the others;
@@ -860,8 +549,8 @@ metrics_for(const struct boot *b)
 	    .version = ECHOD_VERSION,
 	    .seccomp = policy.sandbox_log ? "log" : "kill",
 	    .landlock = b->landlock,
-	    .chroot = b->as_root ? policy.chroot_dir : "none",
-	    .user = b->as_root ? b->user : "-",
+	    .chroot = b->priv.as_root ? policy.chroot_dir : "none",
+	    .user = b->priv.as_root ? b->priv.user : "-",
 	    .table_slots = policy.rate_table_size,
 	};
 	return &metrics;
@@ -885,11 +574,11 @@ main(int argc, char **argv)
 	log_set_json(policy.log_json);
 	check_workers(&b);
 	check_user_and_chroot(&b);
-	check_capability_ports(b.as_root);
-	b.nofile = fd_limit_needed(&policy, b.nworkers);
-	raise_fd_limit(b.nofile, b.opts.check_only);
-	worker_memory =
-	    worker_memory_bound(&policy, b.nworkers, (unsigned long)b.nofile);
+	check_capability_use(b.priv.as_root);
+	b.priv.nofile = worker_fd_limit(&policy, b.nworkers);
+	raise_nofile(b.priv.nofile, b.opts.check_only);
+	worker_memory = worker_memory_bound(&policy, b.nworkers,
+	                                    (unsigned long)b.priv.nofile);
 	reload_warn_lost_defaults(&policy);
 	if (b.opts.check_only) {
 		open_syslog();
@@ -900,13 +589,12 @@ main(int argc, char **argv)
 			puts("ok");
 		return 0;
 	}
-	close_inherited_fds();
+	close_inherited();
 	open_syslog();
 	check_stderr(&b);
 	/* Step 2: the only step that needs privilege. */
 	get_sockets(&b.sockets, b.nworkers);
-	enable_udp_gro(&b.sockets);
-	size_udp_buffers(&b.sockets);
+	tune_udp_sockets(&b.sockets);
 	bind_metrics();
 	gather_facts();
 	start_prefilter(&b);
@@ -916,7 +604,7 @@ main(int argc, char **argv)
 	report_downgrades(&b);
 	reader_fd = start_policy_reader();
 	enter_sandbox(&b);
-	announce_listeners(&b.sockets);
+	listen_announce(&b.sockets);
 	return supervisor_run(&policy, &facts, &b.sockets, b.nworkers,
 	                      harden_worker, metrics_for(&b), harden_metrics,
 	                      prepare_reload(&b, reader_fd));

@@ -2,9 +2,11 @@
  * bind/connect, no signals out of the domain. */
 #include "landlock.h"
 #include "errmsg.h"
+#include "log.h"
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -118,4 +120,28 @@ int
 landlock_restrict_reading(int dir_fd, char *err, size_t errlen)
 {
 	return restrict_self(dir_fd, err, errlen);
+}
+
+int
+landlock_enter(bool required, char *level, size_t levellen, char *err,
+               size_t errlen)
+{
+	int abi = landlock_restrict(err, errlen);
+
+	if (abi < 0)
+		return -1;
+	if (abi == 0 && required)
+		return errmsg(err, errlen,
+		              "the kernel offers no Landlock (not built in "
+		              "or not enabled at boot: lsm=...,landlock) "
+		              "and the policy says 'landlock required'");
+	if (abi == 0) {
+		log_always(LOG_WARN, "landlock_unavailable",
+		           "msg=\"the kernel offers no Landlock: seccomp, the "
+		           "chroot and the user change stand alone\"");
+		snprintf(level, levellen, "none");
+	} else {
+		snprintf(level, levellen, "abi%d", abi);
+	}
+	return 0;
 }

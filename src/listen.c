@@ -2,6 +2,8 @@
  * needs the right to bind, so the bootstrap can drop it. */
 #include "listen.h"
 #include "errmsg.h"
+#include "gro.h"
+#include "log.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -11,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/param.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -262,4 +266,77 @@ listen_bind(const struct policy *p, unsigned nworkers,
 		}
 	}
 	return 0;
+}
+
+int
+listen_bind_steered(const struct policy *p, unsigned nworkers,
+                    struct listen_set *out, char *err, size_t errlen)
+{
+	struct steering st;
+	int r;
+
+	/* Steer TCP by its aggregate (the coarsest level) and UDP by the
+	 * shorter of its rate and aggregate prefixes, so that every key
+	 * either protocol counts lives in exactly one worker; under a key
+	 * drawn afresh at each start. */
+	st.tcp_v4 = p->tcp_prefix_v4[p->tcp_levels_v4 - 1];
+	st.tcp_v6 = p->tcp_prefix_v6[p->tcp_levels_v6 - 1];
+	st.udp_v4 = MIN(p->rate_prefix_v4, p->udp_aggregate_prefix_v4);
+	st.udp_v6 = MIN(p->rate_prefix_v6, p->udp_aggregate_prefix_v6);
+	if (getrandom(st.key, sizeof(st.key), 0) != (ssize_t)sizeof(st.key))
+		return errmsg(err, errlen, "getrandom for the steering key: %s",
+		              strerror(errno));
+	r = listen_bind(p, nworkers, &st, out, err, errlen);
+	/* The kernel holds the programs now; no copy of the key stays. */
+	explicit_bzero(st.key, sizeof(st.key));
+	return r;
+}
+
+void
+listen_enable_gro(const struct listen_set *s)
+{
+	unsigned failed = 0;
+	int err = 0;
+
+	for (size_t i = 0; i < s->n; i++)
+		if (s->l[i].type == SOCK_DGRAM && gro_enable(s->l[i].fd) != 0) {
+			failed++;
+			err = errno;
+		}
+	if (failed > 0)
+		log_always(LOG_WARN, "udp_gro_unavailable",
+		           "listeners=%u error=\"%s\" msg=\"UDP_GRO cannot "
+		           "be set: one datagram per receive\"",
+		           failed, strerror(err));
+}
+
+int
+listen_size_udp_buffers(const struct listen_set *s, uint64_t bytes, char *err,
+                        size_t errlen)
+{
+	uint64_t granted;
+
+	if (listen_set_rcvbuf(s, bytes, &granted, err, errlen) != 0)
+		return -1;
+	if (granted == 0)
+		return 0;
+	if (granted / 2 < bytes)
+		log_always(LOG_WARN, "udp_receive_buffer",
+		           "bytes=%llu asked=%llu msg=\"net.core.rmem_max caps "
+		           "it without CAP_NET_ADMIN: raise the sysctl\"",
+		           (unsigned long long)granted / 2,
+		           (unsigned long long)bytes);
+	else
+		log_always(LOG_INFO, "udp_receive_buffer", "bytes=%llu",
+		           (unsigned long long)granted / 2);
+	return 0;
+}
+
+void
+listen_announce(const struct listen_set *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->l[i].worker == 0 || s->l[i].worker == LISTENER_SHARED)
+			log_always(LOG_INFO, "listening", "proto=%.3s addr=%s",
+			           s->l[i].name, s->l[i].name + 4);
 }

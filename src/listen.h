@@ -1,6 +1,6 @@
 /*
  * listen: the listening sockets, made once by the privileged bootstrap.
- * Map: bootstrap layer; calls errmsg, listener, policy.
+ * Map: bootstrap layer; calls errmsg, gro, listener, log, policy.
  */
 #ifndef ECHOD_LISTEN_H
 #define ECHOD_LISTEN_H
@@ -42,6 +42,28 @@ int listen_bind(const struct policy *p, unsigned nworkers,
  */
 int listen_set_rcvbuf(const struct listen_set *s, uint64_t bytes,
                       uint64_t *granted, char *err, size_t errlen);
+
+/* listen_bind() with the steering the policy's prefixes ask for, under
+ * a key drawn now and wiped once the kernel holds the programs. */
+int listen_bind_steered(const struct policy *p, unsigned nworkers,
+                        struct listen_set *out, char *err, size_t errlen);
+
+/* Ask the kernel for GRO buffers, many datagrams of one flow per receive,
+ * on every UDP socket, bound here or by systemd. A speed-up, not a
+ * hardening step: without it (Linux before 5.0) echod serves one datagram
+ * per receive, and says so once (udp_gro_unavailable). */
+void listen_enable_gro(const struct listen_set *s);
+
+/* Every UDP socket's receive buffer to `bytes` (udp-receive-buffer), while
+ * CAP_NET_ADMIN may still lift net.core.rmem_max: a flood's bursts queue
+ * there while the worker is busy, and a short queue loses the legitimate
+ * datagrams with the flood's. What was granted is logged, with a warning
+ * if less than asked. -1 with why in err if a socket refused. */
+int listen_size_udp_buffers(const struct listen_set *s, uint64_t bytes,
+                            char *err, size_t errlen);
+
+/* One "listening" line per address and protocol (worker 0's copy). */
+void listen_announce(const struct listen_set *s);
 
 #define STEERING_MAX_INSNS 64
 

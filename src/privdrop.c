@@ -1,9 +1,11 @@
 /* privdrop: give up user, filesystem, capabilities; check each step took. */
 #include "privdrop.h"
 #include "errmsg.h"
+#include "policy.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
@@ -12,6 +14,7 @@
 #include <sys/capability.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -322,4 +325,176 @@ int
 forbid_new_processes(char *err, size_t errlen)
 {
 	return set_limit(RLIMIT_NPROC, 0, "RLIMIT_NPROC", err, errlen);
+}
+
+int
+raise_fd_limit(unsigned long long need, bool check_only,
+               unsigned long long *hard, char *err, size_t errlen)
+{
+	struct rlimit rl;
+
+	*hard = 0;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return errmsg(err, errlen, "%s", strerror(errno));
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+		*hard = (unsigned long long)rl.rlim_max;
+		return -1;
+	}
+	if (!check_only && rl.rlim_cur < need) {
+		rl.rlim_cur = need;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			return errmsg(err, errlen, "%s", strerror(errno));
+	}
+	return 0;
+}
+
+bool
+stderr_is_file(void)
+{
+	struct stat st;
+
+	return fstat(STDERR_FILENO, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Put /dev/null on fd, opened with only the access it needs. */
+static int
+null_on(int fd, int access, char *err, size_t errlen)
+{
+	int null = open("/dev/null", access | O_CLOEXEC | O_NOCTTY);
+
+	if (null < 0 || (null != fd && dup2(null, fd) < 0))
+		return errmsg(err, errlen,
+		              "cannot put /dev/null on stdin and stdout");
+	if (null != fd)
+		close(null);
+	return 0;
+}
+
+/*
+ * stderr, the log, is the one inherited fd that stays: reopened write-only,
+ * so a worker cannot read from it what an operator types in the terminal
+ * (or anything a pipe's other end holds). A socket (the journal's) cannot
+ * be reopened: its reading half is shut down instead.
+ */
+static int
+reopen_stderr_write_only(char *err, size_t errlen)
+{
+	int flags = fcntl(STDERR_FILENO, F_GETFL), fd;
+	struct stat st;
+	off_t at;
+
+	if (flags < 0) /* closed: a write-only /dev/null */
+		return null_on(STDERR_FILENO, O_WRONLY, err, errlen);
+	if ((flags & O_ACCMODE) == O_WRONLY)
+		return 0;
+	if (fstat(STDERR_FILENO, &st) != 0)
+		return errmsg(err, errlen, "%s", strerror(errno));
+	if (S_ISSOCK(st.st_mode)) {
+		if (shutdown(STDERR_FILENO, SHUT_RD) != 0 && errno != ENOTCONN)
+			return errmsg(err, errlen,
+			              "cannot shut down reading on the "
+			              "stderr socket");
+		return 0;
+	}
+	/* O_NONBLOCK: a FIFO whose reader is gone must not block us. */
+	fd = open("/proc/self/fd/2", O_WRONLY | O_NOCTTY | O_CLOEXEC |
+	                                 O_NONBLOCK | (flags & O_APPEND));
+	if (fd < 0)
+		return errmsg(err, errlen,
+		              "cannot reopen stderr write-only through "
+		              "/proc/self/fd/2 (is /proc mounted?)");
+	at = lseek(STDERR_FILENO, 0, SEEK_CUR);
+	if (at > 0 && S_ISREG(st.st_mode))
+		lseek(fd, at, SEEK_SET);
+	if (fcntl(fd, F_SETFL, flags & O_APPEND) != 0 ||
+	    dup2(fd, STDERR_FILENO) < 0) {
+		errmsg(err, errlen, "%s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+int
+close_inherited_fds(int first_closed, const char **step, char *err,
+                    size_t errlen)
+{
+	*step = "stdio";
+	if (null_on(STDIN_FILENO, O_RDONLY, err, errlen) != 0 ||
+	    null_on(STDOUT_FILENO, O_WRONLY, err, errlen) != 0)
+		return -1;
+	*step = "stderr";
+	if (reopen_stderr_write_only(err, errlen) != 0)
+		return -1;
+	closefrom(first_closed);
+	return 0;
+}
+
+int
+check_capability_ports(const struct policy *p, uint16_t allowed, char *err,
+                       size_t errlen)
+{
+	for (size_t i = 0; i < p->nlisten; i++) {
+		uint16_t port = endpoint_port(&p->listen[i]);
+		if (port < 1024 && port != allowed)
+			return errmsg(err, errlen,
+			              "port %u: with file capabilities and "
+			              "without root, echod binds no port below "
+			              "1024 but %u",
+			              port, allowed);
+	}
+	return 0;
+}
+
+int
+privdrop_check(struct privdrop *pd, const struct policy *p, bool create,
+               const char **step, char *err, size_t errlen)
+{
+	pd->as_root = geteuid() == 0;
+	if (!pd->as_root) {
+		pd->uid = getuid();
+		return 0;
+	}
+	*step = "user";
+	if (resolve_user(p->user, pd->user, sizeof(pd->user), &pd->uid,
+	                 &pd->gid, err, errlen) != 0)
+		return -1;
+	*step = "chroot";
+	return prepare_chroot(p->chroot_dir, create, err, errlen);
+}
+
+int
+privdrop_drop(struct privdrop *pd, const char *chroot_dir, const char **step,
+              char *err, size_t errlen)
+{
+	pd->bounding = pd->as_root || have_capability(CAP_SETPCAP);
+	*step = "bounding_set";
+	if (pd->bounding && drop_bounding_set(err, errlen) != 0)
+		return -1;
+	if (!pd->as_root)
+		return 0;
+	*step = "chroot";
+	if (enter_chroot(chroot_dir, err, errlen) != 0)
+		return -1;
+	*step = "user";
+	return change_user(pd->uid, pd->gid, err, errlen);
+}
+
+int
+privdrop_seal(const struct privdrop *pd, const char **step, char *err,
+              size_t errlen)
+{
+	*step = "capabilities";
+	if (drop_capabilities(pd->bounding, err, errlen) != 0)
+		return -1;
+	*step = "no_new_privs";
+	if (set_no_new_privs(err, errlen) != 0)
+		return -1;
+	*step = "dumpable";
+	if (set_not_dumpable(err, errlen) != 0)
+		return -1;
+	*step = "rlimits";
+	return limit_resources((unsigned long)pd->nofile, pd->keep_fsize, err,
+	                       errlen);
 }

@@ -1,14 +1,48 @@
 /*
  * privdrop: each step that gives something up, one function each. All
  * return 0, or -1 with what failed and how to fix it in err.
- * Map: bootstrap layer; calls errmsg.
+ * Map: bootstrap layer; calls errmsg, policy.
  */
 #ifndef ECHOD_PRIVDROP_H
 #define ECHOD_PRIVDROP_H
 
+#include "policy.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
+
+/* Who echod becomes and what it keeps, from the start-up's checks to the
+ * seal: the steps below in their order, each named as SECURITY.md does. */
+struct privdrop {
+	bool as_root;
+	uid_t uid;
+	gid_t gid;
+	char user[POLICY_NAME_MAX];
+	bool bounding;             /* the bounding set was emptied */
+	bool keep_fsize;           /* allow-downgrade fsize-limit was used */
+	unsigned long long nofile; /* the fd limit the policy needs */
+};
+
+/* Checked before anything is bound, so a mistake costs nothing: as root,
+ * the policy's user resolved and its chroot checked (made, if `create`);
+ * without root neither can be used (as_root false, uid our own). -1 with
+ * the step ("user", "chroot") and why. */
+int privdrop_check(struct privdrop *pd, const struct policy *p, bool create,
+                   const char **step, char *err, size_t errlen);
+
+/* Out of the filesystem, out of root. The bounding set goes first
+ * (root, or CAP_SETPCAP: pd->bounding says whether): emptying it needs
+ * CAP_SETPCAP, which the user change drops. Then chroot and the user
+ * change, as root. -1 with the step and why. */
+int privdrop_drop(struct privdrop *pd, const char *chroot_dir,
+                  const char **step, char *err, size_t errlen);
+
+/* Nothing left to lose: no capability, no way to regain one, no core or
+ * ptrace, no more resources than the policy needs (pd->nofile, and
+ * RLIMIT_FSIZE 0 unless pd->keep_fsize). -1 with the step and why. */
+int privdrop_seal(const struct privdrop *pd, const char **step, char *err,
+                  size_t errlen);
 
 /* The user to become: `name`, or if empty "echod" if it exists, else
  * "nobody". Refuses root (uid or gid 0). */
@@ -54,5 +88,32 @@ int forbid_new_processes(char *err, size_t errlen);
 
 /* True if the process holds cap in its effective set. */
 bool have_capability(int cap);
+
+/* The fd limit must allow `need` open files: the soft limit is raised to
+ * it unless check_only. A hard limit below it: -1 with *hard set (err
+ * untouched); any other failure: -1 with *hard 0 and why in err. */
+int raise_fd_limit(unsigned long long need, bool check_only,
+                   unsigned long long *hard, char *err, size_t errlen);
+
+/* stderr is a regular file, which RLIMIT_FSIZE 0 would stop. */
+bool stderr_is_file(void);
+
+/* Descriptors inherited from whoever started us (but systemd's sockets and
+ * stderr, the log) must not follow us into the sandbox, where read and
+ * write are allowed: stdin and stdout become /dev/null, stderr write-only,
+ * every fd from first_closed on closes. Run it after every lookup (user,
+ * NSS), so a socket an NSS module keeps open closes too. On failure the
+ * step ("stdio" or "stderr") and why. */
+int close_inherited_fds(int first_closed, const char **step, char *err,
+                        size_t errlen);
+
+/*
+ * File capabilities (make setcap) give whoever may run the binary the
+ * right to bind low ports: without root, echod binds no port below 1024
+ * but `allowed` (the echo port), so the binary is no general port binder.
+ * -1 with the port it refuses in err.
+ */
+int check_capability_ports(const struct policy *p, uint16_t allowed, char *err,
+                           size_t errlen);
 
 #endif

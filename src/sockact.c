@@ -116,6 +116,18 @@ check_socket(int fd, struct listener *l, char *err, size_t errlen)
 	return 0;
 }
 
+unsigned
+sockact_passed(void)
+{
+	char err[256];
+	unsigned passed;
+
+	if (sockact_parse(getenv("LISTEN_PID"), getenv("LISTEN_FDS"), getpid(),
+	                  &passed, err, sizeof(err)) != 0)
+		return 0;
+	return passed;
+}
+
 int
 sockact_take(struct listen_set *out, char *err, size_t errlen)
 {

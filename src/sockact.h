@@ -21,6 +21,10 @@
 int sockact_parse(const char *listen_pid, const char *listen_fds, pid_t self,
                   unsigned *nfds, char *err, size_t errlen);
 
+/* How many sockets systemd passed: 0 if none, or if LISTEN_* is wrong
+ * (sockact_take then refuses it, with the reason). */
+unsigned sockact_passed(void);
+
 /*
  * Take the passed fds into *out as sockets shared by every worker, after
  * checking each is an IPv4/IPv6 listening TCP socket or a bound UDP socket

@@ -111,6 +111,27 @@ tcp_share(const struct policy *p, unsigned nworkers, unsigned index)
 	       (index < p->tcp_max_connections % nworkers);
 }
 
+#define FD_RESERVE 64 /* listeners, epoll, signalfd, stdio */
+
+unsigned
+worker_count(const struct policy *p)
+{
+	long cpus;
+
+	if (p->workers > 0)
+		return p->workers;
+	cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	return cpus < 1 ? 1 : cpus > 256 ? 256 : (unsigned)cpus;
+}
+
+unsigned long long
+worker_fd_limit(const struct policy *p, unsigned nworkers)
+{
+	return (unsigned long long)p->tcp_max_connections + FD_RESERVE +
+	       (unsigned long long)p->nlisten * 2 * nworkers +
+	       2ULL * tcp_splice_pipes(p, p->tcp_max_connections);
+}
+
 #define MEMORY_MARGIN (32ULL << 20) /* libc, libraries, arenas, stack */
 #define CONN_OVERHEAD 1024          /* struct conn, epoll and malloc */
 #define ENTRY_BOUND   256           /* a rate table entry, rounded up */

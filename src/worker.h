@@ -15,6 +15,14 @@
  * read; it exits EXIT_OSERR (exitcodes.h) if a step cannot be applied. */
 typedef void (*worker_harden_fn)(void);
 
+/* The policy's worker count, or one per online CPU (at most 256). */
+unsigned worker_count(const struct policy *p);
+
+/* The fd limit every process needs: every worker may hold every
+ * connection (and its splice pipe), besides the listeners and a reserve
+ * for epoll, signalfd and stdio. */
+unsigned long long worker_fd_limit(const struct policy *p, unsigned nworkers);
+
 /* What a worker may allocate, from the policy: the largest share of
  * tcp-max-connections among nworkers with a tcp-buffer tail each, the
  * scratch and UDP batch buffers, the rate tables, one loop slot per fd

@@ -501,3 +501,46 @@ xdp_read_counters(const struct xdp_prefilter *x, uint64_t *out, size_t n)
 	}
 	return 0;
 }
+
+int
+xdp_check_interfaces(const struct policy *p, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < p->nxdp; i++)
+		if (if_nametoindex(p->xdp_ifaces[i]) == 0)
+			return errmsg(err, errlen,
+			              "no interface '%s' in echod's network "
+			              "namespace",
+			              p->xdp_ifaces[i]);
+	return 0;
+}
+
+int
+xdp_start(const struct policy *p, const struct facts *f,
+          const struct listen_set *s, const char **step, char *err,
+          size_t errlen)
+{
+	struct xdp_listener l[XDP_MAX_LISTEN];
+	struct xdp_prefilter *x;
+	enum xdp_mode got[POLICY_MAX_XDP];
+	size_t nl, i;
+
+	*step = "xdp_load";
+	nl = xdp_listeners_of(s, l, XDP_MAX_LISTEN);
+	x = xdp_load(p, f, l, nl, err, errlen);
+	if (x == NULL)
+		return -1;
+	for (i = 0; i < p->nxdp; i++)
+		if (xdp_attach(x, p->xdp_ifaces[i], p->xdp_mode, &got[i], err,
+		               errlen) != 0) {
+			*step = "xdp_attach";
+			xdp_unload(x);
+			return -1;
+		}
+	*step = "xdp_seal";
+	if (xdp_seal(x, err, errlen) != 0)
+		return -1;
+	for (i = 0; i < p->nxdp; i++)
+		log_always(LOG_INFO, "xdp_attached", "iface=%s mode=%s",
+		           p->xdp_ifaces[i], xdp_mode_name(got[i]));
+	return 0;
+}

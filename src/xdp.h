@@ -35,6 +35,22 @@ struct xdp_prefilter;
 size_t xdp_listeners_of(const struct listen_set *s, struct xdp_listener *out,
                         size_t max);
 
+/* echod -t: every interface the policy names exists (loading is left to
+ * the start). -1 with the missing one in err. */
+int xdp_check_interfaces(const struct policy *p, char *err, size_t errlen);
+
+/*
+ * The start-up's step 3b, while the capabilities to load it are held:
+ * load, attach to every interface the policy names, seal; each attachment
+ * is logged (xdp_attached). Afterwards only the links and a read-only view
+ * of the counters are left: no process needs bpf() again. -1 with the step
+ * that failed ("xdp_load", "xdp_attach", "xdp_seal") and why; nothing
+ * stays attached.
+ */
+int xdp_start(const struct policy *p, const struct facts *f,
+              const struct listen_set *s, const char **step, char *err,
+              size_t errlen);
+
 /* Load the program with the policy's guards and the host's facts and fill
  * its maps (step "xdp_load"). Needs CAP_BPF and CAP_NET_ADMIN. */
 struct xdp_prefilter *xdp_load(const struct policy *p, const struct facts *f,
