@@ -191,3 +191,9 @@ loop_signalfd(const int *signals, size_t n)
 		return -1;
 	return signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 }
+
+size_t
+loop_fd_bytes(void)
+{
+	return sizeof(struct handler) + sizeof(struct epoll_event);
+}

@@ -16,6 +16,10 @@ typedef void (*tick_fn)(struct loop *l, uint64_t now_ms, void *arg);
 
 /* A loop for fds below maxfd. NULL on failure (errno set). */
 struct loop *loop_new(int maxfd);
+
+/* Bytes a loop keeps per fd it may watch: its handler and its epoll
+ * event's share. */
+size_t loop_fd_bytes(void);
 void loop_free(struct loop *l);
 
 /* Watch fd for events (EPOLLIN, EPOLLOUT, ...); 0 or -1 with errno. */

@@ -961,3 +961,17 @@ tcp_server_free(struct tcp_server *srv)
 	free(srv->scratch);
 	free(srv);
 }
+
+/* Besides struct conn: its epoll registration and malloc's header. */
+#define CONN_KERNEL_AND_MALLOC 512
+
+unsigned long long
+tcp_memory_bound(const struct policy *p, unsigned max_connections)
+{
+	unsigned long long per_conn =
+	    p->tcp_buffer + sizeof(struct conn) + CONN_KERNEL_AND_MALLOC;
+
+	return max_connections * per_conn + p->tcp_buffer + TCP_READ_CHUNK +
+	       tcp_splice_memory(p, max_connections) +
+	       tcp_guard_bytes(p, max_connections);
+}

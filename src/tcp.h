@@ -26,6 +26,12 @@ struct tcp_server *tcp_server_new(struct loop *l, const struct policy *p,
 /* The splice path's pipes a worker holding max_connections keeps (each
  * lent for one transfer at a time), and the most echo bytes they hold. */
 unsigned tcp_splice_pipes(const struct policy *p, unsigned max_connections);
+/* The most a worker's TCP server allocates for max_connections: each
+ * connection's state and a tcp-buffer of data, the read scratch, the
+ * splice pipes' contents (kernel memory, stated so the bound covers every
+ * echo byte a worker holds) and the TCP guard's tables. */
+unsigned long long tcp_memory_bound(const struct policy *p,
+                                    unsigned max_connections);
 unsigned long long tcp_splice_memory(const struct policy *p,
                                      unsigned max_connections);
 

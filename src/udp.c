@@ -566,3 +566,10 @@ udp_server_free(struct udp_server *srv)
 	free(srv->payload);
 	free(srv);
 }
+
+unsigned long long
+udp_memory_bound(const struct policy *p)
+{
+	return 2ULL * BATCH * UDP_SLOT_SIZE + sizeof(struct udp_server) +
+	       udp_guard_bytes(p);
+}

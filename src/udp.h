@@ -20,6 +20,11 @@ struct udp_server;
 /* Serve every SOCK_DGRAM listener of s on loop l, guarded by the policy's
  * abuse controls (this worker's share of the global rate: 1/nworkers).
  * NULL on failure. */
+/* The most a worker's UDP server allocates: the receive batch's payload,
+ * as much again for its message arrays and echo copies, and the UDP
+ * guard's tables. */
+unsigned long long udp_memory_bound(const struct policy *p);
+
 struct udp_server *udp_server_new(struct loop *l, const struct policy *p,
                                   const struct listen_set *s,
                                   const struct facts *f, unsigned nworkers);

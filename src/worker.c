@@ -133,21 +133,16 @@ worker_fd_limit(const struct policy *p, unsigned nworkers)
 }
 
 #define MEMORY_MARGIN (32ULL << 20) /* libc, libraries, arenas, stack */
-#define CONN_OVERHEAD 1024          /* struct conn, epoll and malloc */
-#define ENTRY_BOUND   256           /* a rate table entry, rounded up */
-#define SLOT_BOUND    64            /* a loop handler per fd */
 
 unsigned long long
 worker_memory_bound(const struct policy *p, unsigned nworkers,
                     unsigned long nofile)
 {
-	unsigned long long share = tcp_share(p, nworkers, 0); /* the largest */
+	unsigned share = tcp_share(p, nworkers, 0); /* the largest */
 
-	return MEMORY_MARGIN + share * (p->tcp_buffer + CONN_OVERHEAD) +
-	       p->tcp_buffer + 2ULL * UDP_BATCH * UDP_SLOT_SIZE +
-	       3ULL * p->rate_table_size * ENTRY_BOUND +
-	       (unsigned long long)nofile * SLOT_BOUND +
-	       tcp_splice_memory(p, (unsigned)share);
+	return MEMORY_MARGIN + tcp_memory_bound(p, share) +
+	       udp_memory_bound(p) +
+	       (unsigned long long)nofile * loop_fd_bytes();
 }
 
 int

@@ -23,12 +23,11 @@ unsigned worker_count(const struct policy *p);
  * for epoll, signalfd and stdio. */
 unsigned long long worker_fd_limit(const struct policy *p, unsigned nworkers);
 
-/* What a worker may allocate, from the policy: the largest share of
- * tcp-max-connections among nworkers with a tcp-buffer tail each, the
- * scratch and UDP batch buffers, the rate tables, one loop slot per fd
- * (nofile), the splice pipes' contents (kernel memory, stated so the bound
- * covers every echo byte a worker holds), and a margin for libc and the
- * loaded libraries. */
+/* What a worker may allocate, from the policy, as the modules that
+ * allocate it say: the TCP server for the largest share of
+ * tcp-max-connections among nworkers (tcp_memory_bound), the UDP server
+ * (udp_memory_bound), the loop's bytes per fd (nofile of them), and a
+ * margin for libc and the loaded libraries. */
 unsigned long long worker_memory_bound(const struct policy *p,
                                        unsigned nworkers, unsigned long nofile);
 
