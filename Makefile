@@ -25,6 +25,7 @@ BPF_CFLAGS = -target bpf -O2 -g -Wall -Wextra -Werror \
 CORE	 = $(filter-out echod,$(basename $(notdir $(wildcard src/*.c))))
 CORE_OBJ = $(CORE:%=$(BUILD)/obj/%.o) $(BUILD)/obj/default_policy.o
 CLIENT_OBJ = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(wildcard src/client/*.c))
+BENCH_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard bench/*.c))
 # Every tests/unit/test_*.c is a cmocka program linked with the core.
 UNIT_TESTS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 SAN	 = -fsanitize=address,undefined -fno-sanitize-recover=all \
@@ -116,10 +117,13 @@ $(BUILD)/echo-client: $(CLIENT_OBJ) $(BUILD)/obj/units.o $(BUILD)/flags
 
 $(BUILD)/test_%: $(BUILD)/obj/test_%.o $(CORE_OBJ) $(BUILD)/flags
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBS) -lcmocka
-$(BUILD)/obj/bench/%.o: src/bench/%.c $(BUILD)/flags | $(BUILD)/obj/bench
+
+# echo-bench, the load generator of `make bench`: bench/, one file per
+# mode on shared options, sockets and the checked pattern, as echo-client.
+$(BUILD)/obj/bench/%.o: bench/%.c $(BUILD)/flags | $(BUILD)/obj/bench
 	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -c -o $@ $<
 
-$(BUILD)/echo-bench: $(BUILD)/obj/bench/echo-bench.o $(BUILD)/flags
+$(BUILD)/echo-bench: $(BENCH_OBJ) $(BUILD)/flags
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^)
 
 sanitize:
@@ -131,7 +135,7 @@ clang:
 
 # The bench-only comparison build (src/variant.h): abuse checks and
 # seccomp compiled out, its own directory, refuses all but loopback and
-# 198.18.0.0/15. Nothing installs or starts it but src/bench/bench.py.
+# 198.18.0.0/15. Nothing installs or starts it but bench/bench.py.
 unguarded:
 	$(MAKE) BUILD=build/unguarded EXTRA_CFLAGS=-DECHOD_BENCH_UNGUARDED \
 		build/unguarded/echod
@@ -142,7 +146,7 @@ unguarded:
 # for a short run. See README "Performance".
 BENCH_ARGS ?=
 bench: all unguarded
-	/usr/bin/python3 src/bench/bench.py $(BENCH_ARGS)
+	/usr/bin/python3 bench/bench.py $(BENCH_ARGS)
 
 unit: all
 	@for t in $(UNIT_TESTS); do ./$(BUILD)/$$t || exit 1; done
@@ -155,7 +159,7 @@ test: deps check-format all clang sanitize unguarded fuzz-replay-build \
 	/usr/bin/python3 tests/run.py
 
 FORMAT_FILES = $(wildcard src/*.[ch] src/client/*.[ch] src/bpf/*.[ch] \
-	       src/bench/*.c tests/unit/*.[ch] fuzz/*.[ch] lab/*.c)
+	       bench/*.[ch] tests/unit/*.[ch] fuzz/*.[ch] lab/*.c)
 
 check-format:
 	clang-format --dry-run --Werror $(FORMAT_FILES)

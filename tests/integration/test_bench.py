@@ -19,7 +19,7 @@ UNGUARDED = ROOT / "build" / "unguarded" / "echod"
 BENCH_POLICY = ROOT / "policy" / "bench.conf"
 ATTACK_POLICY = ROOT / "policy" / "bench-attack.conf"
 
-sys.path.insert(0, str(ROOT / "src" / "bench"))
+sys.path.insert(0, str(ROOT / "bench"))
 import bench as bench_py  # noqa: E402  (the driver: its Namespaces)
 import xdp_rows  # noqa: E402
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """`make bench`: echod against its unguarded build and the Go tutorial server.
 
-Run from the repository root as /usr/bin/python3 src/bench/bench.py, after
+Run from the repository root as /usr/bin/python3 bench/bench.py, after
 `make all unguarded` (make bench does both). In one run, with the server
 pinned to CPU 0 and the load generator (build/echo-bench, which verifies
 every echoed byte) to CPU 1 where there are two CPUs:
@@ -39,7 +39,7 @@ every echoed byte) to CPU 1 where there are two CPUs:
   xdp      the same namespaces and one for the flood alone: echod with
            and without xdp-prefilter under a source-port-19 flood and a
            100,000-source flood at the default rates, paced at
-           --xdp-flood-rate and unpaced (src/bench/xdp_rows.py; as root only)
+           --xdp-flood-rate and unpaced (bench/xdp_rows.py; as root only)
 
 echod and the unguarded build run policy/bench.conf (the defaults with the
 rate limits lifted), except in the attack row: policy/bench-attack.conf,
@@ -63,7 +63,7 @@ from pathlib import Path
 
 import xdp_rows
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "build" / "echo-bench"
 POLICY = ROOT / "policy" / "bench.conf"
 # The under-attack row: the defaults, only the legitimate client exempt.
@@ -71,7 +71,7 @@ ATTACK_POLICY = ROOT / "policy" / "bench-attack.conf"
 # echod's splice path, for the TCP rows: policy/bench.conf with 16 pipes
 # per worker, written at run time so the two policies cannot drift apart.
 SPLICE_POLICY = ROOT / "build" / "bench" / "bench-splice.conf"
-GO_SRC = ROOT / "src" / "bench" / "goecho" / "main.go"
+GO_SRC = ROOT / "bench" / "goecho" / "main.go"
 GO_BIN = ROOT / "build" / "bench" / "go-echo"
 BENCH_NET = ipaddress.ip_network("198.18.0.0/15")
 IDLE_CONNS = 10000
