@@ -2,7 +2,7 @@
  * echod: parse, bind, give everything up, serve. The order below is the
  * security argument (SECURITY.md lists each step and why):
  *   1. policy and flags; resolve the user and the empty chroot directory
- *      (load_policy, check_user_and_chroot, ..., close_inherited_fds)
+ *      (load_policy, check_user_and_chroot, ..., close_inherited)
  *   2. the listening sockets: bound here, or passed by systemd
  *      (get_sockets)
  *   3. what the workers will need from the system, while it is visible;
@@ -25,6 +25,7 @@
 #include "cli.h"
 #include "exitcodes.h"
 #include "facts.h"
+#include "harden.h"
 #include "landlock.h"
 #include "listen.h"
 #include "log.h"
@@ -345,40 +346,28 @@ refuse_unguarded_exposure(const struct policy *p)
 		refuse("unguarded_build", err);
 }
 
-/* Called in each worker just before it serves: its own, stricter limits. */
+/* Each child's own steps before it serves (harden.h). */
+static void
+harden(enum sandbox_role role, unsigned long long memory)
+{
+	const char *step;
+	char err[256];
+
+	if (harden_child(role, memory, policy.sandbox_log, &step, err,
+	                 sizeof(err)) != 0)
+		refuse(step, err);
+}
+
 static void
 harden_worker(void)
 {
-	char err[256];
-
-	/* The supervisor's links keep the prefilter attached; a worker's
-	 * copies would keep it after the supervisor is gone. */
-	xdp_forget_links();
-	if (MEMORY_LIMIT && limit_memory(worker_memory, err, sizeof(err)) != 0)
-		refuse("worker_memory", err);
-	if (forbid_new_processes(err, sizeof(err)) != 0)
-		refuse("worker_nproc", err);
-	if (GUARDS_ON && sandbox_enter(SANDBOX_WORKER, policy.sandbox_log, err,
-	                               sizeof(err)) != 0)
-		refuse("worker_seccomp", err);
+	harden(SANDBOX_WORKER, MEMORY_LIMIT ? worker_memory : 0);
 }
 
-/* Called in the metrics process before it accepts: a Landlock domain of
- * its own (it can signal no other echod process), no new processes, and
- * the metrics allowlist on top of the supervisor's. */
 static void
 harden_metrics(void)
 {
-	char err[256];
-
-	xdp_forget_links();
-	if (landlock_restrict(err, sizeof(err)) < 0)
-		refuse("metrics_landlock", err);
-	if (forbid_new_processes(err, sizeof(err)) != 0)
-		refuse("metrics_nproc", err);
-	if (GUARDS_ON && sandbox_enter(SANDBOX_METRICS, policy.sandbox_log, err,
-	                               sizeof(err)) != 0)
-		refuse("metrics_seccomp", err);
+	harden(SANDBOX_METRICS, 0);
 }
 
 /* Flags first: -h, -V and a bad flag end here, before anything else. */

@@ -1,0 +1,27 @@
+/*
+ * harden: each child's own steps on top of the supervisor's sandbox,
+ * taken just before it serves: a worker limits its memory, forbids new
+ * processes and stacks the worker allowlist; the metrics process enters a
+ * Landlock domain of its own (it can signal no other echod process),
+ * forbids new processes and stacks the metrics allowlist. Both first
+ * close their copies of the XDP links: the supervisor's keep the
+ * prefilter attached, and a child's would keep it after the supervisor is
+ * gone.
+ * Map: bootstrap layer; calls landlock, privdrop, sandbox, variant, xdp.
+ */
+#ifndef ECHOD_HARDEN_H
+#define ECHOD_HARDEN_H
+
+#include "sandbox.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* role: SANDBOX_WORKER or SANDBOX_METRICS. memory: the worker's
+ * RLIMIT_DATA, 0 for none. log_only: the policy's sandbox-violation log.
+ * 0, or -1 with the step that failed ("worker_memory", "worker_nproc",
+ * "worker_seccomp", "metrics_landlock", ...) and why. */
+int harden_child(enum sandbox_role role, unsigned long long memory,
+                 bool log_only, const char **step, char *err, size_t errlen);
+
+#endif
