@@ -41,8 +41,8 @@ emit(struct sock_filter *prog, size_t *n, uint16_t code, uint32_t k)
  * odd key[5] spreads the high bits into the low ones before the modulo.
  */
 size_t
-build_steering(struct sock_filter *prog, int family, unsigned bits,
-               unsigned nworkers, const uint32_t key[STEERING_KEY_WORDS])
+listen_build_steering(struct sock_filter *prog, int family, unsigned bits,
+                      unsigned nworkers, const uint32_t key[STEERING_KEY_WORDS])
 {
 	unsigned words = family == AF_INET ? 1 : 4;
 	uint32_t src_off = family == AF_INET ? 12 : 8;
@@ -88,8 +88,8 @@ attach_steering(int fd, int family, unsigned bits, unsigned nworkers,
 	struct sock_filter prog[STEERING_MAX_INSNS];
 	struct sock_fprog fprog;
 
-	fprog.len =
-	    (unsigned short)build_steering(prog, family, bits, nworkers, key);
+	fprog.len = (unsigned short)listen_build_steering(prog, family, bits,
+	                                                  nworkers, key);
 	fprog.filter = prog;
 	return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &fprog,
 	                  sizeof(fprog));
@@ -241,7 +241,7 @@ listen_bind(const struct policy *p, unsigned nworkers,
 				int fd = open_one(ep, type, nworkers > 1, err,
 				                  errlen, name);
 				if (fd < 0) {
-					listen_close(out);
+					listener_close_all(out);
 					return -1;
 				}
 				*l = (struct listener){fd, type,
@@ -255,7 +255,7 @@ listen_bind(const struct policy *p, unsigned nworkers,
 				                      ep->ss.ss_family),
 				        nworkers, st->key) != 0) {
 					int e = errno;
-					listen_close(out);
+					listener_close_all(out);
 					return errmsg(err, errlen,
 					              "cannot attach the "
 					              "per-source steering "

@@ -77,8 +77,8 @@ struct sock_filter;
  * cannot be computed (SECURITY.md). Written to prog (room for
  * STEERING_MAX_INSNS); returns its length. Pure, for the unit tests.
  */
-size_t build_steering(struct sock_filter *prog, int family, unsigned bits,
-                      unsigned nworkers,
-                      const uint32_t key[STEERING_KEY_WORDS]);
+size_t listen_build_steering(struct sock_filter *prog, int family,
+                             unsigned bits, unsigned nworkers,
+                             const uint32_t key[STEERING_KEY_WORDS]);
 
 #endif

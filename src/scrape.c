@@ -3,6 +3,7 @@
 #include "acl.h"
 #include "addr.h"
 #include "http.h"
+#include "listener.h"
 #include "log.h"
 #include "loop.h"
 
@@ -53,6 +54,7 @@ struct scrape {
 		unsigned char bytes[sizeof(struct scrape_feed)];
 	} partial;
 	struct log_limit refusals;
+	struct listener_pauses paused; /* the listener, out of descriptors */
 	struct refused refused[REFUSED_SOURCES];
 	unsigned refused_next;
 	struct conn conns[METRICS_MAX_CONNS];
@@ -297,18 +299,24 @@ accept_event(struct loop *l, int fd, uint32_t events, void *arg)
 	struct scrape *m = arg;
 
 	(void)events;
+	/* On a failure: out of descriptors or memory, pause the listener
+	 * until the tick (as the TCP echo does); one connection's trouble,
+	 * the next; anything else, return: the metrics listener is never
+	 * dropped, and the next event retries it. */
 	for (int k = 0; k < ACCEPTS_PER_EVENT; k++) {
 		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
+		enum listener_error e;
 		struct ipaddr ip;
 		char peer[ADDR_STRLEN];
 		struct conn *c;
-		int cfd;
+		int cfd = listener_accept(fd, &ss, &e);
 
-		cfd = accept4(fd, (struct sockaddr *)&ss, &sl,
-		              SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (cfd < 0 && e == LISTENER_TRANSIENT)
+			continue;
+		if (cfd < 0 && e == LISTENER_EXHAUSTED)
+			listener_pause(&m->paused, l, fd);
 		if (cfd < 0)
-			return; /* EAGAIN, or an error the next event retries */
+			return;
 		ipaddr_from_sockaddr((struct sockaddr *)&ss, &ip, NULL);
 		if (!acl_allows(&m->allowed, &ip)) {
 			format_sockaddr((struct sockaddr *)&ss, peer,
@@ -365,11 +373,11 @@ tick(struct loop *l, uint64_t now, void *arg)
 {
 	struct scrape *m = arg;
 
-	(void)l;
 	for (size_t i = 0; i < METRICS_MAX_CONNS; i++)
 		if (m->conns[i].fd >= 0)
 			(void)expired(m, &m->conns[i], now);
 	log_limit_tick(&m->refusals, now);
+	listener_resume(&m->paused, l, accept_event, m);
 	if (counters_changed())
 		counters_send(m->report_fd, COUNTERS_UPDATE);
 }

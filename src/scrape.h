@@ -14,8 +14,8 @@
  * is answered or closed within METRICS_TIMEOUT_MS, and one wake-up reads
  * at most SCRAPE_READS_PER_WAKEUP times from it, the deadline checked
  * before each read.
- * Map: process layer; calls acl, addr, counters, http, log, loop, metrics,
- * policy.
+ * Map: process layer; calls acl, addr, counters, http, listener, log, loop,
+ * metrics, policy.
  */
 #ifndef ECHOD_SCRAPE_H
 #define ECHOD_SCRAPE_H

@@ -156,7 +156,7 @@ run_metrics(struct supervisor *sv, int feed, int report)
 {
 	struct metrics_facts f = sv->metrics_setup->facts;
 
-	listen_close(sv->sockets);
+	listener_close_all(sv->sockets);
 	(void)prctl(PR_SET_NAME, METRICS_NAME, 0, 0, 0);
 	log_init(sv->policy->log_level, "metrics", -1);
 	f.workers = sv->n;
@@ -228,7 +228,7 @@ start_child(struct supervisor *sv, unsigned i)
 		/* The worker keeps its sockets, stderr and its own counters
 		 * pipe, nothing else. */
 		log_init(sv->policy->log_level, "worker", (int)i);
-		listen_keep_only(sv->sockets, i);
+		listener_keep_only(sv->sockets, i);
 		_exit(worker_run(sv->policy, sv->facts, sv->n, sv->sockets, i,
 		                 report, sv->harden, sv->reload, policy_in));
 	}
@@ -563,7 +563,7 @@ supervisor_run(const struct policy *p, const struct facts *f,
 	loop_set_tick(sv.loop, TICK_MS, tick, &sv);
 	loop_run(sv.loop);
 	reap(&sv);
-	listen_close(s);
+	listener_close_all(s);
 	close_feed(&sv);
 	if (sv.metrics_setup != NULL)
 		close(sv.metrics_setup->fd);

@@ -109,11 +109,7 @@ struct tcp_server {
 	struct pipe_pool *pipes; /* the splice path's pipes; NULL: none */
 	bool splice_refused;     /* the kernel said no once: copy path only */
 	struct conn *oldest, *newest;
-	struct paused {
-		int fd;
-		uint32_t events;
-	} paused[64]; /* listeners paused after EMFILE, resumed by the tick */
-	size_t npaused;
+	struct listener_pauses paused; /* after EMFILE, until the tick */
 	struct tcp_guard *guard; /* admission: per-source state, the cap */
 	uint64_t evictions_counted;
 	struct log_limit peer_log; /* refusals and evictions */
@@ -551,18 +547,6 @@ conn_event(struct loop *l, int fd, uint32_t events, void *arg)
 	}
 }
 
-/* Out of descriptors: stop watching the listener until the next tick, or
- * level-triggered epoll would wake us for it again at once. Removed and
- * added back, since EPOLLEXCLUSIVE watches cannot be modified. */
-static void
-pause_listener(struct tcp_server *srv, int fd, uint32_t events)
-{
-	if (srv->npaused < sizeof(srv->paused) / sizeof(srv->paused[0])) {
-		srv->paused[srv->npaused++] = (struct paused){fd, events};
-		loop_del(srv->loop, fd);
-	}
-}
-
 static const char *
 log_reason_name(unsigned r)
 {
@@ -694,29 +678,6 @@ listener_events(const struct listener *l)
 	return EPOLLIN | (l->worker == LISTENER_SHARED ? EPOLLEXCLUSIVE : 0);
 }
 
-/* Errors of one connection in the accept queue (accept(2): "treat them
- * like EAGAIN by retrying"); the listener itself is fine. */
-static bool
-accept_error_transient(int err)
-{
-	switch (err) {
-	case ECONNABORTED:
-	case EPROTO:
-	case EPERM:
-	case ENETDOWN:
-	case ENOPROTOOPT:
-	case EHOSTDOWN:
-	case ENONET:
-	case EHOSTUNREACH:
-	case EOPNOTSUPP:
-	case ENETUNREACH:
-	case ETIMEDOUT:
-		return true;
-	default:
-		return false;
-	}
-}
-
 /* A listener whose error would come back on every poll (EINVAL after a
  * shutdown, EPOLLERR, EPOLLHUP): stop watching it rather than spin. */
 static void
@@ -737,26 +698,26 @@ accept_event(struct loop *l, int lfd, uint32_t events, void *arg)
 		              events & EPOLLERR ? "EPOLLERR" : "EPOLLHUP");
 		return;
 	}
+	/* On a failure: nothing queued, return; out of descriptors or
+	 * memory, pause the listener until the tick; one connection's
+	 * trouble, the next; the listener's own, drop it. */
 	for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
 		struct sockaddr_storage ss;
-		socklen_t len = sizeof(ss);
+		enum listener_error e;
 		char peer[ADDR_STRLEN];
-		int fd;
+		int fd = listener_accept(lfd, &ss, &e);
 
-		fd = accept4(lfd, (struct sockaddr *)&ss, &len,
-		             SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno == EAGAIN || errno == EINTR)
+			if (e == LISTENER_EMPTY)
 				return;
 			COUNT(tcp_accept_errors, 1);
-			if (errno == EMFILE || errno == ENFILE ||
-			    errno == ENOBUFS || errno == ENOMEM) {
+			if (e == LISTENER_EXHAUSTED) {
 				log_event(LOG_WARN, "tcp_accept_paused",
 				          "error=\"%s\"", strerror(errno));
-				pause_listener(srv, lfd, loop_events(l, lfd));
+				listener_pause(&srv->paused, l, lfd);
 				return;
 			}
-			if (accept_error_transient(errno))
+			if (e == LISTENER_TRANSIENT)
 				continue;
 			drop_listener(srv, lfd, strerror(errno));
 			return;
@@ -857,15 +818,7 @@ tcp_server_tick(struct tcp_server *srv, uint64_t now)
 		srv->last_sweep = now;
 	if (srv->nthrottled > 0 || lifetimes)
 		sweep(srv, now, lifetimes);
-	/* Paused listeners come back; one the loop has no room for yet
-	 * (epoll_ctl's ENOMEM, ENOSPC) stays paused for the next tick rather
-	 * than being lost: nothing else would ever watch it again. */
-	size_t kept = 0;
-	for (size_t i = 0; i < srv->npaused; i++)
-		if (loop_add(srv->loop, srv->paused[i].fd,
-		             srv->paused[i].events, accept_event, srv) != 0)
-			srv->paused[kept++] = srv->paused[i];
-	srv->npaused = kept;
+	listener_resume(&srv->paused, srv->loop, accept_event, srv);
 	/* After the closes above: a gauge of pipes lent now. */
 	counters->tcp_splice_pipes_busy = pipe_pool_busy(srv->pipes);
 }

@@ -199,7 +199,7 @@ worker_run(const struct policy *p, const struct facts *f, unsigned nworkers,
 	loop_free(w.loop);
 	close(w.sigfd);
 	close(policy_in);
-	listen_close(s);
+	listener_close_all(s);
 	/* The last figures, so the supervisor's final count is whole. */
 	counters_send(w.report, COUNTERS_UPDATE);
 	close(w.report);

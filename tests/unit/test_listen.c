@@ -1,5 +1,5 @@
-/* Unit tests for src/listen.c's build_steering: the reuseport program that
- * sends every source prefix to one worker. It is run here by a small
+/* Unit tests for src/listen.c's listen_build_steering: the reuseport program
+ * that sends every source prefix to one worker. It is run here by a small
  * interpreter of the classic BPF it uses, and loaded into the kernel. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -146,7 +146,7 @@ static void
 check_prefix_decides(int family, unsigned bits, unsigned nworkers)
 {
 	struct sock_filter prog[STEERING_MAX_INSNS];
-	size_t len = build_steering(prog, family, bits, nworkers, key);
+	size_t len = listen_build_steering(prog, family, bits, nworkers, key);
 	uint8_t hdr[NET_HDR];
 
 	assert_true(len > 0 && len <= STEERING_MAX_INSNS);
@@ -185,7 +185,7 @@ static void
 check_spread(int family, unsigned bits)
 {
 	struct sock_filter prog[STEERING_MAX_INSNS];
-	size_t len = build_steering(prog, family, bits, 4, key);
+	size_t len = listen_build_steering(prog, family, bits, 4, key);
 	unsigned count[4] = {0};
 	uint8_t hdr[NET_HDR];
 
@@ -215,7 +215,7 @@ static void
 test_sequential_prefixes_spread(void **state)
 {
 	struct sock_filter prog[STEERING_MAX_INSNS];
-	size_t len = build_steering(prog, AF_INET, 24, 4, key);
+	size_t len = listen_build_steering(prog, AF_INET, 24, 4, key);
 	unsigned count[4] = {0};
 	uint8_t hdr[NET_HDR] = {0};
 
@@ -235,7 +235,7 @@ mapping(int family, const uint32_t k[STEERING_KEY_WORDS], unsigned out[64])
 {
 	struct sock_filter prog[STEERING_MAX_INSNS];
 	unsigned bits = family == AF_INET ? 24 : 48;
-	size_t len = build_steering(prog, family, bits, 4, k);
+	size_t len = listen_build_steering(prog, family, bits, 4, k);
 	uint8_t hdr[NET_HDR] = {0};
 
 	for (unsigned i = 0; i < 64; i++) {
@@ -308,7 +308,7 @@ test_kernel_accepts(void **state)
 			struct sock_filter prog[STEERING_MAX_INSNS];
 			struct sock_fprog fp;
 
-			fp.len = (unsigned short)build_steering(
+			fp.len = (unsigned short)listen_build_steering(
 			    prog, families[f], bits, 3, key);
 			fp.filter = prog;
 			assert_int_equal(setsockopt(fd, SOL_SOCKET,
