@@ -28,6 +28,12 @@ void log_init(enum log_level level, const char *role, int index);
  * needs socket and connect. 0, or -1 with the reason in err. */
 int log_open_syslog(const char *path, char *err, size_t errlen);
 
+/* Quiet: lines are made as ever, but none reaches stderr (a syslog
+ * socket still gets its own, and a full one drops them). For the fuzz
+ * harnesses, whose replays provoke error lines by design and would hide
+ * a real error, or a sanitizer's report, among them. */
+void log_set_quiet(bool q);
+
 /* Write each line as one JSON object instead of logfmt (same fields). */
 void log_set_json(bool json);
 

@@ -1,5 +1,6 @@
-/* Unit tests for src/log.c's utc_fields: the calendar of the ts= field,
- * against known dates and against the C library's gmtime_r. */
+/* Unit tests for src/log.c: utc_fields, the calendar of the ts= field,
+ * against known dates and against the C library's gmtime_r; and quiet
+ * logging, which writes nothing to stderr. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -8,8 +9,10 @@
 
 #include "log.h"
 
+#include <fcntl.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static void
 assert_utc(time_t t, int y, int mo, int d, int h, int mi, int s)
@@ -84,12 +87,57 @@ test_agrees_with_gmtime(void **state)
 	}
 }
 
+/* What log lines reach stderr while f runs: stderr is a pipe meanwhile. */
+static ssize_t
+stderr_of(void (*f)(void), char *out, size_t len)
+{
+	int p[2], saved = dup(STDERR_FILENO);
+	ssize_t n;
+
+	assert_true(saved >= 0);
+	assert_int_equal(pipe2(p, O_NONBLOCK), 0);
+	assert_true(dup2(p[1], STDERR_FILENO) >= 0);
+	f();
+	assert_true(dup2(saved, STDERR_FILENO) >= 0);
+	close(saved);
+	close(p[1]);
+	n = read(p[0], out, len);
+	close(p[0]);
+	return n < 0 ? 0 : n;
+}
+
+static void
+log_an_error(void)
+{
+	log_always(LOG_ERROR, "listener_failed", "fd=%d", 100000);
+	log_signal_safe(LOG_ERROR, "signal_line", "x=1");
+}
+
+static void
+test_quiet_writes_nothing(void **state)
+{
+	char out[1024];
+	ssize_t n;
+
+	(void)state;
+	log_init(LOG_INFO, "worker", 0);
+	log_set_quiet(true);
+	assert_int_equal(stderr_of(log_an_error, out, sizeof(out)), 0);
+	log_set_quiet(false);
+	n = stderr_of(log_an_error, out, sizeof(out) - 1);
+	assert_true(n > 0);
+	out[n] = '\0';
+	assert_non_null(strstr(out, "level=error event=listener_failed"));
+	assert_non_null(strstr(out, "event=signal_line"));
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_known_dates),
 	    cmocka_unit_test(test_agrees_with_gmtime),
+	    cmocka_unit_test(test_quiet_writes_nothing),
 	};
 
 	return cmocka_run_group_tests_name("log", tests, NULL, NULL);
