@@ -46,11 +46,18 @@ rate limits lifted), except in the attack row: policy/bench-attack.conf,
 the defaults with only the legitimate client (198.18.0.2) rate-exempt, so
 echod limits the flood as it would in service; the unguarded build has
 the guards compiled out and echoes the whole flood. Prints a table, then one machine-readable line per
-figure: "BENCH key=value ...". Exit 1 if a run failed or an echo differed.
+figure: "BENCH key=value ...", and writes the same, with the command, the
+commit and the host, to one file per run under bench/results/
+(YYYY-MM-DD-HHMM-COMMIT.md; --results DIR elsewhere, --results '' not at
+all). Exit 1 if a run failed or an echo differed.
 """
 
 import argparse
+import contextlib
+import datetime
+import io
 import ipaddress
+import platform
 import os
 import shutil
 import socket
@@ -73,6 +80,7 @@ ATTACK_POLICY = ROOT / "policy" / "bench-attack.conf"
 SPLICE_POLICY = ROOT / "build" / "bench" / "bench-splice.conf"
 GO_SRC = ROOT / "bench" / "goecho" / "main.go"
 GO_BIN = ROOT / "build" / "bench" / "go-echo"
+RESULTS = ROOT / "bench" / "results"
 BENCH_NET = ipaddress.ip_network("198.18.0.0/15")
 IDLE_CONNS = 10000
 IDLE_PREFIXES = 40  # 40 x 256 (the per-source cap) > 10,000
@@ -670,6 +678,54 @@ def report(kinds, results, notes, cmd):
               + ",".join(f"{v:.3f}" for v in vals))
 
 
+def git_commit():
+    """The short commit measured, "-dirty" if the tree had changes."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=str(ROOT),
+                              capture_output=True, text=True).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("-dirty" if git("status", "--porcelain", "--",
+                                     ".", ":!bench/results") else "")
+
+
+def host():
+    """One line: the kernel, the CPU model and how many CPUs."""
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (f"Linux {platform.release()}, {model}, "
+            f"{os.cpu_count()} CPUs")
+
+
+def save_results(text, cmd, directory=RESULTS, when=None, commit=None,
+                 machine=None):
+    """The run's report as bench/results/YYYY-MM-DD-HHMM-COMMIT.md (a
+    second run within the minute gets -2, -3, ...): the command, the
+    commit, the host, the tables and notes, then the BENCH lines in a
+    block of their own. Its path."""
+    when = when or datetime.datetime.now(datetime.timezone.utc)
+    commit = commit or git_commit()
+    directory.mkdir(parents=True, exist_ok=True)
+    base = f"{when:%Y-%m-%d-%H%M}-{commit}"
+    path, n = directory / f"{base}.md", 2
+    while path.exists():
+        path, n = directory / f"{base}-{n}.md", n + 1
+    lines = text.rstrip("\n").split("\n")
+    machine_lines = [l for l in lines if l.startswith("BENCH ")]
+    prose = [l for l in lines
+             if not l.startswith("BENCH ") and not l.startswith("command: ")]
+    path.write_text(
+        f"# make bench, {when:%Y-%m-%d %H:%M} UTC, commit {commit}\n\n"
+        f"    {cmd}\n\n"
+        f"Host: {machine or host()}.\n\n"
+        + "\n".join(prose).strip("\n") + "\n\n"
+        + "```\n" + "\n".join(machine_lines) + "\n```\n")
+    return path
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -680,6 +736,9 @@ def main():
                     help="the XDP rows' paced flood, datagrams per second")
     ap.add_argument("--quick", action="store_true",
                     help="1 round of 1 s, no idle/cores/attack rows")
+    ap.add_argument("--results", default=str(RESULTS),
+                    help="directory for this run's results file "
+                         "('' for none)")
     ap.add_argument("--skip", default="",
                     help="comma list of: idle,cores,attack,xdp,go,"
                          "unguarded,splice")
@@ -755,9 +814,14 @@ def main():
         return 1
     notes.append(f"load average at end: {os.getloadavg()[0]:.2f}; "
                  f"{time.monotonic() - t0:.0f} s in all")
-    report(kinds, results, notes,
-           "make bench" + (f" BENCH_ARGS='{' '.join(sys.argv[1:])}'"
-                           if sys.argv[1:] else ""))
+    cmd = "make bench" + (f" BENCH_ARGS='{' '.join(sys.argv[1:])}'"
+                          if sys.argv[1:] else "")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        report(kinds, results, notes, cmd)
+    print(out.getvalue(), end="")
+    if a.results:
+        log(f"bench: results in {save_results(out.getvalue(), cmd, Path(a.results))}")
     return 0
 
 

@@ -271,6 +271,39 @@ def test_paired_ratio_is_the_median_of_each_rounds_ratio():
         pytest.approx(1.10)
 
 
+def test_each_run_writes_its_own_results_file(tmp_path):
+    """make bench keeps each run as bench/results/DATE-TIME-COMMIT.md: the
+    command, the commit, the host, the table and the BENCH lines; a
+    second run in the same minute gets a file of its own."""
+    import contextlib
+    import datetime
+    import io
+    res = {("echod", "udp_rtt_p99"): [100.0, 400.0, 200.0],
+           ("unguarded", "udp_rtt_p99"): [110.0, 300.0, 240.0]}
+    cmd = "make bench BENCH_ARGS='--quick'"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        bench_py.report(["echod", "unguarded"], res, ["a note"], cmd)
+    when = datetime.datetime(2026, 12, 7, 14, 5,
+                             tzinfo=datetime.timezone.utc)
+    first = bench_py.save_results(out.getvalue(), cmd, tmp_path, when,
+                                  "abc1234", "Linux 6.1, a CPU, 2 CPUs")
+    second = bench_py.save_results(out.getvalue(), cmd, tmp_path, when,
+                                   "abc1234", "Linux 6.1, a CPU, 2 CPUs")
+    assert first.name == "2026-12-07-1405-abc1234.md"
+    assert second.name == "2026-12-07-1405-abc1234-2.md"
+    text = first.read_text()
+    assert text.startswith(
+        "# make bench, 2026-12-07 14:05 UTC, commit abc1234\n\n"
+        f"    {cmd}\n\nHost: Linux 6.1, a CPU, 2 CPUs.\n")
+    assert "| metric | echod | echod unguarded |" in text
+    assert "| UDP RTT p99 (us) | 200 | 240 (echod 1.10x) |" in text
+    assert "note: a note" in text
+    assert "BENCH server=unguarded metric=udp_rtt_p99 median=240.000" in \
+        text.split("```")[1]
+    assert text.count("make bench BENCH_ARGS") == 1
+
+
 class SlowServer:
     """Echoes each UDP datagram on 127.0.0.1 `delay` seconds late."""
 
