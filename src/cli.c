@@ -1,7 +1,6 @@
 /* cli: flags are checked as strictly as the policy file. */
 #include "cli.h"
 #include "errmsg.h"
-#include "exitcodes.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -171,32 +170,4 @@ cli_apply(const struct options *o, struct policy *p)
 		p->workers = o->workers;
 	for (int v = 0; v < o->verbose && p->log_level < LOG_DEBUG; v++)
 		p->log_level++;
-}
-
-int
-cli_build_policy(const struct options *o, const char *text, size_t len,
-                 struct policy *p, char *err, size_t errlen)
-{
-	struct policy_error e;
-	char msg[256];
-
-	if (policy_defaults(p, &e) != 0) {
-		errmsg(err, errlen, "echod: built-in policy:%u: %s", e.line,
-		       e.msg);
-		return EXIT_SOFTWARE;
-	}
-	if (o->config != NULL && policy_parse(text, len, p, &e) != 0) {
-		if (e.line > 0)
-			errmsg(err, errlen, "%s:%u: %s", o->config, e.line,
-			       e.msg);
-		else
-			errmsg(err, errlen, "%s: %s", o->config, e.msg);
-		return EXIT_CONFIG;
-	}
-	cli_apply(o, p);
-	if (cli_check_listen(p, msg, sizeof(msg)) != 0) {
-		errmsg(err, errlen, "echod: %s", msg);
-		return EXIT_USAGE;
-	}
-	return 0;
 }

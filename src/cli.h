@@ -1,6 +1,6 @@
 /*
  * cli: echod's command line, parsed without getopt's hidden state.
- * Map: parser layer; calls errmsg, exitcodes, policy.
+ * Map: parser layer; calls errmsg, policy.
  */
 #ifndef ECHOD_CLI_H
 #define ECHOD_CLI_H
@@ -35,15 +35,6 @@ void cli_apply(const struct options *o, struct policy *p);
 /* After cli_apply: 0, or -1 if two listen addresses became the same once
  * their ports were filled in ("127.0.0.1" and "127.0.0.1:7" with -p 7). */
 int cli_check_listen(const struct policy *p, char *err, size_t errlen);
-
-/*
- * The policy from a file's text (o->config's; the built-in one without
- * -c) with the flags laid over it: what the start-up checks and a reload
- * checks again, alike. Pure. 0, or the exit status of the mistake
- * (exitcodes.h) with its message in err: FILE:LINE: message for the file.
- */
-int cli_build_policy(const struct options *o, const char *text, size_t len,
-                     struct policy *p, char *err, size_t errlen);
 
 /* The usage text, for -h (stdout) and for errors (stderr). */
 extern const char cli_usage[];

@@ -23,6 +23,7 @@
  * at the end of this file, is that list; every way out is fail().
  */
 #include "cli.h"
+#include "errmsg.h"
 #include "exitcodes.h"
 #include "facts.h"
 #include "harden.h"
@@ -152,12 +153,40 @@ raise_nofile(rlim_t need, bool check_only)
 	     policy.tcp_max_connections, (unsigned long long)need, hard);
 }
 
-/* The reload's way to build a policy (reload.h): as the start-up did. */
+/*
+ * A policy from a file's text (or the built-in one without -c) and the
+ * flags: what the start-up checks and a reload checks again, alike. 0, or
+ * the exit status of the mistake (exitcodes.h) with its message in err:
+ * FILE:LINE: message for the file.
+ */
 static int
 build_policy(const char *text, size_t len, struct policy *p, char *err,
              size_t errlen)
 {
-	return cli_build_policy(command_line, text, len, p, err, errlen);
+	struct policy_error e;
+	char msg[256];
+
+	if (policy_defaults(p, &e) != 0) {
+		errmsg(err, errlen, "echod: built-in policy:%u: %s", e.line,
+		       e.msg);
+		return EXIT_SOFTWARE;
+	}
+	if (command_line->config != NULL &&
+	    policy_parse(text, len, p, &e) != 0) {
+		if (e.line > 0)
+			errmsg(err, errlen, "%s:%u: %s", command_line->config,
+			       e.line, e.msg);
+		else
+			errmsg(err, errlen, "%s: %s", command_line->config,
+			       e.msg);
+		return EXIT_CONFIG;
+	}
+	cli_apply(command_line, p);
+	if (cli_check_listen(p, msg, sizeof(msg)) != 0) {
+		errmsg(err, errlen, "echod: %s", msg);
+		return EXIT_USAGE;
+	}
+	return 0;
 }
 
 static void
