@@ -170,6 +170,8 @@ take(const uint8_t *data, size_t size)
 	else
 		CHECK(setenv("LISTEN_FDS", n ? text : "0", 1) == 0);
 	CHECK(setenv("LISTEN_FDNAMES", "echo", 1) == 0);
+	/* What echod counts before taking them: the count, if valid. */
+	CHECK(sockact_passed() == (unset || wrong_pid ? 0 : n));
 	memset(err, 0, sizeof(err));
 	rc = sockact_take(&set, err, sizeof(err));
 

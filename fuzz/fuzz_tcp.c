@@ -903,6 +903,9 @@ check_pool(const struct policy *pol, unsigned share)
 	CHECK(w.npipes == (want < w.pipe_quota ? want : w.pipe_quota));
 	CHECK(tcp_splice_pipes(pol, share) == want);
 	CHECK(tcp_splice_memory(pol, share) == (unsigned long long)want << 18);
+	CHECK(tcp_memory_bound(pol, share) >=
+	      tcp_splice_memory(pol, share) +
+	          (unsigned long long)share * pol->tcp_buffer);
 }
 
 /* The user's pipe quota spent before the worker starts: no pipe, and the
