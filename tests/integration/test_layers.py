@@ -103,3 +103,16 @@ def test_the_guard_keeps_its_entries():
                 f"{f.name} reaches into a rate entry through {name}->")
         m = GUARD_CALL_DEREF_RE.search(text)
         assert not m, f"{f.name} reaches into what {m.group(0)} returns"
+
+
+def test_tools_live_beside_the_daemon_not_in_it():
+    """The load generator is a tool: bench/ at the top, beside lab/, not
+    among the daemon's sources; like echo-client, one file per mode on
+    shared modules, none over 400 lines."""
+    assert not (SRC / "bench").exists()
+    sources = sorted((ROOT / "bench").glob("*.[ch]"))
+    assert {"main.c", "options.c", "tcp.c", "udp.c", "rtt.c", "idle.c",
+            "flood.c"} <= {f.name for f in sources}
+    for f in sources + sorted((SRC / "client").glob("*.[ch]")):
+        lines = f.read_text().count("\n")
+        assert lines <= 400, f"{f.relative_to(ROOT)}: {lines} lines"
