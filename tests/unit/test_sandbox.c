@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "privdrop.h"
+#include "log.h"
 #include "sandbox.h"
 
 #include <errno.h>
@@ -398,5 +399,8 @@ main(void)
 	    cmocka_unit_test(test_metrics_filter),
 	};
 
+	/* The probes break the rules on purpose: their violation lines are
+	 * no news, and make test shows no error line when nothing failed. */
+	log_set_quiet(true);
 	return cmocka_run_group_tests_name("sandbox", tests, NULL, NULL);
 }

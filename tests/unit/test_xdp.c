@@ -12,6 +12,7 @@
 #include "bpf/prefilter.h"
 #include "guard.h"
 #include "guard_test.h"
+#include "log.h"
 #include "policy.h"
 #include "sandbox.h"
 #include "xdp.h"
@@ -923,5 +924,8 @@ main(void)
 		puts("[  SKIPPED ] test_xdp: needs root to load XDP programs");
 		return 0;
 	}
+	/* bpf() under every filter is a violation on purpose: its lines
+	 * are no news (make test shows no error line when nothing failed). */
+	log_set_quiet(true);
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
