@@ -35,6 +35,7 @@ struct reload {
 	size_t got; /* bytes of head, then of text */
 	char *text; /* POLICY_MAX_FILE */
 	struct policy next;
+	bool deferred; /* next waits for the last one to reach every worker */
 	struct reload_msg msg; /* the live policy, as sent to the workers */
 	unsigned n;
 	struct outbox *out;
@@ -268,13 +269,6 @@ push(struct reload *r, unsigned i)
 	}
 }
 
-void
-reload_tick(struct reload *r)
-{
-	for (unsigned i = 0; i < r->n; i++)
-		push(r, i);
-}
-
 /* The text built a valid policy: is it one this process may take? */
 static void
 decide(struct reload *r)
@@ -284,6 +278,8 @@ decide(struct reload *r)
 	int n = policy_changed_keywords(r->live, &r->next, changed,
 	                                sizeof(changed));
 	int busy = delivering(r);
+
+	r->deferred = false;
 
 	if (n < 0) {
 		refuse("the policy cannot be compared with the one in force");
@@ -314,12 +310,16 @@ decide(struct reload *r)
 		refuse(why);
 		return;
 	}
-	if (busy >= 0) {
-		snprintf(why, sizeof(why),
-		         "worker %d has not yet taken the last reload: send "
-		         "SIGHUP again",
-		         busy);
-		refuse(why);
+	/* A worker still reading the last policy cannot be sent another
+	 * half-way; the newest file is applied once it has, not refused, so
+	 * an operator's quick second SIGHUP is never lost. */
+	r->deferred = busy >= 0;
+	if (r->deferred) {
+		log_always(
+		    LOG_INFO, "reload_deferred",
+		    "worker=%d why=\"the last reload is still on its way "
+		    "to this worker\"",
+		    busy);
 		return;
 	}
 	*r->live = r->next;
@@ -339,11 +339,21 @@ decide(struct reload *r)
 	reload_warn_lost_defaults(r->live);
 }
 
+void
+reload_tick(struct reload *r)
+{
+	for (unsigned i = 0; i < r->n; i++)
+		push(r, i);
+	if (r->deferred && delivering(r) < 0)
+		decide(r);
+}
+
 static void
 build_and_decide(struct reload *r, const char *text, size_t len)
 {
 	char err[512];
 
+	r->deferred = false; /* the newest file replaces one still waiting */
 	if (r->build(text, len, &r->next, err, sizeof(err)) != 0) {
 		refuse(err);
 		return;

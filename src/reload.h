@@ -69,7 +69,8 @@ void reload_detach(struct reload *r, unsigned i);
 /* In a new worker: close the supervisor's ends (of every worker's pipe)
  * and the reader's socket. */
 void reload_close_for_worker(struct reload *r);
-/* Supervisor tick: go on sending a policy a full pipe held back. */
+/* Supervisor tick: go on sending a policy a full pipe held back, then
+ * apply a reload deferred until every worker had the last one. */
 void reload_tick(struct reload *r);
 
 /* In a worker: read what arrived on fd (its end). 1 when a whole policy

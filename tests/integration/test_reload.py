@@ -307,6 +307,47 @@ def test_100_reloads_leave_rss_and_fds_flat(live):
     assert d.counters()["policy_reloads"] == 110
 
 
+def test_a_sighup_while_a_worker_reads_is_applied_not_lost(live):
+    """A worker still reading the last policy (here: stopped) defers the
+    next reload; the newest file is applied once it has read, and nothing
+    is refused, so an operator's quick second SIGHUP is never lost."""
+    files = [QUIET + f"tcp-idle-timeout {20 + i}s\n" for i in range(3)]
+    last = QUIET + "tcp-idle-timeout 30s\ndeny 198.18.5.0/24\n"
+    d, write = live(files[0])
+    stopped = d.workers()[1]
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        # Each policy is about 40 KB: the stopped worker's pipe (64 KiB)
+        # takes one whole and part of the next, and the one after waits.
+        outcomes = []
+        for text in files[1:] + [last]:
+            write(text)
+            f = reload(d, what=("reload", "reload_refused",
+                                "reload_deferred"))
+            outcomes.append(f["event"])
+            if f["event"] == "reload_deferred":
+                break
+        assert outcomes[-1] == "reload_deferred", outcomes
+        assert "reload_refused" not in outcomes, outcomes
+        write(last)  # the newest file is the one applied
+        f = reload(d, what=("reload", "reload_refused", "reload_deferred"))
+        assert f["event"] == "reload_deferred", f
+        start = len(d.log_lines())
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+    line = d.wait_for_line(
+        lambda l: is_event(l, "reload") or is_event(l, "reload_refused"),
+        5.0, start, what="the deferred reload")
+    f = parse_logfmt(line)
+    assert f["event"] == "reload" and "deny" in f["changed"], f
+    assert d.counters()["policy_reloads"] == outcomes.count("reload") + 1
+    with udp_socket(host="127.0.0.1") as s:  # and it serves
+        s.settimeout(2.0)
+        for i in range(8):
+            s.sendto(b"after %d" % i, ("127.0.0.1", d.port))
+            assert s.recvfrom(64)[0] == b"after %d" % i
+
+
 def test_reload_of_the_built_in_policy(echod):
     d = echod()
     assert reader_of(d.pid) is None  # nothing to read: no reader
