@@ -86,7 +86,7 @@ $(BUILD)/gen/seccomp_%.inc: policy/seccomp-%.list src/gen-seccomp.awk | $(BUILD)
 
 $(BUILD)/obj/sandbox.o: $(BUILD)/gen/seccomp_worker.inc \
 	$(BUILD)/gen/seccomp_supervisor.inc $(BUILD)/gen/seccomp_enosys.inc \
-	$(BUILD)/gen/seccomp_metrics.inc \
+	$(BUILD)/gen/seccomp_metrics.inc $(BUILD)/gen/seccomp_keeper.inc \
 	$(BUILD)/gen/seccomp_reader.inc
 
 $(BUILD)/gen/prefilter.bpf.o: src/bpf/prefilter.bpf.c src/bpf/prefilter.h \

@@ -13,12 +13,13 @@
  *   5. drop every capability, no_new_privs, not dumpable, rlimits
  *      (seal_process)
  *   6. the policy reader forked with its own Landlock rule and seccomp
- *      list (start_policy_reader, reader.c); Landlock, seccomp
- *      (supervisor list), fork workers; each limits its memory and stacks
- *      the worker list; with metrics, fork the metrics process, which
- *      enters its own Landlock domain and stacks its list (enter_sandbox,
- *      supervisor_run; harden_worker in each worker, harden_metrics in
- *      the metrics process)
+ *      list (start_policy_reader, reader.c); Landlock; with metrics, the
+ *      metrics keeper forked with the metrics socket, its own Landlock
+ *      domain and seccomp list, which forks the metrics process
+ *      (start_metrics_keeper, keeper.c; harden_keeper, harden_metrics);
+ *      seccomp (supervisor list), fork workers; each limits its memory
+ *      and stacks the worker list (enter_sandbox, supervisor_run;
+ *      harden_worker in each worker)
  * Nothing reads a byte from the network before step 6 completes. main(),
  * at the end of this file, is that list; every way out is fail().
  */
@@ -27,6 +28,7 @@
 #include "exitcodes.h"
 #include "facts.h"
 #include "harden.h"
+#include "keeper.h"
 #include "landlock.h"
 #include "listen.h"
 #include "log.h"
@@ -87,7 +89,11 @@ struct boot {
 	char skipped[128];    /* hardening steps not applied, comma-separated */
 	char landlock[16];    /* the Landlock level reached ("abi7", "none") */
 	struct listen_set sockets;
+	int reader_fd;             /* the policy reader's socket, or -1 */
+	struct keeper_link keeper; /* with metrics: the keeper */
 };
+
+static struct boot *booted; /* main()'s, for the keeper's fork */
 
 /*
  * The one way echod gives up: say what failed, then exit with its status
@@ -399,6 +405,21 @@ harden_metrics(void)
 	harden(SANDBOX_METRICS, 0);
 }
 
+static void
+harden_keeper(void)
+{
+	harden(SANDBOX_KEEPER, 0);
+}
+
+/* In the keeper: nothing of the bootstrap's but the metrics socket. */
+static void
+leave_bootstrap(void)
+{
+	listener_close_all(&booted->sockets);
+	if (booted->reader_fd >= 0)
+		close(booted->reader_fd);
+}
+
 /* Flags first: -h, -V and a bad flag end here, before anything else. */
 static void
 parse_flags(int argc, char **argv, struct options *o)
@@ -517,8 +538,10 @@ report_downgrades(const struct boot *b)
 		           "production.\"");
 }
 
-/* Step 6: Landlock and the supervisor's own allowlist; workers limit
- * their memory and stack their allowlist. */
+static void start_metrics_keeper(struct boot *b);
+
+/* Step 6: Landlock, the metrics keeper, and the supervisor's own
+ * allowlist; workers limit their memory and stack their allowlist. */
 static void
 enter_sandbox(struct boot *b)
 {
@@ -527,6 +550,9 @@ enter_sandbox(struct boot *b)
 	if (landlock_enter(policy.landlock_required, b->landlock,
 	                   sizeof(b->landlock), err, sizeof(err)) != 0)
 		refuse("landlock", err);
+	/* After the Landlock domain, which the keeper shares (the supervisor
+	 * can stop it), before the filter, which it must not. */
+	start_metrics_keeper(b);
 	if (GUARDS_ON && sandbox_enter(SANDBOX_SUPERVISOR, policy.sandbox_log,
 	                               err, sizeof(err)) != 0)
 		refuse("seccomp", err);
@@ -541,7 +567,8 @@ enter_sandbox(struct boot *b)
 }
 
 /* Step 2, for "metrics ADDR:PORT": its socket is bound with the others;
- * the metrics process the supervisor forks serves it inside the sandbox. */
+ * the metrics keeper holds it, and the metrics process it forks serves
+ * it inside the sandbox. */
 static void
 bind_metrics(void)
 {
@@ -552,14 +579,21 @@ bind_metrics(void)
 		fail(EXIT_OSERR, "bind_failed", NULL, "%s", err);
 }
 
-/* What the metrics' info line says, known once the sandbox is entered. */
-static const struct metrics_setup *
-metrics_for(const struct boot *b)
+/* Step 6, with metrics: the keeper (keeper.h), which takes the only
+ * copy of the metrics socket. */
+static void
+start_metrics_keeper(struct boot *b)
 {
+	static const struct keeper_hooks hooks = {
+	    .leave_bootstrap = leave_bootstrap,
+	    .harden = harden_keeper,
+	    .harden_metrics = harden_metrics,
+	};
 	char where[ADDR_STRLEN];
+	const char *step;
 
 	if (!policy.metrics_on)
-		return NULL;
+		return;
 	format_sockaddr((const struct sockaddr *)&policy.metrics.ss, where,
 	                sizeof(where));
 	log_always(LOG_INFO, "listening", "proto=metrics addr=%s", where);
@@ -569,17 +603,22 @@ metrics_for(const struct boot *b)
 	    .landlock = b->landlock,
 	    .chroot = b->priv.as_root ? policy.chroot_dir : "none",
 	    .user = b->priv.as_root ? b->priv.user : "-",
+	    .workers = b->nworkers,
 	    .table_slots = policy.rate_table_size,
 	};
-	return &metrics;
+	if (keeper_start(&policy, &metrics,
+	                 supervisor_log_shares(b->nworkers, true), &hooks,
+	                 &b->keeper, &step) != 0)
+		refuse(step, strerror(errno));
+	close(metrics.fd);
+	metrics.fd = -1;
 }
 
 /* The steps of SECURITY.md, "The bootstrap, step by step", in order. */
 int
 main(int argc, char **argv)
 {
-	static struct boot b;
-	int reader_fd;
+	static struct boot b = {.reader_fd = -1};
 
 	parse_flags(argc, argv, &b.opts);
 	/* Step 1: everything checked before anything is touched; -t stops
@@ -620,10 +659,12 @@ main(int argc, char **argv)
 	drop_privileges(&b);
 	seal_process(&b);
 	report_downgrades(&b);
-	reader_fd = start_policy_reader();
+	b.reader_fd = start_policy_reader();
+	booted = &b;
 	enter_sandbox(&b);
 	listen_announce(&b.sockets);
 	return supervisor_run(&policy, &facts, &b.sockets, b.nworkers,
-	                      harden_worker, metrics_for(&b), harden_metrics,
-	                      prepare_reload(&b, reader_fd));
+	                      harden_worker,
+	                      policy.metrics_on ? &b.keeper : NULL,
+	                      prepare_reload(&b, b.reader_fd));
 }

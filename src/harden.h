@@ -1,9 +1,10 @@
 /*
  * harden: each child's own steps on top of the supervisor's sandbox,
  * taken just before it serves: a worker limits its memory, forbids new
- * processes and stacks the worker allowlist; the metrics process enters a
- * Landlock domain of its own (it can signal no other echod process),
- * forbids new processes and stacks the metrics allowlist. Both first
+ * processes and stacks the worker allowlist; the metrics keeper and the
+ * metrics process each enter a Landlock domain of their own (they can
+ * signal no other echod process outside it), the metrics process forbids
+ * new processes, and each stacks its allowlist. All first
  * close their copies of the XDP links: the supervisor's keep the
  * prefilter attached, and a child's would keep it after the supervisor is
  * gone.
@@ -17,10 +18,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* role: SANDBOX_WORKER or SANDBOX_METRICS. memory: the worker's
+/* role: SANDBOX_WORKER, SANDBOX_KEEPER or SANDBOX_METRICS. memory: the worker's
  * RLIMIT_DATA, 0 for none. log_only: the policy's sandbox-violation log.
  * 0, or -1 with the step that failed ("worker_memory", "worker_nproc",
- * "worker_seccomp", "metrics_landlock", ...) and why. */
+ * "worker_seccomp", "metrics_landlock", "keeper_seccomp", ...) and
+ * why. */
 int harden_child(enum sandbox_role role, unsigned long long memory,
                  bool log_only, const char **step, char *err, size_t errlen);
 

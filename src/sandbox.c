@@ -17,8 +17,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* Generated from policy/seccomp-worker.list, seccomp-supervisor.list and
- * seccomp-metrics.list. */
+/* Generated from policy/seccomp-worker.list, seccomp-supervisor.list,
+ * seccomp-metrics.list and seccomp-keeper.list. */
 static const struct sandbox_rule worker_rules[] = {
 #include "seccomp_worker.inc"
 };
@@ -29,6 +29,10 @@ static const struct sandbox_rule supervisor_rules[] = {
 
 static const struct sandbox_rule metrics_rules[] = {
 #include "seccomp_metrics.inc"
+};
+
+static const struct sandbox_rule keeper_rules[] = {
+#include "seccomp_keeper.inc"
 };
 
 /* Generated from policy/seccomp-reader.list: the policy reader's alone. */
@@ -119,6 +123,10 @@ sandbox_rules(enum sandbox_role role, const struct sandbox_rule **out)
 		*out = reader_rules;
 		return LEN(reader_rules);
 	}
+	if (role == SANDBOX_KEEPER) {
+		*out = keeper_rules;
+		return LEN(keeper_rules);
+	}
 	*out = worker_rules;
 	return LEN(worker_rules);
 }
@@ -199,17 +207,20 @@ sandbox_build(enum sandbox_role role, bool log_only, char *err, size_t errlen)
 		seccomp_release(ctx);
 		return NULL;
 	}
-	/* The supervisor's children inherit its filter: it holds theirs too
-	 * (a syscall named twice is one rule set; libseccomp merges them).
-	 * The reader, forked before it, holds its own list alone. */
+	/* A child inherits its parent's filter: the supervisor's holds the
+	 * workers' list, the keeper's the metrics process's (a syscall named
+	 * twice is one rule set; libseccomp merges them). The reader and the
+	 * keeper, forked before the supervisor's filter, hold their own. */
 	if ((role == SANDBOX_READER &&
 	     add_rules(ctx, SANDBOX_READER, err, errlen) != 0) ||
 	    ((role == SANDBOX_SUPERVISOR || role == SANDBOX_WORKER) &&
 	     add_rules(ctx, SANDBOX_WORKER, err, errlen) != 0) ||
-	    ((role == SANDBOX_SUPERVISOR || role == SANDBOX_METRICS) &&
+	    ((role == SANDBOX_KEEPER || role == SANDBOX_METRICS) &&
 	     add_rules(ctx, SANDBOX_METRICS, err, errlen) != 0) ||
 	    (role == SANDBOX_SUPERVISOR &&
 	     add_rules(ctx, SANDBOX_SUPERVISOR, err, errlen) != 0) ||
+	    (role == SANDBOX_KEEPER &&
+	     add_rules(ctx, SANDBOX_KEEPER, err, errlen) != 0) ||
 	    add_array(ctx, enosys_rules, LEN(enosys_rules),
 	              SCMP_ACT_ERRNO(ENOSYS), err, errlen) != 0) {
 		seccomp_release(ctx);

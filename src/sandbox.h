@@ -13,7 +13,8 @@ enum sandbox_role {
 	SANDBOX_SUPERVISOR,
 	SANDBOX_WORKER,
 	SANDBOX_METRICS,
-	SANDBOX_READER
+	SANDBOX_READER,
+	SANDBOX_KEEPER
 };
 
 /* One line of an allowlist: a syscall and the argument tests it must pass. */
@@ -24,9 +25,9 @@ struct sandbox_rule {
 };
 
 /* The rules a role's list file adds (the supervisor's filter also holds
- * the worker's and the metrics process's: its children stack theirs on
- * it; the reader's holds its own alone). Returns how many; *rules points
- * at static storage. */
+ * the worker's, the keeper's the metrics process's: their children stack
+ * theirs on it; the reader's holds its own alone). Returns how many;
+ * *rules points at static storage. */
 size_t sandbox_rules(enum sandbox_role role, const struct sandbox_rule **rules);
 
 /* The syscalls both filters answer with ENOSYS (policy/seccomp-enosys.list):

@@ -48,11 +48,6 @@ struct scrape {
 	struct acl allowed; /* loopback and metrics-allow; the rest denied */
 	struct metrics_facts facts;
 	struct scrape_feed latest; /* the last whole snapshot */
-	size_t have;
-	union {
-		struct scrape_feed msg;
-		unsigned char bytes[sizeof(struct scrape_feed)];
-	} partial;
 	struct log_limit refusals;
 	struct listener_pauses paused; /* the listener, out of descriptors */
 	struct refused refused[REFUSED_SOURCES];
@@ -341,17 +336,22 @@ accept_event(struct loop *l, int fd, uint32_t events, void *arg)
 	}
 }
 
-/* The supervisor's snapshots: keep the last whole one. End of file: the
- * supervisor stops this process (or is gone). */
+/* The supervisor's snapshots: keep the last. The pipe is in packet mode
+ * (keeper.c): a read takes one record, so whatever an earlier metrics
+ * process read or left, this one reads whole records. End of file: the
+ * supervisor stops (or is gone). */
 static void
 feed_event(struct loop *l, int fd, uint32_t events, void *arg)
 {
 	struct scrape *m = arg;
+	union {
+		struct scrape_feed msg;
+		unsigned char bytes[sizeof(struct scrape_feed) + 1];
+	} in;
 
 	(void)events;
 	for (;;) {
-		ssize_t n = read(fd, m->partial.bytes + m->have,
-		                 sizeof(m->partial) - m->have);
+		ssize_t n = read(fd, &in, sizeof(in));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN)
@@ -360,11 +360,8 @@ feed_event(struct loop *l, int fd, uint32_t events, void *arg)
 			loop_stop(l);
 			return;
 		}
-		m->have += (size_t)n;
-		if (m->have == sizeof(m->partial)) {
-			m->latest = m->partial.msg;
-			m->have = 0;
-		}
+		if (n == (ssize_t)sizeof(in.msg))
+			m->latest = in.msg;
 	}
 }
 
@@ -430,7 +427,7 @@ scrape_run(const struct policy *p, const struct metrics_facts *facts,
 	loop_set_tick(m->loop, TICK_MS, tick, m);
 	harden();
 	/* Hardened and about to serve: the one ready report, latched by the
-	 * supervisor. */
+	 * keeper. */
 	COUNT(workers_ready, 1);
 	counters_send(report_fd, COUNTERS_UPDATE);
 	log_event(LOG_DEBUG, "metrics_ready", "pid=%d", getpid());

@@ -1,14 +1,15 @@
 /* supervisor: forks, reaps and signals; it never touches a peer's bytes,
- * and reads nothing from the network. */
+ * holds no metrics socket, and reads nothing from the network. */
 #include "supervisor.h"
 #include "counters.h"
 #include "exitcodes.h"
 #include "gather.h"
+#include "keeper.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "reload.h"
 #include "loop.h"
-#include "metrics.h"
+#include "restart.h"
 #include "scrape.h"
 #include "worker.h"
 #include "xdp.h"
@@ -27,34 +28,29 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define TICK_MS          50
-#define BACKOFF_FIRST_MS 100
-#define BACKOFF_MAX_MS   5000
-#define STABLE_MS        10000 /* a worker this old resets the backoff */
-#define STOP_GRACE_MS    800   /* then SIGKILL: SIGTERM must end us in 1 s */
-#define REPORT_WAIT_MS   500   /* SIGUSR1: how long to wait for replies */
-#define METRICS_NAME     "echod-metrics" /* its comm, for ps */
+#define TICK_MS        50
+#define STOP_GRACE_MS  800 /* then SIGKILL: SIGTERM must end us in 1 s */
+#define REPORT_WAIT_MS 500 /* SIGUSR1: how long to wait for replies */
 
 struct child {
-	pid_t pid; /* 0: not running */
-	uint64_t started, restart_at;
-	unsigned backoff_ms;
-	struct bucket restarts; /* worker-restart-limit */
+	pid_t pid;              /* 0: not running */
+	struct restart restart; /* backoff, worker-restart-limit */
 };
 
 /*
- * children[0..n) are the workers; with metrics on, children[n] is the
- * metrics process, restarted the same way within its own bound. Each
- * child reports up a gather pipe of the same index.
+ * children[0..n) are the workers, each reporting up a gather pipe of the
+ * same index; with metrics on, children[n] is the metrics keeper, forked
+ * by the bootstrap and never restarted (it reports up its own pipe,
+ * keeper.h).
  */
 struct supervisor {
 	const struct policy *policy;
 	const struct facts *facts;
 	struct listen_set *sockets;
-	worker_harden_fn harden, harden_metrics;
+	worker_harden_fn harden;
 	struct child *children;
 	unsigned n;         /* workers */
-	unsigned nchildren; /* workers and the metrics process */
+	unsigned nchildren; /* workers and the keeper */
 	unsigned log_shares;
 	bool stopping;
 	bool announced; /* event=ready logged */
@@ -63,18 +59,30 @@ struct supervisor {
 	struct loop *loop;
 	int sigfd;
 	struct gather *gather;
-	uint64_t report_deadline; /* 0: no SIGUSR1 report pending */
-	const struct metrics_setup *metrics_setup; /* NULL: metrics off */
-	int feed;                /* write end of the metrics snapshot pipe */
-	struct scrape_feed sent; /* the last snapshot written to it */
+	uint64_t report_deadline;  /* 0: no SIGUSR1 report pending */
+	struct keeper_link keeper; /* pid 0: metrics off, or the keeper ended */
+	struct keeper_report metrics; /* the keeper's last report */
+	struct scrape_feed sent;      /* the last snapshot written to feed */
 	bool sent_any;
 	struct reload *reload; /* SIGHUP */
 };
 
 static bool
-is_metrics(const struct supervisor *sv, unsigned i)
+is_keeper(const struct supervisor *sv, unsigned i)
 {
 	return i == sv->n;
+}
+
+/* Every counter: the supervisor's own, the workers' (gather.h) and the
+ * metrics processes' as the keeper reported them; without the running
+ * metrics process's own for what is sent to it (it adds them itself). */
+static void
+total(const struct supervisor *sv, bool with_live_metrics, struct counters *out)
+{
+	gather_total(sv->gather, counters, out);
+	counters_add(out, &sv->metrics.settled);
+	if (with_live_metrics)
+		counters_add(out, &sv->metrics.live);
 }
 
 /* How many workers are alive and said they were ready: the supervisor's
@@ -98,7 +106,7 @@ log_counters(const struct supervisor *sv, const char *event)
 	/* The prefilter's drops are the supervisor's to report. */
 	xdp_fold_counters(counters);
 	count_ready_workers(sv);
-	gather_total(sv->gather, counters, &sum);
+	total(sv, true, &sum);
 	counters_format(&sum, line, sizeof(line));
 	log_always(LOG_INFO, event, "%s", line);
 }
@@ -121,7 +129,7 @@ counters_event(struct loop *l, int fd, uint32_t events, void *arg)
 	struct supervisor *sv = arg;
 
 	(void)events;
-	for (unsigned i = 0; i < sv->nchildren; i++) {
+	for (unsigned i = 0; i < sv->n; i++) {
 		if (gather_fd(sv->gather, i) != fd)
 			continue;
 		if (gather_receive(sv->gather, i) != 0)
@@ -132,49 +140,32 @@ counters_event(struct loop *l, int fd, uint32_t events, void *arg)
 	report_if_answered(sv, now_ms());
 }
 
-/* In a new child: drop what only the supervisor holds; count from zero. */
+/* In a new worker: drop what only the supervisor holds; count from
+ * zero. */
 static void
-leave_supervisor(struct supervisor *sv, unsigned i)
+leave_supervisor(struct supervisor *sv)
 {
 	loop_free(sv->loop);
 	close(sv->sigfd);
 	gather_close_readers(sv->gather);
-	if (sv->feed >= 0)
-		close(sv->feed);
-	if (sv->metrics_setup != NULL && !is_metrics(sv, i))
-		close(sv->metrics_setup->fd);
+	if (sv->keeper.feed_fd >= 0)
+		close(sv->keeper.feed_fd);
+	if (sv->keeper.report_fd >= 0)
+		close(sv->keeper.report_fd);
 	reload_close_for_worker(sv->reload);
 	memset(counters, 0, sizeof(*counters));
 	log_share_budget(sv->log_shares);
 }
 
-/* The metrics process: its listener, its two pipes and stderr; no echo
- * socket. It dies by SIGKILL with the supervisor (its signals stay
- * blocked: it stops when the snapshot pipe closes). */
-static _Noreturn void
-run_metrics(struct supervisor *sv, int feed, int report)
-{
-	struct metrics_facts f = sv->metrics_setup->facts;
-
-	listener_close_all(sv->sockets);
-	(void)prctl(PR_SET_NAME, METRICS_NAME, 0, 0, 0);
-	log_init(sv->policy->log_level, "metrics", -1);
-	f.workers = sv->n;
-	_exit(scrape_run(sv->policy, &f, sv->metrics_setup->fd, feed, report,
-	                 sv->harden_metrics));
-}
-
 static void
 start_failed(struct supervisor *sv, unsigned i, const char *step)
 {
-	log_always(LOG_ERROR,
-	           is_metrics(sv, i) ? "metrics_fork_failed"
-	                             : "worker_fork_failed",
+	log_always(LOG_ERROR, "worker_fork_failed",
 	           "worker=%u step=%s error=\"%s\"", i, step, strerror(errno));
 	if (gather_fd(sv->gather, i) >= 0)
 		loop_del(sv->loop, gather_fd(sv->gather, i));
 	gather_retire(sv->gather, i);
-	sv->children[i].restart_at = now_ms() + BACKOFF_MAX_MS;
+	sv->children[i].restart.restart_at = now_ms() + RESTART_MAX_MS;
 }
 
 static void
@@ -183,10 +174,9 @@ start_child(struct supervisor *sv, unsigned i)
 	struct child *c = &sv->children[i];
 	pid_t parent = getpid();
 	pid_t pid;
-	int report = -1, feed[2] = {-1, -1}, policy_in = -1;
+	int report = -1, policy_in = -1;
 
-	if ((!is_metrics(sv, i) &&
-	     reload_attach(sv->reload, i, &policy_in) != 0) ||
+	if (reload_attach(sv->reload, i, &policy_in) != 0 ||
 	    gather_attach(sv->gather, i, &report) != 0 ||
 	    loop_add(sv->loop, gather_fd(sv->gather, i), EPOLLIN,
 	             counters_event, sv) != 0) {
@@ -197,34 +187,20 @@ start_child(struct supervisor *sv, unsigned i)
 		start_failed(sv, i, "counters_pipe");
 		return;
 	}
-	if (is_metrics(sv, i) && pipe2(feed, O_CLOEXEC | O_NONBLOCK) != 0) {
-		close(report);
-		start_failed(sv, i, "snapshot_pipe");
-		return;
-	}
 	pid = fork();
 	if (pid < 0) {
 		close(report);
 		if (policy_in >= 0)
 			close(policy_in);
-		if (feed[0] >= 0) {
-			close(feed[0]);
-			close(feed[1]);
-		}
 		start_failed(sv, i, "fork");
 		return;
 	}
 	if (pid == 0) {
-		/* A child must not outlive its supervisor. */
-		if (prctl(PR_SET_PDEATHSIG,
-		          is_metrics(sv, i) ? SIGKILL : SIGTERM) != 0 ||
+		/* A worker must not outlive its supervisor. */
+		if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 ||
 		    getppid() != parent)
 			_exit(0);
-		leave_supervisor(sv, i);
-		if (is_metrics(sv, i)) {
-			close(feed[1]);
-			run_metrics(sv, feed[0], report);
-		}
+		leave_supervisor(sv);
 		/* The worker keeps its sockets, stderr and its own counters
 		 * pipe, nothing else. */
 		log_init(sv->policy->log_level, "worker", (int)i);
@@ -235,39 +211,9 @@ start_child(struct supervisor *sv, unsigned i)
 	close(report);
 	if (policy_in >= 0)
 		close(policy_in);
-	if (is_metrics(sv, i)) {
-		close(feed[0]);
-		sv->feed = feed[1];
-		sv->sent_any = false;
-	}
 	c->pid = pid;
-	c->started = now_ms();
-	c->restart_at = 0;
-	if (is_metrics(sv, i))
-		log_always(LOG_INFO, "metrics_started", "pid=%d", pid);
-	else
-		log_always(LOG_INFO, "worker_started", "worker=%u pid=%d", i,
-		           pid);
-}
-
-static void
-describe_death(int status, char *why, size_t len)
-{
-	if (WIFEXITED(status)) {
-		snprintf(why, len, "exit_status=%d", WEXITSTATUS(status));
-	} else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS) {
-		snprintf(why, len,
-		         "signal=SIGSYS cause=\"sandbox violation: a system "
-		         "call outside the seccomp allowlist; the worker's "
-		         "event=sandbox_violation line names it\"");
-	} else if (WIFSIGNALED(status)) {
-		snprintf(why, len, "signal=%s",
-		         sigabbrev_np(WTERMSIG(status))
-		             ? sigabbrev_np(WTERMSIG(status))
-		             : "unknown");
-	} else {
-		snprintf(why, len, "status=%d", status);
-	}
+	restart_started(&c->restart, now_ms());
+	log_always(LOG_INFO, "worker_started", "worker=%u pid=%d", i, pid);
 }
 
 /* Every running child gets sig: the one loop over them that kills. */
@@ -282,9 +228,9 @@ signal_workers(const struct supervisor *sv, int sig)
 static void
 close_feed(struct supervisor *sv)
 {
-	if (sv->feed >= 0)
-		close(sv->feed);
-	sv->feed = -1;
+	if (sv->keeper.feed_fd >= 0)
+		close(sv->keeper.feed_fd);
+	sv->keeper.feed_fd = -1;
 }
 
 /* Stop the service: every worker gets SIGTERM, then SIGKILL; the metrics
@@ -299,24 +245,13 @@ stop_all(struct supervisor *sv, int status)
 	signal_workers(sv, SIGTERM);
 }
 
-/* The metrics process kept dying: echo goes on, the endpoint closes (a
- * scraper that can crash it must not stop the service). */
-static void
-give_up_metrics(struct supervisor *sv)
-{
-	sv->children[sv->n].restart_at = 0;
-	close(sv->metrics_setup->fd);
-	sv->metrics_setup = NULL;
-}
-
 /*
- * One child is gone. Before it said it was ready (the supervisor's latch,
- * gather.h), an exit status that exit_is_refusal() names (64, 71, 78) is
- * its refusal to start (bad configuration or a hardening step that
+ * One worker is gone. Before it said it was ready (the supervisor's
+ * latch, gather.h), an exit status that exit_is_refusal() names (64, 71,
+ * 78) is its refusal to start (bad configuration or a hardening step that
  * failed): restarting would only fail again. After that, any end is a
  * crash: restart with backoff, within worker-restart-limit (a bucket per
- * child); past it a worker stops the service, the metrics process only
- * its endpoint.
+ * worker); past it the service stops.
  */
 static void
 worker_gone(struct supervisor *sv, unsigned i, pid_t pid, int status,
@@ -324,46 +259,73 @@ worker_gone(struct supervisor *sv, unsigned i, pid_t pid, int status,
 {
 	struct child *c = &sv->children[i];
 	const struct bucket_cfg *limit = &sv->policy->worker_restarts;
-	const char *failed =
-	    is_metrics(sv, i) ? "metrics_failed" : "worker_failed";
-	uint64_t now = now_ms();
 	char why[160];
 
-	describe_death(status, why, sizeof(why));
+	restart_describe(status, why, sizeof(why));
 	if (!was_ready && WIFEXITED(status) &&
 	    exit_is_refusal(WEXITSTATUS(status))) {
-		log_always(LOG_ERROR, failed, "worker=%u pid=%d %s action=stop",
-		           i, pid, why);
+		log_always(LOG_ERROR, "worker_failed",
+		           "worker=%u pid=%d %s action=stop", i, pid, why);
 		stop_all(sv, WEXITSTATUS(status));
 		return;
 	}
-	if (!bucket_take(&c->restarts, limit, now, 1)) {
-		log_always(LOG_ERROR, failed,
-		           "worker=%u pid=%d %s action=%s reason=\"more than "
+	if (!restart_plan(&c->restart, limit, now_ms())) {
+		log_always(LOG_ERROR, "worker_failed",
+		           "worker=%u pid=%d %s action=stop reason=\"more than "
 		           "%llu restarts (worker-restart-limit)\"",
 		           i, pid, why,
-		           is_metrics(sv, i) ? "close_endpoint" : "stop",
 		           (unsigned long long)(limit->burst ? limit->burst
 		                                             : limit->rate));
-		if (is_metrics(sv, i))
-			give_up_metrics(sv);
-		else
-			stop_all(sv, EXIT_SOFTWARE);
+		stop_all(sv, EXIT_SOFTWARE);
 		return;
 	}
-	if (now - c->started >= STABLE_MS)
-		c->backoff_ms = BACKOFF_FIRST_MS;
-	else if (c->backoff_ms < BACKOFF_MAX_MS)
-		c->backoff_ms =
-		    c->backoff_ms ? c->backoff_ms * 2 : BACKOFF_FIRST_MS;
-	c->restart_at = now + c->backoff_ms;
-	if (is_metrics(sv, i))
-		COUNT(metrics_restarts, 1);
-	else
-		COUNT(worker_restarts, 1);
-	log_always(LOG_WARN, is_metrics(sv, i) ? "metrics_died" : "worker_died",
+	COUNT(worker_restarts, 1);
+	log_always(LOG_WARN, "worker_died",
 	           "worker=%u pid=%d %s ready=%s restart_in_ms=%u", i, pid, why,
-	           was_ready ? "yes" : "no", c->backoff_ms);
+	           was_ready ? "yes" : "no", c->restart.backoff_ms);
+}
+
+static void
+keeper_event(struct loop *l, int fd, uint32_t events, void *arg)
+{
+	struct supervisor *sv = arg;
+
+	(void)events;
+	if (keeper_receive(fd, &sv->metrics) != 0)
+		loop_del(l, fd); /* the keeper is gone; reap says why */
+}
+
+/*
+ * The keeper ended; it is not restarted (a keeper forked now would hold
+ * the supervisor's filter, and the socket is gone with it). A refusal
+ * status is a metrics process's (or the keeper's own) refusal to start:
+ * the service stops with it, as for a worker. Any other end closes the
+ * endpoint, and echo goes on: no scraper can stop the service.
+ */
+static void
+keeper_gone(struct supervisor *sv, pid_t pid, int status)
+{
+	char why[160];
+
+	keeper_receive(sv->keeper.report_fd, &sv->metrics);
+	loop_del(sv->loop, sv->keeper.report_fd);
+	close(sv->keeper.report_fd);
+	sv->keeper.report_fd = -1;
+	close_feed(sv);
+	/* Its figures stay; none of them runs any more. */
+	counters_add(&sv->metrics.settled, &sv->metrics.live);
+	memset(&sv->metrics.live, 0, sizeof(sv->metrics.live));
+	if (sv->stopping)
+		return;
+	restart_describe(status, why, sizeof(why));
+	if (WIFEXITED(status) && exit_is_refusal(WEXITSTATUS(status))) {
+		log_always(LOG_ERROR, "metrics_keeper_gone",
+		           "pid=%d %s action=stop", pid, why);
+		stop_all(sv, WEXITSTATUS(status));
+		return;
+	}
+	log_always(LOG_ERROR, "metrics_keeper_gone",
+	           "pid=%d %s action=close_endpoint", pid, why);
 }
 
 static void
@@ -379,15 +341,16 @@ reap(struct supervisor *sv)
 			if (sv->children[i].pid != pid)
 				continue;
 			sv->children[i].pid = 0;
+			if (is_keeper(sv, i)) {
+				keeper_gone(sv, pid, status);
+				break;
+			}
 			/* What it said before dying: was it ever ready? */
 			gather_receive(sv->gather, i);
 			was_ready = gather_ready(sv->gather, i);
 			loop_del(sv->loop, gather_fd(sv->gather, i));
 			gather_retire(sv->gather, i);
-			if (is_metrics(sv, i))
-				close_feed(sv);
-			else
-				reload_detach(sv->reload, i);
+			reload_detach(sv->reload, i);
 			if (!sv->stopping)
 				worker_gone(sv, i, pid, status, was_ready);
 			break;
@@ -429,7 +392,7 @@ signal_event(struct loop *l, int fd, uint32_t events, void *arg)
 			break;
 		case SIGUSR1:
 			/* Fresh figures: each worker replies at once (the
-			 * metrics process reports every change anyway). */
+			 * keeper reports every change anyway). */
 			gather_request(sv->gather, sv->n);
 			signal_workers(sv, SIGUSR1);
 			sv->report_deadline = now_ms() + REPORT_WAIT_MS;
@@ -448,18 +411,19 @@ signal_event(struct loop *l, int fd, uint32_t events, void *arg)
 		loop_stop(l);
 }
 
-/* "ready" means every worker (and the metrics process) is sandboxed and
+/* "ready" means every worker (and a metrics process) is sandboxed and
  * serving, said once. */
 static void
 announce_ready(struct supervisor *sv)
 {
 	if (sv->announced)
 		return;
-	for (unsigned i = 0; i < sv->nchildren; i++)
-		if ((sv->children[i].pid == 0 ||
-		     !gather_ready(sv->gather, i)) &&
-		    !(is_metrics(sv, i) && sv->metrics_setup == NULL))
+	for (unsigned i = 0; i < sv->n; i++)
+		if (sv->children[i].pid == 0 || !gather_ready(sv->gather, i))
 			return;
+	if (sv->nchildren > sv->n &&
+	    (sv->children[sv->n].pid == 0 || !sv->metrics.ready))
+		return;
 	sv->announced = true;
 	log_always(LOG_INFO, "ready", "workers=%u pid=%d", sv->n, getpid());
 }
@@ -472,12 +436,12 @@ feed_metrics(struct supervisor *sv)
 	struct scrape_feed f;
 	unsigned alive = 0;
 
-	if (sv->feed < 0)
+	if (sv->keeper.feed_fd < 0)
 		return;
 	memset(&f, 0, sizeof(f));
 	xdp_fold_counters(counters);
 	count_ready_workers(sv);
-	gather_total_except(sv->gather, counters, sv->n, &f.sum);
+	total(sv, false, &f.sum);
 	for (unsigned i = 0; i < sv->n; i++)
 		alive += sv->children[i].pid > 0;
 	f.workers_alive = alive;
@@ -485,7 +449,7 @@ feed_metrics(struct supervisor *sv)
 	         reload_digest(sv->reload));
 	if (sv->sent_any && memcmp(&f, &sv->sent, sizeof(f)) == 0)
 		return;
-	if (write(sv->feed, &f, sizeof(f)) == (ssize_t)sizeof(f)) {
+	if (write(sv->keeper.feed_fd, &f, sizeof(f)) == (ssize_t)sizeof(f)) {
 		sv->sent = f;
 		sv->sent_any = true;
 	}
@@ -507,38 +471,42 @@ tick(struct loop *l, uint64_t now, void *arg)
 			signal_workers(sv, SIGKILL);
 		return;
 	}
-	for (unsigned i = 0; i < sv->nchildren; i++) {
+	for (unsigned i = 0; i < sv->n; i++) {
 		struct child *c = &sv->children[i];
-		if (c->pid == 0 && c->restart_at != 0 && now >= c->restart_at)
+		if (c->pid == 0 && restart_due(&c->restart, now))
 			start_child(sv, i);
 	}
 	feed_metrics(sv);
 	announce_ready(sv);
 }
 
+unsigned
+supervisor_log_shares(unsigned nworkers, bool metrics)
+{
+	/* A share for each worker, one for the supervisor, one each for the
+	 * keeper and the metrics process. */
+	return nworkers + 1 + (metrics ? 2 : 0);
+}
+
 int
 supervisor_run(const struct policy *p, const struct facts *f,
                struct listen_set *s, unsigned nworkers, worker_harden_fn harden,
-               const struct metrics_setup *metrics,
-               worker_harden_fn harden_metrics, struct reload *reload)
+               const struct keeper_link *keeper, struct reload *reload)
 {
 	struct supervisor sv = {.policy = p,
 	                        .facts = f,
 	                        .sockets = s,
 	                        .harden = harden,
-	                        .harden_metrics = harden_metrics,
 	                        .n = nworkers,
-	                        .nchildren = nworkers + (metrics != NULL),
-	                        .metrics_setup = metrics,
-	                        .feed = -1,
+	                        .nchildren = nworkers + (keeper != NULL),
+	                        .keeper = {.report_fd = -1, .feed_fd = -1},
 	                        .reload = reload};
 	static const int signals[] = {SIGTERM, SIGINT, SIGUSR1, SIGHUP,
 	                              SIGCHLD};
 	struct rlimit rl;
 
-	/* One log budget for the service: a share for each worker, one for
-	 * the supervisor, one for the metrics process. */
-	sv.log_shares = sv.nchildren + 1;
+	/* One log budget for the service. */
+	sv.log_shares = supervisor_log_shares(nworkers, keeper != NULL);
 	log_share_budget(sv.log_shares);
 	/* Blocked before the first fork: children inherit the mask. */
 	sv.sigfd = loop_signalfd(signals, sizeof(signals) / sizeof(signals[0]));
@@ -547,26 +515,32 @@ supervisor_run(const struct policy *p, const struct facts *f,
 		return EXIT_OSERR;
 	}
 	sv.children = calloc(sv.nchildren, sizeof(*sv.children));
-	sv.gather = gather_new(sv.nchildren);
+	sv.gather = gather_new(sv.n);
 	for (unsigned i = 0; sv.children != NULL && i < sv.nchildren; i++)
-		bucket_init(&sv.children[i].restarts, &p->worker_restarts,
-		            now_ms());
+		restart_init(&sv.children[i].restart, &p->worker_restarts,
+		             now_ms());
 	sv.loop = loop_new((int)rl.rlim_cur);
+	if (keeper != NULL && sv.children != NULL) {
+		sv.keeper = *keeper;
+		sv.children[sv.n].pid = keeper->pid;
+	}
 	if (sv.children == NULL || sv.gather == NULL || sv.loop == NULL ||
 	    loop_add(sv.loop, sv.sigfd, EPOLLIN, signal_event, &sv) != 0 ||
+	    (keeper != NULL && loop_add(sv.loop, keeper->report_fd, EPOLLIN,
+	                                keeper_event, &sv) != 0) ||
 	    reload_watch(reload, sv.loop) != 0) {
 		log_always(LOG_ERROR, "supervisor_failed", "step=epoll");
 		return EXIT_OSERR;
 	}
-	for (unsigned i = 0; i < sv.nchildren && !sv.stopping; i++)
+	/* A keeper that ended before SIGCHLD was blocked sent no signal. */
+	reap(&sv);
+	for (unsigned i = 0; i < sv.n && !sv.stopping; i++)
 		start_child(&sv, i);
 	loop_set_tick(sv.loop, TICK_MS, tick, &sv);
 	loop_run(sv.loop);
 	reap(&sv);
 	listener_close_all(s);
 	close_feed(&sv);
-	if (sv.metrics_setup != NULL)
-		close(sv.metrics_setup->fd);
 	log_counters(&sv, "final_counters");
 	log_always(LOG_INFO, "stopped", "exit_status=%d", sv.exit_status);
 	loop_free(sv.loop);

@@ -132,7 +132,8 @@ def children_of(pid):
     return sorted(kids)
 
 
-METRICS_COMM = "echod-metrics"  # src/supervisor.c: the metrics process
+METRICS_COMM = "echod-metrics"  # src/keeper.h: the metrics process
+KEEPER_COMM = "echod-keeper"  # src/keeper.h: the metrics keeper
 READER_COMM = "echod-reader"  # src/reader.c: the policy reader
 
 
@@ -146,10 +147,10 @@ def comm(pid):
 
 
 def workers_of(pid):
-    """The supervisor's children but its metrics process and its policy
+    """The supervisor's children but its metrics keeper and its policy
     reader: its workers."""
     return [k for k in children_of(pid)
-            if comm(k) not in (METRICS_COMM, READER_COMM)]
+            if comm(k) not in (KEEPER_COMM, READER_COMM)]
 
 
 def reader_of(pid):
@@ -290,9 +291,16 @@ class Echod:
         policy reader."""
         return workers_of(self.pid)
 
+    def keeper_pid(self):
+        """The metrics keeper's pid, or None."""
+        found = [p for p in children_of(self.pid) if comm(p) == KEEPER_COMM]
+        return found[0] if found else None
+
     def metrics_pid(self):
-        """The metrics process's pid, or None."""
-        found = [p for p in children_of(self.pid) if comm(p) == METRICS_COMM]
+        """The metrics process's pid (the keeper's child), or None."""
+        keeper = self.keeper_pid()
+        found = [p for p in children_of(keeper) if comm(p) == METRICS_COMM] \
+            if keeper else []
         return found[0] if found else None
 
     def counters(self, timeout=5.0):

@@ -266,11 +266,12 @@ def test_off_by_default_listening_line_when_on(echod, metered):
     m = metered(workers=2)
     assert any(f"proto=metrics addr=127.0.0.1:{m.mport}" in l
                for l in m.log_lines())
-    # The metrics process serves the listener (the supervisor keeps it
-    # for a restarted one); no worker holds it.
+    # The metrics process serves the listener (the keeper keeps it for a
+    # restarted one); neither the supervisor nor a worker holds it.
     inode = listener_inode(m.mport)
     assert inode in socket_inodes(m.metrics_pid())
-    assert inode in socket_inodes(m.pid)
+    assert inode in socket_inodes(m.keeper_pid())
+    assert inode not in socket_inodes(m.pid)
     workers = m.workers()
     assert len(workers) == 2
     for w in workers:

@@ -23,7 +23,8 @@ import netns
 from conftest import gdb, read_all
 from conftest import (ECHOD_BIN, Echod, free_port, is_event, parse_logfmt,
                       tcp_echo, wait_until)
-from test_sandbox import assert_sandboxed, fd_targets, needs_root, status
+from test_sandbox import (assert_sandboxed, fd_access, fd_targets, needs_root,
+                          status)
 
 GDB = shutil.which("gdb")
 needs_gdb = pytest.mark.skipif(GDB is None, reason="gdb is not installed")
@@ -260,21 +261,20 @@ def test_a_refused_source_costs_five_lines(tmp_path, attackers):
 # ------------------------------------------------ gdb as the attacker
 
 
-def pipes_to_supervisor(pid, supervisor):
-    """{fd: pipe target} of pid's pipes the supervisor also holds (its
-    counters pipe, and for the metrics process the snapshot pipe), but
+def shared_pipes(pid, other):
+    """{fd: pipe target} of pid's pipes that other also holds, but
     stderr's."""
-    theirs = set(fd_targets(supervisor).values())
+    theirs = set(fd_targets(other).values())
     mine = fd_targets(pid)
     return {fd: t for fd, t in mine.items()
             if t.startswith("pipe:") and t in theirs and t != mine.get(2)}
 
 
-def write_end(pid, supervisor):
-    """The fd pid writes its counters to: a pipe the supervisor shares,
+def write_end(pid, parent):
+    """The fd pid writes its counters to: a pipe its parent (the
+    supervisor for a worker, the keeper for the metrics process) shares,
     open write-only."""
-    from test_sandbox import fd_access
-    fds = [fd for fd in pipes_to_supervisor(pid, supervisor)
+    fds = [fd for fd in shared_pipes(pid, parent)
            if fd_access(pid, fd) == "O_WRONLY"]
     assert len(fds) == 1, fds
     return fds[0]
@@ -327,36 +327,102 @@ def scrape_ok(port):
         return read_all(s).startswith(b"HTTP/1.1 200 ")
 
 
+def metrics_value(port, name):
+    with socket.create_connection((HOST, port), 5) as s:
+        s.sendall(GET)
+        text = read_all(s).decode()
+    return [float(l.split()[-1]) for l in text.splitlines()
+            if l.startswith(name + " ") or l.startswith(name + "{")]
+
+
+def assert_whole_snapshots(d, c):
+    """The metrics process shows whole snapshots: the worker count, and
+    the accepted connections SIGUSR1 showed (once the supervisor's next
+    tick has sent them: within 2 s, not garbage)."""
+    assert metrics_value(d.mport, "echod_workers") == [1.0]
+    assert metrics_value(d.mport, "echod_workers_alive") == [1.0]
+    want = [float(c["tcp_accepted"])]
+    wait_until(lambda: metrics_value(
+        d.mport, "echod_tcp_connections_accepted_total") == want, 2.0,
+        what=f"tcp accepted {want} in the scrape")
+
+
 @needs_root
 @needs_gdb
-@pytest.mark.parametrize("how", ["exit", "forged", "segv"])
+@pytest.mark.parametrize("how", ["exit71", "exit64", "exit78", "forged",
+                                 "odd", "segv"])
 def test_the_metrics_process_is_restarted(metered, how):
-    """A metrics process that exits after ready (71), writes a forged
-    snapshot and exits (64), or dies of SIGSEGV is restarted; echo and the
+    """A metrics process that exits after ready (71, 64, 78), writes a
+    forged snapshot or an odd-sized scrap into its counters pipe and
+    exits, or dies of SIGSEGV is restarted by the keeper; echo and the
     endpoint go on."""
     d = metered(workers=1)
+    keeper = d.keeper_pid()
     m = d.metrics_pid()
     assert m is not None and scrape_ok(d.mport)
     mark = len(d.log_lines())
-    if how == "exit":
-        gdb(m, "call (void)_exit(71)")
+    if how.startswith("exit"):
+        gdb(m, f"call (void)_exit({how[4:]})")
     elif how == "forged":
-        forge_and_exit(m, write_end(m, d.pid), 64)
+        forge_and_exit(m, write_end(m, keeper), 64)
+    elif how == "odd":
+        out = gdb(m, f"print (long)write({write_end(m, keeper)}, \"abc\", 3)",
+                  "call (void)_exit(71)")
+        assert "$1 = 3" in out, out
     else:
         os.kill(m, signal.SIGSEGV)
     died = parse_logfmt(d.wait_event("metrics_died", 5.0, mark))
     assert died["ready"] == "yes", died
-    assert died.get("signal" if how == "segv" else "exit_status") == \
-        {"exit": "71", "forged": "64", "segv": "SEGV"}[how], died
+    assert died["pid"] == str(m), died
+    want = {"forged": "64", "odd": "71", "segv": "SEGV"}.get(how, how[4:])
+    assert died.get("signal" if how == "segv" else "exit_status") == want, \
+        died
     new = wait_new(d, d.metrics_pid, m)
     d.wait_event("metrics_started", 5.0, mark)
     wait_until(lambda: scrape_ok(d.mport), 5.0, what="scrapes again")
     assert d.proc.poll() is None
+    assert d.keeper_pid() == keeper  # the keeper restarted it
     assert tcp_echo(HOST, d.port, b"echo") == b"echo"
     assert not any(is_event(l, "metrics_failed") or is_event(l, "worker_failed")
+                   or is_event(l, "metrics_keeper_gone")
                    for l in d.log_lines())
-    assert d.counters()["metrics_restarts"] == 1
+    c = d.counters()
+    assert c["metrics_restarts"] == 1
+    assert_whole_snapshots(d, c)
     assert new in [d.metrics_pid()]
+    assert d.stop() == 0
+
+
+@needs_root
+@needs_gdb
+def test_a_torn_snapshot_read_cannot_desynchronise_the_next(metered):
+    """The snapshot pipe is read a record at a time: a metrics process
+    that reads three bytes of a snapshot and dies leaves its successor
+    reading whole snapshots (from a byte stream it would read every later
+    one three bytes off)."""
+    d = metered(workers=1)
+    keeper, m = d.keeper_pid(), d.metrics_pid()
+    feed = [fd for fd in shared_pipes(m, d.pid)
+            if fd_access(m, fd) == "O_RDONLY"]
+    assert len(feed) == 1, fd_targets(m)
+    # While gdb holds it stopped: three connections, three changes the
+    # supervisor sends on its next ticks, queued; then the torn read.
+    traffic = ("import socket, time\n"
+               "for _ in range(3):\n"
+               f"    socket.create_connection(('{HOST}', {d.port})).close()\n"
+               "    time.sleep(0.12)\n")
+    mark = len(d.log_lines())
+    out = gdb(m, f"shell {PYTHON} -c \"{traffic}\"",
+              "set $b = (char *)malloc(8)",
+              "print ((long (*)(int, void *, unsigned long))read)"
+              f"({feed[0]}, $b, 3)",
+              "call (void)_exit(71)")
+    assert "$1 = 3" in out, out
+    d.wait_event("metrics_died", 5.0, mark)
+    wait_new(d, d.metrics_pid, m)
+    wait_until(lambda: scrape_ok(d.mport), 5.0, what="scrapes again")
+    assert d.keeper_pid() == keeper
+    assert_whole_snapshots(d, d.counters())
     assert d.stop() == 0
 
 
@@ -396,20 +462,28 @@ def test_metrics_process_is_sandboxed_and_holds_only_its_own(policy, echod):
     st = assert_sandboxed(m, uid, gid, worker=True)
     assert st["Name"] == "echod-metrics"
     assert os.readlink(f"/proc/{m}/root") == os.readlink(f"/proc/{d.pid}/root")
-    # Its fds: stdin/stdout /dev/null, stderr, the metrics listener, its two
-    # pipes to the supervisor, its epoll; no echo socket, no signalfd.
+    # Its fds: stdin/stdout /dev/null, stderr, the metrics listener, the
+    # snapshot pipe from the supervisor (read end), its counters pipe to
+    # the keeper (write end), its epoll; no echo socket, no signalfd.
+    keeper = d.keeper_pid()
     fds = fd_targets(m)
     listener = f"socket:[{listener_inode(mport)}]"
-    pipes = pipes_to_supervisor(m, d.pid)
-    assert len(pipes) == 2, fds
+    feed = shared_pipes(m, d.pid)
+    assert [fd_access(m, fd) for fd in feed] == ["O_RDONLY"], fds
+    up = {fd: t for fd, t in shared_pipes(m, keeper).items()
+          if fd not in feed}
+    assert [fd_access(m, fd) for fd in up] == ["O_WRONLY"], fds
+    assert not set(up.values()) & set(fd_targets(d.pid).values())
+    pipes = {**feed, **up}
     rest = {fd: t for fd, t in fds.items() if fd > 2 and fd not in pipes}
     assert sorted(rest.values()) == sorted([listener,
                                             "anon_inode:[eventpoll]"]), fds
     assert fds[0] == fds[1] == "/dev/null"
     for w in d.workers():
         assert listener not in fd_targets(w).values()
-    # A scraper's connection is the metrics process's: the supervisor holds
-    # the listener only to hand it on, and no connection.
+    # A scraper's connection is the metrics process's: the keeper holds
+    # the listener only to hand it on, the supervisor neither it nor a
+    # connection.
     with socket.create_connection((HOST, mport), 5) as held:
         held.sendall(b"GET /metrics HTTP/1.1\r\n")
         conn = wait_until(lambda: accepted_inodes(mport) or None, 2.0,
@@ -417,6 +491,114 @@ def test_metrics_process_is_sandboxed_and_holds_only_its_own(policy, echod):
         assert len(conn) == 1
         assert f"socket:[{conn[0]}]" in fd_targets(m).values()
         assert f"socket:[{conn[0]}]" not in fd_targets(d.pid).values()
+        assert f"socket:[{conn[0]}]" not in fd_targets(keeper).values()
+    assert d.stop() == 0
+
+
+# ------------------------------------------------ the keeper
+
+
+@needs_root
+def test_keeper_is_sandboxed_and_holds_only_its_own(policy, echod):
+    """The keeper: the service user, no capability, NoNewPrivs, its own
+    seccomp filter (not the supervisor's: one filter), no core; it holds
+    the metrics listener, the snapshot pipe's read end (to hand on), its
+    report pipe to the supervisor, the running metrics process's counters
+    pipe, its epoll and signalfd; no echo socket, no policy reader."""
+    from test_sandbox import resolved_user
+    from test_metrics import listener_inode
+    mport = free_port()
+    d = echod(args=["-c", policy(f"metrics {HOST}:{mport}\n")], workers=2)
+    k, m = d.keeper_pid(), d.metrics_pid()
+    name, uid, gid = resolved_user()
+    st = assert_sandboxed(k, uid, gid, worker=False)
+    assert st["Name"] == "echod-keeper"
+    assert os.readlink(f"/proc/{k}/root") == os.readlink(f"/proc/{d.pid}/root")
+    fds = fd_targets(k)
+    listener = f"socket:[{listener_inode(mport)}]"
+    with_sup = shared_pipes(k, d.pid)
+    assert sorted(fd_access(k, fd) for fd in with_sup) == \
+        ["O_RDONLY", "O_WRONLY"], fds
+    feed = [fd for fd in with_sup if fd_access(k, fd) == "O_RDONLY"]
+    assert with_sup[feed[0]] in shared_pipes(m, d.pid).values()
+    report = [fd for fd in with_sup if fd_access(k, fd) == "O_WRONLY"]
+    assert with_sup[report[0]] not in fd_targets(m).values()
+    counters = {fd: t for fd, t in shared_pipes(k, m).items()
+                if fd not in with_sup}
+    assert [fd_access(k, fd) for fd in counters] == ["O_RDONLY"], fds
+    rest = {fd: t for fd, t in fds.items()
+            if fd > 2 and fd not in with_sup and fd not in counters}
+    assert sorted(rest.values()) == sorted([
+        listener, "anon_inode:[eventpoll]", "anon_inode:[signalfd]"]), fds
+    assert fds[0] == fds[1] == "/dev/null"
+    assert d.stop() == 0
+
+
+def test_the_supervisor_holds_no_metrics_socket(metered):
+    """From outside: no fd of the supervisor (nor of a worker) is the
+    metrics listener; the keeper and the metrics process hold it."""
+    from test_metrics import listener_inode, socket_inodes
+    d = metered(workers=2)
+    inode = listener_inode(d.mport)
+    assert inode not in socket_inodes(d.pid)
+    for w in d.workers():
+        assert inode not in socket_inodes(w)
+    assert inode in socket_inodes(d.keeper_pid())
+    assert inode in socket_inodes(d.metrics_pid())
+    assert d.stop() == 0
+
+
+@needs_root
+@needs_gdb
+def test_a_compromised_supervisor_cannot_accept_a_scrape(metered):
+    """gdb as a compromised supervisor: with the metrics process stopped
+    and a scraper waiting in the backlog, accept4 on every fd the
+    supervisor holds takes nothing; the scraper is then answered by the
+    metrics process."""
+    d = metered(workers=1)
+    m = d.metrics_pid()
+    os.kill(m, signal.SIGSTOP)
+    try:
+        waiting = socket.create_connection((HOST, d.mport), 5)
+        waiting.sendall(GET)
+        fds = sorted(fd_targets(d.pid))
+        calls = [f"print ((int (*)(int, void *, void *, int))accept4)"
+                 f"({fd}, 0, 0, {socket.SOCK_CLOEXEC})"
+                 for fd in fds]
+        out = gdb(d.pid, *calls)
+        got = [l for l in out.splitlines() if l.startswith("$")]
+        assert len(got) == len(fds), out
+        assert all(l.endswith("= -1") for l in got), out
+    finally:
+        os.kill(m, signal.SIGCONT)
+    with waiting:
+        assert read_all(waiting).startswith(b"HTTP/1.1 200 ")
+    assert d.proc.poll() is None
+    assert d.stop() == 0
+
+
+def test_a_killed_keeper_closes_the_endpoint_only(metered):
+    """The keeper is not restarted (one forked after the supervisor's
+    filter would hold it): killing it ends the metrics process with it
+    and closes the endpoint; echo goes on, and SIGTERM still stops the
+    service with 0."""
+    d = metered(workers=2)
+    k, m = d.keeper_pid(), d.metrics_pid()
+    mark = len(d.log_lines())
+    os.kill(k, signal.SIGKILL)
+    gone = parse_logfmt(d.wait_event("metrics_keeper_gone", 5.0, mark))
+    assert gone["pid"] == str(k) and gone["signal"] == "KILL", gone
+    assert gone["action"] == "close_endpoint", gone
+    wait_until(lambda: not os.path.exists(f"/proc/{m}/stat") or
+               status(m).get("State", "").startswith("Z"), 5.0,
+               what="the metrics process gone with its keeper")
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((HOST, d.mport), 2)
+    assert d.keeper_pid() is None
+    assert len(d.workers()) == 2
+    assert tcp_echo(HOST, d.port, b"echo") == b"echo"
+    assert d.counters()["tcp_accepted"] >= 1
+    assert d.proc.poll() is None
     assert d.stop() == 0
 
 

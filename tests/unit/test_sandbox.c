@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -87,6 +88,7 @@ test_compiled_rules_are_the_text(void **state)
 	                        "policy/seccomp-supervisor.list");
 	assert_rules_match_text(SANDBOX_METRICS, "policy/seccomp-metrics.list");
 	assert_rules_match_text(SANDBOX_READER, "policy/seccomp-reader.list");
+	assert_rules_match_text(SANDBOX_KEEPER, "policy/seccomp-keeper.list");
 }
 
 /* The syscall numbers a built filter allows, from libseccomp's own PFC. */
@@ -137,11 +139,12 @@ add_list(const struct names *list, int *want, size_t *expected)
 }
 
 /* The filter of a role allows exactly its lists: the worker's, the
- * metrics process's, or the supervisor's with both of its children's. */
+ * metrics process's, the supervisor's with its workers', the keeper's
+ * with its metrics process's, or the reader's. */
 static void
 assert_filter_is_lists(enum sandbox_role role)
 {
-	struct names worker, extra, metrics, enosys;
+	struct names worker, extra, metrics, keeper, enosys;
 	int nrs[3 * MAX_NAMES];
 	size_t n = filter_syscalls(role, nrs, 3 * MAX_NAMES), expected = 0;
 	int want[3 * MAX_NAMES];
@@ -152,6 +155,7 @@ assert_filter_is_lists(enum sandbox_role role)
 	          &worker);
 	read_list("policy/seccomp-supervisor.list", &extra);
 	read_list("policy/seccomp-metrics.list", &metrics);
+	read_list("policy/seccomp-keeper.list", &keeper);
 	read_list("policy/seccomp-enosys.list", &enosys);
 	/* The SIGSYS handler's way out: KILL_PROCESS (sandbox.c). */
 	want[expected++] = seccomp_syscall_resolve_name("tkill");
@@ -161,12 +165,15 @@ assert_filter_is_lists(enum sandbox_role role)
 			want[expected++] = nr;
 	}
 	/* worker holds the reader's list for the reader (read above). */
-	if (role != SANDBOX_METRICS)
+	if (role == SANDBOX_WORKER || role == SANDBOX_SUPERVISOR ||
+	    role == SANDBOX_READER)
 		add_list(&worker, want, &expected);
-	if (role == SANDBOX_SUPERVISOR || role == SANDBOX_METRICS)
+	if (role == SANDBOX_KEEPER || role == SANDBOX_METRICS)
 		add_list(&metrics, want, &expected);
 	if (role == SANDBOX_SUPERVISOR)
 		add_list(&extra, want, &expected);
+	if (role == SANDBOX_KEEPER)
+		add_list(&keeper, want, &expected);
 	assert_int_equal(n, expected);
 	for (size_t j = 0; j < expected; j++) {
 		bool found = false;
@@ -176,10 +183,53 @@ assert_filter_is_lists(enum sandbox_role role)
 	}
 }
 
-/* Every line of the metrics list is a line of the worker list: serving
- * metrics from a process of its own adds nothing to the supervisor's
- * filter; and the metrics process has no kill, clone, pipe2, UDP batch
- * call or prlimit64. */
+/* True if the built filter of role names syscall at all. */
+static bool
+filter_names(enum sandbox_role role, const char *syscall_name)
+{
+	int nrs[3 * MAX_NAMES];
+	size_t n = filter_syscalls(role, nrs, 3 * MAX_NAMES);
+	int nr = seccomp_syscall_resolve_name(syscall_name);
+
+	for (size_t i = 0; i < n; i++)
+		if (nrs[i] == nr)
+			return true;
+	return false;
+}
+
+/* The supervisor's filter holds nothing only the metrics side needs (the
+ * keeper, forked before it, holds that): no Landlock, no PR_SET_NAME; its
+ * accept4, recvfrom and sendto are the worker list's. The keeper's has no
+ * kill and no way to a new socket or file. */
+static void
+test_supervisor_filter_serves_no_metrics(void **state)
+{
+	static const char *const not_supervisor[] = {"landlock_create_ruleset",
+	                                             "landlock_restrict_self"};
+	static const char *const not_keeper[] = {
+	    "kill",   "tgkill", "socket", "bind",     "connect",  "openat",
+	    "execve", "ptrace", "fcntl",  "recvmmsg", "sendmmsg", "splice"};
+	const struct sandbox_rule *r;
+	size_t n = sandbox_rules(SANDBOX_SUPERVISOR, &r);
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(not_supervisor) / sizeof(*not_supervisor);
+	     i++)
+		assert_false(
+		    filter_names(SANDBOX_SUPERVISOR, not_supervisor[i]));
+	for (size_t i = 0; i < n; i++)
+		assert_false(strcmp(r[i].syscall, "prctl") == 0 &&
+		             r[i].cmp[0].datum_a == PR_SET_NAME);
+	for (size_t i = 0; i < sizeof(not_keeper) / sizeof(*not_keeper); i++)
+		assert_false(filter_names(SANDBOX_KEEPER, not_keeper[i]));
+	/* The metrics process's calls are in the keeper's filter, which it
+	 * inherits (assert_filter_is_lists), not in the supervisor's list. */
+	assert_true(filter_names(SANDBOX_KEEPER, "accept4"));
+}
+
+/* Every line of the metrics list is a line of the worker list; and the
+ * metrics process has no kill, clone, pipe2, UDP batch call or
+ * prlimit64. */
 static void
 test_metrics_list_adds_nothing(void **state)
 {
@@ -213,6 +263,7 @@ test_loaded_filter_is_the_text(void **state)
 	assert_filter_is_lists(SANDBOX_SUPERVISOR);
 	assert_filter_is_lists(SANDBOX_METRICS);
 	assert_filter_is_lists(SANDBOX_READER);
+	assert_filter_is_lists(SANDBOX_KEEPER);
 }
 
 enum probe {
@@ -396,6 +447,7 @@ main(void)
 	    cmocka_unit_test(test_log_mode_does_not_kill),
 	    cmocka_unit_test(test_optional_calls_get_enosys),
 	    cmocka_unit_test(test_metrics_list_adds_nothing),
+	    cmocka_unit_test(test_supervisor_filter_serves_no_metrics),
 	    cmocka_unit_test(test_metrics_filter),
 	};
 
