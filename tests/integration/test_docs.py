@@ -54,6 +54,10 @@ def test_security_md_names_every_allowed_syscall():
     metrics = metrics[:metrics.index("\n## ")]
     for name in syscalls("seccomp-metrics.list"):
         assert re.search(r"\b" + name + r"\b", metrics), name
+    keeper = sec[sec.index("### Keeper additions"):]
+    keeper = keeper[:keeper.index("\n### ")]
+    for name in syscalls("seccomp-keeper.list"):
+        assert re.search(r"\b" + name + r"\b", keeper), name
     reader = sec[sec.index("### Policy reader allowlist"):]
     reader = reader[:reader.index("\n## ")]
     for name in syscalls("seccomp-reader.list"):

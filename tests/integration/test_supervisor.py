@@ -602,6 +602,37 @@ def test_a_killed_keeper_closes_the_endpoint_only(metered):
     assert d.stop() == 0
 
 
+@needs_root
+@needs_gdb
+def test_a_keeper_refusal_stops_the_service(metered):
+    """The keeper's exit status is the one datum from it that decides
+    something: 71 (a metrics process refused to start, or the keeper's
+    own hardening failed) stops the service with 71, as a worker's
+    refusal does."""
+    d = metered(workers=1)
+    k = d.keeper_pid()
+    mark = len(d.log_lines())
+    gdb(k, "call (void)_exit(71)")
+    gone = parse_logfmt(d.wait_event("metrics_keeper_gone", 5.0, mark))
+    assert gone["exit_status"] == "71" and gone["action"] == "stop", gone
+    assert d.proc.wait(5) == 71
+
+
+def test_the_keeper_dies_with_the_supervisor(metered):
+    """SIGKILL to the supervisor: the keeper and the metrics process end
+    too (PR_SET_PDEATHSIG), and the port is free again."""
+    d = metered(workers=1)
+    k, m = d.keeper_pid(), d.metrics_pid()
+    os.kill(d.pid, signal.SIGKILL)
+    d.proc.wait(5)
+    for pid in (k, m):
+        wait_until(lambda: not os.path.exists(f"/proc/{pid}/stat") or
+                   status(pid).get("State", "").startswith("Z"), 5.0,
+                   what=f"pid {pid} gone with the supervisor")
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((HOST, d.mport), 2)
+
+
 def accepted_inodes(port):
     """Inodes of the established connections whose local port is port."""
     out = []
@@ -626,6 +657,7 @@ def test_metrics_process_landlock_stands_alone(tmp_path, echod):
     d = echod(policy_text=f"sandbox-violation log\nmetrics {HOST}:{mport}\n",
               workers=1, listen=(HOST,))
     m = d.metrics_pid()
+    k = d.keeper_pid()
     w = d.workers()[0]
     wait_until(lambda: status(m).get("Seccomp_filters") == "2", 2.0,
                what="metrics hardened")
@@ -634,8 +666,19 @@ def test_metrics_process_landlock_stands_alone(tmp_path, echod):
     out = gdb(m, f"print (int)kill({d.pid}, 0)",
               "print *(int *)__errno_location()",
               f"print (int)kill({w}, 0)",
+              "print *(int *)__errno_location()",
+              f"print (int)kill({k}, 0)",
               "print *(int *)__errno_location()")
     assert "$1 = -1" in out and "$2 = 1" in out, out  # EPERM
+    assert "$3 = -1" in out and "$4 = 1" in out, out
+    assert "$5 = -1" in out and "$6 = 1" in out, out
+    # The keeper, in a domain of its own too: neither the supervisor nor
+    # a worker (its filter only logs its kill calls here).
+    out = gdb(k, f"print (int)kill({d.pid}, 0)",
+              "print *(int *)__errno_location()",
+              f"print (int)kill({w}, 0)",
+              "print *(int *)__errno_location()")
+    assert "$1 = -1" in out and "$2 = 1" in out, out
     assert "$3 = -1" in out and "$4 = 1" in out, out
     # A worker (the supervisor's domain) may still: the refusal is the
     # metrics process's own domain, not the uid.
