@@ -6,7 +6,6 @@
 #include "gather.h"
 #include "keeper.h"
 #include "log.h"
-#include "ratelimit.h"
 #include "reload.h"
 #include "loop.h"
 #include "restart.h"

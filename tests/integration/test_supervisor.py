@@ -21,10 +21,13 @@ import pytest
 
 import netns
 from conftest import gdb, read_all
+from test_reload import live
 from conftest import (ECHOD_BIN, Echod, free_port, is_event, parse_logfmt,
                       tcp_echo, wait_until)
 from test_sandbox import (assert_sandboxed, fd_access, fd_targets, needs_root,
                           status)
+
+_fixtures = (live,)  # imported for pytest, used by name
 
 GDB = shutil.which("gdb")
 needs_gdb = pytest.mark.skipif(GDB is None, reason="gdb is not installed")
@@ -445,6 +448,27 @@ def test_the_metrics_process_has_its_own_restart_bound(metered):
         socket.create_connection((HOST, d.mport), 2)
     assert d.proc.poll() is None
     assert tcp_echo(HOST, d.port, b"echo") == b"echo"
+    assert d.stop() == 0
+
+
+def test_the_metrics_bound_is_the_one_at_start(live):
+    """The keeper holds the start-up policy: a reload that raises
+    worker-restart-limit applies to the workers, not to the metrics
+    process's bound (SECURITY.md, echod.conf(5))."""
+    from test_reload import reload as sighup
+    mport = free_port()
+    text = f"metrics {HOST}:{mport}\nworker-restart-limit {{}}\n"
+    d, write = live(text.format("1/m"), workers=1)
+    write(text.format("100/m"))
+    sighup(d, what=("reload",))
+    m = d.metrics_pid()
+    mark = len(d.log_lines())
+    os.kill(m, signal.SIGKILL)
+    wait_new(d, d.metrics_pid, m)
+    d.wait_event("metrics_started", 5.0, mark)
+    os.kill(d.metrics_pid(), signal.SIGKILL)
+    failed = parse_logfmt(d.wait_event("metrics_failed", 5.0, mark))
+    assert failed["action"] == "close_endpoint", failed
     assert d.stop() == 0
 
 
