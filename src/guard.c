@@ -6,6 +6,7 @@
 #include "ratelimit.h"
 #include "siphash.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -629,7 +630,8 @@ struct tcp_guard {
 	unsigned cap, active;
 	struct share_group *aggregates; /* groups of the coarsest entries */
 	struct share_group *pool;       /* every group, allocated once */
-	struct share_group *spare;      /* the unused ones */
+	struct share_group *spare;      /* the ones used and given back */
+	size_t nfresh, ngroups;         /* pool[nfresh..ngroups): never used */
 	uint64_t evictions;
 };
 
@@ -704,10 +706,10 @@ tcp_guard_new(const struct policy *p, const struct facts *f, unsigned cap)
 		tcp_guard_free(g);
 		return NULL;
 	}
-	for (size_t i = 0; i < groups; i++) {
-		g->pool[i].next = g->spare;
-		g->spare = &g->pool[i];
-	}
+	/* Handed out from the front when first needed, not chained now: a
+	 * page of the pool costs memory only once a group is on it (chaining
+	 * all 12,001 x 4 of the bench's policy touched 1.9 MiB). */
+	g->ngroups = groups;
 	return g;
 }
 
@@ -858,8 +860,13 @@ group_new(struct tcp_guard *g, uint32_t held)
 {
 	struct share_group *gr = g->spare;
 
-	/* Never empty: tcp_guard_new counted the most groups in use. */
-	g->spare = gr->next;
+	/* Never both empty: tcp_guard_new counted the most groups in use. */
+	if (gr != NULL) {
+		g->spare = gr->next;
+	} else {
+		assert(g->nfresh < g->ngroups);
+		gr = &g->pool[g->nfresh++];
+	}
 	*gr = (struct share_group){.held = held};
 	return gr;
 }

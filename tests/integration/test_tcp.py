@@ -184,6 +184,30 @@ def _push_until_stalled(socks, cap, block, quiet=0.5, limit=30.0):
     return sum(sent.values())
 
 
+def _rss_anon_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no RssAnon for {pid}")
+
+
+def test_connection_capacity_costs_no_memory_until_used(echod):
+    """The TCP guard's share groups are sized for tcp-max-connections
+    (cap + 1 per prefix level, 40 bytes each: 1.9 MiB at 12,000) but a
+    page of them is touched only once a connection needs a group there.
+    So a worker ready for 12,000 connections holds about the anonymous
+    memory of one ready for 100, and one connection changes that little."""
+    small = echod(policy_text="tcp-max-connections 100\n")
+    large = echod(policy_text="tcp-max-connections 12000\n")
+    assert tcp_echo(HOST, large.port, b"x" * 100) == b"x" * 100
+    (w_small,), (w_large,) = small.workers(), large.workers()
+    grown = _rss_anon_kib(w_large) - _rss_anon_kib(w_small)
+    assert grown < 512, (
+        f"a worker for 12,000 connections holds {grown} KiB more "
+        f"anonymous memory than one for 100")
+
+
 def test_slow_readers_bounded_memory(echod):
     """250 peers that send and never read: echod stops reading them (the
     kernel's windows push back) instead of buffering their bytes. A worker
