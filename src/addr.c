@@ -269,22 +269,29 @@ format_ipaddr(const struct ipaddr *a, char *buf, size_t len)
 }
 
 void
+format_ipaddr_port(const struct ipaddr *a, uint16_t port, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN];
+
+	format_ipaddr(a, host, sizeof(host));
+	if (a->family == AF_INET6)
+		snprintf(buf, len, "[%s]:%u", host, port);
+	else
+		snprintf(buf, len, "%s:%u", host, port);
+}
+
+void
 format_sockaddr(const struct sockaddr *sa, char *buf, size_t len)
 {
 	struct ipaddr ip;
 	uint16_t port;
-	char host[INET6_ADDRSTRLEN];
 
 	if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6) {
 		snprintf(buf, len, "?");
 		return;
 	}
 	ipaddr_from_sockaddr(sa, &ip, &port);
-	format_ipaddr(&ip, host, sizeof(host));
-	if (ip.family == AF_INET6)
-		snprintf(buf, len, "[%s]:%u", host, port);
-	else
-		snprintf(buf, len, "%s:%u", host, port);
+	format_ipaddr_port(&ip, port, buf, len);
 }
 
 void

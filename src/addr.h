@@ -92,8 +92,11 @@ portset_has(const struct portset *ps, uint16_t port)
 
 /* "1.2.3.4", "2001:db8::1". */
 void format_ipaddr(const struct ipaddr *a, char *buf, size_t len);
-/* "1.2.3.4:7", "[2001:db8::1]:7". */
+/* "1.2.3.4:7", "[2001:db8::1]:7"; "?" for another family. */
 void format_sockaddr(const struct sockaddr *sa, char *buf, size_t len);
+/* The same of an address and port (AF_INET or AF_INET6 only). */
+void format_ipaddr_port(const struct ipaddr *a, uint16_t port, char *buf,
+                        size_t len);
 
 /* Set the port of an endpoint's sockaddr. */
 void endpoint_set_port(struct endpoint *ep, uint16_t port);
