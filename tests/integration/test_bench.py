@@ -361,6 +361,16 @@ def test_xdp_rows_account_for_every_flood_datagram():
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces)")
+def test_xdp_rows_find_the_worker_beside_the_policy_reader(echod):
+    """The XDP rows read one worker's CPU time: with a policy file the
+    supervisor also has a policy reader, which is not that worker."""
+    d = echod(args=["-c", str(BENCH_POLICY)], workers=1,
+              listen=("127.0.0.1",))
+    assert len(Path(f"/proc/{d.pid}/task/{d.pid}/children").read_text()
+               .split()) == 2  # the worker and the policy reader
+    assert xdp_rows._worker(bench_py, d.pid) == workers_of(d.pid)[0]
+
+
 def test_xdp_rows_flood_has_its_own_veth():
     """The flood's namespace reaches the server over ebf-s and the echoes
     to its spoofed sources go back that way; the legitimate client's
