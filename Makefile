@@ -35,7 +35,7 @@ SAN	 = -fsanitize=address,undefined -fno-sanitize-recover=all \
 # rebuilds stay incremental and make's clean-up never follows the summary.
 .SECONDARY:
 
-.PHONY: all deps run test unit sanitize clang check-format format clean setcap \
+.PHONY: all deps run test unit lint sanitize clang check-format format clean setcap \
 	install uninstall deb bench unguarded
 
 all: $(BUILD)/echod $(BUILD)/echo-client $(BUILD)/echo-bench \
@@ -152,6 +152,11 @@ bench: all unguarded
 
 unit: all
 	@for t in $(UNIT_TESTS); do ./$(BUILD)/$$t || exit 1; done
+
+# The lint tests alone (tests/lint: the tree, documents, man pages and
+# build read as text); make test runs them too.
+lint: all
+	/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/lint
 
 # The whole suite: both compilers warning-free, unit tests plain and under
 # ASan+UBSan, then the integration tests on real sockets.

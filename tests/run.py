@@ -1,12 +1,16 @@
 #!/usr/bin/python3
-"""`make test`'s runner: every unit test binary, then the integration tests.
+"""`make test`'s runner: every unit test binary, the lint tests, then the
+integration tests.
 
 Run from the repository root as /usr/bin/python3 tests/run.py. Steps:
   1. build/test_* and build/asan/test_* (cmocka), counted from their
      "[  PASSED  ] N test(s)." and "[  FAILED  ] N test(s)" lines; one that
      crashes or fails without a count counts as 1 failed;
-  2. pytest on tests/integration, counted from its junit xml;
-  3. if build/asan/echod exists, the tests marked `asan` again against it;
+  2. pytest on tests/lint (the tree, documents, man pages and build read
+     as text; echod run only with -t), then on tests/integration, each
+     counted from its junit xml;
+  3. if build/asan/echod exists, the integration tests marked `asan` again
+     against it;
   4. every fuzz corpus and kept reproducer, replayed under ASan+UBSan.
 Prints each step's output as it runs, then exactly one line
 "N passed, M failed, K skipped"; exits 1 if anything failed or nothing ran.
@@ -117,14 +121,14 @@ def junit_counts(path):
     return tests - failures - errors - skipped, failures + errors, skipped
 
 
-def run_pytest(label, extra, env, xml, tally):
-    banner(f"integration: {label}")
+def run_pytest(label, extra, env, xml, tally, tests="tests/integration"):
+    banner(f"{tests.split('/')[-1]}: {label}")
     xml_path = ROOT / xml
     xml_path.parent.mkdir(parents=True, exist_ok=True)
     if xml_path.exists():
         xml_path.unlink()
     argv = [PYTHON, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-            f"--junitxml={xml}", *extra, "tests/integration"]
+            f"--junitxml={xml}", *extra, tests]
     status, _ = run_streaming(argv, env=env, timeout=PYTEST_TIMEOUT)
     if not xml_path.exists():
         print(f"run.py: pytest ({label}) wrote no {xml}: 1 failed", flush=True)
@@ -173,6 +177,8 @@ def main():
     env.setdefault("ECHOD_BIN", "build/echod")
     env.setdefault("ECHO_CLIENT_BIN", "build/echo-client")
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    run_pytest("the tree, the documents, the build", [], env,
+               "build/pytest-lint.xml", tally, tests="tests/lint")
     run_pytest(f"ECHOD_BIN={env['ECHOD_BIN']}", [], env, "build/pytest.xml",
                tally)
 

@@ -58,6 +58,16 @@ def counter_names():
     return names
 
 
+def policy_keywords():
+    """Every keyword of src/policy.c's directive table, in order."""
+    text = (ROOT / "src" / "policy.c").read_text()
+    table = text[text.index("static const struct directive directives[]"):]
+    table = table[: table.index("};")]
+    names = re.findall(r'\{"([a-z0-9-]+)",', table)
+    assert len(names) >= 20, names
+    return names
+
+
 # ---------------------------------------------------------------- ports
 
 _handed_out = set()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from test_docs import policy_keywords
+from conftest import policy_keywords
 
 ROOT = Path(__file__).resolve().parents[2]
 FUZZ_DIR = Path(os.environ.get("ECHOD_FUZZ_DIR", ROOT / "fuzz"))

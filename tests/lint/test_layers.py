@@ -1,6 +1,6 @@
 """The layers of src/: each header's "Map:" comment names its layer and
 every echod header it and its .c include, and no module includes a header
-from a layer above its own (README, Layout). A newcomer who adds an
+from a layer above its own (docs/hacking.md, Layout). A newcomer who adds an
 include that crosses a layer, or forgets the map, hears it here."""
 
 import re

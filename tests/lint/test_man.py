@@ -5,13 +5,11 @@ echod(8) and echo-client(1) are the ones the programs accept."""
 
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from conftest import EXIT_CONFIG, run_echod
+from conftest import EXIT_CONFIG, ROOT, run_echod
 
-ROOT = Path(__file__).resolve().parents[2]
 MAN = ROOT / "man"
 PAGES = ["echod.8", "echod.conf.5", "echo-client.1"]
 TIME_UNITS = {"ms": 1, "s": 1000, "m": 60000, "h": 3600000}

@@ -1,0 +1,50 @@
+"""The documents say what the code does: every policy keyword is documented
+in policy/echod.conf (the built-in policy) and the README, SECURITY.md
+names every seccomp list, and every syscall a list allows is explained by
+its reason there."""
+
+import re
+
+from conftest import ROOT, policy_keywords
+
+
+def test_every_keyword_in_the_default_policy_file():
+    conf = (ROOT / "policy" / "echod.conf").read_text()
+    for kw in policy_keywords():
+        assert re.search(r"^#?\s*" + re.escape(kw) + r"\b", conf, re.M), kw
+
+
+def test_every_keyword_in_the_readme():
+    """Each keyword opens a code span of its own (`kw` or `kw ARGS`): a
+    longer keyword (tcp-max-connections-per-source) or prose does not
+    count for a shorter one (tcp-max-connections)."""
+    readme = (ROOT / "README.md").read_text()
+    for kw in policy_keywords():
+        assert re.search("`" + re.escape(kw) + r"[` ]", readme), kw
+
+
+def list_lines(path):
+    """(line number, syscall, reason) for every rule of a seccomp list."""
+    for no, line in enumerate(path.read_text().splitlines(), 1):
+        rule = line.split("#")[0]
+        if not rule.strip():
+            continue
+        name = rule.split("--")[0].split()
+        reason = rule.split("--", 1)[1].strip() if "--" in rule else ""
+        yield no, name[0] if name else "", reason
+
+
+def test_every_allowed_syscall_is_explained():
+    """SECURITY.md does not copy the allowlists: it names each
+    policy/seccomp-*.list, and each rule there, allowed or answered
+    ENOSYS, carries its reason on its own line (NAME ... -- reason)."""
+    sec = (ROOT / "SECURITY.md").read_text()
+    lists = sorted((ROOT / "policy").glob("seccomp-*.list"))
+    assert len(lists) >= 5, lists
+    for path in lists:
+        assert f"policy/{path.name}" in sec, path.name
+        rules = list(list_lines(path))
+        assert rules, path.name
+        for no, name, reason in rules:
+            assert re.fullmatch(r"[a-z_0-9]+", name), f"{path.name}:{no}"
+            assert reason, f"{path.name}:{no}: {name} has no '-- reason'"
