@@ -153,3 +153,62 @@ def test_python_sources_have_no_unused_or_undefined_names():
     assert "No module named pyflakes" not in r.stderr, \
         "python3-pyflakes is missing: .ci/deps installs it"
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def git(repo, *args):
+    return subprocess.run(["git", "-C", str(repo), *args], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is missing")
+def test_ci_rejects_long_or_shapeless_subjects(tmp_path):
+    """.ci/check-subjects on a scratch repository: a base, then good,
+    too long and shapeless subjects and a merge; in a shallow clone that
+    lacks the base, the commits it holds are checked."""
+    repo = tmp_path / "repo"
+    (repo / ".ci").mkdir(parents=True)
+    shutil.copy(ROOT / ".ci" / "check-subjects", repo / ".ci")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "ci@example.org")
+    git(repo, "config", "user.name", "ci")
+
+    def commit(subject):
+        git(repo, "commit", "-q", "--allow-empty", "-m", subject)
+        return git(repo, "rev-parse", "--short", "HEAD")
+
+    base = commit("an old subject without a module, before the base")
+    (repo / ".ci" / "subjects-base").write_text(f"# the base\n{base}\n")
+    git(repo, "add", ".ci")
+    commit("ci: check subjects")
+    commit("docs/hacking.md, README: two modules, one change")
+    git(repo, "checkout", "-q", "-b", "side")
+    long_one = commit("tcp: " + "x" * 68)
+    git(repo, "checkout", "-q", "main")
+    git(repo, "merge", "-q", "--no-ff", "-m", "Merge branch 'side'", "side")
+    shapeless = commit("Fix the build")
+
+    def check(where):
+        return subprocess.run(["bash", str(where / ".ci" / "check-subjects")],
+                              capture_output=True, text=True, timeout=30)
+
+    r = check(repo)
+    assert r.returncode == 1, r.stdout + r.stderr
+    offenders = [line.split()[0] for line in r.stderr.splitlines()
+                 if line.startswith("  ") and not line.startswith("   ")]
+    assert offenders == [shapeless, long_one], r.stderr
+    assert "73 characters (at most 72)" in r.stderr, r.stderr
+    assert "2 of 4 subjects" in r.stderr, r.stderr
+
+    git(repo, "reset", "-q", "--hard", "HEAD~1")
+    git(repo, "reset", "-q", "--hard", "HEAD^1")
+    r = check(repo)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 subjects since" in r.stdout, r.stdout
+
+    shallow = tmp_path / "shallow"
+    subprocess.run(["git", "clone", "-q", "--depth", "1",
+                    f"file://{repo}", str(shallow)], check=True,
+                   capture_output=True)
+    r = check(shallow)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "shallow clone" in r.stdout and "1 subjects" in r.stdout, r.stdout
