@@ -144,8 +144,8 @@ unguarded:
 # (built if golang-go is installed), every echoed byte verified. Needs
 # root for the under-attack row (network namespaces); BENCH_ARGS=--quick
 # for a short run. Each run also writes its results, with the command and
-# the commit, to a file of its own under bench/results/. See README
-# "Performance".
+# the commit, to a file of its own under bench/results/. See
+# docs/performance.md.
 BENCH_ARGS ?=
 bench: all unguarded
 	/usr/bin/python3 bench/bench.py $(BENCH_ARGS)

@@ -74,7 +74,7 @@ struct sock_filter;
  * bits, modulo nworkers: the index of the socket in the group. The mix
  * (multiplies, shifts and the key's words added in) is no cryptographic
  * function, as classic BPF has none, but without the key the mapping
- * cannot be computed (SECURITY.md). Written to prog (room for
+ * cannot be computed (docs/design.md). Written to prog (room for
  * STEERING_MAX_INSNS); returns its length. Pure, for the unit tests.
  */
 size_t listen_build_steering(struct sock_filter *prog, int family,

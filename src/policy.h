@@ -59,7 +59,7 @@ struct policy {
 	size_t nxdp;
 	enum xdp_mode xdp_mode;
 
-	/* Abuse controls (SECURITY.md says why each default). */
+	/* Abuse controls (docs/design.md says why each default). */
 	bool enforce;   /* false: log-only, count and log but echo anyway */
 	struct acl acl; /* allow / deny */
 	struct acl rate_exempt; /* rate-exempt: sources the rate limits skip */

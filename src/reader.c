@@ -90,7 +90,7 @@ keep_only(int a, int b)
 }
 
 /* The reader's own hardening: NULL, or the step that failed (named as
- * the bootstrap names its own: SECURITY.md) with the reason in err. A
+ * the bootstrap names its own: docs/design.md) with the reason in err. A
  * kernel without Landlock is the bootstrap's to refuse or accept. */
 static const char *
 harden(bool log_only, char *err, size_t errlen)

@@ -28,7 +28,7 @@ int reader_open(const char *path, char *err, size_t errlen);
  * After the user change, before the supervisor's own sandbox: fork the
  * reader, which keeps the directory, stderr and its end of a socketpair,
  * and nothing else. Returns the supervisor's end (non-blocking, close on
- * exec), or -1 with the step that failed in *step (as SECURITY.md names
+ * exec), or -1 with the step that failed in *step (as docs/design.md names
  * the bootstrap's: seccomp, landlock, rlimits, or policy_reader) and the
  * reason in err. From p: the log level, `sandbox-violation`.
  */

@@ -3,7 +3,7 @@
  * so that no one who lacks the key can aim many sources at one slot of a
  * table. 1-3 (one round a word, three to finish) is the variant CPython
  * and Rust's standard HashMap key their tables with against hash flooding;
- * the loop guard hashes every payload with it (SECURITY.md).
+ * the loop guard hashes every payload with it (docs/design.md).
  * Map: base layer; calls nothing of echod.
  */
 #ifndef ECHOD_SIPHASH_H

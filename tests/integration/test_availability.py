@@ -64,7 +64,7 @@ def tcp_listener_fd(pid, port):
     return None
 
 
-# The worker's filter allows shutdown(SHUT_WR) only (SECURITY.md, issue 9):
+# The worker's filter allows shutdown(SHUT_WR) only (docs/design.md):
 # the tests that break a listener from gdb run with `sandbox-violation log`,
 # so the seccomp filter lets that one call through.
 GDB_MAY_SHUT = "sandbox-violation log\n"

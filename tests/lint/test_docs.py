@@ -48,3 +48,27 @@ def test_every_allowed_syscall_is_explained():
         for no, name, reason in rules:
             assert re.fullmatch(r"[a-z_0-9]+", name), f"{path.name}:{no}"
             assert reason, f"{path.name}:{no}: {name} has no '-- reason'"
+
+
+TEST_REF = re.compile(r"`((?:tests/unit/)?test_\w+\.(?:py|c))(?:::(\w+))?`")
+
+
+def test_security_md_promises_name_tests_that_exist():
+    """Every section of SECURITY.md but how to report, the threat model
+    and how to read it names a test, and every test it names exists: a
+    file of tests/integration or tests/unit, and the function in it."""
+    sec = (ROOT / "SECURITY.md").read_text()
+    preamble = ("Reporting a vulnerability", "Threat model", "How to read this")
+    sections = [s for s in sec.split("\n## ")[1:]
+                if not s.startswith(preamble)]
+    assert len(sections) >= 8, len(sections)
+    for section in sections:
+        assert TEST_REF.search(section), section.splitlines()[0]
+    for path, func in TEST_REF.findall(sec):
+        f = ROOT / path if path.startswith("tests/") else \
+            ROOT / "tests" / "integration" / path
+        assert f.exists(), path
+        if func:
+            pattern = rf"^def {func}\(" if path.endswith(".py") \
+                else rf"^{func}\(void"
+            assert re.search(pattern, f.read_text(), re.M), f"{path}::{func}"
