@@ -72,3 +72,18 @@ def test_security_md_promises_name_tests_that_exist():
             pattern = rf"^def {func}\(" if path.endswith(".py") \
                 else rf"^{func}\(void"
             assert re.search(pattern, f.read_text(), re.M), f"{path}::{func}"
+
+
+def test_documents_tell_no_history():
+    """The documents say what is: no tracker numbers ("issue 8") and no
+    working sessions ("this session"); that story is the commits'."""
+    docs = [ROOT / "README.md", ROOT / "SECURITY.md",
+            *sorted((ROOT / "docs").glob("*.md")),
+            *sorted((ROOT / "man").glob("*.[0-9]")),
+            *sorted((ROOT / "bench" / "results").glob("*.md"))]
+    history = re.compile(r"\b(issues? #?\d+|(this|that|the last) session)\b",
+                         re.I)
+    for doc in docs:
+        for no, line in enumerate(doc.read_text().splitlines(), 1):
+            assert not history.search(line), \
+                f"{doc.relative_to(ROOT)}:{no}: {line}"
