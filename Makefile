@@ -215,12 +215,15 @@ INSTALLED = $(SBINDIR)/echod $(BINDIR)/echo-client \
 	    $(MANDIR)/man8/echod.8 $(MANDIR)/man5/echod.conf.5 \
 	    $(MANDIR)/man1/echo-client.1 \
 	    $(UNITDIR)/echod.service $(UNITDIR)/echod.socket \
-	    $(DOCDIR)/README.md $(DOCDIR)/SECURITY.md $(DOCDIR)/scale-out.md \
-	    $(DOCDIR)/operations.md \
+	    $(DOCDIR)/README.md $(DOCDIR)/SECURITY.md \
+	    $(DOCS:%=$(DOCDIR)/%) \
 	    $(DIST_EXAMPLES:dist/%=$(DOCDIR)/examples/%)
+# Installed as they stand in the tree, so README's links to docs/ hold.
+DOCS = $(sort $(wildcard docs/*.md))
 DIST_EXAMPLES = dist/keepalived/keepalived.conf dist/kubernetes/echod.yaml
 INSTALL_DIRS = $(SYSCONFDIR)/echod $(DOCDIR)/examples/keepalived \
-	       $(DOCDIR)/examples/kubernetes $(DOCDIR)/examples $(DOCDIR)
+	       $(DOCDIR)/examples/kubernetes $(DOCDIR)/examples $(DOCDIR)/docs \
+	       $(DOCDIR)
 SUBST_PATHS = sed -e 's|/usr/local/sbin/echod|$(SBINDIR)/echod|g' \
 		  -e 's|/usr/local/share/doc/echod|$(DOCDIR)|g'
 
@@ -237,7 +240,7 @@ install: $(BUILD)/echod $(BUILD)/echo-client $(BUILD)/echod.conf
 		$(DESTDIR)$(SYSCONFDIR)/echod $(DESTDIR)$(MANDIR)/man1 \
 		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
 		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/examples/keepalived \
-		$(DESTDIR)$(DOCDIR)/examples/kubernetes
+		$(DESTDIR)$(DOCDIR)/examples/kubernetes $(DESTDIR)$(DOCDIR)/docs
 	install -m 0755 $(BUILD)/echod $(DESTDIR)$(SBINDIR)/echod
 	install -m 0755 $(BUILD)/echo-client $(DESTDIR)$(BINDIR)/echo-client
 	@$(MAKE) -s --no-print-directory install-policy
@@ -249,8 +252,8 @@ install: $(BUILD)/echod $(BUILD)/echo-client $(BUILD)/echod.conf
 		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.tmp && \
 		mv $(DESTDIR)$(UNITDIR)/$$u.tmp $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
 	done
-	install -m 0644 README.md SECURITY.md docs/scale-out.md \
-		docs/operations.md $(DESTDIR)$(DOCDIR)/
+	install -m 0644 README.md SECURITY.md $(DESTDIR)$(DOCDIR)/
+	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/docs/
 	for f in $(DIST_EXAMPLES); do \
 		install -m 0644 $$f $(DESTDIR)$(DOCDIR)/examples/$${f#dist/} || exit 1; \
 	done

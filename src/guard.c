@@ -308,7 +308,7 @@ udp_guard_loop_table(const struct udp_guard *g)
 /* The loop key's hash with d's family, address, port and zero padding to
  * whole words absorbed: one SipHash pass over it and then the payload (not
  * a hash of the payload's hash). SipHash-1-3, as CPython's and Rust's hash
- * tables against hash flooding: it runs over every payload (SECURITY.md). */
+ * tables against hash flooding: it runs over every payload (docs/design.md). */
 static void
 loop_key_head(const struct udp_guard *g, const struct datagram *d,
               struct siphash_state *s)

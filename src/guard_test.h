@@ -67,7 +67,7 @@ struct tcp_source *tcp_guard_aggregate(struct tcp_source *s);
 uint32_t tcp_guard_held(const struct tcp_source *s);
 struct bucket tcp_guard_connects(const struct tcp_source *s);
 
-/* Bytes of bookkeeping per table slot and per count group (SECURITY.md). */
+/* Bytes of bookkeeping per table slot and per count group (docs/design.md). */
 size_t tcp_guard_entry_bytes(void);
 size_t tcp_guard_group_bytes(void);
 

@@ -1072,7 +1072,7 @@ test_tcp_aggregate_limits(void **state)
 	tcp_guard_free(g);
 }
 
-/* What the levels cost (SECURITY.md): 120 bytes a table slot, 40 a
+/* What the levels cost (docs/design.md): 120 bytes a table slot, 40 a
  * group, on a 64-bit build. */
 static void
 test_tcp_level_memory(void **state)
