@@ -1,29 +1,13 @@
 /*
- * echod: parse, bind, give everything up, serve. The order below is the
- * security argument (SECURITY.md lists each step and why):
- *   1. policy and flags; resolve the user and the empty chroot directory
- *      (load_policy, check_user_and_chroot, ..., close_inherited)
- *   2. the listening sockets: bound here, or passed by systemd
- *      (get_sockets)
- *   3. what the workers will need from the system, while it is visible;
- *      the XDP prefilter, if the policy asks for it, loaded and attached
- *      (gather_facts, start_prefilter)
- *   4. drop the bounding set, chroot, change user, prove root is gone
- *      (drop_privileges)
- *   5. drop every capability, no_new_privs, not dumpable, rlimits
- *      (seal_process)
- *   6. the policy reader forked with its own Landlock rule and seccomp
- *      list (start_policy_reader, reader.c); Landlock; with metrics, the
- *      metrics keeper forked with the metrics socket, its own Landlock
- *      domain and seccomp list, which forks the metrics process
- *      (start_metrics_keeper, keeper.c; harden_keeper, harden_metrics);
- *      seccomp (supervisor list), fork workers; each limits its memory
- *      and stacks the worker list (enter_sandbox, supervisor_run;
- *      harden_worker in each worker)
- * Nothing reads a byte from the network before step 6 completes. main(),
- * at the end of this file, is that list; every way out is fail().
+ * echod: parse, bind, give everything up, serve. The order is the security
+ * argument: SECURITY.md, "The bootstrap, step by step", lists each step
+ * and why. Nothing reads a byte from the network before the sandbox is
+ * entered. main(), at the end of this file, is that list, one named step
+ * a line; each step here only maps its module's error to fail() or
+ * refuse(), the one way out.
  */
 #include "cli.h"
+#include "config.h"
 #include "errmsg.h"
 #include "exitcodes.h"
 #include "facts.h"
@@ -63,7 +47,6 @@
 #define ECHO_PORT 7 /* RFC 862 */
 
 static struct policy policy;
-static const struct options *command_line; /* the flags, for a reload */
 static struct facts facts;
 static struct metrics_setup metrics;
 static unsigned long long worker_memory; /* each worker's RLIMIT_DATA */
@@ -95,6 +78,10 @@ struct boot {
 
 static struct boot *booted; /* main()'s, for the keeper's fork */
 
+/* What a failing step says, and its name (SECURITY.md's), for refuse(). */
+static char why[512];
+static const char *step;
+
 /*
  * The one way echod gives up: say what failed, then exit with its status
  * (exitcodes.h). With an event, as one log line (and a step that could
@@ -103,7 +90,7 @@ static struct boot *booted; /* main()'s, for the keeper's fork */
  * error as FILE:LINE: message, before logging starts.
  */
 static _Noreturn void __attribute__((format(printf, 4, 5)))
-fail(int status, const char *event, const char *step, const char *fmt, ...)
+fail(int status, const char *event, const char *name, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -114,10 +101,10 @@ fail(int status, const char *event, const char *step, const char *fmt, ...)
 	if (event == NULL)
 		fprintf(stderr, "%s\n%s", msg,
 		        status == EXIT_USAGE ? cli_usage : "");
-	else if (step != NULL)
+	else if (name != NULL)
 		log_always(LOG_ERROR, event,
 		           "step=%s msg=\"%s\" action=\"refusing to serve\"",
-		           step, msg);
+		           name, msg);
 	else
 		log_always(LOG_ERROR, event, "msg=\"%s\"", msg);
 	exit(status);
@@ -125,20 +112,20 @@ fail(int status, const char *event, const char *step, const char *fmt, ...)
 
 /* A hardening step that could not be applied: refuse to serve. */
 static _Noreturn void
-refuse(const char *step, const char *why)
+refuse(const char *name, const char *reason)
 {
-	fail(EXIT_OSERR, "hardening_failed", step, "%s", why);
+	fail(EXIT_OSERR, "hardening_failed", name, "%s", reason);
 }
 
 /* A step echod may skip (not root, or allow-downgrade): all of them are
  * named in one hardening_skipped line before the sandbox. */
 static void
-skip_step(struct boot *b, const char *step)
+skip_step(struct boot *b, const char *name)
 {
 	size_t n = strlen(b->skipped);
 
 	snprintf(b->skipped + n, sizeof(b->skipped) - n, "%s%s",
-	         n > 0 ? "," : "", step);
+	         n > 0 ? "," : "", name);
 }
 
 /* The hard limit must allow `need`; raise the soft one to it unless only
@@ -147,102 +134,48 @@ static void
 raise_nofile(rlim_t need, bool check_only)
 {
 	unsigned long long hard;
-	char err[256];
 
-	if (raise_fd_limit(need, check_only, &hard, err, sizeof(err)) == 0)
+	if (raise_fd_limit(need, check_only, &hard, why, sizeof(why)) == 0)
 		return;
 	if (hard == 0)
-		fail(EXIT_OSERR, "fd_limit", NULL, "%s", err);
+		fail(EXIT_OSERR, "fd_limit", NULL, "%s", why);
 	fail(EXIT_OSERR, "fd_limit", NULL,
 	     "tcp-max-connections %u needs %llu open files but the hard "
 	     "limit is %llu: lower it or raise LimitNOFILE",
 	     policy.tcp_max_connections, (unsigned long long)need, hard);
 }
 
-/*
- * A policy from a file's text (or the built-in one without -c) and the
- * flags: what the start-up checks and a reload checks again, alike. 0, or
- * the exit status of the mistake (exitcodes.h) with its message in err:
- * FILE:LINE: message for the file.
- */
-static int
-build_policy(const char *text, size_t len, struct policy *p, char *err,
-             size_t errlen)
-{
-	struct policy_error e;
-	char msg[256];
-
-	if (policy_defaults(p, &e) != 0) {
-		errmsg(err, errlen, "echod: built-in policy:%u: %s", e.line,
-		       e.msg);
-		return EXIT_SOFTWARE;
-	}
-	if (command_line->config != NULL &&
-	    policy_parse(text, len, p, &e) != 0) {
-		if (e.line > 0)
-			errmsg(err, errlen, "%s:%u: %s", command_line->config,
-			       e.line, e.msg);
-		else
-			errmsg(err, errlen, "%s: %s", command_line->config,
-			       e.msg);
-		return EXIT_CONFIG;
-	}
-	cli_apply(command_line, p);
-	if (cli_check_listen(p, msg, sizeof(msg)) != 0) {
-		errmsg(err, errlen, "echod: %s", msg);
-		return EXIT_USAGE;
-	}
-	return 0;
-}
-
+/* The policy from the file and the flags (config.h). */
 static void
 load_policy(const struct options *o, struct policy *p)
 {
-	static char text[POLICY_MAX_FILE];
-	struct policy_error err;
-	char msg[512];
-	size_t len = 0;
-	int status;
+	int status = config_load(o, p, why, sizeof(why));
 
-	command_line = o;
-	if (o->config != NULL && policy_read_at(AT_FDCWD, o->config, text,
-	                                        sizeof(text), &len, &err) != 0)
-		fail(EXIT_CONFIG, NULL, NULL, "%s: %s", o->config, err.msg);
-	status = build_policy(text, len, p, msg, sizeof(msg));
 	if (status != 0)
-		fail(status, NULL, NULL, "%s", msg);
+		fail(status, NULL, NULL, "%s", why);
 }
 
 /* -T: the policy in force, in the file's syntax, and its digest. */
 static void
 print_policy(void)
 {
-	static char text[POLICY_PRINT_MAX];
-	char digest[RELOAD_DIGEST_LEN];
-
-	if (policy_print(&policy, text, sizeof(text)) < 0)
-		fail(EXIT_SOFTWARE, NULL, NULL,
-		     "echod: the policy does not "
-		     "fit in -T's buffer");
-	reload_digest_of(&policy, digest);
-	fputs(text, stdout);
-	printf("# digest %s\n", digest);
+	if (config_print(&policy, why, sizeof(why)) != 0)
+		fail(EXIT_SOFTWARE, NULL, NULL, "%s", why);
 }
 
 /* Step 2: sockets from systemd if it passed any, else bind them here. */
 static void
 get_sockets(struct listen_set *s, unsigned nworkers)
 {
-	char err[256];
-	int r = sockact_take(s, err, sizeof(err));
+	int r = sockact_take(s, why, sizeof(why));
 
 	if (r < 0)
-		fail(EXIT_OSERR, "socket_activation", NULL, "%s", err);
+		fail(EXIT_OSERR, "socket_activation", NULL, "%s", why);
 	if (r > 0)
 		log_always(LOG_INFO, "socket_activation", "sockets=%zu", s->n);
-	else if (listen_bind_steered(&policy, nworkers, s, err, sizeof(err)) !=
+	else if (listen_bind_steered(&policy, nworkers, s, why, sizeof(why)) !=
 	         0)
-		fail(EXIT_OSERR, "bind_failed", NULL, "%s", err);
+		fail(EXIT_OSERR, "bind_failed", NULL, "%s", why);
 }
 
 /* Step 2, UDP: a GRO buffer per receive where the kernel has it, and the
@@ -250,47 +183,38 @@ get_sockets(struct listen_set *s, unsigned nworkers)
 static void
 tune_udp_sockets(const struct listen_set *s)
 {
-	char err[256];
-
 	listen_enable_gro(s);
-	if (listen_size_udp_buffers(s, policy.udp_receive_buffer, err,
-	                            sizeof(err)) != 0)
-		fail(EXIT_OSERR, "udp_receive_buffer_failed", NULL, "%s", err);
+	if (listen_size_udp_buffers(s, policy.udp_receive_buffer, why,
+	                            sizeof(why)) != 0)
+		fail(EXIT_OSERR, "udp_receive_buffer_failed", NULL, "%s", why);
 }
 
 /* Inherited fds do not follow us into the sandbox (privdrop.h). */
 static void
 close_inherited(void)
 {
-	const char *step;
-	char err[256];
-
 	if (close_inherited_fds(SOCKACT_FIRST_FD + (int)sockact_passed(), &step,
-	                        err, sizeof(err)) != 0)
-		refuse(step, err);
+	                        why, sizeof(why)) != 0)
+		refuse(step, why);
 }
 
 /* Without root, file capabilities bind the echo port only (privdrop.h). */
 static void
 check_capability_use(bool as_root)
 {
-	char err[200];
-
 	if (!as_root && have_capability(CAP_NET_BIND_SERVICE) &&
 	    sockact_passed() == 0 &&
-	    check_capability_ports(&policy, ECHO_PORT, err, sizeof(err)) != 0)
-		refuse("privileged_port", err);
+	    check_capability_ports(&policy, ECHO_PORT, why, sizeof(why)) != 0)
+		refuse("privileged_port", why);
 }
 
 /* -t: the prefilter's interfaces exist (loading it is left to the start). */
 static void
 check_prefilter_interfaces(void)
 {
-	char err[128];
-
 	if (!policy.allow_no_xdp &&
-	    xdp_check_interfaces(&policy, err, sizeof(err)) != 0)
-		refuse("xdp_attach", err);
+	    xdp_check_interfaces(&policy, why, sizeof(why)) != 0)
+		refuse("xdp_attach", why);
 }
 
 /* Step 3b: the XDP prefilter (xdp.h), while the capabilities to load it
@@ -299,17 +223,14 @@ check_prefilter_interfaces(void)
 static void
 start_prefilter(struct boot *b)
 {
-	const char *step;
-	char err[512];
-
 	if (policy.nxdp == 0 || xdp_start(&policy, &facts, &b->sockets, &step,
-	                                  err, sizeof(err)) == 0)
+	                                  why, sizeof(why)) == 0)
 		return;
 	if (!policy.allow_no_xdp)
-		refuse(step, err);
+		refuse(step, why);
 	/* Why, here; that it was skipped, in report_downgrades(). */
 	log_always(LOG_WARN, "xdp_unavailable", "step=%s msg=\"%s\"", step,
-	           err);
+	           why);
 	skip_step(b, "xdp_prefilter");
 }
 
@@ -318,39 +239,33 @@ start_prefilter(struct boot *b)
 static void
 open_syslog(void)
 {
-	char err[256];
-
 	if (policy.log_syslog &&
-	    log_open_syslog(policy.syslog_path, err, sizeof(err)) != 0)
-		refuse("syslog", err);
+	    log_open_syslog(policy.syslog_path, why, sizeof(why)) != 0)
+		refuse("syslog", why);
 }
 
 /* Step 4, for a reload: while the filesystem is visible, the policy
  * file's directory, for the reader (reader.h) forked before step 6. */
 static void
-open_policy_directory(void)
+open_policy_directory(const struct boot *b)
 {
-	char err[256];
-
-	if (command_line->config != NULL &&
-	    reader_open(command_line->config, err, sizeof(err)) != 0)
-		refuse("policy_reader", err);
+	if (b->opts.config != NULL &&
+	    reader_open(b->opts.config, why, sizeof(why)) != 0)
+		refuse("policy_reader", why);
 }
 
 /* Step 6, first: the policy reader, before the supervisor's own sandbox
  * (which it must not inherit: it alone may open a file). -1 without -c. */
 static int
-start_policy_reader(void)
+start_policy_reader(const struct boot *b)
 {
-	const char *step;
-	char err[256];
 	int fd;
 
-	if (command_line->config == NULL)
+	if (b->opts.config == NULL)
 		return -1;
-	fd = reader_start(&policy, &step, err, sizeof(err));
+	fd = reader_start(&policy, &step, why, sizeof(why));
 	if (fd < 0)
-		refuse(step, err);
+		refuse(step, why);
 	return fd;
 }
 
@@ -360,9 +275,8 @@ prepare_reload(const struct boot *b, int reader_fd)
 {
 	bool prefilter =
 	    policy.nxdp > 0 && strstr(b->skipped, "xdp_prefilter") == NULL;
-	struct reload *r =
-	    reload_new(&policy, b->nworkers, command_line->config, reader_fd,
-	               build_policy, prefilter);
+	struct reload *r = reload_new(&policy, b->nworkers, b->opts.config,
+	                              reader_fd, config_build, prefilter);
 
 	if (r == NULL)
 		fail(EXIT_OSERR, "supervisor_failed", NULL, "reload: %s",
@@ -375,22 +289,17 @@ prepare_reload(const struct boot *b, int reader_fd)
 static void
 refuse_unguarded_exposure(const struct policy *p)
 {
-	char err[160];
-
-	if (!GUARDS_ON && unguarded_check_exposure(p, err, sizeof(err)) != 0)
-		refuse("unguarded_build", err);
+	if (!GUARDS_ON && unguarded_check_exposure(p, why, sizeof(why)) != 0)
+		refuse("unguarded_build", why);
 }
 
 /* Each child's own steps before it serves (harden.h). */
 static void
 harden(enum sandbox_role role, unsigned long long memory)
 {
-	const char *step;
-	char err[256];
-
-	if (harden_child(role, memory, policy.sandbox_log, &step, err,
-	                 sizeof(err)) != 0)
-		refuse(step, err);
+	if (harden_child(role, memory, policy.sandbox_log, &step, why,
+	                 sizeof(why)) != 0)
+		refuse(step, why);
 }
 
 static void
@@ -424,10 +333,8 @@ leave_bootstrap(void)
 static void
 parse_flags(int argc, char **argv, struct options *o)
 {
-	char err[256];
-
-	if (cli_parse(argc, argv, o, err, sizeof(err)) != 0)
-		fail(EXIT_USAGE, NULL, NULL, "echod: %s", err);
+	if (cli_parse(argc, argv, o, why, sizeof(why)) != 0)
+		fail(EXIT_USAGE, NULL, NULL, "echod: %s", why);
 	if (o->help) {
 		fputs(cli_usage, stdout);
 		exit(0);
@@ -443,11 +350,8 @@ static void
 check_workers(struct boot *b)
 {
 	b->nworkers = worker_count(&policy);
-	if (policy.tcp && policy.tcp_max_connections < b->nworkers)
-		fail(EXIT_CONFIG, NULL, NULL,
-		     "echod: tcp-max-connections %u is split among %u "
-		     "workers: it must be at least the worker count",
-		     policy.tcp_max_connections, b->nworkers);
+	if (worker_check_share(&policy, b->nworkers, why, sizeof(why)) != 0)
+		fail(EXIT_CONFIG, NULL, NULL, "echod: %s", why);
 }
 
 /* The user and the chroot are checked before anything is bound, so a
@@ -455,54 +359,42 @@ check_workers(struct boot *b)
 static void
 check_user_and_chroot(struct boot *b)
 {
-	const char *step;
-	char err[256];
-
-	if (privdrop_check(&b->priv, &policy, !b->opts.check_only, &step, err,
-	                   sizeof(err)) != 0)
-		refuse(step, err);
+	if (privdrop_check(&b->priv, &policy, !b->opts.check_only, &step, why,
+	                   sizeof(why)) != 0)
+		refuse(step, why);
 	if (!b->priv.as_root) {
 		skip_step(b, "chroot");
 		skip_step(b, "user");
 	}
 }
 
-/* RLIMIT_FSIZE 0 would stop a log written to a regular file: refused,
- * unless the policy allows that one downgrade. */
+/* RLIMIT_FSIZE 0 would stop a log written to a file (privdrop.h). */
 static void
 check_stderr(struct boot *b)
 {
-	if (!stderr_is_file())
-		return;
-	if (!policy.allow_big_stderr)
-		refuse("rlimit_fsize",
-		       "stderr is a regular file and RLIMIT_FSIZE 0 "
-		       "would stop the log: log to a pipe or the "
-		       "journal, or set 'allow-downgrade fsize-limit'");
-	b->priv.keep_fsize = true;
-	skip_step(b, "fsize_limit");
+	int r = privdrop_check_stderr(&b->priv, &policy, why, sizeof(why));
+
+	if (r < 0)
+		refuse("rlimit_fsize", why);
+	if (r > 0)
+		skip_step(b, "fsize_limit");
 }
 
 /* Step 3: the guards need facts the sandbox will hide. */
 static void
 gather_facts(void)
 {
-	char err[256];
-
-	if (facts_gather(&facts, err, sizeof(err)) != 0)
-		fail(EXIT_OSERR, "facts", NULL, "%s", err);
+	if (facts_gather(&facts, why, sizeof(why)) != 0)
+		fail(EXIT_OSERR, "facts", NULL, "%s", why);
 }
 
 /* Step 4: out of the filesystem, out of root (privdrop.h). */
 static void
 drop_privileges(struct boot *b)
 {
-	const char *step;
-	char err[256];
-
-	if (privdrop_drop(&b->priv, policy.chroot_dir, &step, err,
-	                  sizeof(err)) != 0)
-		refuse(step, err);
+	if (privdrop_drop(&b->priv, policy.chroot_dir, &step, why,
+	                  sizeof(why)) != 0)
+		refuse(step, why);
 	if (!b->priv.bounding)
 		skip_step(b, "bounding_set");
 }
@@ -511,11 +403,8 @@ drop_privileges(struct boot *b)
 static void
 seal_process(struct boot *b)
 {
-	const char *step;
-	char err[256];
-
-	if (privdrop_seal(&b->priv, &step, err, sizeof(err)) != 0)
-		refuse(step, err);
+	if (privdrop_seal(&b->priv, &step, why, sizeof(why)) != 0)
+		refuse(step, why);
 }
 
 /* A skipped step or a log-only sandbox is said once, loudly. */
@@ -545,17 +434,17 @@ static void start_metrics_keeper(struct boot *b);
 static void
 enter_sandbox(struct boot *b)
 {
-	char err[256], memory[32] = "unlimited(asan)";
+	char memory[32] = "unlimited(asan)";
 
 	if (landlock_enter(policy.landlock_required, b->landlock,
-	                   sizeof(b->landlock), err, sizeof(err)) != 0)
-		refuse("landlock", err);
+	                   sizeof(b->landlock), why, sizeof(why)) != 0)
+		refuse("landlock", why);
 	/* After the Landlock domain, which the keeper shares (the supervisor
 	 * can stop it), before the filter, which it must not. */
 	start_metrics_keeper(b);
 	if (GUARDS_ON && sandbox_enter(SANDBOX_SUPERVISOR, policy.sandbox_log,
-	                               err, sizeof(err)) != 0)
-		refuse("seccomp", err);
+	                               why, sizeof(why)) != 0)
+		refuse("seccomp", why);
 	if (MEMORY_LIMIT)
 		snprintf(memory, sizeof(memory), "%llu", worker_memory);
 	log_always(LOG_INFO, "sandboxed",
@@ -572,11 +461,9 @@ enter_sandbox(struct boot *b)
 static void
 bind_metrics(void)
 {
-	char err[256];
-
 	if (policy.metrics_on &&
-	    (metrics.fd = metrics_bind(&policy, err, sizeof(err))) < 0)
-		fail(EXIT_OSERR, "bind_failed", NULL, "%s", err);
+	    (metrics.fd = metrics_bind(&policy, why, sizeof(why))) < 0)
+		fail(EXIT_OSERR, "bind_failed", NULL, "%s", why);
 }
 
 /* Step 6, with metrics: the keeper (keeper.h), which takes the only
@@ -590,7 +477,6 @@ start_metrics_keeper(struct boot *b)
 	    .harden_metrics = harden_metrics,
 	};
 	char where[ADDR_STRLEN];
-	const char *step;
 
 	if (!policy.metrics_on)
 		return;
@@ -655,11 +541,11 @@ main(int argc, char **argv)
 	bind_metrics();
 	gather_facts();
 	start_prefilter(&b);
-	open_policy_directory();
+	open_policy_directory(&b);
 	drop_privileges(&b);
 	seal_process(&b);
 	report_downgrades(&b);
-	b.reader_fd = start_policy_reader();
+	b.reader_fd = start_policy_reader(&b);
 	booted = &b;
 	enter_sandbox(&b);
 	listen_announce(&b.sockets);

@@ -348,12 +348,21 @@ raise_fd_limit(unsigned long long need, bool check_only,
 	return 0;
 }
 
-bool
-stderr_is_file(void)
+int
+privdrop_check_stderr(struct privdrop *pd, const struct policy *p, char *err,
+                      size_t errlen)
 {
 	struct stat st;
 
-	return fstat(STDERR_FILENO, &st) == 0 && S_ISREG(st.st_mode);
+	if (fstat(STDERR_FILENO, &st) != 0 || !S_ISREG(st.st_mode))
+		return 0;
+	if (!p->allow_big_stderr)
+		return errmsg(err, errlen,
+		              "stderr is a regular file and RLIMIT_FSIZE 0 "
+		              "would stop the log: log to a pipe or the "
+		              "journal, or set 'allow-downgrade fsize-limit'");
+	pd->keep_fsize = true;
+	return 1;
 }
 
 /* Put /dev/null on fd, opened with only the access it needs. */

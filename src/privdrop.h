@@ -95,8 +95,11 @@ bool have_capability(int cap);
 int raise_fd_limit(unsigned long long need, bool check_only,
                    unsigned long long *hard, char *err, size_t errlen);
 
-/* stderr is a regular file, which RLIMIT_FSIZE 0 would stop. */
-bool stderr_is_file(void);
+/* RLIMIT_FSIZE 0 would stop a log written to a regular file: with stderr
+ * a file, -1 and why, unless p allows that one downgrade (then 1, and
+ * pd->keep_fsize set); 0 when stderr is no regular file. */
+int privdrop_check_stderr(struct privdrop *pd, const struct policy *p,
+                          char *err, size_t errlen);
 
 /* Descriptors inherited from whoever started us (but systemd's sockets and
  * stderr, the log) must not follow us into the sandbox, where read and

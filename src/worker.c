@@ -9,6 +9,7 @@
 #include "udp.h"
 
 #include <signal.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
@@ -122,6 +123,19 @@ worker_count(const struct policy *p)
 		return p->workers;
 	cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	return cpus < 1 ? 1 : cpus > 256 ? 256 : (unsigned)cpus;
+}
+
+int
+worker_check_share(const struct policy *p, unsigned nworkers, char *err,
+                   size_t errlen)
+{
+	if (!p->tcp || p->tcp_max_connections >= nworkers)
+		return 0;
+	snprintf(err, errlen,
+	         "tcp-max-connections %u is split among %u workers: it must "
+	         "be at least the worker count",
+	         p->tcp_max_connections, nworkers);
+	return -1;
 }
 
 unsigned long long

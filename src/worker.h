@@ -18,6 +18,11 @@ typedef void (*worker_harden_fn)(void);
 /* The policy's worker count, or one per online CPU (at most 256). */
 unsigned worker_count(const struct policy *p);
 
+/* Each worker serves its share of tcp-max-connections: at least one. 0,
+ * or -1 with why in err. */
+int worker_check_share(const struct policy *p, unsigned nworkers, char *err,
+                       size_t errlen);
+
 /* The fd limit every process needs: every worker may hold every
  * connection (and its splice pipe), besides the listeners and a reserve
  * for epoll, signalfd and stdio. */
