@@ -51,19 +51,6 @@ static struct facts facts;
 static struct metrics_setup metrics;
 static unsigned long long worker_memory; /* each worker's RLIMIT_DATA */
 
-/* ASan maps terabytes of shadow memory that RLIMIT_DATA would count: the
- * sanitizer build runs its workers without the memory limit. */
-#if defined(__SANITIZE_ADDRESS__)
-#define MEMORY_LIMIT 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MEMORY_LIMIT 0
-#endif
-#endif
-#ifndef MEMORY_LIMIT
-#define MEMORY_LIMIT 1
-#endif
-
 /* What the steps of main() learn and hand on to later ones. */
 struct boot {
 	struct options opts;
@@ -137,12 +124,13 @@ raise_nofile(rlim_t need, bool check_only)
 
 	if (raise_fd_limit(need, check_only, &hard, why, sizeof(why)) == 0)
 		return;
-	if (hard == 0)
-		fail(EXIT_OSERR, "fd_limit", NULL, "%s", why);
-	fail(EXIT_OSERR, "fd_limit", NULL,
-	     "tcp-max-connections %u needs %llu open files but the hard "
-	     "limit is %llu: lower it or raise LimitNOFILE",
-	     policy.tcp_max_connections, (unsigned long long)need, hard);
+	if (hard != 0)
+		snprintf(why, sizeof(why),
+		         "tcp-max-connections %u needs %llu open files but the "
+		         "hard limit is %llu: lower it or raise LimitNOFILE",
+		         policy.tcp_max_connections, (unsigned long long)need,
+		         hard);
+	fail(EXIT_OSERR, "fd_limit", NULL, "%s", why);
 }
 
 /* The policy from the file and the flags (config.h). */
@@ -305,7 +293,7 @@ harden(enum sandbox_role role, unsigned long long memory)
 static void
 harden_worker(void)
 {
-	harden(SANDBOX_WORKER, MEMORY_LIMIT ? worker_memory : 0);
+	harden(SANDBOX_WORKER, HARDEN_MEMORY_LIMIT ? worker_memory : 0);
 }
 
 static void
@@ -414,45 +402,10 @@ report_downgrades(const struct boot *b)
 	if (b->skipped[0] != '\0')
 		log_always(LOG_WARN, "hardening_skipped",
 		           "steps=%s reason=\"%s\"", b->skipped,
-		           b->priv.as_root
-		               ? "allowed by allow-downgrade"
-		               : "not running as root: no chroot, no "
-		                 "user change, bounding set kept "
-		                 "without CAP_SETPCAP");
+		           privdrop_skip_reason(&b->priv));
 	if (policy.sandbox_log)
-		log_always(LOG_WARN, "sandbox_log_only",
-		           "msg=\"WARNING: sandbox-violation log: syscalls "
-		           "outside the allowlist are only logged, not "
-		           "stopped. For debugging only; never in "
-		           "production.\"");
-}
-
-static void start_metrics_keeper(struct boot *b);
-
-/* Step 6: Landlock, the metrics keeper, and the supervisor's own
- * allowlist; workers limit their memory and stack their allowlist. */
-static void
-enter_sandbox(struct boot *b)
-{
-	char memory[32] = "unlimited(asan)";
-
-	if (landlock_enter(policy.landlock_required, b->landlock,
-	                   sizeof(b->landlock), why, sizeof(why)) != 0)
-		refuse("landlock", why);
-	/* After the Landlock domain, which the keeper shares (the supervisor
-	 * can stop it), before the filter, which it must not. */
-	start_metrics_keeper(b);
-	if (GUARDS_ON && sandbox_enter(SANDBOX_SUPERVISOR, policy.sandbox_log,
-	                               why, sizeof(why)) != 0)
-		refuse("seccomp", why);
-	if (MEMORY_LIMIT)
-		snprintf(memory, sizeof(memory), "%llu", worker_memory);
-	log_always(LOG_INFO, "sandboxed",
-	           "user=%s uid=%u chroot=%s seccomp=%s landlock=%s "
-	           "worker_memory=%s",
-	           b->priv.as_root ? b->priv.user : "-", (unsigned)b->priv.uid,
-	           b->priv.as_root ? policy.chroot_dir : "-",
-	           policy.sandbox_log ? "log" : "kill", b->landlock, memory);
+		log_always(LOG_WARN, "sandbox_log_only", "msg=\"%s\"",
+		           SANDBOX_LOG_WARNING);
 }
 
 /* Step 2, for "metrics ADDR:PORT": its socket is bound with the others;
@@ -476,13 +429,8 @@ start_metrics_keeper(struct boot *b)
 	    .harden = harden_keeper,
 	    .harden_metrics = harden_metrics,
 	};
-	char where[ADDR_STRLEN];
-
 	if (!policy.metrics_on)
 		return;
-	format_sockaddr((const struct sockaddr *)&policy.metrics.ss, where,
-	                sizeof(where));
-	log_always(LOG_INFO, "listening", "proto=metrics addr=%s", where);
 	metrics.facts = (struct metrics_facts){
 	    .version = ECHOD_VERSION,
 	    .seccomp = policy.sandbox_log ? "log" : "kill",
@@ -496,8 +444,32 @@ start_metrics_keeper(struct boot *b)
 	                 supervisor_log_shares(b->nworkers, true), &hooks,
 	                 &b->keeper, &step) != 0)
 		refuse(step, strerror(errno));
-	close(metrics.fd);
-	metrics.fd = -1;
+}
+
+/* Step 6: Landlock, the metrics keeper, and the supervisor's own
+ * allowlist; workers limit their memory and stack their allowlist. */
+static void
+enter_sandbox(struct boot *b)
+{
+	char memory[32] = "unlimited(asan)";
+
+	if (landlock_enter(policy.landlock_required, b->landlock,
+	                   sizeof(b->landlock), why, sizeof(why)) != 0)
+		refuse("landlock", why);
+	/* After the Landlock domain, which the keeper shares (the supervisor
+	 * can stop it), before the filter, which it must not. */
+	start_metrics_keeper(b);
+	if (GUARDS_ON && sandbox_enter(SANDBOX_SUPERVISOR, policy.sandbox_log,
+	                               why, sizeof(why)) != 0)
+		refuse("seccomp", why);
+	if (HARDEN_MEMORY_LIMIT)
+		snprintf(memory, sizeof(memory), "%llu", worker_memory);
+	log_always(LOG_INFO, "sandboxed",
+	           "user=%s uid=%u chroot=%s seccomp=%s landlock=%s "
+	           "worker_memory=%s",
+	           b->priv.as_root ? b->priv.user : "-", (unsigned)b->priv.uid,
+	           b->priv.as_root ? policy.chroot_dir : "-",
+	           policy.sandbox_log ? "log" : "kill", b->landlock, memory);
 }
 
 /* The steps of SECURITY.md, "The bootstrap, step by step", in order. */

@@ -18,6 +18,19 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* ASan maps terabytes of shadow memory that RLIMIT_DATA would count: the
+ * sanitizer build runs its workers without the memory limit. */
+#if defined(__SANITIZE_ADDRESS__)
+#define HARDEN_MEMORY_LIMIT 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HARDEN_MEMORY_LIMIT 0
+#endif
+#endif
+#ifndef HARDEN_MEMORY_LIMIT
+#define HARDEN_MEMORY_LIMIT 1
+#endif
+
 /* role: SANDBOX_WORKER, SANDBOX_KEEPER or SANDBOX_METRICS. memory: the worker's
  * RLIMIT_DATA, 0 for none. log_only: the policy's sandbox-violation log.
  * 0, or -1 with the step that failed ("worker_memory", "worker_nproc",

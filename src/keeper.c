@@ -1,6 +1,7 @@
 /* keeper: holds the metrics socket; forks and restarts the metrics
  * process. It parses nothing but its child's counters. */
 #include "keeper.h"
+#include "addr.h"
 #include "exitcodes.h"
 #include "gather.h"
 #include "log.h"
@@ -261,14 +262,18 @@ keeper_run(struct keeper *k)
 }
 
 int
-keeper_start(const struct policy *p, const struct metrics_setup *m,
+keeper_start(const struct policy *p, struct metrics_setup *m,
              unsigned log_shares, const struct keeper_hooks *hooks,
              struct keeper_link *out, const char **step)
 {
 	static struct keeper k;
+	char where[ADDR_STRLEN];
 	int feed[2], up[2];
 	pid_t parent = getpid(), pid;
 
+	format_sockaddr((const struct sockaddr *)&p->metrics.ss, where,
+	                sizeof(where));
+	log_always(LOG_INFO, "listening", "proto=metrics addr=%s", where);
 	*step = "metrics_keeper";
 	if (pipe2(feed, O_CLOEXEC | O_NONBLOCK | O_DIRECT) != 0)
 		return -1;
@@ -305,6 +310,8 @@ keeper_start(const struct policy *p, const struct metrics_setup *m,
 	}
 	close(feed[0]);
 	close(up[1]);
+	close(m->fd);
+	m->fd = -1;
 	*out = (struct keeper_link){
 	    .pid = pid, .report_fd = up[0], .feed_fd = feed[1]};
 	log_always(LOG_INFO, "metrics_keeper", "pid=%d", pid);

@@ -24,7 +24,7 @@
  * latched bit "a metrics process was ready", and the keeper's wait status
  * (a refusal status, 64, 71 or 78, stops the service: a metrics process
  * refused to start; any other end closes the endpoint, echo goes on).
- * Map: process layer; calls counters, exitcodes, gather, log, loop,
+ * Map: process layer; calls addr, counters, exitcodes, gather, log, loop,
  * metrics, policy, restart, scrape.
  */
 #ifndef ECHOD_KEEPER_H
@@ -66,12 +66,12 @@ struct keeper_hooks {
 };
 
 /*
- * Fork the keeper over the bound socket m->fd (which the caller then
- * closes: the keeper holds the only copy). log_shares: the service's log
- * budget divides into that many shares (the keeper and each metrics
- * process take one each). 0, or -1 with errno (the step in *step).
+ * Fork the keeper over the bound socket m->fd, logged as listening, and
+ * close it (m->fd -1): the keeper holds the only copy. log_shares: the
+ * service's log budget divides into that many shares (the keeper and each
+ * metrics process take one each). 0, or -1 with errno (the step in *step).
  */
-int keeper_start(const struct policy *p, const struct metrics_setup *m,
+int keeper_start(const struct policy *p, struct metrics_setup *m,
                  unsigned log_shares, const struct keeper_hooks *hooks,
                  struct keeper_link *out, const char **step);
 

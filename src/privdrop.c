@@ -348,6 +348,14 @@ raise_fd_limit(unsigned long long need, bool check_only,
 	return 0;
 }
 
+const char *
+privdrop_skip_reason(const struct privdrop *pd)
+{
+	return pd->as_root ? "allowed by allow-downgrade"
+	                   : "not running as root: no chroot, no user change, "
+	                     "bounding set kept without CAP_SETPCAP";
+}
+
 int
 privdrop_check_stderr(struct privdrop *pd, const struct policy *p, char *err,
                       size_t errlen)

@@ -44,6 +44,10 @@ int privdrop_drop(struct privdrop *pd, const char *chroot_dir,
 int privdrop_seal(const struct privdrop *pd, const char **step, char *err,
                   size_t errlen);
 
+/* Why the steps privdrop_check and privdrop_drop skipped were skipped:
+ * without root, or by allow-downgrade. */
+const char *privdrop_skip_reason(const struct privdrop *pd);
+
 /* The user to become: `name`, or if empty "echod" if it exists, else
  * "nobody". Refuses root (uid or gid 0). */
 int resolve_user(const char *name, char *resolved, size_t resolvedlen,

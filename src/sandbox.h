@@ -9,6 +9,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* What sandbox-violation log means, said once at start. */
+#define SANDBOX_LOG_WARNING                                                    \
+	"WARNING: sandbox-violation log: syscalls outside the allowlist are "  \
+	"only logged, not stopped. For debugging only; never in production."
+
 enum sandbox_role {
 	SANDBOX_SUPERVISOR,
 	SANDBOX_WORKER,
