@@ -1,7 +1,7 @@
 /*
  * echod: parse, bind, give everything up, serve. The order is the security
- * argument: SECURITY.md, "The bootstrap, step by step", lists each step
- * and why. Nothing reads a byte from the network before the sandbox is
+ * argument: docs/design.md, "The bootstrap", gives each step
+ * its why. Nothing reads a byte from the network before the sandbox is
  * entered. main(), at the end of this file, is that list, one named step
  * a line; each step here only maps its module's error to fail() or
  * refuse(), the one way out.
@@ -472,7 +472,7 @@ enter_sandbox(struct boot *b)
 	           policy.sandbox_log ? "log" : "kill", b->landlock, memory);
 }
 
-/* The steps of SECURITY.md, "The bootstrap, step by step", in order. */
+/* The steps of docs/design.md, "The bootstrap", in order. */
 int
 main(int argc, char **argv)
 {

@@ -37,7 +37,8 @@ struct reload_reply {
 };
 
 /* Build a policy from a file's text (NULL: the built-in policy) as the
- * start-up does; 0, or -1 with "FILE:LINE: message" in err. */
+ * start-up does; 0, or the exit status of the mistake (exitcodes.h)
+ * with "FILE:LINE: message" in err. */
 typedef int (*reload_build_fn)(const char *text, size_t len, struct policy *p,
                                char *err, size_t errlen);
 
