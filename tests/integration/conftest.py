@@ -676,3 +676,14 @@ def read_all(s, timeout=5):
         if not chunk:
             return got
         got += chunk
+
+
+def fd_targets(pid):
+    """{fd: what /proc/PID/fd/FD links to}; fds closed meanwhile left out."""
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            pass
+    return out

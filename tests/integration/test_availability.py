@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from conftest import fd_targets
 from conftest import (echoes, is_event, parse_logfmt, tcp_echo, udp_echo,
                       udp_socket,
                       wait_until)
@@ -40,14 +41,10 @@ def cpu_seconds_over(pid, seconds):
 
 def _socket_inodes(pid):
     out = {}
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
+    for fd, target in fd_targets(pid).items():
         m = re.fullmatch(r"socket:\[(\d+)\]", target)
         if m:
-            out[int(m.group(1))] = int(fd)
+            out[int(m.group(1))] = fd
     return out
 
 

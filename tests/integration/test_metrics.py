@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import netns
 from conftest import read_all
+from conftest import fd_targets
 from conftest import (EXIT_CONFIG, Echod, ECHOD_BIN, counter_names, free_port,
                       parse_logfmt, rss_kib, run_echod, tcp_connect,
                       tcp_echo, udp_echo, udp_socket)
@@ -287,15 +288,8 @@ def listener_inode(port):
 
 
 def socket_inodes(pid):
-    out = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            out.add(target[8:-1])
-    return out
+    return {target[8:-1] for target in fd_targets(pid).values()
+            if target.startswith("socket:[")}
 
 
 def test_only_allowed_sources_may_scrape(tmp_path):

@@ -29,6 +29,7 @@ import pytest
 
 from conftest import proc_status as status
 from conftest import port_free_on as conftest_port_free_on
+from conftest import fd_targets
 from conftest import (ECHOD_BIN, workers_of, EXIT_OSERR, READY_TIMEOUT, ROOT,
                       kill_pids,
                       children_of, free_port, is_event, parse_logfmt,
@@ -76,16 +77,6 @@ def limits(pid):
             m = re.match(r"(Max [a-z ]+?)\s{2,}(\S+)\s+(\S+)", line)
             if m:
                 out[m.group(1)] = (m.group(2), m.group(3))
-    return out
-
-
-def fd_targets(pid):
-    out = {}
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            out[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except FileNotFoundError:
-            pass
     return out
 
 

@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from conftest import fd_targets
 from conftest import ECHOD_BIN, Echod, children_of, free_port, is_event, \
     recv_exact, stall_sending, tcp_connect
 
@@ -112,11 +113,7 @@ def pool_pipes(pid):
     """Pipes the process holds both ends of: the pool's (its counters
     pipe is a write end alone)."""
     ends = {}
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
+    for target in fd_targets(pid).values():
         if target.startswith("pipe:"):
             ends[target] = ends.get(target, 0) + 1
     return sum(1 for n in ends.values() if n == 2)

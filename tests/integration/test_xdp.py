@@ -24,6 +24,7 @@ import subprocess
 import pytest
 
 import netns
+from conftest import fd_targets
 from conftest import (ECHOD_BIN, EXIT_OSERR, Echod, parse_logfmt, recv_exact,
                       run_echod, wait_until)
 from test_abuse import (CLI4, CLI6, EPHEMERAL, PORT, SRV4, SRV6, SRV_BCAST,
@@ -66,15 +67,9 @@ def attached(ns, ifname=netns.Pair.SRV_IF):
 
 def bpf_fds(pid):
     """Kinds of the bpf objects pid holds: ["bpf_link", "bpf-map", ...]."""
-    kinds = []
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("anon_inode:bpf") or "bpf" in target:
-            kinds.append(target.split(":", 1)[1].strip("[]"))
-    return sorted(kinds)
+    return sorted(target.split(":", 1)[1].strip("[]")
+                  for target in fd_targets(pid).values()
+                  if target.startswith("anon_inode:bpf") or "bpf" in target)
 
 
 def udp_in_datagrams(ns):
