@@ -16,13 +16,22 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-int
-resolve_user(const char *name, char *resolved, size_t resolvedlen, uid_t *uid,
-             gid_t *gid, char *err, size_t errlen)
+/* What the lookup child hands back: one write, well under PIPE_BUF. */
+struct user_answer {
+	int status; /* 0, or -1 with why in err */
+	uid_t uid;
+	gid_t gid;
+	char name[POLICY_NAME_MAX];
+	char err[512];
+};
+
+/* In the lookup child: getpwnam, with today's answers and messages. */
+static void
+look_up_user(const char *name, struct user_answer *a)
 {
-	const char *candidates[] = {name, NULL};
 	struct passwd *pw = NULL;
 
 	if (name[0] == '\0') {
@@ -31,25 +40,83 @@ resolve_user(const char *name, char *resolved, size_t resolvedlen, uid_t *uid,
 		pw = getpwnam("echod");
 		if (pw == NULL)
 			pw = getpwnam("nobody");
-		if (pw == NULL)
-			return errmsg(err, errlen,
-			              "neither user echod nor nobody exists: "
-			              "create one (useradd -r -s /usr/sbin/"
-			              "nologin echod) or set 'user'");
-	} else if ((pw = getpwnam(candidates[0])) == NULL) {
-		return errmsg(err, errlen,
-		              "user '%s' does not exist: create it (useradd -r "
-		              "-s /usr/sbin/nologin %s) or change 'user'/-u",
-		              name, name);
+		if (pw == NULL) {
+			a->status =
+			    errmsg(a->err, sizeof(a->err),
+			           "neither user echod nor nobody exists: "
+			           "create one (useradd -r -s /usr/sbin/"
+			           "nologin echod) or set 'user'");
+			return;
+		}
+	} else if ((pw = getpwnam(name)) == NULL) {
+		a->status =
+		    errmsg(a->err, sizeof(a->err),
+		           "user '%s' does not exist: create it (useradd "
+		           "-r -s /usr/sbin/nologin %s) or change "
+		           "'user'/-u",
+		           name, name);
+		return;
 	}
-	if (pw->pw_uid == 0 || pw->pw_gid == 0)
+	if (pw->pw_uid == 0 || pw->pw_gid == 0) {
+		a->status = errmsg(a->err, sizeof(a->err),
+		                   "user '%s' has uid or gid 0: choose an "
+		                   "unprivileged user",
+		                   pw->pw_name);
+		return;
+	}
+	snprintf(a->name, sizeof(a->name), "%s", pw->pw_name);
+	a->uid = pw->pw_uid;
+	a->gid = pw->pw_gid;
+}
+
+/*
+ * getpwnam runs in a child that exits at once: the NSS modules it loads
+ * (libnss_systemd, and libm with it; sssd's or LDAP's with their sockets)
+ * are never mapped into echod, so no sandboxed process holds their code,
+ * and none of them costs its memory.
+ */
+int
+resolve_user(const char *name, char *resolved, size_t resolvedlen, uid_t *uid,
+             gid_t *gid, char *err, size_t errlen)
+{
+	struct user_answer a = {0};
+	int fds[2], status = 0;
+	ssize_t n = -1;
+	pid_t pid;
+
+	if (pipe2(fds, O_CLOEXEC) != 0)
+		return errmsg(err, errlen, "user lookup: pipe: %s",
+		              strerror(errno));
+	pid = fork();
+	if (pid < 0) {
+		close(fds[0]);
+		close(fds[1]);
+		return errmsg(err, errlen, "user lookup: fork: %s",
+		              strerror(errno));
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		look_up_user(name, &a);
+		n = write(fds[1], &a, sizeof(a));
+		_exit(n == (ssize_t)sizeof(a) ? 0 : 1);
+	}
+	close(fds[1]);
+	do
+		n = read(fds[0], &a, sizeof(a));
+	while (n < 0 && errno == EINTR);
+	close(fds[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (n != (ssize_t)sizeof(a))
 		return errmsg(err, errlen,
-		              "user '%s' has uid or gid 0: choose an "
-		              "unprivileged user",
-		              pw->pw_name);
-	snprintf(resolved, resolvedlen, "%s", pw->pw_name);
-	*uid = pw->pw_uid;
-	*gid = pw->pw_gid;
+		              "user lookup: the lookup process gave no answer "
+		              "(wait status %d)",
+		              status);
+	if (a.status != 0)
+		return errmsg(err, errlen, "%s", a.err);
+	snprintf(resolved, resolvedlen, "%s", a.name);
+	*uid = a.uid;
+	*gid = a.gid;
 	return 0;
 }
 

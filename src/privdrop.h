@@ -49,7 +49,8 @@ int privdrop_seal(const struct privdrop *pd, const char **step, char *err,
 const char *privdrop_skip_reason(const struct privdrop *pd);
 
 /* The user to become: `name`, or if empty "echod" if it exists, else
- * "nobody". Refuses root (uid or gid 0). */
+ * "nobody". Refuses root (uid or gid 0). Looked up in a short-lived
+ * child, so no NSS module is ever loaded into echod itself. */
 int resolve_user(const char *name, char *resolved, size_t resolvedlen,
                  uid_t *uid, gid_t *gid, char *err, size_t errlen);
 

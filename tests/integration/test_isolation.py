@@ -20,7 +20,8 @@ import pytest
 
 from conftest import gdb
 from conftest import (ECHOD_BIN, EXIT_OSERR, READY_TIMEOUT, ROOT, Echod,
-                      kill_pids, reader_of, workers_of,
+                      children_of, comm, kill_pids, reader_of,
+                      workers_of,
                       free_port, is_event, parse_logfmt,
                       run_echod, tcp_echo, wait_until)
 from test_sandbox import (
@@ -229,6 +230,61 @@ def test_lookup_sockets_do_not_reach_the_sandbox(policy, tmp_path, spawn):
         with open("/proc/net/unix") as f:
             held = [l for l in f if l.split()[6] in inodes]
         assert held == [], f"pid {pid} holds unix sockets: {held}"
+    assert d.stop() == 0
+
+
+NSS_MODULE_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pwd.h>
+/* Like glibc for a "passwd: files systemd" line: a lookup that misses in
+ * /etc/passwd loads a module (MODULE, with whatever it needs: libm for
+ * libnss_systemd) and keeps it mapped for good. */
+struct passwd *getpwnam(const char *name)
+{
+	struct passwd *(*real)(const char *) = dlsym(RTLD_NEXT, "getpwnam");
+	dlopen(MODULE, RTLD_NOW | RTLD_NODELETE);
+	return real(name);
+}
+"""
+
+
+def echod_pids(d):
+    """Every process of d: supervisor, workers, reader, keeper, metrics."""
+    return [d.pid] + children_of(d.pid) + children_of(d.keeper_pid())
+
+
+@needs_root
+def test_no_nss_module_is_mapped(policy, tmp_path, spawn):
+    """The user lookup runs in a child that exits: no echod process maps
+    an NSS module (a test module the lookup loads, and the host's own
+    libnss_*), nor libm, which libnss_systemd brings and echod never
+    uses."""
+    cc = shutil.which("cc") or pytest.skip("no C compiler")
+    src, shim = tmp_path / "nss.c", tmp_path / "nss.so"
+    mod_src, mod = tmp_path / "mod.c", tmp_path / "libnss_echodtest.so.2"
+    mod_src.write_text("int echodtest_module;\n")
+    src.write_text(NSS_MODULE_SHIM)
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(mod), str(mod_src),
+                    "-lm", "-Wl,--no-as-needed"], check=True, timeout=60)
+    subprocess.run([cc, "-shared", "-fPIC", f'-DMODULE="{mod}"', "-o",
+                    str(shim), str(src), "-ldl"], check=True, timeout=60)
+    os.chmod(tmp_path, 0o755)
+    port, mport = free_port(), free_port()
+    d = spawn(["env", f"LD_PRELOAD={shim}", ECHOD_BIN, "-c",
+               policy(f"metrics 127.0.0.1:{mport}\n"), "-l", "127.0.0.1",
+               "-p", port, "-w", "2"], port)
+    wait_until(lambda: d.metrics_pid() is not None, 5, what="metrics")
+    pids = echod_pids(d)
+    assert len(pids) == 6, pids  # supervisor, 2 workers, reader, keeper,
+    #                              and the metrics process
+    for pid in pids:
+        with open(f"/proc/{pid}/maps") as f:
+            maps = f.read()
+        assert str(shim) in maps, f"pid {pid}: the shim was not loaded"
+        for lib in ("libnss_", "/libm.so", "/libm-"):
+            assert lib not in maps, f"pid {pid} ({comm(pid)}) maps {lib}"
+    assert tcp_echo("127.0.0.1", port, b"no nss") == b"no nss"
     assert d.stop() == 0
 
 
