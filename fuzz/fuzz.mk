@@ -29,7 +29,7 @@ FUZZ_MODS_fuzz_http	 = http
 FUZZ_MODS_fuzz_guard	 = guard ratelimit siphash acl addr units policy \
 			   errmsg log logline counters default_policy
 FUZZ_MODS_fuzz_ratelimit = ratelimit siphash addr units
-FUZZ_MODS_fuzz_tcp	 = tcp pipepool guard ratelimit siphash acl addr units \
+FUZZ_MODS_fuzz_tcp	 = tcp pipepool slab guard ratelimit siphash acl addr units \
 			   policy errmsg log logline counters listener facts \
 			   default_policy
 FUZZ_MODS_fuzz_tcp_admit = guard ratelimit siphash acl addr units policy \

@@ -26,12 +26,14 @@
 #include "guard.h"
 #include "log.h"
 #include "pipepool.h"
+#include "slab.h"
 #include "variant.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,31 +86,35 @@ static const bool conn_may_enter[CONN_NSTATES][CONN_NSTATES] = {
     [CONN_SPENT] = {[CONN_DRAINING] = true},
 };
 
-/* Ordered without holes: 10,000 idle connections are 10,000 of these. */
+/* Widest first, without holes, flags in bits: 10,000 idle connections
+ * are 10,000 of these (120 bytes) side by side in the server's slab. */
 struct conn {
-	int fd;
-	enum conn_state state;
-	struct pipe_ends pipe; /* (only with has_pipe) */
-	size_t piped;          /* bytes taken off the socket, not yet sent */
-	bool blocked;     /* the peer's window is full: wait for EPOLLOUT */
-	bool slow;        /* the last send was partial: peek tcp-buffer only */
-	bool has_pipe;    /* a pool pipe is lent to this connection */
-	bool rate_exempt; /* rate-exempt source: no byte rate */
 	uint64_t last_active, started;
 	uint64_t bytes, bytes_in;
 	uint64_t window_start, window_in; /* tcp-min-rate: bytes this window */
 	struct tcp_source *source; /* counted while the connection lives */
 	struct conn *prev, *next;  /* idle list, least recently active first */
 	struct tcp_server *srv;
+	int fd;
+	struct pipe_ends pipe; /* (only with has_pipe) */
+	uint32_t piped;        /* bytes taken off the socket, not yet sent */
 	/* The peer, formatted only for a log line (peer_name). */
 	struct ipaddr peer;
+	enum conn_state state : 8;
+	bool blocked : 1;  /* the peer's window is full: wait for EPOLLOUT */
+	bool slow : 1;     /* the last send was partial: peek tcp-buffer only */
+	bool has_pipe : 1; /* a pool pipe is lent to this connection */
+	bool rate_exempt : 1; /* rate-exempt source: no byte rate */
 	uint16_t peer_port;
 };
+/* piped holds at most one transfer. */
+static_assert(SPLICE_PIPE_BYTES <= UINT32_MAX, "piped is 32 bits");
 
 struct tcp_server {
 	struct loop *loop;
 	const struct policy *policy;
-	char *scratch; /* TCP_READ_CHUNK bytes shared by all connections */
+	char *scratch;      /* TCP_READ_CHUNK bytes shared by all connections */
+	struct slab *conns; /* every struct conn: max_connections of them */
 	struct pipe_pool *pipes; /* the splice path's pipes; NULL: none */
 	bool splice_refused;     /* the kernel said no once: copy path only */
 	struct conn *oldest, *newest;
@@ -202,7 +208,7 @@ conn_close(struct conn *c, const char *why)
 	tcp_guard_closed(srv->guard, c->source);
 	if (c->state == CONN_THROTTLED)
 		srv->nthrottled--;
-	free(c);
+	slab_free(srv->conns, c);
 }
 
 /* How much may be peeked now: the chunk (tcp-buffer for a peer that is
@@ -662,10 +668,10 @@ static struct conn *
 conn_new(struct tcp_server *srv, int fd, const struct sockaddr *sa,
          const char *peer, const struct tcp_admission *a)
 {
-	struct conn *c = calloc(1, sizeof(*c));
+	struct conn *c = slab_alloc(srv->conns);
 
 	if (c == NULL || loop_add(srv->loop, fd, EPOLLIN, conn_event, c) != 0) {
-		free(c);
+		slab_free(srv->conns, c);
 		return NULL;
 	}
 	c->fd = fd;
@@ -896,7 +902,8 @@ tcp_server_new(struct loop *l, const struct policy *p,
 	                                   .window_start = now_ms()};
 	srv->scratch = malloc(TCP_READ_CHUNK);
 	srv->guard = tcp_guard_new(p, f, max_connections);
-	if (srv->scratch == NULL || srv->guard == NULL) {
+	srv->conns = slab_new(sizeof(struct conn), max_connections);
+	if (srv->scratch == NULL || srv->guard == NULL || srv->conns == NULL) {
 		tcp_server_free(srv);
 		return NULL;
 	}
@@ -927,20 +934,22 @@ tcp_server_free(struct tcp_server *srv)
 		conn_close(srv->oldest, "shutdown");
 	tcp_guard_free(srv->guard);
 	pipe_pool_free(srv->pipes);
+	slab_destroy(srv->conns);
 	free(srv->scratch);
 	free(srv);
 }
 
-/* Besides struct conn: its epoll registration and malloc's header. */
-#define CONN_KERNEL_AND_MALLOC 512
+/* Besides its struct conn (in the slab): its epoll registration. */
+#define CONN_KERNEL 512
 
 unsigned long long
 tcp_memory_bound(const struct policy *p, unsigned max_connections)
 {
-	unsigned long long per_conn =
-	    p->tcp_buffer + sizeof(struct conn) + CONN_KERNEL_AND_MALLOC;
+	unsigned long long per_conn = p->tcp_buffer + CONN_KERNEL;
 
-	return max_connections * per_conn + p->tcp_buffer + TCP_READ_CHUNK +
+	return max_connections * per_conn +
+	       slab_bytes(sizeof(struct conn), max_connections) +
+	       p->tcp_buffer + TCP_READ_CHUNK +
 	       tcp_splice_memory(p, max_connections) +
 	       tcp_guard_bytes(p, max_connections);
 }

@@ -2,7 +2,7 @@
  * tcp: stream echo with backpressure; the unsent echo stays in the kernel
  * (its receive queue, or a pipe of the worker's pool for one transfer).
  * Map: packet-path layer; calls counters, facts, guard, listener, log, loop,
- * pipepool, policy, variant.
+ * pipepool, policy, slab, variant.
  */
 #ifndef ECHOD_TCP_H
 #define ECHOD_TCP_H
