@@ -13,7 +13,9 @@ CFLAGS	?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(HARDEN) $(CFLAGS) \
 	     $(EXTRA_CFLAGS) -Isrc -I$(BUILD)/gen
 LDFLAGS	+= -pie -Wl,-z,relro,-z,now $(EXTRA_LDFLAGS)
-LIBS	 = -lseccomp -lcap -lbpf
+# libbpf is not linked: xdp.c opens it when the policy asks for the
+# prefilter (the unit tests call it directly).
+LIBS	 = -lseccomp -lcap
 
 # The XDP prefilter: clang's BPF target, then embedded in echod by bpftool.
 BPF_CLANG ?= clang
@@ -116,7 +118,7 @@ $(BUILD)/echo-client: $(CLIENT_OBJ) $(BUILD)/obj/units.o $(BUILD)/flags
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) -lm
 
 $(BUILD)/test_%: $(BUILD)/obj/test_%.o $(CORE_OBJ) $(BUILD)/flags
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBS) -lcmocka
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBS) -lbpf -lcmocka
 
 # echo-bench, the load generator of `make bench`: bench/, one file per
 # mode on shared options, sockets and the checked pattern, as echo-client.

@@ -5,11 +5,11 @@
 #include "log.h"
 
 #include "bpf/prefilter.h"
-/* The object, embedded by bpftool gen skeleton (build/gen). */
-#include "prefilter.skel.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <bpf/libbpf_version.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <linux/if_link.h>
 #include <net/if.h>
@@ -29,6 +29,92 @@
 #define RATE_MARGIN 2
 
 #define LIBBPF_LOG_LINES 40
+
+/*
+ * libbpf (and libelf and libz with it) is opened only when the policy
+ * asks for the prefilter: a process without one maps none of them, and
+ * none of their code sits in a sandbox that never calls it. Each libbpf
+ * function used here or by the skeleton is called through this table,
+ * filled by open_libbpf(); the names are redirected below, after it.
+ */
+#define LIBBPF_CALLS(X)                                                        \
+	X(bpf_link_create)                                                     \
+	X(bpf_map__fd)                                                         \
+	X(bpf_map__lookup_elem)                                                \
+	X(bpf_map__name)                                                       \
+	X(bpf_map__set_max_entries)                                            \
+	X(bpf_map__update_elem)                                                \
+	X(bpf_map_freeze)                                                      \
+	X(bpf_object__attach_skeleton)                                         \
+	X(bpf_object__destroy_skeleton)                                        \
+	X(bpf_object__detach_skeleton)                                         \
+	X(bpf_object__load_skeleton)                                           \
+	X(bpf_object__open_skeleton)                                           \
+	X(bpf_program__fd)                                                     \
+	X(libbpf_num_possible_cpus)                                            \
+	X(libbpf_set_print)
+
+#define STR(x)        #x
+#define SONAME(major) "libbpf.so." STR(major)
+#define LIBBPF_SONAME SONAME(LIBBPF_MAJOR_VERSION)
+
+#define LIBBPF_FIELD(f) __typeof__(f) *f;
+static struct {
+	LIBBPF_CALLS(LIBBPF_FIELD)
+} libbpf;
+#undef LIBBPF_FIELD
+
+/* Once, as root before the sandbox: dlopen with the search rules of the
+ * link, every function found or none used. */
+static int
+open_libbpf(char *err, size_t errlen)
+{
+	static void *lib;
+	const char *missing = NULL;
+
+	if (lib != NULL)
+		return 0;
+	lib = dlopen(LIBBPF_SONAME, RTLD_NOW | RTLD_LOCAL);
+	if (lib == NULL)
+		return errmsg(err, errlen,
+		              "cannot load %s (install libbpf, or set "
+		              "'allow-downgrade xdp-prefilter'): %s",
+		              LIBBPF_SONAME, dlerror());
+#define LIBBPF_RESOLVE(f)                                                      \
+	if (missing == NULL && (*(void **)&libbpf.f = dlsym(lib, #f)) == NULL) \
+		missing = #f;
+	LIBBPF_CALLS(LIBBPF_RESOLVE)
+#undef LIBBPF_RESOLVE
+	if (missing != NULL) {
+		dlclose(lib);
+		lib = NULL;
+		return errmsg(err, errlen,
+		              "%s has no %s: libbpf %d or later "
+		              "is needed",
+		              LIBBPF_SONAME, missing, LIBBPF_MAJOR_VERSION);
+	}
+	return 0;
+}
+
+#define bpf_link_create              libbpf.bpf_link_create
+#define bpf_map__fd                  libbpf.bpf_map__fd
+#define bpf_map__lookup_elem         libbpf.bpf_map__lookup_elem
+#define bpf_map__name                libbpf.bpf_map__name
+#define bpf_map__set_max_entries     libbpf.bpf_map__set_max_entries
+#define bpf_map__update_elem         libbpf.bpf_map__update_elem
+#define bpf_map_freeze               libbpf.bpf_map_freeze
+#define bpf_object__attach_skeleton  libbpf.bpf_object__attach_skeleton
+#define bpf_object__destroy_skeleton libbpf.bpf_object__destroy_skeleton
+#define bpf_object__detach_skeleton  libbpf.bpf_object__detach_skeleton
+#define bpf_object__load_skeleton    libbpf.bpf_object__load_skeleton
+#define bpf_object__open_skeleton    libbpf.bpf_object__open_skeleton
+#define bpf_program__fd              libbpf.bpf_program__fd
+#define libbpf_num_possible_cpus     libbpf.libbpf_num_possible_cpus
+#define libbpf_set_print             libbpf.libbpf_set_print
+
+/* The object, embedded by bpftool gen skeleton (build/gen): its inline
+ * functions call libbpf through the names above. */
+#include "prefilter.skel.h"
 
 struct xdp_prefilter {
 	struct prefilter *skel;
@@ -293,6 +379,10 @@ xdp_load(const struct policy *p, const struct facts *f,
 
 	if (x == NULL) {
 		errmsg(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (open_libbpf(err, errlen) != 0) {
+		free(x);
 		return NULL;
 	}
 	libbpf_set_print(libbpf_print);

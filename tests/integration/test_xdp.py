@@ -16,6 +16,7 @@ import collections
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import struct
@@ -500,6 +501,65 @@ def test_needs_cap_bpf_and_net_admin_only_with_the_directive(net, socks):
             d.kill_all()
             os.unlink(d.policy_path)
         assert not attached(p.srv)
+
+
+BPF_LIBS = ("/libbpf.so", "/libelf", "/libz.so")
+
+
+def mapped_bpf_libs(pid):
+    with open(f"/proc/{pid}/maps") as f:
+        maps = f.read()
+    return [lib for lib in BPF_LIBS if lib in maps]
+
+
+def test_libbpf_is_opened_only_with_the_directive(net):
+    """libbpf (and libelf and libz with it) is opened for the prefilter
+    only: without the directive no echod process maps any of them."""
+    p = net()
+    for policy in (PREFILTER, ""):
+        d = start_raw(p, policy)
+        try:
+            pids = [d.pid] + d.workers()
+            assert len(pids) == 2, pids
+            assert mapped_bpf_libs(d.pid) == (list(BPF_LIBS) if policy
+                                              else []), d.pid
+            for pid in pids[1:]:
+                assert mapped_bpf_libs(pid) == (list(BPF_LIBS) if policy
+                                                else []), pid
+            assert d.stop() == 0
+        finally:
+            d.kill_all()
+            os.unlink(d.policy_path)
+
+
+def test_libbpf_that_cannot_be_used_is_a_refusal(net, tmp_path, socks):
+    """A libbpf.so.1 without the functions echod calls: the start is
+    refused at step xdp_load, naming the missing function, unless the
+    policy allows the downgrade."""
+    cc = shutil.which("cc") or pytest.skip("no C compiler")
+    os.chmod(tmp_path, 0o755)
+    src = tmp_path / "fake.c"
+    src.write_text("int not_libbpf;\n")
+    subprocess.run([cc, "-shared", "-fPIC", "-Wl,-soname,libbpf.so.1", "-o",
+                    str(tmp_path / "libbpf.so.1"), str(src)], check=True,
+                   timeout=60)
+    p = net()
+    wrap = ("env", f"LD_LIBRARY_PATH={tmp_path}")
+    rc, f, log = refusal(start_raw(p, PREFILTER, wait=False, wrap=wrap))
+    assert rc == EXIT_OSERR, log
+    assert f["step"] == "xdp_load", log
+    assert "libbpf.so.1 has no bpf_link_create" in f["msg"], log
+    d = start_raw(p, PREFILTER + "allow-downgrade xdp-prefilter\n",
+                  wrap=wrap)
+    try:
+        why = parse_logfmt(d.wait_event("xdp_unavailable"))
+        assert why["step"] == "xdp_load", why
+        s = udp_in(p.cli, socks, CLI4, EPHEMERAL)
+        expect_echo(s, b"served anyway", (SRV4, PORT))
+    finally:
+        d.kill_all()
+        os.unlink(d.policy_path)
+    assert not attached(p.srv)
 
 
 # ---------------------------------------------------------------- 6. sandbox
