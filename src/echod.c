@@ -242,7 +242,33 @@ open_policy_directory(const struct boot *b)
 		refuse("policy_reader", why);
 }
 
-/* Step 6, first: the policy reader, before the supervisor's own sandbox
+/* Step 6, first: every filter echod will load, compiled before the
+ * forks: each child loads its own with one system call, and none runs
+ * libseccomp (sandbox.h). The reader's is its own in any build. */
+static void
+compile_filters(const struct boot *b)
+{
+	static const enum sandbox_role guarded[] = {
+	    SANDBOX_SUPERVISOR, SANDBOX_WORKER, SANDBOX_KEEPER,
+	    SANDBOX_METRICS};
+	bool log_only = policy.sandbox_log;
+
+	if (b->opts.config != NULL &&
+	    sandbox_prepare(SANDBOX_READER, log_only, why, sizeof(why)) != 0)
+		refuse("seccomp", why);
+	for (size_t i = 0; GUARDS_ON && i < sizeof(guarded) / sizeof(*guarded);
+	     i++) {
+		if ((guarded[i] == SANDBOX_KEEPER ||
+		     guarded[i] == SANDBOX_METRICS) &&
+		    !policy.metrics_on)
+			continue;
+		if (sandbox_prepare(guarded[i], log_only, why, sizeof(why)) !=
+		    0)
+			refuse("seccomp", why);
+	}
+}
+
+/* Step 6, next: the policy reader, before the supervisor's own sandbox
  * (which it must not inherit: it alone may open a file). -1 without -c. */
 static int
 start_policy_reader(const struct boot *b)
@@ -517,6 +543,7 @@ main(int argc, char **argv)
 	drop_privileges(&b);
 	seal_process(&b);
 	report_downgrades(&b);
+	compile_filters(&b);
 	b.reader_fd = start_policy_reader(&b);
 	booted = &b;
 	enter_sandbox(&b);

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
@@ -238,6 +239,88 @@ sandbox_build(enum sandbox_role role, bool log_only, char *err, size_t errlen)
 	return ctx;
 }
 
+/* Filters compiled by sandbox_prepare, by role: inherited by the fork. */
+static struct {
+	struct sock_filter *insns; /* NULL: not prepared */
+	unsigned short len;
+	bool log_only;
+} prepared[SANDBOX_KEEPER + 1];
+
+/* The whole of what the pipe holds, up to max bytes; -1 past max. */
+static ssize_t
+read_to_end(int fd, void *buf, size_t max)
+{
+	size_t got = 0;
+
+	while (got < max) {
+		ssize_t n = read(fd, (char *)buf + got, max - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			return (ssize_t)got;
+		got += (size_t)n;
+	}
+	return -1;
+}
+
+int
+sandbox_prepare(enum sandbox_role role, bool log_only, char *err, size_t errlen)
+{
+	const size_t max = BPF_MAXINSNS * sizeof(struct sock_filter);
+	struct sock_filter *insns;
+	scmp_filter_ctx ctx;
+	int fds[2], rc;
+	ssize_t n = -1;
+
+	err[0] = '\0';
+	if (install_trap(err, errlen) != 0)
+		return -1;
+	ctx = sandbox_build(role, log_only, err, errlen);
+	if (ctx == NULL)
+		return -1;
+	/* A pipe holds the largest program (32 KiB): the export never
+	 * waits for this reader. */
+	if (pipe2(fds, O_CLOEXEC) != 0) {
+		seccomp_release(ctx);
+		return errmsg(err, errlen, "pipe2: %s", strerror(errno));
+	}
+	rc = seccomp_export_bpf(ctx, fds[1]);
+	close(fds[1]);
+	seccomp_release(ctx);
+	insns = malloc(max);
+	if (rc == 0 && insns != NULL)
+		n = read_to_end(fds[0], insns, max);
+	close(fds[0]);
+	if (rc != 0 || n <= 0 || n % (ssize_t)sizeof(*insns) != 0) {
+		free(insns);
+		return errmsg(err, errlen, "seccomp_export_bpf: %s",
+		              rc != 0 ? strerror(-rc) : "no whole program");
+	}
+	free(prepared[role].insns);
+	prepared[role].insns = realloc(insns, (size_t)n);
+	if (prepared[role].insns == NULL)
+		prepared[role].insns = insns;
+	prepared[role].len = (unsigned short)(n / (ssize_t)sizeof(*insns));
+	prepared[role].log_only = log_only;
+	return 0;
+}
+
+/* The filter sandbox_prepare compiled: one system call, as seccomp_load
+ * makes it (no flag: no TSYNC, no LOG, no listener). */
+static int
+load_prepared(enum sandbox_role role, char *err, size_t errlen)
+{
+	struct sock_fprog prog = {.len = prepared[role].len,
+	                          .filter = prepared[role].insns};
+
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
+		return errmsg(err, errlen, "seccomp(SET_MODE_FILTER): %s",
+		              strerror(errno));
+	return 0;
+}
+
 int
 sandbox_enter(enum sandbox_role role, bool log_only, char *err, size_t errlen)
 {
@@ -247,6 +330,8 @@ sandbox_enter(enum sandbox_role role, bool log_only, char *err, size_t errlen)
 	err[0] = '\0';
 	if (install_trap(err, errlen) != 0)
 		return -1;
+	if (prepared[role].insns != NULL && prepared[role].log_only == log_only)
+		return load_prepared(role, err, errlen);
 	ctx = sandbox_build(role, log_only, err, errlen);
 	if (ctx == NULL)
 		return -1;

@@ -51,8 +51,19 @@ scmp_filter_ctx sandbox_build(enum sandbox_role role, bool log_only, char *err,
 /* Build and load the filter for a role; 0, or -1 with a reason in err.
  * The first call installs the SIGSYS handler: a forbidden call does not
  * run, the process logs event=sandbox_violation syscall=NAME nr=N and dies
- * by SIGSYS (SECCOMP_RET_KILL_PROCESS on the handler's way out). */
+ * by SIGSYS (SECCOMP_RET_KILL_PROCESS on the handler's way out). A filter
+ * sandbox_prepare compiled for this role and log_only is loaded as it is. */
 int sandbox_enter(enum sandbox_role role, bool log_only, char *err,
                   size_t errlen);
+
+/*
+ * Compile a role's filter to BPF now, and install the SIGSYS handler, for
+ * the children forked afterwards: their sandbox_enter loads it with one
+ * system call, and so none of them runs libseccomp (nor binds its symbols
+ * through the dynamic linker), which would map pages of both in every
+ * child. 0, or -1 with a reason in err.
+ */
+int sandbox_prepare(enum sandbox_role role, bool log_only, char *err,
+                    size_t errlen);
 
 #endif

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "sandbox.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -26,6 +27,19 @@
 #include <unistd.h>
 
 #define MAX_NAMES 128
+
+/* Set: libseccomp's seccomp_load refuses, as if unusable. A child whose
+ * filter was compiled before the fork (sandbox_prepare) must not need it. */
+static bool libseccomp_load_refused;
+
+int
+seccomp_load(const scmp_filter_ctx ctx)
+{
+	int (*real)(const scmp_filter_ctx) =
+	    (int (*)(const scmp_filter_ctx))dlsym(RTLD_NEXT, "seccomp_load");
+
+	return libseccomp_load_refused ? -EPERM : real(ctx);
+}
 
 struct names {
 	char name[MAX_NAMES][32];
@@ -436,6 +450,53 @@ test_log_mode_does_not_kill(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* Compiled here, before the forks, the filters load in each child
+ * without libseccomp, and do what the ones it loads do; a child that asks
+ * for the other mode (log) gets libseccomp's. Last: the prepared filters
+ * stay for the rest of this process. */
+static void
+test_prepared_filters(void **state)
+{
+	static const enum probe forbidden[] = {
+	    PROBE_EXECVE, PROBE_OPENAT,    PROBE_SOCKET,
+	    PROBE_PTRACE, PROBE_MMAP_EXEC, PROBE_FORK,
+	};
+	char err[256];
+	int status;
+
+	(void)state;
+	libseccomp_load_refused = true;
+	/* Not prepared yet: the child's libseccomp load is refused. */
+	status = run_probe(PROBE_OPENAT, false);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 100);
+	assert_int_equal(
+	    sandbox_prepare(SANDBOX_WORKER, false, err, sizeof(err)), 0);
+	assert_int_equal(
+	    sandbox_prepare(SANDBOX_METRICS, false, err, sizeof(err)), 0);
+	status = run_probe(PROBE_ALLOWED, false);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	for (size_t i = 0; i < sizeof(forbidden) / sizeof(*forbidden); i++)
+		assert_killed_by_sigsys(run_probe(forbidden[i], false));
+	for (int p = PROBE_CLONE3; p <= PROBE_RSEQ; p++) {
+		status = run_probe((enum probe)p, false);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+	assert_killed_by_sigsys(
+	    run_probe_as(SANDBOX_METRICS, PROBE_RECVMMSG, false));
+	/* Log mode was not prepared: libseccomp's path, refused here ... */
+	status = run_probe(PROBE_OPENAT, true);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 100);
+	/* ... and working once allowed. */
+	libseccomp_load_refused = false;
+	status = run_probe(PROBE_OPENAT, true);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int
 main(void)
 {
@@ -449,6 +510,7 @@ main(void)
 	    cmocka_unit_test(test_metrics_list_adds_nothing),
 	    cmocka_unit_test(test_supervisor_filter_serves_no_metrics),
 	    cmocka_unit_test(test_metrics_filter),
+	    cmocka_unit_test(test_prepared_filters),
 	};
 
 	/* The probes break the rules on purpose: their violation lines are
