@@ -38,6 +38,7 @@ SAN	 = -fsanitize=address,undefined -fno-sanitize-recover=all \
 .SECONDARY:
 
 .PHONY: all deps run test unit lint sanitize clang check-format format clean setcap \
+	bench-paths \
 	install uninstall deb bench unguarded
 
 all: $(BUILD)/echod $(BUILD)/echo-client $(BUILD)/echo-bench \
@@ -151,6 +152,10 @@ unguarded:
 BENCH_ARGS ?=
 bench: all unguarded
 	/usr/bin/python3 bench/bench.py $(BENCH_ARGS)
+
+# The TCP echo paths by data in flight (docs/performance.md says why).
+bench-paths: all
+	/usr/bin/python3 bench/paths.py $(PATHS_ARGS)
 
 unit: all
 	@for t in $(UNIT_TESTS); do ./$(BUILD)/$$t || exit 1; done

@@ -286,20 +286,43 @@ ROUND_METRICS = [
     ("udp_rtt_p99", "UDP RTT p99", "us", None, "p99_us"),
 ]
 RTT_KEYS = {"tcp_rtt_p50", "tcp_rtt_p99", "udp_rtt_p50", "udp_rtt_p99"}
-LOWER_IS_BETTER = {"tcp_rtt_p50", "tcp_rtt_p99", "udp_rtt_p50",
-                   "udp_rtt_p99", "idle_rss"}
+CPU_ROWS = [(k + "_cpu", f"{label}: server CPU (ms per GB echoed)")
+            for k, label, _, _, _ in ROUND_METRICS[:4]]
+LOWER_IS_BETTER = {k for k, _ in CPU_ROWS} | {
+    "tcp_rtt_p50", "tcp_rtt_p99", "udp_rtt_p50", "udp_rtt_p99", "idle_rss"}
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_busy_jiffies(cpu):
+    """Ticks CPU `cpu` spent working (user, nice, system, irq, softirq):
+    not idle, not waiting for I/O, not stolen by the hypervisor."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{cpu} "):
+            t = [int(x) for x in line.split()[1:8]]
+            return t[0] + t[1] + t[2] + t[5] + t[6]
+    raise BenchError(f"/proc/stat has no cpu{cpu}")
 
 
 def one_round(kind, seconds, srv_cpu, load_cpu, results):
-    """The throughput rows, this server alone (the splice path: TCP's)."""
+    """The throughput rows, this server alone (the splice path: TCP's).
+    With the server pinned to one CPU, each TCP row also records that
+    CPU's working time per GB echoed: the load generator's CPU sets the
+    MB/s on this machine, so what a server saves shows only there."""
     s = start(kind, srv_cpu)
+    per_cpu = srv_cpu is not None and srv_cpu.isdigit()
     try:
         for key, _, _, args, field in ROUND_METRICS:
             if key in RTT_KEYS or (kind == "splice" and
                                    not key.startswith("tcp")):
                 continue
+            busy = cpu_busy_jiffies(srv_cpu) if per_cpu else 0
             last = run_load(args + ["-d", seconds, s.host, s.port], load_cpu)
             results.setdefault((kind, key), []).append(float(last[field]))
+            if per_cpu and key.startswith("tcp"):
+                busy = cpu_busy_jiffies(srv_cpu) - busy
+                gb = float(last["bytes"]) / 1e9
+                results.setdefault((kind, key + "_cpu"), []).append(
+                    busy * 1000.0 / CLOCK_TICKS / gb)
         if not s.alive():
             raise BenchError(f"{kind} died during the round")
     finally:
@@ -629,6 +652,7 @@ def report(kinds, results, notes, cmd):
     names = {"echod": "echod", "unguarded": "echod unguarded",
              "splice": "echod, splice path", "go": "Go tutorial server"}
     rows = [(k, f"{label} ({unit})") for k, label, unit, _, _ in ROUND_METRICS]
+    rows += CPU_ROWS
     rows += [("idle_rss", f"RSS, {IDLE_CONNS:,} idle TCP connections"),
              ("attack_udp_pct", "under attack: legit UDP echoed"),
              ("attack_tcp_ratio",
@@ -700,8 +724,15 @@ def host():
             f"{os.cpu_count()} CPUs")
 
 
+def write_splice_policy():
+    """The splice column's policy: bench.conf with the splice path on."""
+    SPLICE_POLICY.parent.mkdir(parents=True, exist_ok=True)
+    SPLICE_POLICY.write_text(POLICY.read_text() + "\n# The splice path "
+                             "(bench.py).\ntcp-splice-pipes 16\n")
+
+
 def save_results(text, cmd, directory=RESULTS, when=None, commit=None,
-                 machine=None):
+                 machine=None, title="make bench"):
     """The run's report as bench/results/YYYY-MM-DD-HHMM-COMMIT.md (a
     second run within the minute gets -2, -3, ...): the command, the
     commit, the host, the tables and notes, then the BENCH lines in a
@@ -718,7 +749,7 @@ def save_results(text, cmd, directory=RESULTS, when=None, commit=None,
     prose = [l for l in lines
              if not l.startswith("BENCH ") and not l.startswith("command: ")]
     path.write_text(
-        f"# make bench, {when:%Y-%m-%d %H:%M} UTC, commit {commit}\n\n"
+        f"# {title}, {when:%Y-%m-%d %H:%M} UTC, commit {commit}\n\n"
         f"    {cmd}\n\n"
         f"Host: {machine or host()}.\n\n"
         + "\n".join(prose).strip("\n") + "\n\n"
@@ -755,9 +786,7 @@ def main():
     if "unguarded" not in skip:
         kinds.append("unguarded")
     if "splice" not in skip:
-        SPLICE_POLICY.parent.mkdir(parents=True, exist_ok=True)
-        SPLICE_POLICY.write_text(POLICY.read_text() + "\n# The splice path "
-                                 "(bench.py).\ntcp-splice-pipes 16\n")
+        write_splice_policy()
         kinds.append("splice")
     if "go" not in skip:
         why = build_go()

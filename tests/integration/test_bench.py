@@ -2,6 +2,8 @@
 wrong server fails instead of winning), and the unguarded comparison build
 cannot become a production server (SECURITY.md, "The benchmark build")."""
 
+import contextlib
+import io
 import os
 import socket
 import subprocess
@@ -271,13 +273,53 @@ def test_paired_ratio_is_the_median_of_each_rounds_ratio():
         pytest.approx(1.10)
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2,
+                    reason="the server CPU is measured only when pinned")
+def test_tcp_rows_record_the_server_cpus_work_per_gb():
+    """The load's one CPU sets a TCP row's MB/s on a two-CPU machine, so
+    each TCP row also records the pinned server CPU's working time per GB
+    echoed; the UDP rows do not (a datagram count, not bytes)."""
+    bench_py.write_splice_policy()
+    res = {}
+    bench_py.one_round("splice", "0.3", "0", "1", res)
+    tcp = [k for k, *_ in bench_py.ROUND_METRICS[:4]]
+    for key in tcp:
+        ms = res[("splice", key + "_cpu")]
+        # CPU 0 works while it echoes: some ms per GB, less than a second.
+        assert len(ms) == 1 and 20 < ms[0] < 1000, (key, ms)
+    assert sorted(k for _, k in res) == sorted(tcp + [k + "_cpu"
+                                                      for k in tcp])
+    res = {("echod", "tcp64_cpu"): [400.0], ("splice", "tcp64_cpu"): [300.0]}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        bench_py.report(["echod", "splice"], res, [], "make bench")
+    # Less CPU per GB is better: the splice column shows echod at 0.75x.
+    assert ("| TCP, 64 connections: server CPU (ms per GB echoed) | 400 | "
+            "300 (echod 0.75x) |") in out.getvalue()
+
+
+def test_paths_report_puts_each_shape_beside_the_copy_path():
+    import paths
+    res = {}
+    for kind, mbs in (("echod", 2000.0), ("splice", 1500.0)):
+        for key, _, _ in paths.SHAPES:
+            res[(kind, key, "mbs")] = [mbs]
+            res[(kind, key, "cpu")] = [400.0 if kind == "echod" else 300.0]
+            res[(kind, key, "load")] = [99.0]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        paths.report(["echod", "splice"], res, ["a note"])
+    text = out.getvalue()
+    assert ("| 64 connections, 256 KiB in flight each (make bench) | 2000 | "
+            "400 | 99% | 1500 (0.75x copy) | 300 | 99% |") in text
+    assert "BENCH server=splice metric=c64u_mbs median=1500.000" in text
+
+
 def test_each_run_writes_its_own_results_file(tmp_path):
     """make bench keeps each run as bench/results/DATE-TIME-COMMIT.md: the
     command, the commit, the host, the table and the BENCH lines; a
     second run in the same minute gets a file of its own."""
-    import contextlib
     import datetime
-    import io
     res = {("echod", "udp_rtt_p99"): [100.0, 400.0, 200.0],
            ("unguarded", "udp_rtt_p99"): [110.0, 300.0, 240.0]}
     cmd = "make bench BENCH_ARGS='--quick'"

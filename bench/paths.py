@@ -1,0 +1,140 @@
+#!/usr/bin/python3
+"""make bench-paths: echod's two TCP echo paths (copy and splice) and the Go
+server, by how much each connection keeps in flight.
+
+Why a run of its own: on a machine where the load generator has one CPU,
+a TCP row's MB/s is set by that CPU, and a server changes it only through
+the work its echo leaves the generator. This run varies the data in
+flight per connection (echo-bench -w, and unbounded writes) and records,
+for each shape and server, the MB/s, the server CPU's working time per GB
+echoed and how busy the load's CPU was, so the two effects can be told
+apart. Each round starts each server afresh, in an order rotated every
+round, after one unrecorded warm-up round; the table holds the medians.
+Server on CPU 0, load on CPU 1 (two CPUs or more are needed).
+"""
+
+import argparse
+import contextlib
+import io
+import statistics
+import sys
+import time
+
+import bench
+
+KIB = 1024
+SHAPES = [
+    # key, label, echo-bench args
+    ("c1w64k", "1 connection, 64 KiB in flight", ["-c", 1, "-w", 64 * KIB]),
+    ("c1w256k", "1 connection, 256 KiB in flight (make bench)",
+     ["-c", 1, "-w", 256 * KIB]),
+    ("c1w1m", "1 connection, 1 MiB in flight", ["-c", 1, "-w", 1024 * KIB]),
+    ("c1u", "1 connection, unbounded writes", ["-c", 1, "-u"]),
+    ("c64w16k", "64 connections, 16 KiB in flight each",
+     ["-c", 64, "-w", 16 * KIB]),
+    ("c64w64k", "64 connections, 64 KiB in flight each",
+     ["-c", 64, "-w", 64 * KIB]),
+    ("c64w256k", "64 connections, 256 KiB in flight each (make bench)",
+     ["-c", 64, "-w", 256 * KIB]),
+    ("c64u", "64 connections, unbounded writes", ["-c", 64, "-u"]),
+]
+NAMES = {"echod": "copy path", "splice": "splice path", "go": "Go"}
+
+
+def measure(s, args, seconds, results, kind, key):
+    """One load against server s: MB/s, server CPU ms per GB, load CPU %."""
+    srv0, load0 = bench.cpu_busy_jiffies(0), bench.cpu_busy_jiffies(1)
+    t0 = time.monotonic()
+    r = bench.run_load(["tcp"] + args + ["-d", seconds, s.host, s.port], "1")
+    wall = time.monotonic() - t0
+    srv = bench.cpu_busy_jiffies(0) - srv0
+    load = bench.cpu_busy_jiffies(1) - load0
+    gb = float(r["bytes"]) / 1e9
+    for what, v in (("mbs", float(r["mb_per_s"])),
+                    ("cpu", srv * 1000.0 / bench.CLOCK_TICKS / gb),
+                    ("load", 100.0 * load / bench.CLOCK_TICKS / wall)):
+        results.setdefault((kind, key, what), []).append(v)
+
+
+def one_round(kind, seconds, results):
+    s = bench.start(kind, "0")
+    try:
+        for key, _, args in SHAPES:
+            measure(s, args, seconds, results, kind, key)
+        if not s.alive():
+            raise bench.BenchError(f"{kind} died during the round")
+    finally:
+        s.stop()
+
+
+def report(kinds, results, notes):
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print("| shape | " + " | ".join(
+        f"{NAMES[k]} MB/s | {NAMES[k]} server ms/GB | load CPU busy"
+        for k in kinds) + " |")
+    print("|---" * (3 * len(kinds) + 1) + "|")
+    for key, label, _ in SHAPES:
+        cells = []
+        for k in kinds:
+            mbs, cpu = med[(k, key, "mbs")], med[(k, key, "cpu")]
+            ratio = ""
+            if k != "echod":
+                ratio = f" ({mbs / med[('echod', key, 'mbs')]:.2f}x copy)"
+            cells += [f"{mbs:.0f}{ratio}", f"{cpu:.0f}",
+                      f"{med[(k, key, 'load')]:.0f}%"]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print()
+    for n in notes:
+        print(f"note: {n}")
+    for (k, key, what), vals in sorted(results.items()):
+        print(f"BENCH server={k} metric={key}_{what} "
+              f"median={statistics.median(vals):.3f} rounds={len(vals)} "
+              "values=" + ",".join(f"{v:.3f}" for v in vals))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=1.0)
+    ap.add_argument("--results", default=str(bench.RESULTS),
+                    help="directory for this run's results file "
+                         "('' for none)")
+    a = ap.parse_args()
+    if len(bench.os.sched_getaffinity(0)) < 2:
+        sys.exit("bench-paths: needs two CPUs (server on 0, load on 1)")
+    bench.write_splice_policy()
+    kinds, notes = ["echod", "splice"], []
+    why = bench.build_go()
+    if why:
+        notes.append(why)
+    else:
+        kinds.append("go")
+    notes.append(f"load average at start: {bench.os.getloadavg()[0]:.2f}")
+    results = {}
+    try:
+        for kind in kinds:
+            bench.log(f"bench-paths: warm-up round (not recorded): {kind}")
+            one_round(kind, min(a.seconds, 0.5), {})
+        for r in range(a.rounds):
+            for kind in kinds[r % len(kinds):] + kinds[:r % len(kinds)]:
+                bench.log(f"bench-paths: round {r + 1}/{a.rounds}: {kind}")
+                one_round(kind, a.seconds, results)
+    except (bench.BenchError, bench.subprocess.TimeoutExpired) as e:
+        bench.log(f"bench-paths: FAILED: {e}")
+        return 1
+    notes.append(f"load average at end: {bench.os.getloadavg()[0]:.2f}")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        report(kinds, results, notes)
+    print(out.getvalue(), end="")
+    cmd = "make bench-paths" + (f" PATHS_ARGS='{' '.join(sys.argv[1:])}'"
+                                if sys.argv[1:] else "")
+    if a.results:
+        path = bench.save_results(out.getvalue(), cmd, bench.Path(a.results),
+                                  title="make bench-paths")
+        bench.log(f"bench-paths: results in {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
