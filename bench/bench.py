@@ -60,6 +60,7 @@ import ipaddress
 import platform
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -140,8 +141,8 @@ class Server:
     def alive(self):
         return self.proc.poll() is None
 
-    def rss_kib(self):
-        """VmRSS summed over the server and its descendants."""
+    def pids(self):
+        """The server's process and its descendants."""
         pids, todo = [], [self.proc.pid]
         parents = {}
         for d in os.listdir("/proc"):
@@ -156,6 +157,26 @@ class Server:
             p = todo.pop()
             pids.append(p)
             todo.extend(parents.get(p, []))
+        return pids
+
+    def counters(self, timeout=3.0):
+        """echod only: SIGUSR1, then the fields of the next event=counters
+        line."""
+        start = len(self.lines)
+        os.kill(self.proc.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines[start:]:
+                if " event=counters " in f" {line} ":
+                    return {k: int(v) for k, v in
+                            (w.split("=", 1) for w in line.split()
+                             if "=" in w) if v.isdigit()}
+            time.sleep(0.02)
+        raise BenchError(f"{self.kind}: no counters line after SIGUSR1")
+
+    def rss_kib(self):
+        """VmRSS summed over the server and its descendants."""
+        pids = self.pids()
         total = 0
         for p in pids:
             try:

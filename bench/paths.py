@@ -39,20 +39,68 @@ SHAPES = [
     ("c64u", "64 connections, unbounded writes", ["-c", 64, "-u"]),
 ]
 NAMES = {"echod": "copy path", "splice": "splice path", "go": "Go"}
+FIGURES = [
+    # figure, title, cell format
+    ("mbs", "Throughput (MB/s, every byte verified)", "{:.0f}"),
+    ("cpu", "Server CPU, working time per GB echoed (ms)", "{:.0f}"),
+    ("calls", "Server system calls per MB echoed (perf stat)", "{:.1f}"),
+    ("spliced", "Share of the echo that went through a pipe", "{:.0f}%"),
+    ("load", "The load generator's CPU, busy", "{:.0f}%"),
+]
+
+
+def perf_syscalls(pids):
+    """perf stat counting the system calls of pids, or None without perf."""
+    if bench.shutil.which("perf") is None:
+        return None
+    out = bench.Path(f"/tmp/echod-bench-paths-{bench.os.getpid()}.perf")
+    p = bench.subprocess.Popen(
+        ["perf", "stat", "-x,", "-o", str(out), "-e", "raw_syscalls:sys_enter",
+         "-p", ",".join(str(x) for x in pids)],
+        stdout=bench.subprocess.DEVNULL, stderr=bench.subprocess.DEVNULL)
+    return p, out
+
+
+def perf_count(started):
+    """Stop the perf stat of perf_syscalls; the calls it counted."""
+    p, out = started
+    p.send_signal(bench.signal.SIGINT)
+    p.wait(10)
+    try:
+        for line in out.read_text().splitlines():
+            if "raw_syscalls:sys_enter" in line:
+                return int(line.split(",")[0])
+    finally:
+        out.unlink(missing_ok=True)
+    raise bench.BenchError("perf stat counted no system calls")
 
 
 def measure(s, args, seconds, results, kind, key):
-    """One load against server s: MB/s, server CPU ms per GB, load CPU %."""
+    """One load against server s: MB/s, server CPU ms per GB, load CPU %,
+    and, where they can be had, the server's system calls per MB (perf)
+    and the share of the echo that was spliced (echod's counters)."""
+    echod = kind != "go"
+    c0 = s.counters() if echod else None
+    perf = perf_syscalls(s.pids())
+    time.sleep(0.1)  # perf attaches to every thread before the load starts
     srv0, load0 = bench.cpu_busy_jiffies(0), bench.cpu_busy_jiffies(1)
     t0 = time.monotonic()
     r = bench.run_load(["tcp"] + args + ["-d", seconds, s.host, s.port], "1")
     wall = time.monotonic() - t0
     srv = bench.cpu_busy_jiffies(0) - srv0
     load = bench.cpu_busy_jiffies(1) - load0
-    gb = float(r["bytes"]) / 1e9
-    for what, v in (("mbs", float(r["mb_per_s"])),
-                    ("cpu", srv * 1000.0 / bench.CLOCK_TICKS / gb),
-                    ("load", 100.0 * load / bench.CLOCK_TICKS / wall)):
+    mb = float(r["bytes"]) / 1e6
+    got = [("mbs", float(r["mb_per_s"])),
+           ("cpu", srv * 1000.0 / bench.CLOCK_TICKS / (mb / 1000.0)),
+           ("load", 100.0 * load / bench.CLOCK_TICKS / wall)]
+    if perf is not None:
+        got.append(("calls", perf_count(perf) / mb))
+    if echod:
+        c1 = s.counters()
+        out = c1["tcp_bytes_out"] - c0["tcp_bytes_out"]
+        got.append(("spliced", 100.0 * (c1["tcp_splice_bytes"] -
+                                        c0["tcp_splice_bytes"]) / out))
+    for what, v in got:
         results.setdefault((kind, key, what), []).append(v)
 
 
@@ -68,22 +116,24 @@ def one_round(kind, seconds, results):
 
 
 def report(kinds, results, notes):
+    """One table per figure: the shapes down, the servers across."""
     med = {k: statistics.median(v) for k, v in results.items()}
-    print("| shape | " + " | ".join(
-        f"{NAMES[k]} MB/s | {NAMES[k]} server ms/GB | load CPU busy"
-        for k in kinds) + " |")
-    print("|---" * (3 * len(kinds) + 1) + "|")
-    for key, label, _ in SHAPES:
-        cells = []
-        for k in kinds:
-            mbs, cpu = med[(k, key, "mbs")], med[(k, key, "cpu")]
-            ratio = ""
-            if k != "echod":
-                ratio = f" ({mbs / med[('echod', key, 'mbs')]:.2f}x copy)"
-            cells += [f"{mbs:.0f}{ratio}", f"{cpu:.0f}",
-                      f"{med[(k, key, 'load')]:.0f}%"]
-        print(f"| {label} | " + " | ".join(cells) + " |")
-    print()
+    for what, title, fmt in FIGURES:
+        if not any(w == what for _, _, w in med):
+            continue
+        print(f"{title}:\n")
+        print("| shape | " + " | ".join(NAMES[k] for k in kinds) + " |")
+        print("|---" * (len(kinds) + 1) + "|")
+        for key, label, _ in SHAPES:
+            cells = []
+            for k in kinds:
+                v = med.get((k, key, what))
+                cell = "—" if v is None else fmt.format(v)
+                if what == "mbs" and k != "echod" and v is not None:
+                    cell += f" ({v / med[('echod', key, 'mbs')]:.2f}x copy)"
+                cells.append(cell)
+            print(f"| {label} | " + " | ".join(cells) + " |")
+        print()
     for n in notes:
         print(f"note: {n}")
     for (k, key, what), vals in sorted(results.items()):

@@ -36,7 +36,6 @@ Namespaces, BENCH, ROOT, POLICY) and report() with the medians.
 """
 
 import os
-import signal
 import subprocess
 import time
 
@@ -95,21 +94,6 @@ def _worker(b, pid):
     if len(kids) != 1:
         raise b.BenchError(f"expected one worker, found {kids}")
     return kids[0]
-
-
-def _counters(b, s, timeout=3.0):
-    """SIGUSR1, then the fields of the next event=counters line."""
-    start = len(s.lines)
-    os.kill(s.proc.pid, signal.SIGUSR1)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in s.lines[start:]:
-            if " event=counters " in f" {line} ":
-                return {k: int(v) for k, v in
-                        (w.split("=", 1) for w in line.split() if "=" in w)
-                        if v.isdigit()}
-        time.sleep(0.02)
-    raise b.BenchError("no counters line after SIGUSR1")
 
 
 def _udp_snmp(b, ns, netns):
@@ -209,7 +193,7 @@ def _link(b, ns, netns, dev):
 def _snapshot(b, ns, s, worker):
     """Everything a row counts, read together."""
     return {"flood": _link(b, ns, ns.fld, "ebf-f"),
-            "echod": _counters(b, s),
+            "echod": s.counters(),
             "server": _udp_snmp(b, ns, ns.srv),
             "client": _udp_snmp(b, ns, ns.cli),
             "ticks": _cpu_ticks(worker), "waited": _runqueue_ns(worker),
