@@ -16,8 +16,10 @@ Server on CPU 0, load on CPU 1 (two CPUs or more are needed).
 import argparse
 import contextlib
 import io
+import select
 import statistics
 import sys
+import tempfile
 import time
 
 import bench
@@ -44,20 +46,40 @@ FIGURES = [
     ("mbs", "Throughput (MB/s, every byte verified)", "{:.0f}"),
     ("cpu", "Server CPU, working time per GB echoed (ms)", "{:.0f}"),
     ("calls", "Server system calls per MB echoed (perf stat)", "{:.1f}"),
+    ("sleeps", "Server waits (voluntary context switches) per MB echoed",
+     "{:.1f}"),
     ("spliced", "Share of the echo that went through a pipe", "{:.0f}%"),
     ("load", "The load generator's CPU, busy", "{:.0f}%"),
 ]
 
 
-def perf_syscalls(pids):
-    """perf stat counting the system calls of pids, or None without perf."""
+def perf_syscalls(pids, workdir):
+    """perf stat counting the system calls of pids, started disabled and
+    enabled through its control FIFO: its "ack" says it counts. None
+    without perf."""
     if bench.shutil.which("perf") is None:
         return None
-    out = bench.Path(f"/tmp/echod-bench-paths-{bench.os.getpid()}.perf")
+    ctl, ack, out = (workdir / n for n in ("ctl", "ack", "out"))
+    for fifo in (ctl, ack):
+        fifo.unlink(missing_ok=True)
+        bench.os.mkfifo(fifo)
     p = bench.subprocess.Popen(
         ["perf", "stat", "-x,", "-o", str(out), "-e", "raw_syscalls:sys_enter",
+         "-D", "-1", "--control", f"fifo:{ctl},{ack}",
          "-p", ",".join(str(x) for x in pids)],
         stdout=bench.subprocess.DEVNULL, stderr=bench.subprocess.DEVNULL)
+    # Read-write opens do not wait for the other end.
+    wfd = bench.os.open(ctl, bench.os.O_RDWR)
+    rfd = bench.os.open(ack, bench.os.O_RDWR)
+    try:
+        bench.os.write(wfd, b"enable\n")
+        ready, _, _ = select.select([rfd], [], [], 10)
+        if not ready or not bench.os.read(rfd, 64).startswith(b"ack"):
+            p.kill()
+            raise bench.BenchError("perf stat did not acknowledge enable")
+    finally:
+        bench.os.close(wfd)
+        bench.os.close(rfd)
     return p, out
 
 
@@ -66,33 +88,46 @@ def perf_count(started):
     p, out = started
     p.send_signal(bench.signal.SIGINT)
     p.wait(10)
-    try:
-        for line in out.read_text().splitlines():
-            if "raw_syscalls:sys_enter" in line:
-                return int(line.split(",")[0])
-    finally:
-        out.unlink(missing_ok=True)
+    for line in out.read_text().splitlines():
+        if "raw_syscalls:sys_enter" in line:
+            return int(line.split(",")[0])
     raise bench.BenchError("perf stat counted no system calls")
 
 
-def measure(s, args, seconds, results, kind, key):
+def sleeps(pids):
+    """Voluntary context switches of every thread of pids: how often the
+    server waited, each a wake-up someone else paid for."""
+    n = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for t in bench.Path(f"/proc/{pid}/task").iterdir():
+                for line in (t / "status").read_text().splitlines():
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        n += int(line.split()[1])
+    return n
+
+
+def measure(s, args, seconds, results, kind, key, workdir):
     """One load against server s: MB/s, server CPU ms per GB, load CPU %,
     and, where they can be had, the server's system calls per MB (perf)
     and the share of the echo that was spliced (echod's counters)."""
     echod = kind != "go"
     c0 = s.counters() if echod else None
-    perf = perf_syscalls(s.pids())
-    time.sleep(0.1)  # perf attaches to every thread before the load starts
+    pids = s.pids()
+    perf = perf_syscalls(pids, workdir)
     srv0, load0 = bench.cpu_busy_jiffies(0), bench.cpu_busy_jiffies(1)
+    sleeps0 = sleeps(pids)
     t0 = time.monotonic()
     r = bench.run_load(["tcp"] + args + ["-d", seconds, s.host, s.port], "1")
     wall = time.monotonic() - t0
+    slept = sleeps(pids) - sleeps0
     srv = bench.cpu_busy_jiffies(0) - srv0
     load = bench.cpu_busy_jiffies(1) - load0
     mb = float(r["bytes"]) / 1e6
     got = [("mbs", float(r["mb_per_s"])),
            ("cpu", srv * 1000.0 / bench.CLOCK_TICKS / (mb / 1000.0)),
-           ("load", 100.0 * load / bench.CLOCK_TICKS / wall)]
+           ("load", 100.0 * load / bench.CLOCK_TICKS / wall),
+           ("sleeps", slept / mb)]
     if perf is not None:
         got.append(("calls", perf_count(perf) / mb))
     if echod:
@@ -107,8 +142,9 @@ def measure(s, args, seconds, results, kind, key):
 def one_round(kind, seconds, results):
     s = bench.start(kind, "0")
     try:
-        for key, _, args in SHAPES:
-            measure(s, args, seconds, results, kind, key)
+        with tempfile.TemporaryDirectory(prefix="echod-bench-paths-") as d:
+            for key, _, args in SHAPES:
+                measure(s, args, seconds, results, kind, key, bench.Path(d))
         if not s.alive():
             raise bench.BenchError(f"{kind} died during the round")
     finally:

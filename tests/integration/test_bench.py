@@ -318,6 +318,36 @@ def test_paths_report_puts_each_shape_beside_the_copy_path():
     assert "BENCH server=splice metric=c64u_mbs median=1500.000" in text
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2,
+                    reason="bench-paths pins the server and the load")
+def test_paths_measures_each_figure_from_a_real_echod(tmp_path):
+    """bench-paths' figures for one short load: the share spliced comes
+    from echod's counters (0% on the copy path, all of it with free
+    pipes), the waits from /proc, the system calls from perf if there."""
+    import shutil
+    import paths
+    bench_py.write_splice_policy()
+    res = {}
+    for kind in ("echod", "splice"):
+        s = bench_py.start(kind, "0")
+        try:
+            paths.measure(s, ["-c", 1, "-w", 65536], "0.3", res, kind,
+                          "c1w64k", tmp_path)
+        finally:
+            s.stop()
+    assert res[("echod", "c1w64k", "spliced")] == [0.0]
+    assert res[("splice", "c1w64k", "spliced")] == [100.0]
+    for kind in ("echod", "splice"):
+        figures = {w for k, _, w in res if k == kind}
+        assert {"mbs", "cpu", "load", "sleeps"} <= figures
+        assert ("calls" in figures) == (shutil.which("perf") is not None)
+        assert res[(kind, "c1w64k", "mbs")][0] > 10
+        # A 64 KiB round trip at a time: the server waits for each one.
+        assert res[(kind, "c1w64k", "sleeps")][0] > 1
+        if "calls" in figures:
+            assert res[(kind, "c1w64k", "calls")][0] > 1
+
+
 def test_each_run_writes_its_own_results_file(tmp_path):
     """make bench keeps each run as bench/results/DATE-TIME-COMMIT.md: the
     command, the commit, the host, the table and the BENCH lines; a
