@@ -7,9 +7,11 @@ a TCP row's MB/s is set by that CPU, and a server changes it only through
 the work its echo leaves the generator. This run varies the data in
 flight per connection (echo-bench -w, and unbounded writes) and records,
 for each shape and server, the MB/s, the server CPU's working time per GB
-echoed and how busy the load's CPU was, so the two effects can be told
-apart. Each round starts each server afresh, in an order rotated every
-round, after one unrecorded warm-up round; the table holds the medians.
+echoed, the server's system calls and waits per MB, the share of echod's
+echo that went through a pipe and how busy the load's CPU was, so the
+two effects can be told apart. Each round starts each server afresh, in
+an order rotated every round, after one unrecorded warm-up round; the
+tables hold the medians.
 Server on CPU 0, load on CPU 1 (two CPUs or more are needed).
 """
 
